@@ -1,0 +1,68 @@
+"""Errors a user can reach.
+
+Every user-facing failure is an :class:`RtDeployError` whose message fits on one line and says what
+was given, what is accepted, and what to do. The CLI prints it and exits non-zero; it never shows a
+traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class RtDeployError(Exception):
+    """Base class of every error a user can act on.
+
+    ``exit_code`` is the process exit status the CLI uses for it.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))
+
+
+class ModelError(RtDeployError):
+    """Unknown depth, family or model option."""
+
+
+class WeightsError(RtDeployError):
+    """A weights file that is missing, unreadable, or does not fit the model."""
+
+
+class ArtifactError(RtDeployError):
+    """An input artifact (ONNX, engine, manifest) that is missing, corrupt or of the wrong kind."""
+
+
+class OutputError(RtDeployError):
+    """An output path that cannot be written."""
+
+
+class ExportError(RtDeployError):
+    """The ONNX export or its checks failed."""
+
+
+class DataError(RtDeployError):
+    """Images or tensors that cannot be read or used."""
+
+
+class ValidationFailed(RtDeployError):
+    """A candidate model is out of tolerance against its reference."""
+
+    exit_code = 3
+
+
+class PrecisionError(RtDeployError):
+    """FP16 conversion or INT8 calibration cannot be done as asked."""
+
+
+class EngineError(RtDeployError):
+    """TensorRT engine building, loading or running failed."""
+
+
+class MissingDependency(RtDeployError):
+    """An optional dependency (TensorRT, CUDA, a GPU) is not available."""
+
+    exit_code = 4
+
+
+class BenchmarkError(RtDeployError):
+    """A benchmark cannot be run as asked."""
