@@ -1,0 +1,32 @@
+"""The public Python API: one function per CLI command, with the same options and defaults.
+
+    from rtdeploy import api
+    api.export(depth=50)                       # == rtdeploy export --depth 50
+    api.validate("resnet50.onnx")              # == rtdeploy validate resnet50.onnx
+
+Each function returns the stage's result object and raises :class:`rtdeploy.errors.RtDeployError`
+subclasses for anything a user can fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def export(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,
+           in_channels: int = 3, variant: str | None = None, image_size: int | None = None, opset: int = 17,
+           batch: int | str = "dynamic", output: str | os.PathLike | None = None):
+    """Export a ResNet to ONNX with its manifest (``rtdeploy export``).
+
+    Returns:
+        :class:`rtdeploy.export.ExportResult` (``path``, ``manifest``, ``meta``).
+    """
+    from rtdeploy.export import ExportConfig, export_onnx
+    from rtdeploy.models import family_of
+
+    family_of(depth)  # an unknown depth fails before anything else is checked
+    out = Path(output) if output is not None else Path(f"resnet{depth}.onnx")
+    cfg = ExportConfig(depth=depth, output=out, weights=Path(weights) if weights else None, num_classes=num_classes,
+                       in_channels=in_channels, variant=variant, image_size=image_size, opset=opset, batch=batch)
+    return export_onnx(cfg)

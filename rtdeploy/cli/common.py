@@ -1,0 +1,89 @@
+"""Helpers shared by the CLI commands: error handling, JSON output, option types.
+
+A command is a thin layer: parse options, build the stage's config, call one library function,
+print the result. An :class:`RtDeployError` becomes one line on stderr and its exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from rtdeploy.errors import RtDeployError
+
+log = logging.getLogger("rtdeploy")
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn RtDeployError into ``error: <message>`` and a non-zero exit; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RtDeployError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; no partial output was kept", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def emit_json(data: Any, target: str | None) -> None:
+    """Write ``data`` as JSON to ``target`` (a path, or ``-`` for stdout) atomically."""
+    if target is None:
+        return
+    if target == "-":
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    from rtdeploy.artifacts import write_json_atomic
+
+    write_json_atomic(Path(target), data)
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """A plain aligned text table of ``rows`` (dicts), for terminals and logs."""
+    if not rows:
+        return "(no rows)"
+    columns = columns or list(rows[0])
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _numeric(s: str) -> bool:
+    return s.replace(",", "").replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()
+
+
+def depth_option(**kwargs) -> Callable:
+    """``--depth N``: the ResNet depth, validated by the registry (the error lists valid depths)."""
+    from rtdeploy.models.registry import valid_depths_text
+
+    kwargs.setdefault("default", 50)
+    kwargs.setdefault("show_default", True)
+    return click.option("--depth", type=int, help=f"ResNet depth: {valid_depths_text()}.", **kwargs)
+
+
+def setup_logging(verbose: int) -> None:
+    """Log to stderr: warnings by default, info with -v, debug with -vv."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -1,0 +1,63 @@
+"""The ``rtdeploy`` command: a group of stage commands, each in its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from rtdeploy import __version__
+from rtdeploy.cli.common import setup_logging
+
+# (module, attribute): each stage's command lives beside the others; a module not written yet is
+# simply absent from --help.
+COMMANDS = [
+    ("rtdeploy.cli.summary_cmd", "summary"),
+    ("rtdeploy.cli.export_cmd", "export"),
+    ("rtdeploy.cli.validate_cmd", "validate"),
+    ("rtdeploy.cli.quantize_cmd", "quantize"),
+    ("rtdeploy.cli.build_engine_cmd", "build_engine"),
+    ("rtdeploy.cli.bench_cmd", "bench"),
+    ("rtdeploy.cli.run_cmd", "run"),
+    ("rtdeploy.cli.package_cmd", "package"),
+    ("rtdeploy.cli.doctor_cmd", "doctor"),
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rtdeploy")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """rtdeploy: PyTorch ResNet -> ONNX -> FP16 / INT8 -> TensorRT engine -> benchmarks.
+
+    \b
+    Typical flow:
+      rtdeploy export --depth 50                 # resnet50.onnx + resnet50.onnx.json
+      rtdeploy validate resnet50.onnx            # onnxruntime vs PyTorch
+      rtdeploy quantize resnet50.onnx --int8     # calibrated Q/DQ model
+      rtdeploy build-engine --onnx resnet50.int8.onnx
+      rtdeploy bench --depth 18,50 --backend onnxruntime
+      rtdeploy run --depth 50                    # all of it, one report folder
+    """
+    setup_logging(verbose)
+
+
+def _register() -> None:
+    for module, attr in COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        cli.add_command(getattr(mod, attr))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    cli(prog_name="rtdeploy")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Small ONNX graph clean-ups after export, so every later pass sees one plain graph.
+
+- Constant sub-graphs (the pad amounts the exporter computes for the CIFAR shortcut) are evaluated
+  once and stored as initializers.
+- ``Identity`` nodes over initializers (the exporter's de-duplication of equal tensors, e.g. the
+  zero biases of freshly initialised folded BatchNorms) are replaced by a private copy per consumer,
+  so each Conv owns its weights and bias and the precision passes can edit them one by one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fold_constants(model) -> int:
+    """Evaluate nodes whose inputs are all constant; returns how many nodes were removed."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    graph_outputs = {o.name for o in graph.output}
+    keep, removed = [], 0
+    for node in graph.node:
+        foldable = node.op_type not in ("Identity",) and all((not i) or i in consts for i in node.input)
+        if foldable and not (set(node.output) & graph_outputs):
+            fn = onnx.helper.make_graph(
+                [node], "fold", [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.UNDEFINED, None) for i in node.input if i],
+                [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output],
+            )
+            sub = onnx.helper.make_model(fn, opset_imports=model.opset_import)
+            values = ReferenceEvaluator(sub).run(None, {i: consts[i] for i in node.input if i})
+            for name, value in zip(node.output, values):
+                consts[name] = np.asarray(value)
+                graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+            removed += 1
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    _drop_unused_initializers(model)
+    return removed
+
+
+def materialize_identities(model) -> int:
+    """Replace ``Identity(initializer)`` nodes with a copy of the initializer; returns the count."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    graph_outputs = {o.name for o in graph.output}
+    keep, removed = [], 0
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in graph_outputs:
+            array = numpy_helper.to_array(inits[node.input[0]])
+            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+            removed += 1
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    _drop_unused_initializers(model)
+    return removed
+
+
+def _drop_unused_initializers(model) -> None:
+    graph = model.graph
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
