@@ -1,0 +1,55 @@
+"""Shared fixtures: the real CIFAR-10 data beside the project, small exported models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _cifar_root() -> Path:
+    return Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
+
+
+@pytest.fixture(scope="session")
+def cifar_root() -> Path:
+    """../shared/data/cifar10 (or $RTDEPLOY_CIFAR10); skips the test when it is absent."""
+    root = _cifar_root()
+    if not (root / "weights").is_dir() or not (root / "dev").is_dir():
+        pytest.skip(f"real CIFAR-10 data not found at {root} (set RTDEPLOY_CIFAR10 or place ../shared/data/cifar10)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_weights(cifar_root: Path):
+    """A function depth -> path of the trained CIFAR ResNet checkpoint of that depth."""
+
+    def find(depth: int) -> Path:
+        hits = sorted((cifar_root / "weights").glob(f"resnet{depth}-*.th"))
+        if not hits:
+            pytest.skip(f"no trained ResNet-{depth} weights in {cifar_root / 'weights'}")
+        return hits[0]
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A function (depth, image_size=None, **kw) -> ExportResult, cached per session."""
+    from rtdeploy.export import ExportConfig, export_onnx
+
+    cache: dict = {}
+    base = tmp_path_factory.mktemp("exported")
+
+    def get(depth: int, image_size: int | None = None, **kw):
+        key = (depth, image_size, tuple(sorted(kw.items())))
+        if key not in cache:
+            out = base / f"r{depth}_{image_size}_{len(cache)}.onnx"
+            cache[key] = export_onnx(ExportConfig(depth=depth, output=out, image_size=image_size, **kw))
+        return cache[key]
+
+    return get
