@@ -30,3 +30,25 @@ def export(*, depth: int = 50, weights: str | os.PathLike | None = None, num_cla
     cfg = ExportConfig(depth=depth, output=out, weights=Path(weights) if weights else None, num_classes=num_classes,
                        in_channels=in_channels, variant=variant, image_size=image_size, opset=opset, batch=batch)
     return export_onnx(cfg)
+
+
+def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str | None = None, version: int = 1,
+            max_batch: int | None = None, preferred_batch: tuple[int, ...] = (), max_queue_delay_us: int = 100,
+            instances: int = 1, kind: str = "gpu", force: bool = False) -> Path:
+    """Write a Triton model repository entry for an ONNX model or engine (``rtdeploy package --triton``).
+
+    Returns:
+        The model folder ``triton/<name>``.
+    """
+    from rtdeploy.errors import PackageError
+    from rtdeploy.serving.triton import write_repository
+
+    if instances < 1:
+        raise PackageError(f"--instances {instances} is not accepted; give 1 or more")
+    if kind not in ("gpu", "cpu"):
+        raise PackageError(f"--kind {kind!r} is not accepted; give gpu or cpu")
+    if kind == "cpu" and Path(artifact).suffix in (".plan", ".engine"):
+        raise PackageError("a TensorRT engine runs only on a GPU; use --kind gpu, or package the ONNX model for CPU serving")
+    return write_repository(artifact, triton, name=name, version=version, force=force, max_batch=max_batch,
+                            preferred=tuple(preferred_batch), instances=instances,
+                            kind=f"KIND_{kind.upper()}", max_queue_delay_us=max_queue_delay_us)

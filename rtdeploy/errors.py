@@ -66,3 +66,7 @@ class MissingDependency(RtDeployError):
 
 class BenchmarkError(RtDeployError):
     """A benchmark cannot be run as asked."""
+
+
+class PackageError(RtDeployError):
+    """A serving hand-off (Triton model repository) cannot be written as asked."""

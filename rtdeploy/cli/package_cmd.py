@@ -1,0 +1,53 @@
+"""``rtdeploy package --triton DIR``: a Triton Inference Server model repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rtdeploy.cli.common import handle_errors
+
+
+def _batches(value: str | None) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of batch sizes such as 4,8") from None
+    if any(s < 1 for s in sizes):
+        raise click.BadParameter(f"{value!r}: batch sizes must be positive")
+    return sizes
+
+
+@click.command("package")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--triton", "repo", required=True, type=click.Path(path_type=Path), help="Model repository folder to write into.")
+@click.option("--name", help="Triton model name [default: from the file name, e.g. resnet50_int8].")
+@click.option("--version", "model_version", type=int, default=1, show_default=True, help="Model version folder.")
+@click.option("--max-batch", type=int, help="max_batch_size [default: the engine profile's max, or 32 for a dynamic ONNX].")
+@click.option("--preferred-batch", help="Preferred batch sizes for dynamic batching, e.g. 4,8,16.")
+@click.option("--max-queue-delay-us", type=int, default=100, show_default=True, help="Dynamic batching queue delay.")
+@click.option("--instances", type=int, default=1, show_default=True, help="Model instances per device.")
+@click.option("--kind", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True, help="Instance kind (ONNX models can serve on CPU).")
+@click.option("--force", is_flag=True, help="Replace an existing model folder of the same name.")
+@handle_errors
+def package(artifact, repo, name, model_version, max_batch, preferred_batch, max_queue_delay_us, instances, kind, force):
+    """Package ARTIFACT (an rtdeploy .onnx or .plan/.engine) for Triton Inference Server.
+
+    Writes DIR/<name>/config.pbtxt and DIR/<name>/<version>/model.onnx (backend onnxruntime) or
+    model.plan (platform tensorrt_plan). An engine only runs on the TensorRT version and GPU
+    it was built for: use a Triton release that ships the same TensorRT.
+
+    \b
+    Examples:
+      rtdeploy package resnet50.onnx --triton models/ --kind cpu
+      rtdeploy package resnet50.int8.plan --triton models/ --preferred-batch 8,16
+    """
+    from rtdeploy import api
+
+    dest = api.package(artifact, triton=repo, name=name, version=model_version, max_batch=max_batch,
+                       preferred_batch=_batches(preferred_batch), max_queue_delay_us=max_queue_delay_us,
+                       instances=instances, kind=kind, force=force)
+    click.echo(f"wrote Triton model {dest} (config.pbtxt + {model_version}/)")

@@ -1,0 +1,1 @@
+"""Hand-off to serving engines (Triton Inference Server model repositories)."""

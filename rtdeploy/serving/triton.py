@@ -1,0 +1,203 @@
+"""Hand-off to Triton Inference Server: a model repository for an ONNX model or a TensorRT engine.
+
+Layout written (one model per call)::
+
+    DIR/<name>/config.pbtxt
+    DIR/<name>/<version>/model.onnx | model.plan
+
+``config.pbtxt`` is protobuf text of Triton's ``ModelConfig``: platform, max_batch_size (from the
+engine's optimization profile, or the chosen maximum for a dynamic-batch ONNX), input/output
+names, dims and data types, dynamic batching with preferred batch sizes, and instance groups.
+The model folder is assembled in a temporary folder and renamed into place, so a failed run leaves
+no half-written model behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.errors import ArtifactError, OutputError, PackageError
+
+log = logging.getLogger(__name__)
+
+ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
+ENGINE_DTYPE_TO_TRITON = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as Triton sees it (dims without the batch axis when batching)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """What goes into config.pbtxt."""
+
+    name: str
+    platform: str
+    max_batch_size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 100
+    instance_count: int = 1
+    instance_kind: str = "KIND_GPU"
+    extra: dict = field(default_factory=dict)
+
+    def to_pbtxt(self) -> str:
+        """Protobuf text format of Triton's ModelConfig."""
+        lines = [f'name: "{self.name}"', f'platform: "{self.platform}"', f"max_batch_size: {self.max_batch_size}"]
+        lines += [_tensor_block("input", t) for t in self.inputs]
+        lines += [_tensor_block("output", t) for t in self.outputs]
+        if self.max_batch_size > 0:
+            pref = "".join(f"\n  preferred_batch_size: {b}" for b in self.preferred_batch_sizes)
+            lines.append(f"dynamic_batching {{{pref}\n  max_queue_delay_microseconds: {self.max_queue_delay_us}\n}}")
+        lines.append(f"instance_group [\n  {{\n    count: {self.instance_count}\n    kind: {self.instance_kind}\n  }}\n]")
+        return "\n".join(lines) + "\n"
+
+
+def _tensor_block(kind: str, t: TensorSpec) -> str:
+    dims = ", ".join(str(d) for d in t.dims)
+    return f'{kind} [\n  {{\n    name: "{t.name}"\n    data_type: {t.data_type}\n    dims: [ {dims} ]\n  }}\n]'
+
+
+def onnx_io(path: Path) -> tuple[list[tuple[str, str, list]], list[tuple[str, str, list]]]:
+    """(inputs, outputs) of an ONNX file as (name, Triton type, dims with None for dynamic)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError and others for a corrupt file
+        raise ArtifactError(f"{path} is not a readable ONNX model ({type(e).__name__}); re-export it with `rtdeploy export`") from e
+    inits = {i.name for i in model.graph.initializer}
+
+    def spec(vi):
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        return vi.name, ONNX_TO_TRITON.get(tt.elem_type, f"TYPE_UNKNOWN_{tt.elem_type}"), dims
+
+    return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]
+
+
+def build_config(
+    artifact: Path, *, name: str, max_batch: int | None = None, preferred: tuple[int, ...] = (),
+    instances: int = 1, kind: str | None = None, max_queue_delay_us: int = 100,
+) -> TritonConfig:
+    """The Triton config for an ONNX file (``.onnx``) or a TensorRT engine (``.plan``/``.engine``).
+
+    Raises:
+        PackageError: a batch option that contradicts the artifact (e.g. above an engine's profile).
+        ArtifactError: the artifact or its manifest is unreadable.
+    """
+    is_engine = artifact.suffix in (".plan", ".engine")
+    manifest = read_manifest(artifact)
+    onnx_path = _onnx_for(artifact, manifest) if is_engine else artifact
+    inputs, outputs = onnx_io(onnx_path)
+    if is_engine:
+        inputs, outputs = _engine_io_types(manifest, inputs, outputs)
+    batch_dim = inputs[0][2][0] if inputs and inputs[0][2] else None
+    mbs = _max_batch_size(manifest, is_engine, batch_dim, max_batch)
+    if preferred and mbs and max(preferred) > mbs:
+        raise PackageError(f"--preferred-batch {max(preferred)} exceeds max_batch_size {mbs}; give sizes up to {mbs}")
+    preferred = preferred or tuple(b for b in (1, 4, 8, 16, 32) if b <= mbs and b > 1)[:3]
+    strip = 1 if mbs > 0 else 0
+    to_specs = lambda items: tuple(TensorSpec(n, t, tuple(-1 if d is None else d for d in dims[strip:])) for n, t, dims in items)  # noqa: E731
+    return TritonConfig(
+        name=name, platform="tensorrt_plan" if is_engine else "onnxruntime_onnx", max_batch_size=mbs,
+        inputs=to_specs(inputs), outputs=to_specs(outputs), preferred_batch_sizes=preferred if mbs else (),
+        max_queue_delay_us=max_queue_delay_us, instance_count=instances,
+        instance_kind=kind or "KIND_GPU",
+    )
+
+
+def _onnx_for(engine: Path, manifest: dict) -> Path:
+    parent = (manifest.get("parent") or {}).get("path") or (manifest.get("onnx") or {}).get("path")
+    if not parent or not Path(parent).is_file():
+        raise ArtifactError(f"cannot find the ONNX model engine {engine.name} was built from (manifest parent: {parent}); keep it beside the engine or rebuild with `rtdeploy build-engine`")
+    return Path(parent)
+
+
+def _engine_io_types(manifest: dict, inputs: list, outputs: list) -> tuple[list, list]:
+    """Engines built strongly typed keep the ONNX I/O types; a manifest ``io`` list overrides them."""
+    io = {t["name"]: t for t in manifest.get("io", []) if isinstance(t, dict) and "name" in t}
+
+    def fix(items):
+        return [(n, ENGINE_DTYPE_TO_TRITON.get(io.get(n, {}).get("dtype", ""), t), d) for n, t, d in items]
+
+    return fix(inputs), fix(outputs)
+
+
+def _max_batch_size(manifest: dict, is_engine: bool, batch_dim: int | None, asked: int | None) -> int:
+    if asked is not None and asked < 0:
+        raise PackageError(f"--max-batch {asked} is negative; give 0 (no batching) or a positive size")
+    if is_engine:
+        prof = manifest.get("profile") or {}
+        top = prof.get("max") if isinstance(prof.get("max"), int) else (prof.get("max") or [None])[0]
+        if top is None:
+            raise ArtifactError("the engine manifest has no optimization profile; rebuild with `rtdeploy build-engine`")
+        if asked is not None and asked > top:
+            raise PackageError(f"--max-batch {asked} exceeds the engine's profile maximum {top}; rebuild with --batch 1:OPT:{asked} or give ≤ {top}")
+        return asked if asked is not None else top
+    if batch_dim is not None:  # fixed-batch ONNX: Triton must not add a batch axis
+        if asked:
+            raise PackageError(f"this ONNX has a fixed batch of {batch_dim}; --max-batch needs a dynamic-batch export (rtdeploy export --batch dynamic)")
+        return 0
+    return asked if asked is not None else 32
+
+
+def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, name: str | None = None, version: int = 1,
+                     force: bool = False, **config_kw) -> Path:
+    """Write ``repo/<name>/config.pbtxt`` and ``repo/<name>/<version>/model.{onnx,plan}``.
+
+    Args:
+        artifact: an rtdeploy ONNX model or TensorRT engine (with its manifest).
+        repo: the model repository folder (created if its parent exists).
+        name: the Triton model name (default: the artifact's stem, dots replaced by underscores).
+        version: the model version folder.
+        force: replace an existing model folder of that name.
+        **config_kw: options of :func:`build_config`.
+
+    Returns:
+        The model folder.
+    """
+    src = Path(artifact)
+    if not src.is_file():
+        raise ArtifactError(f"{src} does not exist; give an ONNX model or engine made by rtdeploy")
+    if version < 1:
+        raise PackageError(f"--version {version} is not accepted; Triton versions are positive integers")
+    name = name or src.name.split(".")[0] + "".join("_" + p for p in src.name.split(".")[1:-1])
+    repo = Path(repo)
+    if not repo.parent.exists():
+        raise OutputError(f"the parent of {repo} does not exist; create it first (mkdir -p {repo.parent})")
+    config = build_config(src, name=name, **config_kw)
+    dest = repo / name
+    if dest.exists() and not force:
+        raise OutputError(f"{dest} already exists; pass --force to replace it or choose another --name")
+    repo.mkdir(exist_ok=True)
+    filename = "model.plan" if config.platform == "tensorrt_plan" else "model.onnx"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
+    try:
+        (tmp / "config.pbtxt").write_text(config.to_pbtxt(), encoding="utf-8")
+        (tmp / str(version)).mkdir()
+        shutil.copyfile(src, tmp / str(version) / filename)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"could not write the Triton model {dest}: {e.strerror or e}; free space or choose another folder") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote Triton model %s", dest)
+    return dest
