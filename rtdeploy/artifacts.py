@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,17 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, manifest: Callable[[Path], dict] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure remove it.
 
     The caller writes the complete file to the yielded path (by any means, e.g. ``onnx.save``).
+
+    Args:
+        path: the destination.
+        manifest: called with the finished temporary file to make the artifact's manifest. The
+            artifact and its manifest are then put in place together under a lock on the folder,
+            so two runs writing the same path at once never leave one's file beside the other's
+            manifest.
     """
     dest = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -77,11 +84,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         _fsync(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, dest)
+        if manifest is None:
+            os.replace(tmp_path, dest)
+        else:
+            data = manifest(tmp_path)
+            data["artifact"] = dest.name
+            with _folder_lock(dest.parent):
+                os.replace(tmp_path, dest)
+                write_json_atomic(manifest_path(dest), data)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, sha256_file, write_manifest
+from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, sha256_file
 from rtdeploy.errors import ExportError, RtDeployError
 from rtdeploy.models import ModelMeta, build_model, load_weights, model_meta
 
@@ -89,20 +89,26 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     out = check_output_path(cfg.output)
     model = build_torch_model(meta, cfg.weights)
     start = time.perf_counter()
-    with atomic_path(out) as tmp:
+    done: dict = {}
+
+    def make_manifest(tmp: Path) -> dict:
+        done["manifest"] = new_manifest(
+            "onnx", tmp,
+            precision="fp32",
+            model=meta.to_dict(),
+            weights=_weights_entry(cfg.weights),
+            export={"exporter": "torchscript", "opset": cfg.opset, "batch": batch,
+                    "seconds": round(time.perf_counter() - start, 3)},
+            ops=done["ops"],
+            checks={"onnx_checker_full": True, "shape_inference": True, "batchnorm_folded": True},
+        )
+        return done["manifest"]
+
+    with atomic_path(out, manifest=make_manifest) as tmp:
         _torch_export(model, meta, tmp, cfg.opset, batch)
-        ops = _check_and_finalize(tmp)
-    seconds = time.perf_counter() - start
-    manifest = new_manifest(
-        "onnx", out,
-        precision="fp32",
-        model=meta.to_dict(),
-        weights=_weights_entry(cfg.weights),
-        export={"exporter": "torchscript", "opset": cfg.opset, "batch": batch, "seconds": round(seconds, 3)},
-        ops=ops,
-        checks={"onnx_checker_full": True, "shape_inference": True, "batchnorm_folded": True},
-    )
-    write_manifest(out, manifest)
+        done["ops"] = _check_and_finalize(tmp)
+    manifest = done["manifest"]
+    seconds = manifest["export"]["seconds"]
     log.info("exported %s to %s in %.2fs", meta.name, out, seconds)
     return ExportResult(out, manifest, meta)
 
