@@ -52,3 +52,25 @@ def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str
     return write_repository(artifact, triton, name=name, version=version, force=force, max_batch=max_batch,
                             preferred=tuple(preferred_batch), instances=instances,
                             kind=f"KIND_{kind.upper()}", max_queue_delay_us=max_queue_delay_us)
+
+
+def validate(model: str | os.PathLike, *, images: str | os.PathLike | None = None, samples: int | None = None,
+             batch: int = 8, reference: str | None = None, tolerances: dict | None = None, seed: int = 0,
+             providers: tuple[str, ...] = ("cpu",), progress: bool = False):
+    """Compare a model with its reference on random inputs and, if given, images (``rtdeploy validate``).
+
+    The reference is the PyTorch model rebuilt from the manifest for an FP32 export, and the parent
+    ONNX (onnxruntime) for FP16/INT8 models and TensorRT engines; ``reference`` overrides it
+    (``torch``, ``onnx`` or an ONNX path). Tolerances default per precision (see
+    ``rtdeploy.validate.DEFAULT_TOLERANCES``); ``tolerances`` overrides single limits by name.
+
+    Returns:
+        :class:`rtdeploy.validate.ValidationReport`; it does not raise when out of tolerance —
+        check ``report.passed`` or call ``report.raise_for_failure()``.
+    """
+    from rtdeploy.validate import ValidateConfig, validate_model
+
+    cfg = ValidateConfig(model=Path(model), images=Path(images) if images is not None else None, samples=samples,
+                         batch=batch, reference=reference, tolerances=dict(tolerances or {}), seed=seed,
+                         providers=tuple(providers), progress=progress)
+    return validate_model(cfg)

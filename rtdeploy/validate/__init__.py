@@ -1,0 +1,11 @@
+"""Compare a candidate (ONNX, FP16, INT8, TensorRT) with its reference on the same inputs."""
+
+from rtdeploy.validate.compare import Failure, OutputStats, check
+from rtdeploy.validate.report import SetReport, ValidationReport
+from rtdeploy.validate.run import ValidateConfig, compare_on_source, validate_model
+from rtdeploy.validate.tolerances import DEFAULT_TOLERANCES, Tolerance, tolerance_for
+
+__all__ = [
+    "DEFAULT_TOLERANCES", "Failure", "OutputStats", "SetReport", "Tolerance", "ValidateConfig", "ValidationReport",
+    "check", "compare_on_source", "tolerance_for", "validate_model",
+]

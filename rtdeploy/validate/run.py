@@ -1,0 +1,103 @@
+"""``validate``: compare a candidate runner with a reference runner on random inputs and images."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtdeploy.errors import ArtifactError, DataError
+from rtdeploy.validate.compare import OutputStats, check
+from rtdeploy.validate.report import SetReport, ValidationReport
+from rtdeploy.validate.targets import candidate_runner, load_target, reference_runner
+from rtdeploy.validate.tolerances import Tolerance, tolerance_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANDOM_SAMPLES = 16
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """What to validate and how.
+
+    Attributes:
+        model: the candidate (.onnx with its manifest, or a TensorRT .engine/.plan).
+        images: a folder of images or a .npy/.npz tensor file, compared in addition to random inputs.
+        samples: random samples (default 16); with ``images``, also the size of a seeded image subset
+            (default: all images).
+        batch: batch size fed to both runners.
+        reference: None (automatic), ``torch``, ``onnx`` (the parent ONNX) or an ONNX path.
+        tolerances: overrides of the precision's default limits, by :class:`Tolerance` field name.
+        seed: seed of the random inputs and of the image subset.
+        providers: onnxruntime execution providers for an ONNX candidate.
+        progress: show progress bars on stderr.
+    """
+
+    model: Path
+    images: Path | None = None
+    samples: int | None = None
+    batch: int = 8
+    reference: str | None = None
+    tolerances: dict = field(default_factory=dict)
+    seed: int = 0
+    providers: tuple[str, ...] = ("cpu",)
+    progress: bool = False
+
+
+def validate_model(cfg: ValidateConfig) -> ValidationReport:
+    """Compare ``cfg.model`` with its reference; the report says whether it is within tolerance.
+
+    Raises:
+        ArtifactError: the model or its reference cannot be read.
+        DataError: the images cannot be used.
+        MissingDependency: an engine was given and TensorRT is not available.
+    """
+    from rtdeploy.data import SyntheticSource, open_source
+
+    if cfg.batch < 1 or (cfg.samples is not None and cfg.samples < 1):
+        raise DataError(f"--batch and --samples must be positive, got {cfg.batch} and {cfg.samples}")
+    target = load_target(cfg.model)
+    tol = tolerance_for(target.precision, cfg.tolerances)
+    sources = [("random", SyntheticSource(target.meta, cfg.samples or DEFAULT_RANDOM_SAMPLES, seed=cfg.seed))]
+    if cfg.images is not None:  # opened before any model runs, so bad data fails fast
+        sources.append(("images", open_source(cfg.images, target.meta, limit=cfg.samples, seed=cfg.seed)))
+    reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
+    report = ValidationReport(str(target.path), target.precision, candidate.name, _label(reference), tol)
+    with reference, candidate:
+        for name, source in sources:
+            report.sets.append(compare_on_source(reference, candidate, source, tol, name=name, batch=cfg.batch, progress=cfg.progress))
+    log.info("validated %s: %s", target.path, "pass" if report.passed else report.failure_message())
+    return report
+
+
+def compare_on_source(reference, candidate, source, tol: Tolerance, *, name: str, batch: int = 8, progress: bool = False) -> SetReport:
+    """Run two active runners on every batch of ``source`` and check each output against ``tol``."""
+    start = time.perf_counter()
+    stats: dict[str, OutputStats] = {}
+    for images, labels in source.batches(batch, progress=progress):
+        ref_out = reference.infer({reference.input_names[0]: images})
+        cand_out = candidate.infer({candidate.input_names[0]: images})
+        for out_name, (ref, cand) in _pair_outputs(ref_out, cand_out).items():
+            if ref.shape != cand.shape:
+                raise ArtifactError(f"output {out_name!r}: candidate shape {cand.shape} differs from the reference's {ref.shape}; the two are not the same model")
+            stats.setdefault(out_name, OutputStats()).update(ref, cand, labels)
+    results = {k: v.result() for k, v in stats.items()}
+    failures = [f for k, r in results.items() for f in check(r, tol, output=k, input_set=source.description)]
+    return SetReport(name, source.description, source.fingerprint(), len(source), time.perf_counter() - start, results, failures)
+
+
+def _pair_outputs(ref: dict, cand: dict) -> dict:
+    shared = [k for k in ref if k in cand]
+    if shared:
+        return {k: (ref[k], cand[k]) for k in shared}
+    if len(ref) == len(cand) == 1:  # one output each, named differently
+        (rk, rv), (_, cv) = next(iter(ref.items())), next(iter(cand.items()))
+        return {rk: (rv, cv)}
+    raise ArtifactError(f"candidate outputs {sorted(cand)} share no name with the reference's {sorted(ref)}")
+
+
+def _label(runner) -> str:
+    path = getattr(runner, "path", None)
+    return f"{runner.name} {Path(path).name}" if path else runner.name

@@ -1,0 +1,159 @@
+"""What is validated against what: the candidate artifact, its manifest, and its reference runner.
+
+- FP32 ONNX from ``export``: the reference is the PyTorch model rebuilt from the manifest.
+- FP16 / INT8 ONNX (manifest with a ``parent``): the parent ONNX in onnxruntime.
+- TensorRT engine (``.engine`` / ``.plan``): the ONNX it was built from, in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtdeploy.artifacts import manifest_path, read_manifest, sha256_file
+from rtdeploy.errors import ArtifactError, MissingDependency
+from rtdeploy.models.metadata import ModelMeta
+from rtdeploy.validate.tolerances import PRECISIONS
+
+log = logging.getLogger(__name__)
+
+ENGINE_SUFFIXES = (".engine", ".plan")
+_MAX_CHAIN = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """The candidate artifact and what its manifest says about it."""
+
+    path: Path
+    manifest: dict
+    meta: ModelMeta
+    precision: str
+    is_engine: bool
+
+
+def load_target(path: str | Path) -> Target:
+    """Read and check the candidate artifact's manifest.
+
+    Raises:
+        ArtifactError: missing file, not an ONNX model, no or stale manifest, unknown precision.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactError(f"model {p} does not exist; give an .onnx file made by `rtdeploy export` (or an .engine)")
+    is_engine = p.suffix.lower() in ENGINE_SUFFIXES
+    if not manifest_path(p).exists():
+        if not is_engine:
+            _check_onnx_parses(p)
+        raise ArtifactError(
+            f"{p} has no manifest ({manifest_path(p).name} beside it), so rtdeploy cannot tell which model it holds; "
+            "make it with `rtdeploy export` (or the stage that made it) and keep the .json beside it"
+        )
+    manifest = read_manifest(p)
+    if manifest.get("sha256") != sha256_file(p):
+        raise ArtifactError(f"{p} does not match its manifest (sha256 differs): it was changed or truncated; re-run the stage that made it")
+    precision = manifest.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ArtifactError(f"{manifest_path(p).name} says precision {precision!r}; rtdeploy validates {', '.join(PRECISIONS)}")
+    model = _find_in_chain(manifest, "model")
+    if model is None:
+        raise ArtifactError(f"{manifest_path(p).name} and its parents name no model; re-run the stage that made {p.name}")
+    return Target(p, manifest, ModelMeta.from_dict(model[1]["model"]), precision, is_engine)
+
+
+def _check_onnx_parses(path: Path) -> None:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        ok = model.ir_version > 0 and len(model.graph.node) > 0
+    except Exception as e:  # protobuf raises DecodeError and friends for non-ONNX bytes
+        log.debug("onnx.load(%s) failed: %s", path, e)
+        ok = False
+    if not ok:
+        raise ArtifactError(f"{path} is not an ONNX model (it does not parse as one); give an .onnx file made by `rtdeploy export`")
+
+
+def parent_path(manifest: dict) -> Path | None:
+    """The artifact a manifest's stage read (``parent.path``), or None."""
+    parent = manifest.get("parent")
+    return Path(parent["path"]) if isinstance(parent, dict) and parent.get("path") else None
+
+
+def _find_in_chain(manifest: dict, key: str) -> tuple[Path | None, dict] | None:
+    """The nearest manifest (this one, its parent's, ...) holding ``key``, with its artifact path."""
+    current, path = manifest, None
+    for _ in range(_MAX_CHAIN):
+        if key in current and current[key] is not None:
+            return path, current
+        path = parent_path(current)
+        if path is None or not path.exists():
+            return None
+        current = read_manifest(path)
+    return None
+
+
+def candidate_runner(target: Target, providers: tuple[str, ...] = ("cpu",)):
+    """The runner for the candidate: onnxruntime, or TensorRT for an engine."""
+    if target.is_engine:
+        return _trt_runner(target.path)
+    from rtdeploy.runners.ort_runner import OrtRunner
+
+    return OrtRunner(target.path, providers=providers)
+
+
+def _trt_runner(path: Path):
+    try:
+        from rtdeploy.trt.runner import TrtRunner
+    except ImportError as e:
+        raise MissingDependency(
+            f"validating the engine {path} needs TensorRT ({e.name or 'tensorrt'} is not importable): "
+            "pip install \"rtdeploy[gpu]\" or use JetPack's TensorRT; `rtdeploy doctor` shows what is missing"
+        ) from e
+    return TrtRunner(path)
+
+
+def reference_runner(target: Target, choice: str | None = None):
+    """The reference runner for ``target``.
+
+    Args:
+        target: the candidate.
+        choice: None (automatic: the parent ONNX when the manifest has one, else PyTorch),
+            ``torch``, ``onnx`` (the parent ONNX), or the path of an ONNX model.
+
+    Raises:
+        ArtifactError: the asked-for reference does not exist or no longer matches the manifest.
+    """
+    from rtdeploy.runners.ort_runner import OrtRunner
+
+    parent = parent_path(target.manifest)
+    if choice == "torch" or (choice is None and parent is None):
+        return _torch_reference(target)
+    if choice in (None, "onnx"):
+        if parent is None:
+            raise ArtifactError(f"{target.path.name} has no parent ONNX in its manifest; use --reference torch or --reference PATH")
+        _check_parent(target, parent)
+        return OrtRunner(parent)
+    path = Path(choice)
+    if not path.is_file():
+        raise ArtifactError(f"reference {choice!r} is neither 'torch', 'onnx' nor an existing ONNX file")
+    return OrtRunner(path)
+
+
+def _check_parent(target: Target, parent: Path) -> None:
+    if not parent.is_file():
+        raise ArtifactError(f"the parent of {target.path.name}, {parent}, is gone; restore it, or use --reference torch or --reference PATH")
+    if sha256_file(parent) != target.manifest["parent"].get("sha256"):
+        raise ArtifactError(f"{parent} changed since {target.path.name} was made from it (sha256 differs); rebuild {target.path.name} or pass --reference PATH")
+
+
+def _torch_reference(target: Target):
+    from rtdeploy.export import torch_model_from_manifest
+    from rtdeploy.runners.torch_runner import TorchRunner
+
+    found = _find_in_chain(target.manifest, "weights")
+    if found is None:
+        raise ArtifactError(f"neither {target.path.name}'s manifest nor its parents' record the weights; use --reference onnx or --reference PATH")
+    model = torch_model_from_manifest(found[1])
+    return TorchRunner(model, target.meta.input_name, target.meta.output_name)

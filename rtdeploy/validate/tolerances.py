@@ -1,0 +1,79 @@
+"""Default tolerances per precision, and user overrides.
+
+A candidate passes when every statistic of every output is within its tolerance. Quantities in
+[0, 1] (cosine, agreements) have a lower bound; errors have an upper bound. ``None`` means "report,
+but do not check". Any NaN or Inf in the candidate (or the reference) always fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from rtdeploy.errors import RtDeployError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits for one candidate precision.
+
+    Attributes:
+        cosine: minimum mean per-sample cosine similarity of candidate vs reference outputs.
+        cosine_worst: minimum cosine similarity of the worst sample.
+        max_abs: maximum absolute error, as a fraction of the reference output's range (max - min).
+        max_rel: maximum relative error |c - r| / |r| (|r| floored at 0.1 % of max |r|); None by default.
+        top1: minimum top-1 agreement (candidate's top class == reference's top class).
+        top5: minimum top-5 agreement (reference's top class is among the candidate's top 5).
+        accuracy_drop: maximum drop in top-1 accuracy, in percentage points, when labels are given.
+    """
+
+    cosine: float | None = None
+    cosine_worst: float | None = None
+    max_abs: float | None = None
+    max_rel: float | None = None
+    top1: float | None = None
+    top5: float | None = None
+    accuracy_drop: float | None = None
+
+    def to_dict(self) -> dict:
+        """The limits by name."""
+        return dataclasses.asdict(self)
+
+
+# fp32: onnxruntime and PyTorch differ only by float rounding order (errors ~1e-6 of the range).
+# fp16: 10-bit mantissa, errors grow with depth; about 1e-3 of the range for these ResNets.
+# int8: quantization noise; a few percent of top-1 decisions may flip (see ../shared/data README).
+DEFAULT_TOLERANCES = {
+    "fp32": Tolerance(cosine=0.99999, cosine_worst=0.9999, max_abs=1e-4, top1=0.99, top5=1.0, accuracy_drop=0.1),
+    "fp16": Tolerance(cosine=0.9995, cosine_worst=0.995, max_abs=1e-2, top1=0.97, top5=0.99, accuracy_drop=0.5),
+    "int8": Tolerance(cosine=0.98, cosine_worst=0.85, max_abs=None, top1=0.85, top5=0.95, accuracy_drop=3.0),
+}
+
+# statistic -> (tolerance field, "min" or "max"): how each checked statistic meets its limit.
+CHECKS = {
+    "cosine_mean": ("cosine", "min"),
+    "cosine_worst": ("cosine_worst", "min"),
+    "max_abs_err_of_range": ("max_abs", "max"),
+    "max_rel_err": ("max_rel", "max"),
+    "top1_agreement": ("top1", "min"),
+    "top5_agreement": ("top5", "min"),
+    "accuracy_drop_points": ("accuracy_drop", "max"),
+}
+
+
+def tolerance_for(precision: str, overrides: dict[str, float | None] | None = None) -> Tolerance:
+    """The default tolerance of ``precision`` with ``overrides`` (field name -> value) applied.
+
+    Raises:
+        RtDeployError: unknown precision or override name.
+    """
+    if precision not in DEFAULT_TOLERANCES:
+        raise RtDeployError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
+    fields = {f.name for f in dataclasses.fields(Tolerance)}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise RtDeployError(f"unknown tolerance {unknown[0]!r}; accepted: {', '.join(sorted(fields))}")
+    return dataclasses.replace(DEFAULT_TOLERANCES[precision], **given)
