@@ -74,3 +74,28 @@ def validate(model: str | os.PathLike, *, images: str | os.PathLike | None = Non
                          batch=batch, reference=reference, tolerances=dict(tolerances or {}), seed=seed,
                          providers=tuple(providers), progress=progress)
     return validate_model(cfg)
+
+
+def summary(*, depth: int = 50, image_size: int | None = None, num_classes: int | None = None, in_channels: int = 3,
+            variant: str | None = None):
+    """Per-layer output shapes, parameters and MACs of a ResNet (``rtdeploy summary``).
+
+    Returns:
+        :class:`rtdeploy.models.summary.ModelSummary` (``rows``, ``total_params``, ``total_macs``, ``to_dict()``).
+    """
+    from rtdeploy.models import model_meta
+    from rtdeploy.models.summary import summarize
+
+    meta = model_meta(depth, num_classes=num_classes, in_channels=in_channels, variant=variant, image_size=image_size)
+    return summarize(meta)
+
+
+def doctor():
+    """What is installed, which CUDA devices are visible, and what each command still needs (``rtdeploy doctor``).
+
+    Returns:
+        :class:`rtdeploy.doctor.DoctorReport` (never raises for missing optional libraries).
+    """
+    from rtdeploy.doctor import diagnose
+
+    return diagnose()

@@ -1,0 +1,48 @@
+"""``rtdeploy doctor``: the installation, CUDA devices, and what each command is missing."""
+
+from __future__ import annotations
+
+import click
+
+from rtdeploy.cli.common import emit_json, format_table, handle_errors
+
+
+@click.command("doctor")
+@click.option("--json", "json_out", is_flag=False, flag_value="-", metavar="[FILE]",
+              help="Write the report as JSON to FILE (or stdout with a bare --json) instead of the tables.")
+@handle_errors
+def doctor(json_out):
+    """Show versions (Python, torch, onnx, onnxruntime and its providers, TensorRT, CUDA bindings),
+    CUDA devices, and per command what is missing and how to get it. Always exits 0.
+
+    \b
+    Examples:
+      rtdeploy doctor
+      rtdeploy doctor --json
+    """
+    from rtdeploy import api
+
+    report = api.doctor()
+    if json_out:
+        emit_json(report.to_dict(), json_out)
+        return
+    click.echo(f"Python {report.python['version']} ({report.python['executable']})")
+    click.echo(f"{report.platform['system']}, {report.platform['cpu']}, {report.platform['cores']} cores\n")
+    notes = dict(report.problems)
+    if report.packages.get("torch"):
+        notes.setdefault("torch", f"CUDA {report.torch_cuda}" if report.torch_cuda else "CPU build")
+    rows = [{"package": k, "version": v or "not installed", "note": notes.get(k, "")} for k, v in report.packages.items()]
+    click.echo(format_table(rows))
+    click.echo(f"\nonnxruntime providers: {', '.join(report.onnxruntime_providers) or 'none'}")
+    if report.cuda_devices:
+        for d in report.cuda_devices:
+            click.echo(f"CUDA device {d['index']}: {d['name']} (compute {d['capability']}, {d['memory_gib']} GiB, seen by {d['seen_by']})")
+    else:
+        click.echo("CUDA devices: none visible" + (f" ({report.problems['torch.cuda']})" if "torch.cuda" in report.problems else ""))
+    click.echo("")
+    rows = []
+    for command in report.commands:
+        missing = report.missing(command)
+        rows.append({"command": command, "status": "ready" if not missing else "missing " + ", ".join(m.name for m in missing),
+                     "how to get it": "; ".join(dict.fromkeys(m.fix for m in missing))})
+    click.echo(format_table(rows))
