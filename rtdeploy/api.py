@@ -99,3 +99,35 @@ def doctor():
     from rtdeploy.doctor import diagnose
 
     return diagnose()
+
+
+def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, precision: str = "fp32",
+          backend: str = "onnxruntime", device: str = "cpu", batch: int | str = "1", warmup: str | float = "200ms",
+          iterations: int | None = None, duration: str | float | None = None, repeats: int = 3, threads: int = 0,
+          image_size: int | None = None, cuda_graph: bool = False, channels_last: bool = False, compile: bool = False,
+          workdir: str | os.PathLike | None = None, json: str | os.PathLike | None = None,
+          markdown: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, progress: bool = False,
+          command: str | None = None):
+    """Time ResNets across depths, precisions, backends and batch sizes (``rtdeploy bench``).
+
+    List options take comma-separated strings or lists (``depth="18,50"`` or ``"all"``); durations
+    take ``"200ms"``, ``"3s"`` or seconds. ``iterations`` or ``duration`` (default 1 s) is the length
+    of each of the ``repeats`` interleaved timed windows. Artifacts are prepared in ``workdir``
+    (default ``~/.cache/rtdeploy/bench``) and reused while their manifests match; ``model`` times given
+    ONNX files or engines instead of a depth sweep.
+
+    Returns:
+        :class:`rtdeploy.bench.BenchResult` (``report``: the dict of ``rtdeploy/bench/schema.json``;
+        ``written``: the report files).
+
+    Raises:
+        BenchmarkError: bad options, nothing runnable, a batch the model or engine cannot take.
+        MissingDependency: a backend, or the GPU that ``device="cuda"`` needs, is absent.
+        OutputError: a report file in a missing or unwritable folder.
+    """
+    from rtdeploy.bench import benchmark
+
+    return benchmark(depth=depth, model=model, precision=precision, backend=backend, device=device, batch=batch, warmup=warmup,
+                     iterations=iterations, duration=duration, repeats=repeats, threads=threads, image_size=image_size,
+                     cuda_graph=cuda_graph, channels_last=channels_last, compile=compile, workdir=workdir, json=json,
+                     markdown=markdown, plot=plot, progress=progress, command=command)

@@ -1,0 +1,49 @@
+"""Benchmarks over any runner: warm-up, interleaved repeats, percentiles, reports.
+
+    from rtdeploy.bench import benchmark
+    result = benchmark(depth="18,50", backend="torch,onnxruntime", duration="1s", markdown="bench.md")
+    result.report["results"][0]["latency_ms"]
+
+Modules: ``options`` (parsing, config), ``harness`` (timing loops), ``stats`` (percentiles and
+spread), ``backends`` (runners per backend), ``prepare`` (artifacts), ``sweep`` (the whole run),
+``results`` / ``report`` / ``plot`` (records and their renderings), ``environment`` (the machine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class BenchResult:
+    """What a benchmark produced.
+
+    Attributes:
+        report: the report dict (schema ``rtdeploy/bench/schema.json``).
+        written: report files written (JSON, Markdown, PNG).
+    """
+
+    report: dict
+    written: list[Path] = field(default_factory=list)
+
+
+def benchmark(*, command: str | None = None, **options) -> BenchResult:
+    """Run a benchmark; ``options`` are those of :func:`rtdeploy.bench.options.make_config`.
+
+    Raises:
+        RtDeployError: bad options (before anything runs), a missing backend or GPU, or a failed stage.
+    """
+    from rtdeploy.bench.options import make_config
+    from rtdeploy.bench.report import write_outputs
+    from rtdeploy.bench.sweep import run_sweep
+
+    cfg = make_config(**options)
+    report = run_sweep(cfg, command=command)
+    written = write_outputs(report, json=cfg.json, markdown_path=cfg.markdown, plot=cfg.plot)
+    return BenchResult(report, written)
+
+
+def schema_path() -> Path:
+    """The JSON Schema of the report (``rtdeploy/bench/schema.json``)."""
+    return Path(__file__).with_name("schema.json")

@@ -1,0 +1,136 @@
+"""Backends for the benchmark: what each supports, whether it is installed, and how to make its runner.
+
+    torch        eager PyTorch (CPU or CUDA); fp16 is autocast on CUDA; optional channels_last and
+                 torch.compile
+    onnxruntime  an fp32 / fp16 / int8 ONNX file (CPU provider, or CUDA provider with --device cuda)
+    tensorrt     an engine built from that ONNX file, run by ``rtdeploy.trt.runner.TrtRunner`` (CUDA)
+
+Heavy libraries are imported only inside functions, so a missing one surfaces as a
+:class:`MissingDependency` naming what to install, not as an ImportError.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from rtdeploy.errors import BenchmarkError, MissingDependency
+
+log = logging.getLogger(__name__)
+
+# Which extra (or package) provides a backend, for the "not installed" message.
+INSTALL_HINT = {
+    "torch": "torch is a core dependency: pip install rtdeploy (with a CUDA build of torch for --device cuda)",
+    "onnxruntime": "onnxruntime is a core dependency: pip install rtdeploy (onnxruntime-gpu in its place for --device cuda)",
+    "tensorrt": "pip install 'rtdeploy[gpu]' (tensorrt and cuda-python) on a machine with an NVIDIA GPU",
+}
+
+
+def unsupported_reason(backend: str, precision: str, device: str) -> str | None:
+    """Why ``backend`` cannot time ``precision`` on ``device`` (None when it can).
+
+    Unsupported combinations are skipped with this note rather than failing the whole sweep.
+    """
+    if backend == "torch":
+        if precision == "int8":
+            return "torch eager has no INT8 path here; time INT8 with --backend onnxruntime or tensorrt"
+        if precision == "fp16" and device != "cuda":
+            return "torch FP16 is autocast on CUDA only; use --device cuda, or --backend onnxruntime for an FP16 graph on CPU"
+    return None
+
+
+def check_installed(backend: str) -> None:
+    """Raise if ``backend``'s library cannot be imported.
+
+    Raises:
+        MissingDependency: the library is absent (the message says which extra installs it).
+    """
+    modules = {"torch": ("torch",), "onnxruntime": ("onnxruntime",), "tensorrt": ("tensorrt", "rtdeploy.trt.runner")}[backend]
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise MissingDependency(f"--backend {backend} is not installed here ({name} cannot be imported: {e}); {INSTALL_HINT[backend]}") from None
+
+
+def check_device(backends: tuple[str, ...], device: str) -> None:
+    """Check that every backend can run on ``device`` on this machine.
+
+    Raises:
+        BenchmarkError: TensorRT asked on the CPU.
+        MissingDependency: CUDA asked without a GPU, or a backend without CUDA support.
+    """
+    from rtdeploy.bench.environment import cuda_device_visible
+
+    if "tensorrt" in backends and device != "cuda":
+        raise BenchmarkError("--backend tensorrt runs on a GPU; add --device cuda")
+    if device != "cuda":
+        return
+    if not cuda_device_visible():
+        raise MissingDependency("--device cuda asked but no NVIDIA GPU is visible here (no driver device, torch sees no CUDA); "
+                                "run on a GPU machine or use --device cpu")
+    if "torch" in backends:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MissingDependency(f"torch {torch.__version__} here cannot use CUDA (a CPU build, or no driver); "
+                                    "install a CUDA build of torch to time --backend torch on --device cuda")
+    if "onnxruntime" in backends:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise MissingDependency("onnxruntime here has no CUDAExecutionProvider; install onnxruntime-gpu in place of onnxruntime "
+                                    "to time --backend onnxruntime on --device cuda")
+
+
+def torch_runner(meta, precision: str, device: str, *, channels_last: bool = False, compile: bool = False, weights=None):
+    """A ``TorchRunner`` for the seed-0 (or ``weights``) model of ``meta`` — the same weights the sweep exports."""
+    from rtdeploy.export.onnx_export import build_torch_model
+    from rtdeploy.runners.torch_runner import TorchRunner
+
+    model = build_torch_model(meta, weights)
+    if compile:
+        import torch
+
+        model = model.to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model = torch.compile(model)
+    runner = TorchRunner(model, meta.input_name, meta.output_name, device=device, channels_last=channels_last,
+                         autocast_fp16=precision == "fp16")
+    if compile:
+        runner.name = runner.name.replace("torch[", "torch.compile[")
+    return runner
+
+
+def ort_runner(path: Path, device: str, threads: int):
+    """An ``OrtRunner`` on the CPU provider, or the CUDA provider (CPU fallback) for ``device="cuda"``."""
+    from rtdeploy.runners.ort_runner import OrtRunner
+
+    providers = ("cuda", "cpu") if device == "cuda" else ("cpu",)
+    return OrtRunner(path, providers=providers, threads=threads)
+
+
+def trt_runner(engine: Path, *, cuda_graph: bool):
+    """A ``TrtRunner`` over a serialized engine.
+
+    Raises:
+        MissingDependency: the TensorRT runner cannot be imported.
+    """
+    try:
+        from rtdeploy.trt.runner import TrtRunner
+    except ImportError as e:
+        raise MissingDependency(f"--backend tensorrt is not installed here ({e}); {INSTALL_HINT['tensorrt']}") from None
+    return TrtRunner(engine, cuda_graph=cuda_graph)
+
+
+def make_timer(backend: str, runner, feed: dict, device: str):
+    """The timer that measures ``runner`` best: CUDA events where the backend allows, host time otherwise."""
+    from rtdeploy.bench.harness import HostTimer, TorchCudaTimer, TrtTimer
+
+    if backend == "torch" and device == "cuda":
+        return TorchCudaTimer(runner, feed)
+    if backend == "tensorrt":
+        return TrtTimer(runner, feed)
+    return HostTimer(runner, feed)

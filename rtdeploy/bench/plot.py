@@ -1,0 +1,55 @@
+"""The benchmark plot: latency and throughput against depth and against GMACs, one line per series."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+
+def _series(report: dict) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in report["results"]:
+        out[f"{r['runner']} {r['precision']} b{r['batch']}"].append(r)
+    return {k: sorted(v, key=lambda r: (r["gmacs"] or 0, r["depth"])) for k, v in out.items()}
+
+
+def save_plot(report: dict, path: Path) -> Path:
+    """Draw a 2x2 PNG (latency / throughput against depth / GMACs) and write it atomically.
+
+    Latency points carry error bars from the lowest to the highest repeat median.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from rtdeploy.artifacts import atomic_path
+
+    fig = Figure(figsize=(11, 8), constrained_layout=True)
+    axes = fig.subplots(2, 2)
+    for label, items in _series(report).items():
+        depth = [r["depth"] for r in items]
+        gmacs = [r["gmacs"] or 0 for r in items]
+        lat = [r["latency_ms"] for r in items]
+        err = [[r["latency_ms"] - r["repeat_low_ms"] for r in items], [r["repeat_high_ms"] - r["latency_ms"] for r in items]]
+        ips = [r["throughput_ips"] for r in items]
+        for col, x in ((0, depth), (1, gmacs)):
+            axes[0][col].errorbar(x, lat, yerr=err, marker="o", capsize=3, label=label)
+            axes[1][col].plot(x, ips, marker="o", label=label)
+    for col, xlabel in ((0, "ResNet depth"), (1, "GMACs per image")):
+        axes[0][col].set(xlabel=xlabel, ylabel="latency per batch, ms (median of repeats)")
+        axes[1][col].set(xlabel=xlabel, ylabel="throughput, images/s")
+        for row in (0, 1):
+            axes[row][col].grid(True, alpha=0.3)
+    depths = sorted({r["depth"] for r in report["results"]})
+    for row in (0, 1):
+        axes[row][0].set_xticks(depths)
+        for col in (0, 1):
+            axes[row][col].set_ylim(bottom=0)
+    axes[0][0].legend(fontsize="small")
+    env = report["environment"]
+    fig.suptitle(f"rtdeploy bench on {report['settings']['device']}: {env['cpu_model']}"
+                 + (f" / {env['gpu'].get('name')}" if env.get("gpu") else ""), fontsize="medium")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return Path(path)

@@ -1,0 +1,145 @@
+"""Artifacts for a sweep, made through the pipeline's stages and reused while their manifests match.
+
+    <workdir>/resnet50_224px.onnx          api.export (seed-0 weights, dynamic batch)
+    <workdir>/resnet50_224px.int8.onnx     api.quantize(int8=True)  /  .fp16.onnx with fp16=True
+    <workdir>/resnet50_224px.int8.engine   api.build_engine (profile up to the sweep's largest batch)
+
+An artifact is reused when it exists, its bytes match its manifest's sha256, and the manifest says
+it was made from the same model (exports) or from the same parent bytes (the later stages).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from rtdeploy.errors import MissingDependency, OutputError
+
+log = logging.getLogger(__name__)
+
+
+def prepare_slots(slots: list, cfg, skipped: list[dict]) -> list:
+    """Give every slot that needs one its artifact; return the slots that can run.
+
+    A precision whose stage is not available in this install (``api.quantize`` absent) is moved to
+    ``skipped`` with the reason, so the rest of the sweep still runs.
+
+    Raises:
+        OutputError: the work folder cannot be created.
+        RtDeployError: a stage failed.
+    """
+    from tqdm.auto import tqdm
+
+    todo = [s for s in slots if s.backend != "torch" and not s.given]
+    if not todo:
+        return slots
+    _make_workdir(cfg.workdir)
+    ready = []
+    onnx_cache: dict[tuple, Path] = {}
+    with tqdm(todo, desc="prepare", unit="artifact", file=sys.stderr, disable=not cfg.progress, leave=False) as bar:
+        for slot in bar:
+            bar.set_postfix_str(slot.label, refresh=False)
+            try:
+                onnx = _onnx_for(slot.meta, slot.precision, cfg, onnx_cache)
+                slot.artifact = onnx if slot.backend == "onnxruntime" else _engine_for(onnx, slot.precision, max(slot.batches))
+            except MissingDependency as e:
+                if slot.backend == "tensorrt":
+                    raise
+                skipped.append({"model": slot.meta.name, "backend": slot.backend, "precision": slot.precision, "reason": str(e)})
+                continue
+    for slot in slots:
+        if slot.backend == "torch" or slot.given or slot.artifact is not None:
+            ready.append(slot)
+    return ready
+
+
+def _make_workdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the work folder {path}: {e.strerror or e}; choose another with --workdir") from e
+
+
+def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
+    key = (meta.depth, meta.image_size, precision)
+    if key not in cache:
+        fp32 = cache.get((meta.depth, meta.image_size, "fp32")) or _export(meta, cfg.workdir)
+        cache[(meta.depth, meta.image_size, "fp32")] = fp32
+        cache[key] = fp32 if precision == "fp32" else _quantize(fp32, precision)
+    return cache[key]
+
+
+def _export(meta, workdir: Path) -> Path:
+    from rtdeploy import api
+    from rtdeploy.artifacts import manifest_matches, read_manifest
+    from rtdeploy.export.onnx_export import INIT_SEED
+
+    path = workdir / f"{meta.name}_{meta.image_size}px.onnx"
+    if manifest_matches(path, kind="onnx", model=meta.to_dict(), weights={"path": None, "init_seed": INIT_SEED}):
+        if (read_manifest(path).get("export") or {}).get("batch") == "dynamic":
+            log.info("reusing %s", path)
+            return path
+    return api.export(depth=meta.depth, image_size=meta.image_size, output=path).path
+
+
+def derived_path(onnx: Path, precision: str, suffix: str = ".onnx") -> Path:
+    """``resnet50_224px.onnx`` -> ``resnet50_224px.int8.onnx`` (or ``.int8.engine``)."""
+    return onnx.with_name(f"{onnx.stem}.{precision}{suffix}")
+
+
+def reusable(path: Path, parent: Path, **expected) -> bool:
+    """True when ``path`` is intact (sha256 as in its manifest), was made from ``parent``'s current
+    bytes, and its manifest has the ``expected`` top-level fields."""
+    from rtdeploy.artifacts import manifest_matches, read_manifest, sha256_file
+
+    if not manifest_matches(path, **expected):
+        return False
+    recorded = (read_manifest(path).get("parent") or {}).get("sha256")
+    return recorded is not None and recorded == sha256_file(parent)
+
+
+def _quantize(fp32: Path, precision: str) -> Path:
+    from rtdeploy import api
+
+    out = derived_path(fp32, precision)
+    if reusable(out, fp32):
+        log.info("reusing %s", out)
+        return out
+    quantize = getattr(api, "quantize", None)
+    if quantize is None:
+        raise MissingDependency(f"{precision} ONNX models need rtdeploy's quantize stage (api.quantize), which this install lacks; "
+                                "time fp32, or update rtdeploy")
+    return Path(quantize(fp32, output=out, **{precision: True}).path)
+
+
+def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
+    from rtdeploy import api
+    from rtdeploy.artifacts import read_manifest
+
+    out = derived_path(onnx if precision == "fp32" else onnx.with_name(onnx.name.replace(f".{precision}", "")), precision, ".engine")
+    if reusable(out, onnx):
+        limit = engine_max_batch(read_manifest(out))
+        if limit is None or limit >= max_batch:
+            log.info("reusing %s", out)
+            return out
+    build = getattr(api, "build_engine", None)
+    if build is None:
+        raise MissingDependency("--backend tensorrt needs rtdeploy's build-engine stage (api.build_engine), which this install lacks; update rtdeploy")
+    return Path(build(onnx, output=out, max_batch=max_batch).path)
+
+
+def engine_max_batch(manifest: dict) -> int | None:
+    """The largest batch an engine's optimization profile accepts, from its manifest (None: unknown)."""
+    for holder in (manifest, manifest.get("build") or {}, manifest.get("engine") or {}):
+        for key in ("max_batch", "profile"):
+            value = holder.get(key)
+            if isinstance(value, int):
+                return value
+            if isinstance(value, dict):
+                mx = value.get("max")
+                if isinstance(mx, int):
+                    return mx
+                if isinstance(mx, (list, tuple)) and mx and isinstance(mx[0], int):
+                    return mx[0]
+    return None

@@ -1,0 +1,287 @@
+"""The benchmark sweep: plan the configurations, prepare their artifacts, time them interleaved.
+
+Artifacts come from the pipeline's own stages (``api.export``, ``api.quantize``,
+``api.build_engine``) into a work folder, and are reused on later runs when their manifests still
+match (same model, same parent bytes), so a sweep pays each export or engine build once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rtdeploy.bench import backends as be
+from rtdeploy.bench.environment import describe, load_average
+from rtdeploy.bench.harness import Case, run_interleaved
+from rtdeploy.bench.options import BACKENDS, ENGINE_SUFFIXES, BenchConfig
+from rtdeploy.bench.prepare import engine_max_batch, prepare_slots
+from rtdeploy.bench.results import SCHEMA_ID, result_record, scaling_table
+from rtdeploy.errors import BenchmarkError, RtDeployError
+from rtdeploy.models import ModelMeta, model_meta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    """One runner to time: a model in one backend and precision, at one or more batch sizes.
+
+    Attributes:
+        artifact: the ONNX file or engine it runs (None for torch, which builds the model itself).
+        given: the artifact was given by the user (``--model``), not prepared by the sweep.
+    """
+
+    meta: ModelMeta
+    backend: str
+    precision: str
+    batches: tuple[int, ...]
+    artifact: Path | None = None
+    given: bool = False
+    runner_name: str = ""
+    spin_wait: bool | None = None
+    cases: list[Case] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.meta.name}/{self.backend}/{self.precision}"
+
+
+def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
+    """The runners a request needs, and the combinations skipped as unsupported (with reasons)."""
+    if cfg.models:
+        return [_slot_for_file(p, cfg) for p in cfg.models], []
+    slots, skipped = [], []
+    for depth in cfg.depths:
+        meta = model_meta(depth, image_size=cfg.image_size)
+        for backend in cfg.backends:
+            for precision in cfg.precisions:
+                reason = be.unsupported_reason(backend, precision, cfg.device)
+                if reason:
+                    skipped.append({"model": meta.name, "backend": backend, "precision": precision, "reason": reason})
+                else:
+                    slots.append(Slot(meta, backend, precision, cfg.batches))
+    return slots, skipped
+
+
+def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
+    from rtdeploy.artifacts import read_manifest
+
+    manifest = read_manifest(path)
+    meta = ModelMeta.from_dict(_model_entry(manifest, path))
+    precision = manifest.get("precision") or str(manifest.get("kind", "")).rpartition("-")[2] or "fp32"
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        limit = engine_max_batch(manifest)
+        too_big = [b for b in cfg.batches if limit is not None and b > limit]
+        if too_big:
+            raise BenchmarkError(f"--batch {max(too_big)} is larger than engine {path.name}'s optimization profile (max batch {limit}); "
+                                 f"give --batch {limit} or less, or rebuild the engine with a larger max batch")
+        return Slot(meta, "tensorrt", precision, cfg.batches, path, given=True)
+    if path.suffix.lower() == ".onnx":
+        return Slot(meta, "onnxruntime", precision, cfg.batches, path, given=True)
+    raise BenchmarkError(f"--model {path} is neither an ONNX file (.onnx) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
+
+
+def _model_entry(manifest: dict, path: Path, hops: int = 4) -> dict:
+    """The ``model`` entry of a manifest, following ``parent`` links to the exported ONNX if needed."""
+    from rtdeploy.artifacts import read_manifest
+    from rtdeploy.errors import ArtifactError
+
+    if isinstance(manifest.get("model"), dict):
+        return manifest["model"]
+    parent = (manifest.get("parent") or {}).get("path")
+    if hops and parent and Path(parent).exists():
+        return _model_entry(read_manifest(parent), Path(parent), hops - 1)
+    raise ArtifactError(f"the manifest of {path} does not say which model it holds; re-make it with rtdeploy's stages")
+
+
+def run_sweep(cfg: BenchConfig, *, command: str | None = None) -> dict:
+    """Plan, prepare, time and summarize a benchmark request.
+
+    Returns:
+        the report as a dict following ``rtdeploy/bench/schema.json``.
+
+    Raises:
+        BenchmarkError: nothing can run, or a runner fails on its first inference.
+        MissingDependency: a backend or the GPU it needs is absent.
+    """
+    env = describe(cfg.device)
+    slots, skipped = plan(cfg)
+    if not slots:
+        raise BenchmarkError("nothing to run: " + "; ".join(sorted({s["reason"] for s in skipped})))
+    backends = tuple(b for b in BACKENDS if any(s.backend == b for s in slots))
+    for b in backends:
+        be.check_installed(b)
+    be.check_device(backends, cfg.device)
+    slots = prepare_slots(slots, cfg, skipped)
+    if not slots:
+        raise BenchmarkError("nothing to run: " + "; ".join(sorted({s["reason"] for s in skipped})))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_torch_threads(cfg.threads, "torch" in backends))
+        cases = [c for s in slots for c in _open_cases(s, cfg, stack)]
+        _time(cases, cfg)
+    env["load_average_end"] = load_average()
+    return _report(cfg, slots, skipped, env, command)
+
+
+def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> list[Case]:
+    runner = _make_runner(slot, cfg)
+    stack.enter_context(runner)
+    slot.runner_name = runner.name
+    slot.spin_wait = getattr(runner, "spin_wait", None)
+    for batch in slot.batches:
+        _check_fixed_batch(slot, runner, batch)
+        feed = {slot.meta.input_name: _input(slot.meta, batch, runner)}
+        _first_inference(slot, runner, feed)
+        timer = be.make_timer(slot.backend, runner, feed, "cuda" if slot.backend == "tensorrt" else cfg.device)
+        case = Case(key=f"{slot.label}/b{batch}", timer=timer, batch=batch)
+        slot.cases.append(case)
+    return slot.cases
+
+
+def _make_runner(slot: Slot, cfg: BenchConfig):
+    if slot.backend == "torch":
+        return be.torch_runner(slot.meta, slot.precision, cfg.device, channels_last=cfg.channels_last, compile=cfg.compile)
+    if slot.backend == "onnxruntime":
+        return be.ort_runner(slot.artifact, cfg.device, cfg.threads)
+    return be.trt_runner(slot.artifact, cuda_graph=cfg.cuda_graph)
+
+
+def _check_fixed_batch(slot: Slot, runner, batch: int) -> None:
+    session = getattr(runner, "session", None)
+    if session is None:
+        return
+    dim = session.get_inputs()[0].shape[0]
+    if isinstance(dim, int) and dim != batch:
+        raise BenchmarkError(f"{slot.artifact} has a fixed batch of {dim}; give --batch {dim}, "
+                             "or export with --batch dynamic to time other batch sizes")
+
+
+def _input(meta: ModelMeta, batch: int, runner) -> np.ndarray:
+    x = np.random.default_rng(0).standard_normal(meta.input_shape(batch), dtype=np.float32)
+    dtype = runner.input_dtype() if hasattr(runner, "input_dtype") else np.float32
+    return np.ascontiguousarray(x.astype(dtype, copy=False))
+
+
+def _first_inference(slot: Slot, runner, feed: dict) -> None:
+    """One untimed inference, so a runner that cannot run fails with a clear line before any timing."""
+    try:
+        runner.infer(feed)
+    except RtDeployError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        hint = "; drop --compile" if slot.backend == "torch" and getattr(runner, "name", "").startswith("torch.compile") else ""
+        raise BenchmarkError(f"{slot.label} failed on its first inference: {first}{hint}") from e
+
+
+def _time(cases: list[Case], cfg: BenchConfig) -> None:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(cases) * cfg.repeats, desc="bench", unit="window", file=sys.stderr,
+              disable=not cfg.progress, leave=False) as bar:
+        def step(case: Case, repeat: int) -> None:
+            bar.set_postfix_str(f"repeat {repeat + 1}/{cfg.repeats} {case.key}", refresh=False)
+            bar.update(1)
+
+        run_interleaved(cases, warmup_s=cfg.warmup_s, iterations=cfg.iterations, duration_s=cfg.duration_s,
+                        repeats=cfg.repeats, on_window=step)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int, uses_torch: bool) -> Iterator[None]:
+    """Set torch's intra-op threads for the sweep and restore them after (torch's setting is global)."""
+    if not uses_torch or threads <= 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict, command: str | None) -> dict:
+    results, warnings = [], list(option_notes(cfg))
+    for slot in slots:
+        for case in slot.cases:
+            record, notes = result_record(_identity(slot, case, cfg), case.batch, case.windows, _settings(slot, cfg, case))
+            results.append(record)
+            warnings.extend(notes)
+    start, end = env["load_average_start"], env["load_average_end"]
+    cores = env.get("usable_cores") or 1
+    if start and end and max(start[0], end[0]) > 0.5 * cores:
+        warnings.append(f"load average was {start[0]:.2f} at start and {end[0]:.2f} at end on {cores} usable cores; "
+                        "other work shared the CPU — treat small differences with care and re-run on a quiet machine")
+    return {
+        "schema": SCHEMA_ID,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "settings": _global_settings(cfg),
+        "environment": env,
+        "results": results,
+        "scaling": scaling_table(results),
+        "skipped": skipped,
+        "warnings": warnings,
+    }
+
+
+def _identity(slot: Slot, case: Case, cfg: BenchConfig) -> dict:
+    from rtdeploy.artifacts import sha256_file
+
+    artifact = None
+    if slot.artifact is not None:
+        artifact = {"path": str(slot.artifact), "sha256": sha256_file(slot.artifact)}
+    return {
+        "id": case.key, "model": slot.meta.name, "depth": slot.meta.depth, "family": slot.meta.family,
+        "image_size": slot.meta.image_size, "gmacs": slot.meta.gmacs, "backend": slot.backend,
+        "runner": slot.runner_name, "precision": slot.precision,
+        "device": "cuda" if slot.backend == "tensorrt" else cfg.device, "artifact": artifact,
+    }
+
+
+def _settings(slot: Slot, cfg: BenchConfig, case: Case) -> dict:
+    device = "cuda" if slot.backend == "tensorrt" else cfg.device
+    return {
+        "timer": case.timer.kind,
+        "threads": cfg.threads if slot.backend != "tensorrt" else None,
+        "cuda_graph": cfg.cuda_graph if slot.backend == "tensorrt" else False,
+        "spin_wait": slot.spin_wait,
+        "data_transfers": device == "cuda",
+        "channels_last": cfg.channels_last if slot.backend == "torch" else False,
+        "compile": cfg.compile if slot.backend == "torch" else False,
+    }
+
+
+def _global_settings(cfg: BenchConfig) -> dict:
+    torch_threads = None
+    if "torch" in sys.modules:  # the threads torch used: the requested count, or its default
+        torch_threads = cfg.threads or sys.modules["torch"].get_num_threads()
+    return {
+        "device": cfg.device, "batches": list(cfg.batches), "warmup_s": cfg.warmup_s, "iterations": cfg.iterations,
+        "duration_s": None if cfg.iterations else cfg.duration_s, "repeats": cfg.repeats, "interleaved": True,
+        "threads": cfg.threads, "torch_threads": torch_threads, "image_size": cfg.image_size,
+        "cuda_graph": cfg.cuda_graph, "channels_last": cfg.channels_last, "compile": cfg.compile,
+        "workdir": str(cfg.workdir), "clock": "time.perf_counter_ns",
+    }
+
+
+def option_notes(cfg: BenchConfig) -> list[str]:
+    """Notes for options that apply to no backend in this request (they are then ignored)."""
+    notes = []
+    backends = set(cfg.backends) if not cfg.models else {"tensorrt" if p.suffix in ENGINE_SUFFIXES else "onnxruntime" for p in cfg.models}
+    if cfg.cuda_graph and "tensorrt" not in backends:
+        notes.append("--cuda-graph applies to --backend tensorrt only; ignored")
+    for flag, on in (("--channels-last", cfg.channels_last), ("--compile", cfg.compile)):
+        if on and "torch" not in backends:
+            notes.append(f"{flag} applies to --backend torch only; ignored")
+    return notes

@@ -1,0 +1,69 @@
+"""``rtdeploy bench``: latency and throughput across depths, precisions, backends and batch sizes."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from rtdeploy.cli.common import emit_json, handle_errors
+
+
+@click.command("bench")
+@click.option("--depth", default="50", show_default=True, help="Depths, comma-separated (18,34,50,101,152; CIFAR 20..110), or 'all' (the five ImageNet depths).")
+@click.option("--model", "model", metavar="FILES", help="Time these ONNX files / TensorRT engines (comma-separated) instead of a depth sweep.")
+@click.option("--precision", default="fp32", show_default=True, help="fp32, fp16, int8 (comma-separated).")
+@click.option("--backend", default="onnxruntime", show_default=True, help="torch, onnxruntime, tensorrt (comma-separated).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (TensorRT always needs cuda).")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes, comma-separated, e.g. 1,8,32.")
+@click.option("--warmup", default="200ms", show_default=True, help="Warm-up before each timed window, e.g. 200ms, 1s, 0.")
+@click.option("--iterations", metavar="N", help="Timed iterations per window (instead of --duration).")
+@click.option("--duration", metavar="TIME", help="Timed time per window, e.g. 3s  [default: 1s].")
+@click.option("--repeats", default="3", show_default=True, help="Timed windows per configuration, interleaved across configurations.")
+@click.option("--threads", default="0", show_default=True, help="Intra-op threads for torch and onnxruntime (0: library default).")
+@click.option("--image-size", metavar="N", help="Input height/width (default: the model's, 224 or 32).")
+@click.option("--cuda-graph", is_flag=True, help="TensorRT: capture and replay a CUDA graph.")
+@click.option("--channels-last", is_flag=True, help="torch: NHWC memory format.")
+@click.option("--compile", "compile_", is_flag=True, help="torch: time torch.compile'd models.")
+@click.option("--workdir", metavar="DIR", help="Where artifacts are prepared and reused  [default: ~/.cache/rtdeploy/bench].")
+@click.option("--json", "json_out", metavar="FILE", help="Write the report as JSON ('-' for stdout); schema in docs/bench.md.")
+@click.option("--markdown", metavar="FILE", help="Write a Markdown report.")
+@click.option("--plot", metavar="FILE.png", help="Write a PNG plot of latency and throughput against depth and GMACs.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@handle_errors
+def bench(depth, model, precision, backend, device, batch, warmup, iterations, duration, repeats, threads, image_size,
+          cuda_graph, channels_last, compile_, workdir, json_out, markdown, plot, no_progress):
+    """Time ResNets: latency percentiles and throughput per depth, precision, backend and batch.
+
+    Artifacts (ONNX, FP16/INT8 ONNX, engines) are made through the pipeline's stages in --workdir
+    and reused while their manifests match. Every configuration is warmed up and timed in
+    --repeats windows interleaved with the others; the headline is the median of the windows'
+    medians, with their spread, and a warning flags noisy numbers.
+
+    \b
+    Examples:
+      rtdeploy bench --depth 18,50 --backend torch,onnxruntime
+      rtdeploy bench --depth all --precision fp32,int8 --duration 2s --markdown bench.md --plot bench.png
+      rtdeploy bench --device cuda --backend tensorrt --precision fp16,int8 --batch 1,8,32 --cuda-graph
+      rtdeploy bench --model resnet50.int8.onnx --batch 1,8 --json -
+    """
+    from rtdeploy import api
+    from rtdeploy.bench.report import terminal_table
+
+    result = api.bench(depth=depth, model=model, precision=precision, backend=backend, device=device, batch=batch,
+                       warmup=warmup, iterations=iterations, duration=duration, repeats=repeats, threads=threads,
+                       image_size=image_size, cuda_graph=cuda_graph, channels_last=channels_last, compile=compile_,
+                       workdir=workdir, json=None if json_out == "-" else json_out, markdown=markdown, plot=plot,
+                       progress=not no_progress, command="rtdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    report = result.report
+    out = click.get_text_stream("stderr") if json_out == "-" else None
+    click.echo(terminal_table(report), file=out)
+    for s in report["skipped"]:
+        click.echo(f"skipped {s['model']} {s['backend']} {s['precision']}: {s['reason']}", err=True)
+    for w in report["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    for path in result.written:
+        click.echo(f"wrote {path}", err=True)
+    if json_out == "-":
+        emit_json(report, "-")
