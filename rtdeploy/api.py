@@ -131,3 +131,49 @@ def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, pr
                      iterations=iterations, duration=duration, repeats=repeats, threads=threads, image_size=image_size,
                      cuda_graph=cuda_graph, channels_last=channels_last, compile=compile, workdir=workdir, json=json,
                      markdown=markdown, plot=plot, progress=progress, command=command)
+
+
+def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, precision: str | None = None,
+                 calib_dir: str | os.PathLike | None = None, calibrate: bool = True, batch: str | int | None = None,
+                 max_batch: int | None = None, workspace: str | int | None = None,
+                 timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
+                 dla_core: int | None = None, gpu_fallback: bool = False, version_compatible: bool = False,
+                 hardware_compatibility: str | None = None, implicit_calibration: bool = False,
+                 output: str | os.PathLike | None = None):
+    """Build a TensorRT engine with its manifest (``rtdeploy build-engine``).
+
+    Exports (``depth``, when no ``onnx`` is given) and quantizes (FP16 graph, or calibrated INT8
+    Q/DQ) as needed, reusing artifacts whose manifests match; then builds, checks that the engine's
+    layers really run in ``precision``, and writes ``output`` and ``output.json``.
+
+    Args:
+        onnx: an FP32, FP16 or INT8 Q/DQ ONNX file; None exports ResNet-``depth``.
+        precision: ``fp32``, ``fp16``, ``int8``; None takes the ONNX's own precision.
+        calib_dir: INT8 calibration images/tensors (None: the quantize stage's default data).
+        calibrate: False never calibrates: INT8 then needs a Q/DQ ONNX.
+        batch: ``"MIN:OPT:MAX"`` or ``N`` (static). None: the ONNX's fixed batch, else 1:8:32.
+        max_batch: shorthand when ``batch`` is None: profile ``1:min(8, max_batch):max_batch``.
+        workspace, timing_cache, builder_optimization_level, dla_core, gpu_fallback, version_compatible,
+        hardware_compatibility, implicit_calibration: as the CLI options of the same names.
+        output: the engine path (default: beside the ONNX, ``<stem>.<precision>.engine``).
+
+    Returns:
+        :class:`rtdeploy.trt.EngineBuildResult` (``path``, ``manifest``, ``onnx``, ``layers``).
+
+    Raises:
+        EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`.
+        MissingDependency: TensorRT, cuda-python or a GPU is missing (the precision ONNX is written first).
+    """
+    from rtdeploy.trt import BuildOptions
+    from rtdeploy.trt import build_engine as _build
+
+    if batch is None and max_batch is not None:
+        batch = f"1:{min(8, max_batch)}:{max_batch}" if max_batch > 1 else "1"
+    opts = BuildOptions(depth=depth, onnx=Path(onnx) if onnx is not None else None, precision=precision,
+                        calib_dir=Path(calib_dir) if calib_dir is not None else None, calibrate=calibrate,
+                        batch=str(batch) if batch is not None else None, workspace=workspace,
+                        timing_cache=Path(timing_cache) if timing_cache is not None else None,
+                        builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
+                        version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
+                        implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None)
+    return _build(opts)

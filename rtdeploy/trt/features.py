@@ -1,0 +1,128 @@
+"""What the installed TensorRT can do, found by looking at its API (not at its version string),
+and the precision plan that follows for a given graph.
+
+The releases differ (see docs/tensorrt.md):
+
+- 8.6: ONNX needs ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``; precision comes from builder
+  flags (``FP16``, ``INT8``), also for Q/DQ models; implicit calibration exists.
+- 10.x: ``STRONGLY_TYPED`` networks take precision from the graph's own types (FP16 graphs, Q/DQ);
+  the weak-typing flags still exist and are used only when strong typing is unavailable.
+- 11.x: strongly typed only: no precision flags, no calibrators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from rtdeploy.errors import PrecisionError
+from rtdeploy.trt.graph_facts import GraphFacts
+from rtdeploy.trt.loader import trt_version
+
+
+@dataclass(frozen=True)
+class Features:
+    """The capabilities of one TensorRT release, each read off its API."""
+
+    version: str
+    explicit_batch_flag: bool
+    strongly_typed: bool
+    fp16_flag: bool
+    int8_flag: bool
+    calibrators: bool
+    memory_pool_limit: bool
+    max_workspace_size: bool
+    detailed_profiling: bool
+    same_cc_compatibility: bool
+    fast_fp16_query: bool
+    calibration_profile: bool
+    engine_host_code_allowed: bool
+
+    @classmethod
+    def detect(cls, trt) -> "Features":
+        """Read the features of the ``tensorrt`` module ``trt``."""
+        flags = trt.BuilderFlag
+        net_flags = trt.NetworkDefinitionCreationFlag
+        config = trt.IBuilderConfig
+        return cls(
+            version=trt_version(trt),
+            explicit_batch_flag=hasattr(net_flags, "EXPLICIT_BATCH"),
+            strongly_typed=hasattr(net_flags, "STRONGLY_TYPED"),
+            fp16_flag=hasattr(flags, "FP16"),
+            int8_flag=hasattr(flags, "INT8"),
+            calibrators=hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(config, "int8_calibrator"),
+            memory_pool_limit=hasattr(config, "set_memory_pool_limit"),
+            max_workspace_size=hasattr(config, "max_workspace_size"),
+            detailed_profiling=hasattr(trt, "ProfilingVerbosity") and hasattr(trt.ProfilingVerbosity, "DETAILED"),
+            same_cc_compatibility=hasattr(trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY"),
+            fast_fp16_query=hasattr(trt.Builder, "platform_has_fast_fp16"),
+            calibration_profile=hasattr(config, "set_calibration_profile"),
+            engine_host_code_allowed=hasattr(trt.Runtime, "engine_host_code_allowed"),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How to get the asked precision out of this release.
+
+    Attributes:
+        precision: what was asked: ``fp32``, ``fp16`` or ``int8``.
+        network_flags: ``NetworkDefinitionCreationFlag`` member names to create the network with.
+        builder_flags: ``BuilderFlag`` member names to set on the config.
+        calibrator: True when an implicit INT8 calibrator must be attached.
+        method: one line for the manifest: how the precision is obtained.
+    """
+
+    precision: str
+    network_flags: tuple[str, ...]
+    builder_flags: tuple[str, ...]
+    calibrator: bool
+    method: str
+
+    @property
+    def strongly_typed(self) -> bool:
+        return "STRONGLY_TYPED" in self.network_flags
+
+
+def plan_precision(features: Features, precision: str, graph: GraphFacts, *, implicit_calibration: bool = False) -> PrecisionPlan:
+    """Decide network flags, builder flags and calibration for ``precision`` on ``graph``.
+
+    ``graph`` must already carry the precision (an FP16 graph for fp16, Q/DQ nodes for int8),
+    except with ``implicit_calibration``, which takes the FP32 graph.
+
+    Raises:
+        PrecisionError: the graph does not carry the precision, or the release cannot do it
+            (e.g. implicit calibration on 11.x; FP16 without an FP16 graph or flag).
+    """
+    base = ("EXPLICIT_BATCH",) if features.explicit_batch_flag and not features.strongly_typed else ()
+    typed = base + ("STRONGLY_TYPED",) if features.strongly_typed else base
+    if implicit_calibration:
+        return _implicit_int8(features, graph, base)
+    if graph.precision != precision:
+        raise PrecisionError(f"the ONNX carries {graph.precision.upper()}, not {precision.upper()}; build it with --{graph.precision}, "
+                             f"or give the FP32 ONNX so build-engine makes the {precision.upper()} model")
+    if precision == "fp32":
+        return PrecisionPlan("fp32", typed, (), False, "fp32 graph" + (", strongly typed network" if features.strongly_typed else ""))
+    if features.strongly_typed:
+        return PrecisionPlan(precision, typed, (), False, f"{'fp16 graph' if precision == 'fp16' else 'q/dq graph'}, strongly typed network")
+    if precision == "fp16":
+        if not features.fp16_flag:
+            raise PrecisionError(f"TensorRT {features.version} has neither strongly typed networks nor BuilderFlag.FP16; FP16 cannot be built")
+        return PrecisionPlan("fp16", base, ("FP16",), False, "fp16 graph + BuilderFlag.FP16 (weakly typed)")
+    if not features.int8_flag:
+        raise PrecisionError(f"TensorRT {features.version} has neither strongly typed networks nor BuilderFlag.INT8; INT8 cannot be built")
+    extra = ("FP16",) if features.fp16_flag else ()
+    return PrecisionPlan("int8", base, ("INT8", *extra), False, "q/dq graph + BuilderFlag.INT8 (+FP16 for unquantized layers)")
+
+
+def _implicit_int8(features: Features, graph: GraphFacts, base: tuple[str, ...]) -> PrecisionPlan:
+    if not (features.calibrators and features.int8_flag):
+        raise PrecisionError(f"TensorRT {features.version} has no implicit INT8 calibration (removed in TensorRT 11); "
+                             "drop --implicit-calibration to use the Q/DQ model rtdeploy calibrates (the default)")
+    if graph.precision != "fp32":
+        raise PrecisionError(f"--implicit-calibration needs the FP32 ONNX, but this one carries {graph.precision.upper()}; "
+                             "give the FP32 ONNX, or drop --implicit-calibration to build the Q/DQ model as it is")
+    extra = ("FP16",) if features.fp16_flag else ()
+    return PrecisionPlan("int8", base, ("INT8", *extra), True, "implicit calibration (IInt8EntropyCalibrator2), weakly typed")
