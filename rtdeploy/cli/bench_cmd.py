@@ -57,8 +57,7 @@ def bench(depth, model, precision, backend, device, batch, warmup, iterations, d
                        workdir=workdir, json=None if json_out == "-" else json_out, markdown=markdown, plot=plot,
                        progress=not no_progress, command="rtdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     report = result.report
-    out = click.get_text_stream("stderr") if json_out == "-" else None
-    click.echo(terminal_table(report), file=out)
+    click.echo(terminal_table(report), err=json_out == "-")  # stdout carries the JSON then
     for s in report["skipped"]:
         click.echo(f"skipped {s['model']} {s['backend']} {s['precision']}: {s['reason']}", err=True)
     for w in report["warnings"]:
