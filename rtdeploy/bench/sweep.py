@@ -36,6 +36,7 @@ class Slot:
     Attributes:
         artifact: the ONNX file or engine it runs (None for torch, which builds the model itself).
         given: the artifact was given by the user (``--model``), not prepared by the sweep.
+        channels_last, compile: torch variants (NHWC memory format; ``torch.compile``).
     """
 
     meta: ModelMeta
@@ -44,13 +45,17 @@ class Slot:
     batches: tuple[int, ...]
     artifact: Path | None = None
     given: bool = False
+    channels_last: bool = False
+    compile: bool = False
     runner_name: str = ""
     spin_wait: bool | None = None
     cases: list[Case] = field(default_factory=list)
 
     @property
     def label(self) -> str:
-        return f"{self.meta.name}/{self.backend}/{self.precision}"
+        """``resnet50/torch+channels_last/fp16``: unique within a sweep."""
+        variant = "".join(f"+{v}" for v, on in (("channels_last", self.channels_last), ("compile", self.compile)) if on)
+        return f"{self.meta.name}/{self.backend}{variant}/{self.precision}"
 
 
 def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
@@ -66,7 +71,9 @@ def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
                 if reason:
                     skipped.append({"model": meta.name, "backend": backend, "precision": precision, "reason": reason})
                 else:
-                    slots.append(Slot(meta, backend, precision, cfg.batches))
+                    torch_only = backend == "torch"
+                    slots.append(Slot(meta, backend, precision, cfg.batches, channels_last=cfg.channels_last and torch_only,
+                                      compile=cfg.compile and torch_only))
     return slots, skipped
 
 
@@ -122,12 +129,24 @@ def run_sweep(cfg: BenchConfig, *, command: str | None = None) -> dict:
     slots = prepare_slots(slots, cfg, skipped)
     if not slots:
         raise BenchmarkError("nothing to run: " + "; ".join(sorted({s["reason"] for s in skipped})))
+    return run_slots(slots, cfg, skipped=skipped, env=env, command=command)
+
+
+def run_slots(slots: list[Slot], cfg: BenchConfig, *, skipped: list[dict] | None = None, env: dict | None = None,
+              command: str | None = None) -> dict:
+    """Time prepared slots interleaved and summarize them (for scripts that build their own slots).
+
+    Returns:
+        the report dict (``rtdeploy/bench/schema.json``).
+    """
+    env = env or describe(cfg.device)
+    backends = tuple(b for b in BACKENDS if any(s.backend == b for s in slots))
     with contextlib.ExitStack() as stack:
         stack.enter_context(_torch_threads(cfg.threads, "torch" in backends))
         cases = [c for s in slots for c in _open_cases(s, cfg, stack)]
         _time(cases, cfg)
     env["load_average_end"] = load_average()
-    return _report(cfg, slots, skipped, env, command)
+    return _report(cfg, slots, skipped or [], env, command)
 
 
 def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> list[Case]:
@@ -147,7 +166,7 @@ def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> li
 
 def _make_runner(slot: Slot, cfg: BenchConfig):
     if slot.backend == "torch":
-        return be.torch_runner(slot.meta, slot.precision, cfg.device, channels_last=cfg.channels_last, compile=cfg.compile)
+        return be.torch_runner(slot.meta, slot.precision, cfg.device, channels_last=slot.channels_last, compile=slot.compile)
     if slot.backend == "onnxruntime":
         return be.ort_runner(slot.artifact, cfg.device, cfg.threads)
     return be.trt_runner(slot.artifact, cuda_graph=cfg.cuda_graph)
@@ -177,7 +196,7 @@ def _first_inference(slot: Slot, runner, feed: dict) -> None:
         raise
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        hint = "; drop --compile" if slot.backend == "torch" and getattr(runner, "name", "").startswith("torch.compile") else ""
+        hint = "; drop --compile" if slot.compile else ""
         raise BenchmarkError(f"{slot.label} failed on its first inference: {first}{hint}") from e
 
 
@@ -257,8 +276,8 @@ def _settings(slot: Slot, cfg: BenchConfig, case: Case) -> dict:
         "cuda_graph": cfg.cuda_graph if slot.backend == "tensorrt" else False,
         "spin_wait": slot.spin_wait,
         "data_transfers": device == "cuda",
-        "channels_last": cfg.channels_last if slot.backend == "torch" else False,
-        "compile": cfg.compile if slot.backend == "torch" else False,
+        "channels_last": slot.channels_last,
+        "compile": slot.compile,
     }
 
 
