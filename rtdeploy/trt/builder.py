@@ -216,7 +216,7 @@ def _hardware_level(trt, features: Features, value: str):
     if value == "ampere+":
         return levels.AMPERE_PLUS
     if not features.same_cc_compatibility:
-        raise EngineError(f"TensorRT {features.version} has no same-compute-capability compatibility (it came with 10.x); "
+        raise EngineError(f"TensorRT {features.version} has no same-compute-capability hardware compatibility (later 10.x releases have it); "
                           "use --hardware-compatibility ampere+ or build without it")
     return levels.SAME_COMPUTE_CAPABILITY
 

@@ -1,0 +1,410 @@
+"""API-conformance cases for ONE TensorRT release, run in a subprocess by tests/test_trt_conformance.py.
+
+The process imports that release's REAL bindings (``tensorrt_bindings``, with stub libraries) and
+the matching REAL ``cuda.bindings.runtime``; rtdeploy's builder, inspector, loader and runner then
+drive objects specced from those real classes (see fakes.py). A member the release lacks, a call
+whose arguments fit no real overload, or a wrong enum fails here. These cases prove that rtdeploy
+speaks each release's API; they do not prove that an engine builds or runs (that needs a GPU:
+tests/test_trt_gpu.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakes import FP16_LAYERS, FP32_LAYERS, INT8_LAYERS, FakeCudart, World  # noqa: E402
+
+from rtdeploy.errors import EngineError, MissingDependency, PrecisionError  # noqa: E402
+from rtdeploy.trt.options import BuildOptions  # noqa: E402
+
+RELEASE = os.environ.get("RTDEPLOY_CONFORMANCE_RELEASE", "")
+MAJOR = int(RELEASE.split(".")[0]) if RELEASE else 0
+pytestmark = pytest.mark.skipif(not RELEASE, reason="run by tests/test_trt_conformance.py with a release's real bindings")
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def trt():
+    import tensorrt_bindings
+
+    assert tensorrt_bindings.__version__ == RELEASE
+    return tensorrt_bindings
+
+
+@pytest.fixture(scope="session")
+def rt():
+    from cuda.bindings import runtime
+
+    return runtime
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Tiny ONNX models (fp32, fp16 graph, Q/DQ) with manifests, made with onnx.helper."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rtdeploy.artifacts import new_manifest, write_manifest
+    from rtdeploy.models.metadata import ModelMeta
+
+    folder = tmp_path_factory.mktemp("models")
+    meta = ModelMeta(family="cifar", depth=20, name="tiny", num_classes=4, in_channels=3, image_size=8, resize=None)
+
+    def make(kind: str) -> Path:
+        elem, np_type = (TensorProto.FLOAT16, np.float16) if kind == "fp16" else (TensorProto.FLOAT, np.float32)
+        rng = np.random.default_rng(0)
+        inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np_type), "w"),
+                 numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np_type), "fc_w")]
+        nodes, conv_in = [], "input"
+        if kind == "int8":
+            inits += [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+            nodes += [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"], name="input_q"),
+                      helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="input_dq")]
+            conv_in = "dq"
+        nodes += [helper.make_node("Conv", [conv_in, "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", ["c"], ["r"], name="relu"),
+                  helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+                  helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+                  helper.make_node("MatMul", ["f", "fc_w"], ["logits"], name="fc")]
+        graph = helper.make_graph(nodes, f"tiny_{kind}", [helper.make_tensor_value_info("input", elem, ["batch", 3, 8, 8])],
+                                  [helper.make_tensor_value_info("logits", elem, ["batch", 4])], inits)
+        path = folder / (f"tiny.onnx" if kind == "fp32" else f"tiny.{kind}.onnx")
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        write_manifest(path, new_manifest("onnx", path, precision=kind, model=meta.to_dict()))
+        return path
+
+    return {kind: make(kind) for kind in ("fp32", "fp16", "int8")}
+
+
+@pytest.fixture
+def make_world(trt):
+    """World factory; after the test, every call made on a stand-in must fit the real API."""
+    worlds = []
+
+    def make(**kw) -> World:
+        w = World(trt, **kw)
+        worlds.append(w)
+        return w
+
+    yield make
+    problems = [p for w in worlds for p in w.call_problems()]
+    assert not problems, "calls that do not fit this release's API:\n" + "\n".join(problems)
+
+
+def memory_for(world, rt, **kw):
+    from rtdeploy.trt.device_memory import CudaRuntime
+
+    world.memory = CudaRuntime(FakeCudart(rt, world, **kw))
+    return world.memory
+
+
+def build(world, rt, tmp_path, onnx, **opts):
+    from rtdeploy.trt.stage import build_engine
+
+    opts.setdefault("output", tmp_path / "model.engine")
+    memory = world.memory or memory_for(world, rt)
+    return build_engine(BuildOptions(onnx=onnx, **opts), trt_module=world.module, memory=memory)
+
+
+def network_flag_names(trt, world) -> set[str]:
+    flags = world.builder.create_network.call_args.args[0]
+    return {n for n in ("EXPLICIT_BATCH", "STRONGLY_TYPED") if hasattr(trt.NetworkDefinitionCreationFlag, n)
+            and flags & (1 << int(getattr(trt.NetworkDefinitionCreationFlag, n)))}
+
+
+def builder_flag_names(world) -> set[str]:
+    return {c.args[0].name for c in world.config.set_flag.call_args_list}
+
+
+# -- features -------------------------------------------------------------------------------------
+def test_features_are_read_off_the_real_api(trt):
+    from rtdeploy.trt.features import Features
+
+    f = Features.detect(trt)
+    expected = {8: dict(explicit_batch_flag=True, strongly_typed=False, fp16_flag=True, calibrators=True, max_workspace_size=True,
+                        same_cc_compatibility=False),
+                10: dict(explicit_batch_flag=True, strongly_typed=True, fp16_flag=True, calibrators=True, max_workspace_size=False,
+                         same_cc_compatibility=RELEASE != "10.3.0"),
+                11: dict(explicit_batch_flag=False, strongly_typed=True, fp16_flag=False, calibrators=False, max_workspace_size=False,
+                         same_cc_compatibility=True)}[MAJOR]
+    assert {k: getattr(f, k) for k in expected} == expected
+    assert f.memory_pool_limit and f.detailed_profiling
+
+
+# -- building -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_build_takes_the_release_path(trt, rt, make_world, models, tmp_path, precision):
+    layers = {"fp32": FP32_LAYERS, "fp16": FP16_LAYERS, "int8": INT8_LAYERS}[precision]
+    w = make_world(layers=layers)
+    result = build(w, rt, tmp_path, models[precision], precision=precision, batch="1:8:32", workspace="1G")
+    nets, flags = network_flag_names(trt, w), builder_flag_names(w)
+    if MAJOR == 8:
+        assert nets == {"EXPLICIT_BATCH"}
+        assert flags == {"fp32": set(), "fp16": {"FP16"}, "int8": {"INT8", "FP16"}}[precision]
+    else:
+        assert nets == {"STRONGLY_TYPED"} and flags == set()
+    w.config.set_memory_pool_limit.assert_called_once_with(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+    assert w.config.profiling_verbosity == trt.ProfilingVerbosity.DETAILED
+    (profile,) = w.profiles
+    profile.set_shape.assert_called_once_with("input", (1, 3, 8, 8), (8, 3, 8, 8), (32, 3, 8, 8))
+    w.config.add_optimization_profile.assert_called_once_with(profile)
+    m = result.manifest
+    assert result.path.read_bytes().startswith(b"FAKEPLAN")
+    assert m["precision"] == precision and m["tensorrt"]["version"] == RELEASE
+    assert m["profile"]["min"] == 1 and m["profile"]["max"] == 32 and m["device"]["compute_capability"] == "8.6"
+    assert m["layers"]["verified"] is True and m["layers"]["by_precision"].get(precision, 0) >= 1
+    assert json.loads(Path(str(result.path) + ".json").read_text())["sha256"] == m["sha256"]
+
+
+def test_parser_errors_name_the_nodes(rt, make_world, models, tmp_path):
+    w = make_world(parse_ok=False, parser_errors=[("Unsupported operator FooOp", 2, "pool", "GlobalAveragePool")])
+    with pytest.raises(EngineError, match=r"cannot parse tiny.onnx: node pool\b.*Unsupported operator FooOp"):
+        build(w, rt, tmp_path, models["fp32"], precision="fp32")
+    assert not (tmp_path / "model.engine").exists()
+
+
+def test_a_failed_build_is_an_engine_error_and_writes_nothing(rt, make_world, models, tmp_path):
+    w = make_world(build_ok=False)
+    with pytest.raises(EngineError, match="could not build an engine from tiny.onnx"):
+        build(w, rt, tmp_path, models["fp32"], precision="fp32")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_without_int8_layers_fails_loudly(rt, make_world, models, tmp_path):
+    w = make_world(layers=FP32_LAYERS)
+    with pytest.raises(EngineError, match="INT8 was asked, but TensorRT built no INT8 layer"):
+        build(w, rt, tmp_path, models["int8"], precision="int8")
+    assert not (tmp_path / "model.engine").exists()
+
+
+def test_options_reach_the_config(trt, rt, make_world, models, tmp_path):
+    w = make_world()
+    cache = tmp_path / "trt.cache"
+    result = build(w, rt, tmp_path, models["fp32"], precision="fp32", builder_optimization_level=4, version_compatible=True,
+                   hardware_compatibility="ampere+", timing_cache=cache)
+    assert w.config.builder_optimization_level == 4
+    assert w.config.hardware_compatibility_level == trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    assert "VERSION_COMPATIBLE" in builder_flag_names(w)
+    w.config.create_timing_cache.assert_called_once_with(b"")
+    assert cache.read_bytes() == b"TIMING-CACHE"
+    assert result.manifest["build"]["version_compatible"] is True
+
+
+def test_same_cc_compatibility_only_where_the_release_has_it(trt, rt, make_world, models, tmp_path):
+    w = make_world()
+    if RELEASE in ("8.6.1", "10.3.0"):  # HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY came after 10.3
+        with pytest.raises(EngineError, match="no same-compute-capability"):
+            build(w, rt, tmp_path, models["fp32"], precision="fp32", hardware_compatibility="same-cc")
+    else:
+        build(w, rt, tmp_path, models["fp32"], precision="fp32", hardware_compatibility="same-cc")
+        assert w.config.hardware_compatibility_level == trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+
+
+def test_workspace_larger_than_the_device_is_refused(rt, make_world, models, tmp_path):
+    w = make_world()
+    with pytest.raises(EngineError, match="larger than the memory of this GPU"):
+        build(w, rt, tmp_path, models["fp32"], precision="fp32", workspace="64G")
+
+
+def test_unified_memory_workspace_is_a_share_of_free_memory(trt, rt, make_world, models, tmp_path):
+    w = make_world()
+    memory_for(w, rt, integrated=True, free=4 << 30)
+    build(w, rt, tmp_path, models["fp32"], precision="fp32")
+    w.config.set_memory_pool_limit.assert_called_once_with(trt.MemoryPoolType.WORKSPACE, 2 << 30)
+
+
+# -- DLA ------------------------------------------------------------------------------------------
+def test_dla_on_a_device_without_one(rt, make_world, models, tmp_path):
+    w = make_world(num_dla_cores=0, layers=FP16_LAYERS)
+    with pytest.raises(EngineError, match="this device has no DLA"):
+        build(w, rt, tmp_path, models["fp16"], precision="fp16", dla_core=0, batch="8")
+
+
+def test_dla_placement_with_gpu_fallback(trt, rt, make_world, models, tmp_path):
+    w = make_world(num_dla_cores=2, dla_unsupported={"fc"}, layers=FP16_LAYERS)
+    with pytest.raises(EngineError, match="cannot run on DLA .fc.; add --gpu-fallback"):
+        build(w, rt, tmp_path, models["fp16"], precision="fp16", dla_core=1, batch="8")
+    w = make_world(num_dla_cores=2, dla_unsupported={"fc"}, layers=FP16_LAYERS)
+    result = build(w, rt, tmp_path, models["fp16"], precision="fp16", dla_core=1, gpu_fallback=True, batch="8")
+    assert w.config.default_device_type == trt.DeviceType.DLA and w.config.DLA_core == 1
+    assert "GPU_FALLBACK" in builder_flag_names(w)
+    assert result.manifest["dla"] == {"dla": 2, "gpu": 1, "gpu_layers": ["fc"]}
+    w.profiles[0].set_shape.assert_called_once_with("input", (8, 3, 8, 8), (8, 3, 8, 8), (8, 3, 8, 8))
+
+
+# -- implicit calibration -------------------------------------------------------------------------
+def test_implicit_calibration_only_where_the_release_has_it(trt, rt, make_world, models, tmp_path):
+    w = make_world(layers=INT8_LAYERS)
+    if MAJOR >= 11:
+        with pytest.raises(PrecisionError, match="no implicit INT8 calibration.*Q/DQ"):
+            build(w, rt, tmp_path, models["fp32"], precision="int8", implicit_calibration=True)
+        return
+    result = build(w, rt, tmp_path, models["fp32"], precision="int8", implicit_calibration=True, batch="1:8:32")
+    assert network_flag_names(trt, w) == ({"EXPLICIT_BATCH"} if MAJOR == 8 else set())
+    assert builder_flag_names(w) == {"INT8", "FP16"}
+    calib = w.config.int8_calibrator
+    assert isinstance(calib, trt.IInt8EntropyCalibrator2)
+    assert calib.get_algorithm() == trt.CalibrationAlgoType.ENTROPY_CALIBRATION_2
+    w.config.set_calibration_profile.assert_called_once_with(w.profiles[1])
+    w.profiles[1].set_shape.assert_called_once_with("input", (8, 3, 8, 8), (8, 3, 8, 8), (8, 3, 8, 8))
+    assert result.manifest["calibration"]["method"] == "tensorrt-entropy2"
+
+
+def test_calibrator_feeds_batches_and_keeps_tensorrts_cache(trt, rt, make_world, tmp_path):
+    if MAJOR >= 11:
+        pytest.skip("TensorRT 11 has no calibrators (covered by the test above)")
+    from rtdeploy.trt.calibrator import make_entropy_calibrator
+
+    w = make_world()
+    mem = memory_for(w, rt)
+    data = [np.full((5, 3, 8, 8), i, np.float32) for i in range(4)]  # 20 samples -> two batches of 8
+    cache = tmp_path / "calib.cache"
+    calib = make_entropy_calibrator(trt, iter(data), batch_size=8, input_name="input", memory=mem, cache_path=cache)
+    assert calib.read_calibration_cache() is None
+    (ptr,) = calib.get_batch(["input"])
+    first = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_float * (8 * 3 * 64)).from_address(ptr)).reshape(8, 3, 8, 8)
+    assert (first[:5] == 0).all() and (first[5:] == 1).all()
+    assert calib.get_batch(["input"]) is not None and calib.get_batch(["input"]) is None
+    text = f"TRT-{RELEASE.replace('.', '')[:4]}-EntropyCalibration2\ninput: 3c010a14\n".encode()
+    calib.write_calibration_cache(text)
+    assert calib.read_calibration_cache() == text
+    cache.write_bytes(b"not a cache")
+    assert calib.read_calibration_cache() is None
+
+
+# -- loading --------------------------------------------------------------------------------------
+def built_engine(w, rt, tmp_path, models, **kw):
+    path = build(w, rt, tmp_path, models["fp32"], precision="fp32", batch="1:8:32", **kw).path
+    w.runtime.deserialize_cuda_engine.reset_mock()  # the build deserialized it once to inspect it
+    return path
+
+
+def test_manifest_is_checked_before_deserializing(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    mp = Path(str(path) + ".json")
+    m = json.loads(mp.read_text())
+    m["tensorrt"]["version"] = "7.2.3"
+    mp.write_text(json.dumps(m))
+    with pytest.raises(EngineError, match=rf"built for TensorRT 7.2.3, this machine has TensorRT {RELEASE}; rebuild it here: rtdeploy build-engine"):
+        TrtRunner(path, trt_module=w.module, memory=w.memory).activate()
+    w.runtime.deserialize_cuda_engine.assert_not_called()
+
+
+def test_other_compute_capability_is_refused(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    with pytest.raises(EngineError, match=r"compute capability 8.6 \(Fake GPU\), this GPU \(Fake GPU\) has compute 7.2"):
+        TrtRunner(path, trt_module=w.module, memory=memory_for(w, rt, cc=(7, 2))).activate()
+    w.runtime.deserialize_cuda_engine.assert_not_called()
+
+
+def test_truncated_or_foreign_engine_files(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(EngineError, match="does not match its manifest"):
+        TrtRunner(path, trt_module=w.module, memory=w.memory).activate()
+    foreign = tmp_path / "foreign.engine"
+    foreign.write_bytes(b"\x89PNG not an engine")
+    with pytest.raises(EngineError, match="is not a TensorRT .* engine or is truncated"):
+        TrtRunner(foreign, trt_module=w.module, memory=w.memory).activate()
+
+
+def test_version_compatible_engines_allow_host_code(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models, version_compatible=True)
+    with TrtRunner(path, trt_module=w.module, memory=w.memory):
+        assert w.runtime.engine_host_code_allowed is True
+
+
+# -- running --------------------------------------------------------------------------------------
+def expected_logits(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1).astype(np.float32).mean(axis=1)[:, None] * np.arange(1, 5)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_runner_moves_the_data_and_times_it(rt, make_world, models, tmp_path, cuda_graph):
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    rng = np.random.default_rng(1)
+    with TrtRunner(path, trt_module=w.module, memory=w.memory, cuda_graph=cuda_graph) as r:
+        assert (r.input_names, r.output_names, str(r.profile)) == (["input"], ["logits"], "1:8:32")
+        for batch in (8, 8, 3):
+            x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+            out = r.infer({"input": x})
+            np.testing.assert_allclose(out["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
+            assert set(r.last_timings) == {"h2d_ms", "compute_ms", "d2h_ms", "total_ms"}
+        assert r.infer_device_only() == pytest.approx(0.25) and r.last_timings == {"compute_ms": 0.25}
+        with pytest.raises(EngineError, match=r"batch 33 is outside the profile 1:8:32"):
+            r.infer({"input": np.zeros((33, 3, 8, 8), np.float32)})
+    enqueues = w.context.execute_async_v3.call_count
+    # plain: 3 infers + 1 device-only run; graphs: (warm-up + captured enqueue) x 2 shapes, then replays only
+    assert enqueues == 4
+    assert w.memory.rt.buffers == {}, "the runner left buffers allocated"
+
+
+def test_runner_takes_fp16_io(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world(io_dtype="HALF", layers=FP16_LAYERS)
+    path = build(w, rt, tmp_path, models["fp16"], precision="fp16").path
+    x = np.random.default_rng(2).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    with TrtRunner(path, trt_module=w.module, memory=w.memory) as r:
+        out = r.infer({"input": x})["logits"]
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.astype(np.float32), expected_logits(x.astype(np.float16)), rtol=2e-2, atol=2e-2)
+
+
+# -- the real bindings with no GPU ------------------------------------------------------------------
+def test_real_builder_without_gpu_is_a_missing_dependency(trt):
+    from rtdeploy.trt.builder import create_builder, make_logger
+
+    with pytest.raises(MissingDependency, match=rf"TensorRT {RELEASE} could not create a builder: no usable NVIDIA GPU or driver"):
+        create_builder(trt, make_logger(trt))
+
+
+def test_real_runtime_without_gpu_is_a_missing_dependency(trt, tmp_path):
+    from rtdeploy.trt.engine_file import load_engine
+
+    path = tmp_path / "x.engine"
+    path.write_bytes(b"FAKEPLAN")
+    with pytest.raises(MissingDependency, match="could not create a runtime"):
+        load_engine(trt, path, device=None)
+
+
+def test_real_cuda_bindings_without_driver_are_a_missing_dependency(rt):
+    from rtdeploy.trt.device_memory import CudaRuntime
+
+    with pytest.raises(MissingDependency, match="no usable NVIDIA GPU: CUDA says"):
+        CudaRuntime(rt)
+
+
+def test_signature_checker_catches_wrong_calls(trt):
+    """The checker itself must be able to fail: wrong arity, wrong enum, unknown keyword."""
+    from fakes import SignatureChecker
+
+    c = SignatureChecker(trt)
+    assert c.problems(trt.IBuilderConfig, "set_memory_pool_limit", (trt.MemoryPoolType.WORKSPACE, 1 << 20), {}) is None
+    assert c.problems(trt.IBuilderConfig, "set_memory_pool_limit", (1 << 20,), {})
+    assert c.problems(trt.IBuilderConfig, "set_flag", (trt.MemoryPoolType.WORKSPACE,), {})
+    assert c.problems(trt.IExecutionContext, "execute_async_v3", (), {"stream": 0})
+    assert c.problems(trt.IBuilderConfig, "set_timing_cache", (object(), False), {})

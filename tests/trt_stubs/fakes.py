@@ -1,0 +1,453 @@
+"""Stand-ins specced from a release's REAL classes, for API-conformance tests (no GPU needed).
+
+``World(trt)`` builds a fake ``tensorrt`` module around the real one: enums, flags, ``Dims``,
+``ILogger``, ``IInt8EntropyCalibrator2``, ``nptype`` ... are the real objects; only the factories
+that need a GPU (``Builder``, ``Runtime``, ``OnnxParser``) return ``create_autospec`` instances of
+the real classes (``spec_set``: reading or writing a member the release lacks raises). Every call
+made on them is then checked against the real method's pybind11 signature (its docstring):
+argument count, keyword names, and argument types where they are TensorRT classes or enums.
+
+``FakeCudart`` does the same for the CUDA runtime bindings: each function is an autospec of the
+real ``cuda.bindings.runtime`` function, backed by host memory, so the runner's data path really
+moves bytes. It proves API conformance, not that an engine builds or runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+import types
+from unittest import mock
+
+import numpy as np
+
+PLAN_MAGIC = b"FAKEPLAN"
+
+
+# -- pybind11 signatures --------------------------------------------------------------------------
+def _split_top(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+def signatures(func, name: str) -> list[list[tuple[str, str, bool]]]:
+    """The overloads in a pybind11 docstring: lists of (param, type, has_default), ``self`` dropped."""
+    doc = getattr(func, "__doc__", None) or ""
+    out = []
+    for m in re.finditer(rf"^\s*(?:\d+\.\s+)?{re.escape(name)}\((.*)\)\s*->", doc, re.MULTILINE):
+        params = []
+        for p in _split_top(m.group(1)):
+            if p in ("*args", "**kwargs"):
+                params = None
+                break
+            pname, _, rest = p.partition(":")
+            ptype, _, default = rest.partition("=")
+            params.append((pname.strip(), ptype.strip(), bool(default.strip())))
+        if params is not None:
+            out.append([p for p in params if p[0] != "self"])
+    return out
+
+
+class SignatureChecker:
+    """Checks recorded calls against the real release's signatures."""
+
+    def __init__(self, trt):
+        self.trt = trt
+
+    def type_ok(self, value, type_name: str) -> bool:
+        short = type_name.rsplit(".", 1)[-1]
+        if type_name == "int":
+            return isinstance(value, (int, np.integer))
+        if type_name in ("typing.SupportsInt", "typing.SupportsIndex"):  # newer pybind11 annotations
+            return hasattr(value, "__int__") or hasattr(value, "__index__")
+        if type_name == "typing.SupportsFloat":
+            return hasattr(value, "__float__")
+        if type_name == "float":
+            return isinstance(value, (int, float, np.floating, np.integer))
+        if type_name == "bool":
+            return isinstance(value, (bool, int, np.bool_))
+        if type_name == "str":
+            return isinstance(value, str)
+        if type_name == "buffer":
+            return isinstance(value, (bytes, bytearray, memoryview, np.ndarray))
+        if type_name.startswith(("tensorrt.", "tensorrt_bindings.")) and hasattr(self.trt, short):
+            cls = getattr(self.trt, short)
+            if short.startswith("Dims") or short == "Permutation":
+                return isinstance(value, (cls, tuple, list)) or isinstance(value, self.trt.Dims)
+            return isinstance(value, cls)
+        return True  # typing constructs, capsules, numpy: not checked
+
+    def problems(self, cls, name: str, args: tuple, kwargs: dict) -> str | None:
+        """None when ``cls.name(*args, **kwargs)`` matches an overload of the real method."""
+        func = getattr(cls, name, None)
+        if func is None:
+            return f"{cls.__name__} has no member {name}"
+        overloads = signatures(func, name)
+        if not overloads:
+            return None
+        reasons = []
+        for params in overloads:
+            why = self._bind(params, args, kwargs)
+            if why is None:
+                return None
+            reasons.append(why)
+        return f"{cls.__name__}.{name}{args!r}{kwargs or ''}: " + " | ".join(reasons)
+
+    def _bind(self, params, args, kwargs) -> str | None:
+        if len(args) > len(params):
+            return f"{len(args)} positional arguments, the method takes {len(params)}"
+        bound = dict(zip([p[0] for p in params], args))
+        for k, v in kwargs.items():
+            if k not in [p[0] for p in params] or k in bound:
+                return f"unexpected keyword {k}"
+            bound[k] = v
+        for pname, ptype, has_default in params:
+            if pname not in bound:
+                if not has_default:
+                    return f"missing argument {pname}"
+            elif not self.type_ok(bound[pname], ptype):
+                return f"{pname} should be {ptype}, got {type(bound[pname]).__name__}"
+        return None
+
+
+# -- the fake tensorrt module ----------------------------------------------------------------------
+class _Factory:
+    """Stands for a real class: attribute access goes to the class; calling it returns a stand-in."""
+
+    def __init__(self, cls, make, checker: SignatureChecker, log: list):
+        self._cls, self._make, self._checker, self._log = cls, make, checker, log
+
+    def __call__(self, *args, **kwargs):
+        problem = self._checker.problems(self._cls, "__init__", args, kwargs)
+        if problem:
+            self._log.append(problem)
+        return self._make(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._cls, name)
+
+
+def layer_info(layers: list[tuple[str, str, str]]) -> str:
+    """Inspector JSON like TensorRT's detailed verbosity: (name, layer type, Format/Datatype)."""
+    return json.dumps({"Layers": [{"Name": n, "LayerType": t,
+                                   "Inputs": [{"Name": f"{n}_in", "Location": "Device", "Dimensions": [8, 3, 8, 8], "Format/Datatype": f}],
+                                   "Outputs": [{"Name": f"{n}_out", "Location": "Device", "Dimensions": [8, 4, 8, 8], "Format/Datatype": f}],
+                                   "TacticName": "fake"} for n, t, f in layers], "Bindings": ["input", "logits"]})
+
+
+INT8_LAYERS = [("conv1 + relu", "CaskConvolution", "Thirty-two wide channel vectorized row major Int8 format"),
+               ("fc", "CaskGemmConvolution", "Row major linear FP32")]
+FP16_LAYERS = [("conv1 + relu", "CaskConvolution", "Channel major FP16 format where channel % 8 == 0"),
+               ("fc", "CaskGemmConvolution", "Row major linear FP16 format")]
+FP32_LAYERS = [("conv1 + relu", "CaskConvolution", "Row major linear FP32"), ("fc", "CaskGemmConvolution", "Row major linear FP32")]
+
+
+class World:
+    """A fake ``tensorrt`` module plus the specced objects it hands out, for one scenario.
+
+    Args:
+        trt: the REAL tensorrt module of the release under test.
+        parse_ok, parser_errors: what ``OnnxParser.parse_from_file`` does.
+        build_ok: whether ``build_serialized_network`` returns a plan (else None).
+        num_dla_cores, dla_unsupported: DLA cores, and layer names ``can_run_on_DLA`` refuses.
+        layers: the inspector's layers (see :func:`layer_info`).
+        io_dtype: the engine's I/O data type name (``FLOAT`` or ``HALF``).
+        classes: output width of the fake engine.
+    """
+
+    def __init__(self, trt, *, parse_ok=True, parser_errors=(), build_ok=True, num_dla_cores=0, dla_unsupported=(),
+                 layers=FP32_LAYERS, io_dtype="FLOAT", classes=4, network_layers=("conv1", "relu", "fc")):
+        self.real = trt
+        self.checker = SignatureChecker(trt)
+        self.problems: list[str] = []
+        self.registry: list[tuple[mock.Mock, type]] = []
+        self.parse_ok, self.parser_errors, self.build_ok = parse_ok, list(parser_errors), build_ok
+        self.num_dla_cores, self.dla_unsupported = num_dla_cores, set(dla_unsupported)
+        self.layers, self.io_dtype, self.classes = layers, io_dtype, classes
+        self.network_layers = network_layers
+        self.memory = None  # set by the runner scenarios: a FakeCudart-backed CudaRuntime
+        self.capturing: list | None = None
+        self.builder = self._builder()
+        self.runtime = self._runtime()
+        self.module = self._module()
+
+    def spec(self, cls):
+        m = mock.create_autospec(cls, instance=True, spec_set=True)
+        self.registry.append((m, cls))
+        return m
+
+    def set_if(self, m, name, value):
+        """Set a property only where the release has it (to mirror real objects)."""
+        if hasattr(m, name):
+            setattr(m, name, value)
+
+    def _module(self):
+        trt = self.real
+        mod = types.ModuleType(trt.__name__)
+        for name in dir(trt):
+            if not name.startswith("__"):
+                setattr(mod, name, getattr(trt, name))
+        mod.__version__ = trt.__version__
+        mod.Builder = _Factory(trt.Builder, lambda logger: self.builder, self.checker, self.problems)
+        mod.Runtime = _Factory(trt.Runtime, lambda logger: self.runtime, self.checker, self.problems)
+        mod.OnnxParser = _Factory(trt.OnnxParser, lambda network, logger: self.parser, self.checker, self.problems)
+        return mod
+
+    # -- builder side --------------------------------------------------------------------------
+    def _builder(self):
+        trt = self.real
+        b = self.spec(trt.Builder)
+        self.network = self.spec(trt.INetworkDefinition)
+        self.network.num_layers = len(self.network_layers)
+        self.layer_mocks = []
+        for n in self.network_layers:
+            layer = self.spec(trt.ILayer)
+            layer.name = n
+            self.layer_mocks.append(layer)
+        self.network.get_layer.side_effect = lambda i: self.layer_mocks[i]
+        self.parser = self.spec(trt.OnnxParser)
+        self.parser.parse_from_file.return_value = self.parse_ok
+        self.parser.num_errors = len(self.parser_errors)
+        self.parser.get_error.side_effect = lambda i: self._parser_error(*self.parser_errors[i])
+        self.config = self.spec(trt.IBuilderConfig)
+        self.timing_cache = self.spec(trt.ITimingCache)
+        self.timing_cache.serialize.return_value = b"TIMING-CACHE"
+        self.config.create_timing_cache.return_value = self.timing_cache
+        self.config.set_timing_cache.return_value = True
+        self.config.get_timing_cache.return_value = self.timing_cache
+        self.config.can_run_on_DLA.side_effect = lambda layer: layer.name not in self.dla_unsupported
+        self.profiles = []
+        b.create_network.return_value = self.network
+        b.create_builder_config.return_value = self.config
+        b.create_optimization_profile.side_effect = self._profile
+        b.build_serialized_network.side_effect = lambda network, config: (PLAN_MAGIC + b"\0" * 56) if self.build_ok else None
+        b.num_DLA_cores = self.num_dla_cores
+        self.set_if(b, "platform_has_fast_fp16", True)
+        return b
+
+    def _profile(self):
+        p = self.spec(self.real.IOptimizationProfile)
+        self.profiles.append(p)
+        return p
+
+    def _parser_error(self, desc, node_index, node_name, op):
+        e = self.spec(self.real.ParserError)
+        e.desc.return_value = desc
+        e.node.return_value = node_index
+        if hasattr(e, "node_name"):
+            e.node_name.return_value = node_name
+        if hasattr(e, "node_operator"):
+            e.node_operator.return_value = op
+        return e
+
+    # -- runtime side --------------------------------------------------------------------------
+    def _runtime(self):
+        r = self.spec(self.real.Runtime)
+        r.deserialize_cuda_engine.side_effect = lambda data: self._engine() if bytes(data).startswith(PLAN_MAGIC) else None
+        return r
+
+    def _engine(self):
+        trt = self.real
+        e = self.spec(trt.ICudaEngine)
+        inspector = self.spec(trt.EngineInspector)
+        inspector.get_engine_information.return_value = layer_info(self.layers)
+        e.create_engine_inspector.return_value = inspector
+        e.create_execution_context.side_effect = self._context
+        e.num_io_tensors = 2
+        names = ["input", "logits"]
+        e.get_tensor_name.side_effect = lambda i: names[i]
+        e.get_tensor_mode.side_effect = lambda n: trt.TensorIOMode.INPUT if n == "input" else trt.TensorIOMode.OUTPUT
+        e.get_tensor_dtype.side_effect = lambda n: getattr(trt.DataType, self.io_dtype)
+        e.get_tensor_profile_shape.side_effect = lambda n, i: [trt.Dims([1, 3, 8, 8]), trt.Dims([8, 3, 8, 8]), trt.Dims([32, 3, 8, 8])]
+        self.engine = e
+        return e
+
+    def _context(self):
+        trt = self.real
+        c = self.spec(trt.IExecutionContext)
+        shapes, addresses = {}, {}
+
+        def set_input_shape(name, shape):
+            shapes[name] = tuple(shape)
+            return 1 <= shape[0] <= 32
+
+        def get_tensor_shape(name):
+            if name == "input":
+                return trt.Dims(list(shapes.get("input", (-1, 3, 8, 8))))
+            return trt.Dims([shapes.get("input", (-1,))[0], self.classes])
+
+        def set_tensor_address(name, ptr):
+            addresses[name] = ptr
+            return True
+
+        def execute_async_v3(stream_handle):
+            op = (self._compute, dict(shapes), dict(addresses))
+            if self.capturing is not None:
+                self.capturing.append(op)
+            else:
+                op[0](op[1], op[2])
+            return True
+
+        c.set_input_shape.side_effect = set_input_shape
+        c.get_tensor_shape.side_effect = get_tensor_shape
+        c.set_tensor_address.side_effect = set_tensor_address
+        c.execute_async_v3.side_effect = execute_async_v3
+        self.context = c
+        return c
+
+    def _compute(self, shapes, addresses):
+        """The fake network: logits[b, k] = (k + 1) * mean(input[b])."""
+        dtype = np.float16 if self.io_dtype == "HALF" else np.float32
+        shape = shapes["input"]
+        n = int(np.prod(shape))
+        x = np.ctypeslib.as_array((ctypes.c_byte * (n * np.dtype(dtype).itemsize)).from_address(addresses["input"])).view(dtype).reshape(shape)
+        y = (x.reshape(shape[0], -1).astype(np.float32).mean(axis=1)[:, None] * np.arange(1, self.classes + 1)).astype(dtype)
+        ctypes.memmove(addresses["logits"], y.ctypes.data, y.nbytes)
+
+    # -- checks --------------------------------------------------------------------------------
+    def call_problems(self) -> list[str]:
+        """Every recorded call that matches no overload of the real method."""
+        found = list(self.problems)
+        for m, cls in self.registry:
+            for name, args, kwargs in m.method_calls:
+                if "." in name:
+                    continue
+                problem = self.checker.problems(cls, name, args, kwargs)
+                if problem:
+                    found.append(problem)
+        return found
+
+
+# -- the fake CUDA runtime -----------------------------------------------------------------------
+class FakeCudart(types.ModuleType):
+    """``cuda.bindings.runtime`` with every function used replaced by an autospec of the real one,
+    backed by host memory; graphs record the TensorRT enqueues made during capture."""
+
+    FUNCTIONS = ("cudaGetDeviceCount", "cudaSetDevice", "cudaGetDeviceProperties", "cudaMemGetInfo", "cudaMalloc", "cudaFree",
+                 "cudaMallocHost", "cudaFreeHost", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamSynchronize",
+                 "cudaStreamDestroy", "cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime",
+                 "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch",
+                 "cudaGraphDestroy", "cudaGraphExecDestroy")
+
+    def __init__(self, rt, world: World | None = None, *, total=8 << 30, free=6 << 30, integrated=False, cc=(8, 6)):
+        super().__init__(rt.__name__)
+        self.rt, self.world = rt, world
+        self.cudaError_t, self.cudaMemcpyKind, self.cudaStreamCaptureMode = rt.cudaError_t, rt.cudaMemcpyKind, rt.cudaStreamCaptureMode
+        self.cudaGetErrorString = rt.cudaGetErrorString
+        self.total, self.free, self.integrated, self.cc = total, free, integrated, cc
+        self.buffers: dict[int, np.ndarray] = {}
+        self.graphs: dict[int, list] = {}
+        self._next = 100
+        self.ok = rt.cudaError_t.cudaSuccess
+        for name in self.FUNCTIONS:
+            impl = getattr(self, "_" + name)
+            setattr(self, name, mock.create_autospec(getattr(rt, name), side_effect=impl))
+
+    def _handle(self, kind):
+        self._next += 1
+        return getattr(self.rt, kind)(self._next)
+
+    def _cudaGetDeviceCount(self):
+        return self.ok, 1
+
+    def _cudaSetDevice(self, device):
+        return (self.ok,)
+
+    def _cudaGetDeviceProperties(self, device):
+        prop = self.rt.cudaDeviceProp()
+        prop.name = b"Fake GPU".ljust(256, b"\0")
+        prop.major, prop.minor = self.cc
+        prop.integrated = int(self.integrated)
+        return self.ok, prop
+
+    def _cudaMemGetInfo(self):
+        return self.ok, self.free, self.total
+
+    def _alloc(self, size):
+        buf = np.zeros(max(int(size), 1), dtype=np.uint8)
+        self.buffers[buf.ctypes.data] = buf
+        return self.ok, buf.ctypes.data
+
+    def _cudaMalloc(self, size):
+        return self._alloc(size)
+
+    def _cudaMallocHost(self, size):
+        return self._alloc(size)
+
+    def _release(self, ptr):
+        assert int(ptr) in self.buffers, f"freeing unknown pointer {ptr}"
+        del self.buffers[int(ptr)]
+        return (self.ok,)
+
+    def _cudaFree(self, ptr):
+        return self._release(ptr)
+
+    def _cudaFreeHost(self, ptr):
+        return self._release(ptr)
+
+    def _cudaMemcpyAsync(self, dst, src, count, kind, stream):
+        ctypes.memmove(int(dst), int(src), int(count))
+        return (self.ok,)
+
+    def _cudaStreamCreate(self):
+        return self.ok, self._handle("cudaStream_t")
+
+    def _cudaStreamSynchronize(self, stream):
+        return (self.ok,)
+
+    def _cudaStreamDestroy(self, stream):
+        return (self.ok,)
+
+    def _cudaEventCreate(self):
+        return self.ok, self._handle("cudaEvent_t")
+
+    def _cudaEventRecord(self, event, stream):
+        return (self.ok,)
+
+    def _cudaEventSynchronize(self, event):
+        return (self.ok,)
+
+    def _cudaEventElapsedTime(self, start, end):
+        return self.ok, 0.25
+
+    def _cudaEventDestroy(self, event):
+        return (self.ok,)
+
+    def _cudaStreamBeginCapture(self, stream, mode):
+        self.world.capturing = []
+        return (self.ok,)
+
+    def _cudaStreamEndCapture(self, stream):
+        graph = self._handle("cudaGraph_t")
+        self.graphs[int(graph)] = self.world.capturing
+        self.world.capturing = None
+        return self.ok, graph
+
+    def _cudaGraphInstantiate(self, graph, flags):
+        exec_ = self._handle("cudaGraphExec_t")
+        self.graphs[int(exec_)] = self.graphs[int(graph)]
+        return self.ok, exec_
+
+    def _cudaGraphLaunch(self, graph_exec, stream):
+        for fn, shapes, addresses in self.graphs[int(graph_exec)]:
+            fn(shapes, addresses)
+        return (self.ok,)
+
+    def _cudaGraphDestroy(self, graph):
+        return (self.ok,)
+
+    def _cudaGraphExecDestroy(self, graph_exec):
+        return (self.ok,)
