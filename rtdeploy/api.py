@@ -177,3 +177,24 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, prec
                         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
                         implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None)
     return _build(opts)
+
+
+def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,
+        calib_dir: str | os.PathLike | None = None, calib_size: int | None = None, method: str = "entropy",
+        images: str | os.PathLike | None = None, samples: int | None = None, precision: str = "fp32,fp16,int8",
+        engines: bool = True, bench: bool = True, bench_duration: str = "1s", bench_batch: str = "1",
+        outdir: str | os.PathLike | None = None, force: bool = False, progress: bool = False, on_stage=None):
+    """The whole pipeline into one report folder (``rtdeploy run``).
+
+    Returns:
+        :class:`rtdeploy.pipeline.RunReport` (``stages``, ``failed``, ``report_md``, ``report_json``).
+    """
+    from rtdeploy.pipeline import RunConfig, run_pipeline
+
+    opt = lambda p: Path(p) if p is not None else None  # noqa: E731
+    cfg = RunConfig(depth=depth, weights=opt(weights), num_classes=num_classes, calib_dir=opt(calib_dir),
+                    calib_size=calib_size, method=method, images=opt(images), samples=samples,
+                    precisions=tuple(p.strip() for p in precision.split(",") if p.strip()), engines=engines,
+                    bench=bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=opt(outdir),
+                    force=force, progress=progress)
+    return run_pipeline(cfg, on_stage=on_stage)

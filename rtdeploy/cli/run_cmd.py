@@ -1,0 +1,60 @@
+"""``rtdeploy run``: the whole pipeline in one command, into one report folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rtdeploy.cli.common import depth_option, emit_json, handle_errors
+
+STATUS_MARK = {"ran": "done", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
+
+
+@click.command("run")
+@depth_option()
+@click.option("--weights", type=click.Path(path_type=Path), help="Trained checkpoint (loaded with weights_only=True); default: seed-0 initialisation.")
+@click.option("--num-classes", type=int, help="Output classes (default 1000 ImageNet, 10 CIFAR).")
+@click.option("--calib-dir", type=click.Path(path_type=Path), help="INT8 calibration images or .npy/.npz [default: bundled calib_data/].")
+@click.option("--calib-size", type=int, help="Calibration images to use (seeded sample).")
+@click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse"]), default="entropy", show_default=True, help="INT8 calibrator.")
+@click.option("--images", type=click.Path(path_type=Path), help="Images to validate on besides random inputs (class subfolders give accuracy).")
+@click.option("--samples", type=int, help="Validation samples per input set.")
+@click.option("--precision", default="fp32,fp16,int8", show_default=True, help="Precisions to produce.")
+@click.option("--no-engines", is_flag=True, help="Do not build TensorRT engines even where TensorRT is present.")
+@click.option("--no-bench", is_flag=True, help="Skip the benchmark stage.")
+@click.option("--bench-duration", default="1s", show_default=True, help="Timed window per benchmark repeat.")
+@click.option("--bench-batch", default="1", show_default=True, help="Benchmark batch sizes, e.g. 1,8.")
+@click.option("-o", "--outdir", type=click.Path(path_type=Path), help="Report folder [default: rtdeploy-out/resnet<depth>].")
+@click.option("--force", is_flag=True, help="Redo every stage, even those whose inputs are unchanged.")
+@click.option("--json", "json_out", metavar="FILE", help="Also write the run summary as JSON to FILE ('-' for stdout).")
+@handle_errors
+def run(depth, weights, num_classes, calib_dir, calib_size, method, images, samples, precision, no_engines, no_bench,
+        bench_duration, bench_batch, outdir, force, json_out):
+    """Run the whole pipeline: export, validate, FP16, INT8, engines, bench, report.
+
+    Stages whose inputs have not changed since the last run in the same folder are reused
+    (--force redoes them). On a machine without TensorRT the engine stage is skipped with the
+    reason, and everything else still runs. Exit status is non-zero when a stage failed (for
+    example a precision out of tolerance); the report is written either way.
+
+    \b
+    Examples:
+      rtdeploy run --depth 50
+      rtdeploy run --depth 56 --weights resnet56-4bfd9763.th --calib-dir cifar10/calib --images cifar10/dev
+    """
+    from rtdeploy import api
+    from rtdeploy.errors import RtDeployError
+
+    def show(rec):
+        click.echo(f"[{STATUS_MARK.get(rec.status, rec.status):>7}] {rec.name:<20} {rec.seconds:7.1f}s  {rec.detail}")
+
+    report = api.run(depth=depth, weights=weights, num_classes=num_classes, calib_dir=calib_dir, calib_size=calib_size,
+                     method=method, images=images, samples=samples, precision=precision, engines=not no_engines,
+                     bench=not no_bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=outdir,
+                     force=force, progress=True, on_stage=show)
+    click.echo(f"report: {report.report_md}")
+    emit_json(report.to_dict(), json_out)
+    if report.failed:
+        first = report.failed[0]
+        raise RtDeployError(f"{len(report.failed)} stage(s) failed, first {first.name}: {first.detail}")
