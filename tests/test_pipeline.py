@@ -1,0 +1,69 @@
+"""rtdeploy run: stages, re-run reuse, --force, and the report on a CPU-only machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rtdeploy import api
+from rtdeploy.pipeline.stage_cache import StageCache, stage_key
+
+
+def statuses(report):
+    return {s.name: s.status for s in report.stages}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r20"
+    report = api.run(depth=20, outdir=out, precision="fp32", bench_duration="0.05s", samples=8)
+    return out, report
+
+
+def test_run_writes_report_and_artifacts(first_run):
+    out, report = first_run
+    st = statuses(report)
+    assert st["export"] == "ran" and st["validate-fp32"] == "ran" and st["bench"] == "ran"
+    for name in ("resnet20.onnx", "resnet20.onnx.json", "validate-fp32.json", "bench.json", "report.md", "report.json"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "report.json").read_text())
+    assert data["validation"][0]["precision"] == "fp32" and data["validation"][0]["verdict"] == "pass"
+    assert "## Validation" in (out / "report.md").read_text()
+
+
+def test_cpu_only_machine_says_engines_need_tensorrt(first_run):
+    pytest.importorskip("rtdeploy.trt.loader")
+    from rtdeploy.trt.loader import availability
+
+    if availability()["ok"]:
+        pytest.skip("TensorRT and a GPU are present here; this test is about machines without them")
+    _, report = first_run
+    engine = next(s for s in report.stages if s.name == "build-engine")
+    assert engine.status == "skipped" and "TensorRT" in engine.detail
+    assert "## Not run here" in (report.outdir / "report.md").read_text()
+
+
+def test_rerun_reuses_unchanged_stages_and_force_redoes(first_run):
+    out, _ = first_run
+    again = api.run(depth=20, outdir=out, precision="fp32", bench_duration="0.05s", samples=8)
+    assert statuses(again)["export"] == "reused"
+    assert statuses(again)["validate-fp32"] == "reused"
+    forced = api.run(depth=20, outdir=out, precision="fp32", bench=False, samples=8, force=True)
+    assert statuses(forced)["export"] == "ran"
+
+
+def test_changed_artifact_invalidates_its_stage(tmp_path):
+    a = tmp_path / "a.bin"
+    a.write_bytes(b"one")
+    cache = StageCache(tmp_path)
+    key = stage_key("s", {"x": 1}, [a])
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"result")
+    cache.record("s", key, [out])
+    assert StageCache(tmp_path).is_fresh("s", key)
+    out.write_bytes(b"tampered")
+    assert not StageCache(tmp_path).is_fresh("s", key)
+    a.write_bytes(b"two")
+    assert stage_key("s", {"x": 1}, [a]) != key
+    assert not StageCache(tmp_path, force=True).is_fresh("s", key)
