@@ -64,13 +64,14 @@ def _make_workdir(path: Path) -> None:
 def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
     key = (meta.depth, meta.image_size, precision)
     if key not in cache:
-        fp32 = cache.get((meta.depth, meta.image_size, "fp32")) or _export(meta, cfg.workdir)
+        fp32 = cache.get((meta.depth, meta.image_size, "fp32")) or exported_onnx(meta, cfg.workdir)
         cache[(meta.depth, meta.image_size, "fp32")] = fp32
         cache[key] = fp32 if precision == "fp32" else _quantize(fp32, precision)
     return cache[key]
 
 
-def _export(meta, workdir: Path) -> Path:
+def exported_onnx(meta, workdir: Path) -> Path:
+    """The seed-0, dynamic-batch ONNX of ``meta`` in ``workdir``: reused when its manifest matches, else exported."""
     from rtdeploy import api
     from rtdeploy.artifacts import manifest_matches, read_manifest
     from rtdeploy.export.onnx_export import INIT_SEED
