@@ -52,8 +52,10 @@ def one_line_error(code, lines, expected_code, fragment):
     (["--workspace", "lots"], 1, "--workspace 'lots' is not a size"),
     (["--int8", "--no-calibrate"], 1, "--int8 with --no-calibrate needs a Q/DQ ONNX, but tiny.onnx has no QuantizeLinear/DequantizeLinear"),
     (["--fp32", "-o", "/nonexistent-dir/m.engine"], 1, "output directory /nonexistent-dir does not exist"),
+    (["--fp32", "-o", "tiny.onnx/m.engine"], 1, "is not a directory"),
 ])
-def test_bad_input_is_one_line(tmp_path, args, code, fragment):
+def test_bad_input_is_one_line(tmp_path, args, code, fragment, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     onnx = tiny_onnx(tmp_path)
     one_line_error(*run("--onnx", onnx, *args), code, fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"], "nothing may be written"

@@ -106,7 +106,7 @@ def load_engine(trt, path: str | Path, *, device: DeviceInfo | None, logger=None
     version = trt_version(trt)
     check_engine_file(path, manifest, runtime_version=version, device=device)
     logger = logger if logger is not None else make_logger(trt)
-    runtime = _create_runtime(trt, logger)
+    runtime = create_runtime(trt, logger)
     if manifest and manifest.get("build", {}).get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
         # A version-compatible plan carries its own lean runtime, which must be allowed to run.
         runtime.engine_host_code_allowed = True
@@ -123,7 +123,12 @@ def load_engine(trt, path: str | Path, *, device: DeviceInfo | None, logger=None
     return engine, manifest, runtime
 
 
-def _create_runtime(trt, logger):
+def create_runtime(trt, logger):
+    """``trt.Runtime(logger)``.
+
+    Raises:
+        MissingDependency: TensorRT could not create a runtime (no usable GPU or driver).
+    """
     try:
         runtime = trt.Runtime(logger)
     except (TypeError, RuntimeError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from rtdeploy.artifacts import atomic_path, check_output_path, manifest_matches, new_manifest, parent_entry, read_manifest, sha256_file
 from rtdeploy.artifacts import write_bytes_atomic
-from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
+from rtdeploy.errors import EngineError, MissingDependency, OutputError, PrecisionError
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, parse_size, resolve_profile
 
@@ -191,8 +191,11 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
     if calibration is not None:
         calibration["cache_sha256"] = sha256_file(calibration["cache"]) if Path(calibration["cache"]).is_file() else None
     fields = _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, request, layers, calibration, seconds, command)
-    with atomic_path(output, manifest=lambda tmp: new_manifest("engine", tmp, **fields)) as tmp:
-        tmp.write_bytes(built.plan)
+    try:
+        with atomic_path(output, manifest=lambda tmp: new_manifest("engine", tmp, **fields)) as tmp:
+            tmp.write_bytes(built.plan)
+    except OSError as e:
+        raise OutputError(f"could not write {output}: {e.strerror or e}; free space or choose another -o path") from e
     if opts.timing_cache is not None and built.timing_cache is not None:
         write_bytes_atomic(opts.timing_cache, built.timing_cache)
     log.info("built %s in %.1fs", output, seconds)
@@ -244,9 +247,10 @@ def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile,
 
 
 def _inspect(trt, logger, plan: bytes, facts: GraphFacts, profile: BatchProfile, precision: str) -> dict:
+    from rtdeploy.trt.engine_file import create_runtime
     from rtdeploy.trt.engine_report import check_precision_realized, inspect_engine
 
-    runtime = trt.Runtime(logger)
+    runtime = create_runtime(trt, logger)
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EngineError("TensorRT could not load the engine it just built; run with -vv for its log")

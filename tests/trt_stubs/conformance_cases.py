@@ -382,6 +382,17 @@ def test_real_builder_without_gpu_is_a_missing_dependency(trt):
         create_builder(trt, make_logger(trt))
 
 
+def test_logger_keeps_errors_and_warnings(trt):
+    from rtdeploy.trt.builder import make_logger
+
+    logger = make_logger(trt)
+    assert isinstance(logger, trt.ILogger)
+    logger.log(trt.ILogger.Severity.ERROR, "out of memory")
+    logger.log(trt.ILogger.Severity.WARNING, "slow")
+    logger.log(trt.ILogger.Severity.VERBOSE, "chatter")
+    assert (logger.errors, logger.warnings) == (["out of memory"], ["slow"])
+
+
 def test_real_runtime_without_gpu_is_a_missing_dependency(trt, tmp_path):
     from rtdeploy.trt.engine_file import load_engine
 
