@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import logging
@@ -27,6 +28,10 @@ from rtdeploy.errors import ArtifactError, OutputError
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = 1
+
+# Write failures that mean "no room here" (disk or quota full, file-size limit, read-only
+# filesystem): reported as an OutputError naming the destination.
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 
 
 def manifest_path(artifact: str | os.PathLike) -> Path:
@@ -92,9 +97,11 @@ def atomic_path(path: str | os.PathLike, manifest: Callable[[Path], dict] | None
             with _folder_lock(dest.parent):
                 os.replace(tmp_path, dest)
                 write_json_atomic(manifest_path(dest), data)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno in _NO_ROOM:
+            raise OutputError(f"could not write {dest}: {os.strerror(e.errno)}; free space in {dest.parent} or choose another output path") from e
         raise
 
 

@@ -30,6 +30,12 @@ def handle_errors(fn: Callable) -> Callable:
         except RtDeployError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:
+            # Environmental failures outside the stages' own checks (permissions, a vanished file):
+            # still one line, naming the file.
+            where = f" ({e.filename})" if e.filename else ""
+            click.echo(f"error: {e.strerror or e}{where}; check the path and its permissions", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("error: interrupted; no partial output was kept", err=True)
             sys.exit(130)
