@@ -141,3 +141,84 @@ def test_cli_json_to_stdout(tmp_path):
     data = json.loads(res.stdout)
     validate(data)
     assert data["command"].startswith("rtdeploy ") and "median ms" in res.stderr
+
+
+class FakeTrtRunner:
+    """Stands in for rtdeploy.trt.runner.TrtRunner on a CPU: onnxruntime underneath, fixed 'CUDA event' times."""
+
+    def __init__(self, engine, cuda_graph=False):
+        from rtdeploy.runners.base import Runner
+
+        class _Fake(Runner):
+            def _activate(inner):
+                from types import SimpleNamespace
+
+                from rtdeploy.artifacts import read_manifest
+                from rtdeploy.runners.ort_runner import OrtRunner
+
+                m = read_manifest(engine)
+                inner.profile = SimpleNamespace(**{k: m["profile"][k] for k in ("min", "opt", "max")})
+                inner.ort = OrtRunner(m["parent"]["path"]).activate()
+                inner.input_names, inner.output_names = inner.ort.input_names, inner.ort.output_names
+
+            def _infer(inner, feed):
+                inner.last_timings = {"h2d_ms": 0.25, "compute_ms": 1.5, "d2h_ms": 0.05, "total_ms": 1.8}
+                return inner.ort.infer(feed)
+
+        self.runner = _Fake()
+        self.runner.name = "tensorrt[graph]" if cuda_graph else "tensorrt"
+        self.runner.last_timings = {}
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch):
+    """TensorRT 'installed' and 'on a GPU': engines are manifests over the ONNX, run by onnxruntime."""
+    from types import SimpleNamespace
+
+    from rtdeploy.artifacts import new_manifest, parent_entry, read_manifest, write_manifest
+
+    builds = []
+
+    def build_engine(onnx, *, precision, max_batch, output):
+        builds.append(output)
+        output.write_bytes(b"plan of " + onnx.name.encode())
+        write_manifest(output, new_manifest("engine", output, precision=precision, model=read_manifest(onnx)["model"],
+                                            parent=parent_entry(onnx), profile={"min": 1, "opt": min(8, max_batch), "max": max_batch}))
+        return SimpleNamespace(path=output)
+
+    monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)
+    monkeypatch.setattr("rtdeploy.bench.backends.check_device", lambda backends, device: None)
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", lambda engine, cuda_graph: FakeTrtRunner(engine, cuda_graph).runner)
+    monkeypatch.setattr(api, "build_engine", build_engine, raising=False)
+    return builds
+
+
+def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_tensorrt):
+    kw = dict(depth="20", backend="tensorrt", device="cuda", batch="1,2", iterations=3, repeats=2, warmup="0",
+              cuda_graph=True, workdir=tmp_path)
+    rep = api.bench(**kw).report
+    validate(rep)
+    assert [r["id"] for r in rep["results"]] == ["resnet20/tensorrt/fp32/b1", "resnet20/tensorrt/fp32/b2"]
+    for r in rep["results"]:
+        assert r["runner"] == "tensorrt[graph]" and r["device"] == "cuda"
+        assert r["settings"] == {"timer": "tensorrt-cuda-events", "threads": None, "cuda_graph": True, "spin_wait": None,
+                                 "data_transfers": True, "channels_last": False, "compile": False}
+        assert r["device_ms"]["median"] == 1.5 and r["device_ms"]["count"] == 6
+        assert r["split_ms"]["h2d"]["median"] == 0.25 and r["split_ms"]["d2h"]["max"] == 0.05
+    assert "device ms" in terminal_table(rep)
+    assert len(fake_tensorrt) == 1 and fake_tensorrt[0].name == "resnet20_32px.fp32.engine"
+    api.bench(**kw)
+    assert len(fake_tensorrt) == 1, "an engine whose manifest matches must be reused"
+    api.bench(**{**kw, "batch": "4"})
+    assert len(fake_tensorrt) == 2, "an engine whose profile is too small for the batch must be rebuilt"
+
+
+def test_given_engine_batch_outside_its_profile(tmp_path, fake_tensorrt):
+    from rtdeploy.errors import BenchmarkError
+
+    api.bench(depth="20", backend="tensorrt", device="cuda", batch="2", iterations=1, repeats=1, warmup="0", workdir=tmp_path)
+    engine = tmp_path / "resnet20_32px.fp32.engine"
+    with pytest.raises(BenchmarkError, match="larger than engine resnet20_32px.fp32.engine's optimization profile"):
+        api.bench(model=engine, device="cuda", batch="4", iterations=1, workdir=tmp_path)
+    rep = api.bench(model=engine, device="cuda", batch="1,2", iterations=1, repeats=1, warmup="0", workdir=tmp_path).report
+    assert [r["batch"] for r in rep["results"]] == [1, 2] and all(r["backend"] == "tensorrt" for r in rep["results"])

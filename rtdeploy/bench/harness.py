@@ -105,7 +105,7 @@ class TrtTimer(HostTimer):
 
     def step(self) -> Callable[[], dict[str, float]] | None:
         self._infer(self._feed)
-        return self._read if getattr(self._runner, "last_timings", None) is not None else None
+        return self._read if getattr(self._runner, "last_timings", None) else None
 
     def _read(self) -> dict[str, float]:
         t = self._runner.last_timings

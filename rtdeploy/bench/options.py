@@ -97,7 +97,9 @@ def parse_positive_ints(value: str | int | Iterable, option: str) -> tuple[int, 
     return nums
 
 
-def _split(value: str | Iterable) -> list[str]:
+def _split(value: str | os.PathLike | Iterable) -> list[str]:
+    if isinstance(value, os.PathLike):
+        return [os.fspath(value)]
     if isinstance(value, str):
         return [p.strip() for p in value.split(",") if p.strip()]
     return [str(v).strip() for v in value if str(v).strip()]

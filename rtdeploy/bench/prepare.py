@@ -127,7 +127,7 @@ def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
     build = getattr(api, "build_engine", None)
     if build is None:
         raise MissingDependency("--backend tensorrt needs rtdeploy's build-engine stage (api.build_engine), which this install lacks; update rtdeploy")
-    return Path(build(onnx, output=out, max_batch=max_batch).path)
+    return Path(build(onnx, precision=precision, max_batch=max_batch, output=out).path)
 
 
 def engine_max_batch(manifest: dict) -> int | None:

@@ -155,7 +155,7 @@ def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> li
     slot.runner_name = runner.name
     slot.spin_wait = getattr(runner, "spin_wait", None)
     for batch in slot.batches:
-        _check_fixed_batch(slot, runner, batch)
+        _check_batch(slot, runner, batch)
         feed = {slot.meta.input_name: _input(slot.meta, batch, runner)}
         _first_inference(slot, runner, feed)
         timer = be.make_timer(slot.backend, runner, feed, "cuda" if slot.backend == "tensorrt" else cfg.device)
@@ -172,7 +172,11 @@ def _make_runner(slot: Slot, cfg: BenchConfig):
     return be.trt_runner(slot.artifact, cuda_graph=cfg.cuda_graph)
 
 
-def _check_fixed_batch(slot: Slot, runner, batch: int) -> None:
+def _check_batch(slot: Slot, runner, batch: int) -> None:
+    profile = getattr(runner, "profile", None)  # a TensorRT engine's batch profile, once active
+    if profile is not None and not profile.min <= batch <= profile.max:
+        raise BenchmarkError(f"--batch {batch} is outside engine {slot.artifact.name}'s optimization profile "
+                             f"(batch {profile.min}..{profile.max}); give a batch in that range, or rebuild the engine")
     session = getattr(runner, "session", None)
     if session is None:
         return
