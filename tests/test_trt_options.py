@@ -90,6 +90,12 @@ def test_precision_plan_per_release(major, precision, network, flags):
     assert (plan.network_flags, plan.builder_flags, plan.calibrator) == (network, flags, False)
 
 
+def test_dla_prefers_weak_typing_where_the_release_has_it():
+    assert plan_precision(features(10), "fp16", graph("fp16"), dla=True).builder_flags == ("FP16",)
+    assert plan_precision(features(10), "int8", graph("int8"), dla=True).builder_flags == ("INT8", "FP16")
+    assert plan_precision(features(11), "fp16", graph("fp16"), dla=True).network_flags == ("STRONGLY_TYPED",)
+
+
 def test_precision_plan_refusals():
     with pytest.raises(PrecisionError, match="carries FP32, not INT8"):
         plan_precision(features(10), "int8", graph("fp32"))

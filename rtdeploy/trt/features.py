@@ -86,11 +86,14 @@ class PrecisionPlan:
         return "STRONGLY_TYPED" in self.network_flags
 
 
-def plan_precision(features: Features, precision: str, graph: GraphFacts, *, implicit_calibration: bool = False) -> PrecisionPlan:
+def plan_precision(features: Features, precision: str, graph: GraphFacts, *, implicit_calibration: bool = False,
+                   dla: bool = False) -> PrecisionPlan:
     """Decide network flags, builder flags and calibration for ``precision`` on ``graph``.
 
     ``graph`` must already carry the precision (an FP16 graph for fp16, Q/DQ nodes for int8),
-    except with ``implicit_calibration``, which takes the FP32 graph.
+    except with ``implicit_calibration``, which takes the FP32 graph. With ``dla``, weak typing
+    (precision flags) is preferred where the release still has it: DLA builds predate strongly
+    typed networks and TensorRT documents them on the flag path.
 
     Raises:
         PrecisionError: the graph does not carry the precision, or the release cannot do it
@@ -105,7 +108,7 @@ def plan_precision(features: Features, precision: str, graph: GraphFacts, *, imp
                              f"or give the FP32 ONNX so build-engine makes the {precision.upper()} model")
     if precision == "fp32":
         return PrecisionPlan("fp32", typed, (), False, "fp32 graph" + (", strongly typed network" if features.strongly_typed else ""))
-    if features.strongly_typed:
+    if features.strongly_typed and not (dla and features.fp16_flag):
         return PrecisionPlan(precision, typed, (), False, f"{'fp16 graph' if precision == 'fp16' else 'q/dq graph'}, strongly typed network")
     if precision == "fp16":
         if not features.fp16_flag:

@@ -170,7 +170,8 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
 
     trt = trt_module if trt_module is not None else import_tensorrt()
     features = Features.detect(trt)
-    plan = plan_precision(features, precision, facts, implicit_calibration=opts.implicit_calibration)
+    plan = plan_precision(features, precision, facts, implicit_calibration=opts.implicit_calibration,
+                          dla=opts.dla_core is not None)
     logger = make_logger(trt)
     builder = create_builder(trt, logger)
     if memory is None:
