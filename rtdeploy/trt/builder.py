@@ -177,6 +177,8 @@ def _describe_parser_error(err, facts: GraphFacts) -> str:
     if not name and 0 <= index < len(facts.node_names):
         name = facts.node_names[index]
     op = err.node_operator() if hasattr(err, "node_operator") else ""
+    if not op and 0 <= index < len(facts.node_ops):  # 8.6 reports the node by index only
+        op = facts.node_ops[index]
     where = f"node {name}" + (f" ({op})" if op else "") if name else "the graph"
     return f"{where}: {desc}"
 

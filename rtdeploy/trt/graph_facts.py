@@ -22,6 +22,7 @@ class GraphFacts:
         has_qdq: QuantizeLinear/DequantizeLinear nodes are present (explicit INT8).
         fp16: the graph computes in float16 (FP16 initializers or FP16 input).
         node_names: node names in graph order (to name a node a parser error points at by index).
+        node_ops: their operator types, in the same order.
     """
 
     input_name: str
@@ -30,6 +31,7 @@ class GraphFacts:
     has_qdq: bool
     fp16: bool
     node_names: tuple[str, ...]
+    node_ops: tuple[str, ...] = ()
 
     @property
     def precision(self) -> str:
@@ -71,4 +73,5 @@ def read_graph_facts(path: str | os.PathLike) -> GraphFacts:
         has_qdq=any(n.op_type in QDQ_OPS for n in graph.node),
         fp16=fp16,
         node_names=tuple(n.name or f"{n.op_type}_{i}" for i, n in enumerate(graph.node)),
+        node_ops=tuple(n.op_type for n in graph.node),
     )
