@@ -147,6 +147,9 @@ class BuildOptions:
         self._check_dla()
         if self.implicit_calibration and self.precision not in (None, "int8"):
             raise PrecisionError(f"--implicit-calibration is for INT8 only, but --{self.precision} was asked; add --int8 or drop it")
+        if self.implicit_calibration and self.calib_dir is None:
+            raise PrecisionError("--implicit-calibration needs --calib-dir DIR (images or a .npy/.npz of the model's inputs); "
+                                 "or drop it to use the Q/DQ model rtdeploy calibrates (the default)")
         if self.implicit_calibration and not self.calibrate:
             raise PrecisionError("--implicit-calibration and --no-calibrate contradict each other; keep one")
 

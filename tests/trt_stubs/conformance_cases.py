@@ -244,11 +244,13 @@ def test_dla_placement_with_gpu_fallback(trt, rt, make_world, models, tmp_path):
 # -- implicit calibration -------------------------------------------------------------------------
 def test_implicit_calibration_only_where_the_release_has_it(trt, rt, make_world, models, tmp_path):
     w = make_world(layers=INT8_LAYERS)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((20, 3, 8, 8)).astype(np.float32))
     if MAJOR >= 11:
         with pytest.raises(PrecisionError, match="no implicit INT8 calibration.*Q/DQ"):
-            build(w, rt, tmp_path, models["fp32"], precision="int8", implicit_calibration=True)
+            build(w, rt, tmp_path, models["fp32"], precision="int8", implicit_calibration=True, calib_dir=calib)
         return
-    result = build(w, rt, tmp_path, models["fp32"], precision="int8", implicit_calibration=True, batch="1:8:32")
+    result = build(w, rt, tmp_path, models["fp32"], precision="int8", implicit_calibration=True, calib_dir=calib, batch="1:8:32")
     assert network_flag_names(trt, w) == ({"EXPLICIT_BATCH"} if MAJOR == 8 else set())
     assert builder_flag_names(w) == {"INT8", "FP16"}
     calib = w.config.int8_calibrator
