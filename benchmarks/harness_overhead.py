@@ -11,7 +11,7 @@ changes little within a pair. Compared per pair: wall time per iteration (window
 of harness over bare; the result is the median of those ratios, with their range, and the ratio of
 the total times as a second estimate. Target: median ratio <= 1.02.
 
-    python benchmarks/harness_overhead.py                 # writes benchmarks/results/harness_overhead.{json,md}
+    python benchmarks/harness_overhead.py --threads 1     # writes benchmarks/results/harness_overhead.{json,md}
     python benchmarks/harness_overhead.py --pairs 5 --iterations 10 --out /tmp
 """
 
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny-iterations", type=int, default=100, help="iterations per ResNet-20 window")
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     ap.add_argument("--workdir", type=Path, default=None, help="artifact cache (default ~/.cache/rtdeploy/bench)")
-    ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for harness_overhead.{json,md}")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for the .json and .md results")
+    ap.add_argument("--name", default="harness_overhead", help="basename of the results")
     args = ap.parse_args(argv)
 
     from rtdeploy.artifacts import write_json_atomic, write_text_atomic
@@ -120,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env, "pairs_detail": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "harness_overhead.json", result)
-    write_text_atomic(args.out / "harness_overhead.md", markdown(result))
+    write_json_atomic(args.out / f"{args.name}.json", result)
+    write_text_atomic(args.out / f"{args.name}.md", markdown(result))
     print(markdown(result))
     return 0 if result["passed"] else 1
 
