@@ -19,18 +19,26 @@ def fold_constants(model) -> int:
     from onnx.reference import ReferenceEvaluator
 
     graph = model.graph
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    # Converted to numpy only when a node needs them: the weights of a large model are 100+ MB.
+    protos = {i.name: i for i in graph.initializer}
+    consts: dict[str, np.ndarray] = {}
+
+    def const_of(name: str) -> np.ndarray:
+        if name not in consts:
+            consts[name] = numpy_helper.to_array(protos[name])
+        return consts[name]
+
     graph_outputs = {o.name for o in graph.output}
     keep, removed = [], 0
     for node in graph.node:
-        foldable = node.op_type not in ("Identity",) and all((not i) or i in consts for i in node.input)
+        foldable = node.op_type not in ("Identity",) and all((not i) or i in protos or i in consts for i in node.input)
         if foldable and not (set(node.output) & graph_outputs):
             fn = onnx.helper.make_graph(
                 [node], "fold", [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.UNDEFINED, None) for i in node.input if i],
                 [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output],
             )
             sub = onnx.helper.make_model(fn, opset_imports=model.opset_import)
-            values = ReferenceEvaluator(sub).run(None, {i: consts[i] for i in node.input if i})
+            values = ReferenceEvaluator(sub).run(None, {i: const_of(i) for i in node.input if i})
             for name, value in zip(node.output, values):
                 consts[name] = np.asarray(value)
                 graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
