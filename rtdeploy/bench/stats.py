@@ -120,12 +120,15 @@ def summarize_repeats(repeat_medians_ms: Sequence[float], repeat_throughputs: Se
 
 
 def noise_warnings(label: str, stats: LatencyStats, repeats: RepeatSummary | None) -> list[str]:
-    """Warnings for a configuration whose numbers are too noisy to trust at face value."""
+    """Short warnings for a configuration whose numbers are too noisy to take at face value."""
     out = []
     if stats.count > 1 and stats.cv > HIGH_CV:
-        out.append(f"{label}: latency CV {stats.cv:.0%} exceeds {HIGH_CV:.0%}; the machine may be busy — "
-                   "compare medians, add --repeats or --duration, or re-run on a quiet machine")
+        out.append(f"{label}: latency CV {stats.cv:.0%} > {HIGH_CV:.0%}")
     if repeats is not None and repeats.spread > HIGH_SPREAD:
-        out.append(f"{label}: repeat medians spread {repeats.spread:.0%} ({repeats.low_ms:.3g}..{repeats.high_ms:.3g} ms); "
-                   "the load changed during the run — re-run on a quiet machine")
+        out.append(f"{label}: repeat medians spread {repeats.spread:.0%} > {HIGH_SPREAD:.0%} "
+                   f"({repeats.low_ms:.4g}..{repeats.high_ms:.4g} ms)")
     return out
+
+
+NOISE_ADVICE = ("noisy numbers: compare medians with their spread, add --repeats (short windows, many repeats resist "
+                "bursts of load), use --threads 1 on a shared machine, or re-run on a quiet one")

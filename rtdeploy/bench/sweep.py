@@ -23,6 +23,7 @@ from rtdeploy.bench.harness import Case, run_interleaved
 from rtdeploy.bench.options import BACKENDS, ENGINE_SUFFIXES, BenchConfig
 from rtdeploy.bench.prepare import engine_max_batch, prepare_slots
 from rtdeploy.bench.results import SCHEMA_ID, result_record, scaling_table
+from rtdeploy.bench.stats import NOISE_ADVICE
 from rtdeploy.errors import BenchmarkError, RtDeployError
 from rtdeploy.models import ModelMeta, model_meta
 
@@ -240,6 +241,8 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
             record, notes = result_record(_identity(slot, case, cfg), case.batch, case.windows, _settings(slot, cfg, case))
             results.append(record)
             warnings.extend(notes)
+    if len(warnings) > len(option_notes(cfg)):
+        warnings.append(NOISE_ADVICE)
     start, end = env["load_average_start"], env["load_average_end"]
     cores = env.get("usable_cores") or 1
     if start and end and max(start[0], end[0]) > 0.5 * cores:
