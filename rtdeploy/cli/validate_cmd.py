@@ -19,7 +19,7 @@ _ROWS = [
 @click.command("validate")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--images", type=click.Path(path_type=Path), help="Folder of images (class subfolders give labels) or .npy/.npz tensors, compared besides random inputs.")
-@click.option("--samples", type=int, help="Random inputs to compare [default: 16]; with --images also a seeded subset of that many images [default: all].")
+@click.option("--samples", type=int, help="Random inputs to compare [default: 8]; with --images also a seeded subset of that many images [default: all].")
 @click.option("--batch", type=int, default=8, show_default=True, help="Batch size fed to both models.")
 @click.option("--reference", metavar="torch|onnx|PATH", help="Reference: the PyTorch model, the parent ONNX, or an ONNX file [default: parent ONNX if any, else PyTorch].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs and the image subset.")

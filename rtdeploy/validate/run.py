@@ -15,7 +15,7 @@ from rtdeploy.validate.tolerances import Tolerance, tolerance_for
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RANDOM_SAMPLES = 16
+DEFAULT_RANDOM_SAMPLES = 8  # one batch; each sample compares every logit, and --images adds real data
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ValidateConfig:
     Attributes:
         model: the candidate (.onnx with its manifest, or a TensorRT .engine/.plan).
         images: a folder of images or a .npy/.npz tensor file, compared in addition to random inputs.
-        samples: random samples (default 16); with ``images``, also the size of a seeded image subset
+        samples: random samples (default 8); with ``images``, also the size of a seeded image subset
             (default: all images).
         batch: batch size fed to both runners.
         reference: None (automatic), ``torch``, ``onnx`` (the parent ONNX) or an ONNX path.
