@@ -5,12 +5,12 @@ configuration interleaved, and writes the report, its Markdown and its plot unde
 benchmarks/results/. The Markdown's "Latency against GMACs" table puts the measured latency ratios
 next to the GMAC ratios (1.81 / 3.66 / 4.09 / 7.80 / 11.51 for ResNet-18/34/50/101/152).
 
-    python benchmarks/sweep_cpu.py                          # the recorded run (about 3-6 minutes on 2 cores)
+    python benchmarks/sweep_cpu.py                          # the recorded run (about 5-8 minutes on 2 cores)
     python benchmarks/sweep_cpu.py --precision fp32 --duration 500ms --name quick --out /tmp
 
 Equivalent command line:
-    rtdeploy bench --depth all --backend torch,onnxruntime --precision fp32,int8 --batch 1 \\
-        --warmup 300ms --duration 1.5s --repeats 3 --json ... --markdown ... --plot ...
+    rtdeploy bench --depth all --backend torch,onnxruntime --precision fp32,int8 --batch 1,8 \\
+        --warmup 300ms --duration 700ms --repeats 7 --threads 1 --json ... --markdown ... --plot ...
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth", default="all")
     ap.add_argument("--backend", default="torch,onnxruntime")
     ap.add_argument("--precision", default="fp32,int8")
-    ap.add_argument("--batch", default="1")
+    ap.add_argument("--batch", default="1,8")
     ap.add_argument("--warmup", default="300ms")
-    ap.add_argument("--duration", default="1.5s")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0)
+    # Many short windows: on a shared machine a burst of load then spoils a few windows, not the median.
+    ap.add_argument("--duration", default="700ms")
+    ap.add_argument("--repeats", type=int, default=7)
+    # One thread: on 2 cores shared with other work, 2-thread torch/onnxruntime stall at their
+    # thread-pool barriers whenever one thread is descheduled (seconds per ResNet-101 call at load 5).
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", default=None, help="artifact cache (default ~/.cache/rtdeploy/bench)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default="sweep_cpu", help="basename of the .json/.md/.png written to --out")
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     print(terminal_table(report))
     for s in report["scaling"]:
         print(f"{s['runner']:<18} {s['precision']:<5} b{s['batch']:<3} {s['model']:<10} GMACs x{s['gmacs_ratio']:.2f}  "
-              f"latency x{s['latency_ratio']:.2f}  per-GMAC {s['per_gmac_ratio']:.2f}")
+              f"latency x{s['latency_ratio']:.2f} (fastest repeat x{s['fastest_ratio']:.2f})  per-GMAC {s['per_gmac_ratio']:.2f}")
     for w in report["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     for s in report["skipped"]:

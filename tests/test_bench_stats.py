@@ -156,12 +156,14 @@ def test_result_record_device_split():
 
 
 def test_scaling_table_ratios_against_smallest_model():
-    def rec(depth, gmacs, lat, backend="onnxruntime"):
-        return {**IDENTITY, "model": f"resnet{depth}", "depth": depth, "gmacs": gmacs, "latency_ms": lat, "backend": backend, "batch": 1}
+    def rec(depth, gmacs, lat, low, backend="onnxruntime"):
+        return {**IDENTITY, "model": f"resnet{depth}", "depth": depth, "gmacs": gmacs, "latency_ms": lat, "repeat_low_ms": low,
+                "backend": backend, "batch": 1}
 
-    rows = scaling_table([rec(50, 4.09, 20.0), rec(18, 1.81, 10.0), rec(18, 1.81, 5.0, backend="torch")])
+    rows = scaling_table([rec(50, 4.09, 20.0, 12.0), rec(18, 1.81, 10.0, 4.0), rec(18, 1.81, 5.0, 5.0, backend="torch")])
     assert [r["depth"] for r in rows] == [18, 50]  # the lone torch point makes no series
     big = rows[1]
     assert big["gmacs_ratio"] == pytest.approx(4.09 / 1.81, abs=1e-4)
     assert big["latency_ratio"] == 2.0
+    assert big["fastest_ms"] == 12.0 and big["fastest_ratio"] == 3.0
     assert big["per_gmac_ratio"] == pytest.approx(2.0 / (4.09 / 1.81), abs=1e-3)

@@ -39,13 +39,14 @@ def save_plot(report: dict, path: Path) -> Path:
     for col, xlabel in ((0, "ResNet depth"), (1, "GMACs per image")):
         axes[0][col].set(xlabel=xlabel, ylabel="latency per batch, ms (median of repeats)")
         axes[1][col].set(xlabel=xlabel, ylabel="throughput, images/s")
+        axes[0][col].set_yscale("log")  # batch 1 and batch 32 latencies differ by orders of magnitude
         for row in (0, 1):
-            axes[row][col].grid(True, alpha=0.3)
+            axes[row][col].grid(True, which="both", alpha=0.3)
     depths = sorted({r["depth"] for r in report["results"]})
     for row in (0, 1):
         axes[row][0].set_xticks(depths)
-        for col in (0, 1):
-            axes[row][col].set_ylim(bottom=0)
+    for col in (0, 1):
+        axes[1][col].set_ylim(bottom=0)
     axes[0][0].legend(fontsize="small")
     env = report["environment"]
     fig.suptitle(f"rtdeploy bench on {report['settings']['device']}: {env['cpu_model']}"

@@ -60,10 +60,12 @@ def markdown(report: dict) -> str:
     if report["scaling"]:
         lines += ["## Latency against GMACs", "",
                   "Each series compared with its smallest model: the GMAC ratio is the cost the architecture predicts, "
-                  "the latency ratio the cost measured; per-GMAC above 1 means the deeper model costs more per GMAC.", ""]
+                  "the latency ratio the cost measured (median of repeats), the fastest-repeat ratio the same from each "
+                  "model's least disturbed repeat; per-GMAC (latency ratio / GMAC ratio) above 1 means the deeper model "
+                  "costs more per GMAC.", ""]
         rows = [{"runner": s["runner"], "precision": s["precision"], "batch": s["batch"], "model": s["model"], "GMACs": f"{s['gmacs']:.3g}",
                  "latency ms": fmt_ms(s["latency_ms"]), "GMAC ratio": f"{s['gmacs_ratio']:.2f}", "latency ratio": f"{s['latency_ratio']:.2f}",
-                 "per-GMAC": f"{s['per_gmac_ratio']:.2f}"} for s in report["scaling"]]
+                 "fastest-repeat ratio": f"{s['fastest_ratio']:.2f}", "per-GMAC": f"{s['per_gmac_ratio']:.2f}"} for s in report["scaling"]]
         lines += [*_md_table(rows, list(rows[0])), ""]
     for title, items in (("Skipped", [f"{s['model']} {s['backend']} {s['precision']}: {s['reason']}" for s in report["skipped"]]),
                          ("Warnings", report["warnings"])):
