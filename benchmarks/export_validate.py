@@ -31,6 +31,10 @@ GOAL_S = 60.0
 def main() -> None:
     args = _parse()
     t0 = time.perf_counter()
+    import onnx  # noqa: F401  (imported here so the first depth is not charged for it)
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
+
     from rtdeploy.doctor import cpu_model
     from rtdeploy.export import ExportConfig, export_onnx
     from rtdeploy.validate import ValidateConfig, validate_model
@@ -123,7 +127,7 @@ def _markdown(r: dict) -> str:
         "",
         f"validate: {r['settings']['samples']} random samples, batch {r['settings']['batch']}, "
         "onnxruntime CPU vs PyTorch CPU. Seconds are wall time in one warm process; "
-        f"imports took {s['import_s']} s once.",
+        f"imports (torch, onnx, onnxruntime, rtdeploy) took {s['import_s']} s once.",
         "",
         "| depth | family | input | ONNX MB | export s (cpu) | validate s (cpu) | total s | passed |",
         "|---:|---|---:|---:|---:|---:|---:|---|",
