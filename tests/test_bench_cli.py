@@ -105,9 +105,10 @@ def test_cuda_without_a_gpu(invoke, tmp_path, monkeypatch):
     one_line_error(invoke("--device", "cuda", "--depth", "20", "--workdir", str(tmp_path)), "--device cuda", "no NVIDIA GPU", code=4)
 
 
-def test_tensorrt_needs_cuda_device(invoke, tmp_path, monkeypatch):
+def test_tensorrt_without_a_gpu(invoke, tmp_path, monkeypatch):
     monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)
-    one_line_error(invoke("--backend", "tensorrt", "--depth", "20", "--workdir", str(tmp_path)), "add --device cuda")
+    monkeypatch.setattr("rtdeploy.bench.environment.cuda_device_visible", lambda: False)
+    one_line_error(invoke("--backend", "tensorrt", "--depth", "20", "--workdir", str(tmp_path)), "needs an NVIDIA GPU", code=4)
 
 
 def fake_engine(tmp_path, profile: dict):

@@ -222,3 +222,15 @@ def test_given_engine_batch_outside_its_profile(tmp_path, fake_tensorrt):
         api.bench(model=engine, device="cuda", batch="4", iterations=1, workdir=tmp_path)
     rep = api.bench(model=engine, device="cuda", batch="1,2", iterations=1, repeats=1, warmup="0", workdir=tmp_path).report
     assert [r["batch"] for r in rep["results"]] == [1, 2] and all(r["backend"] == "tensorrt" for r in rep["results"])
+
+
+def test_given_onnx_files_of_one_model_get_distinct_ids(tmp_path, exported):
+    import shutil
+
+    first = exported(20).path
+    second = tmp_path / "copy.onnx"
+    shutil.copy(first, second)
+    shutil.copy(str(first) + ".json", str(second) + ".json")
+    rep = api.bench(model=f"{first},{second}", iterations=1, repeats=1, warmup="0", workdir=tmp_path).report
+    ids = [r["id"] for r in rep["results"]]
+    assert len(set(ids)) == 2 and all(i.startswith("resnet20[") for i in ids) and any("copy.onnx" in i for i in ids)

@@ -15,7 +15,7 @@ import importlib
 import logging
 from pathlib import Path
 
-from rtdeploy.errors import BenchmarkError, MissingDependency
+from rtdeploy.errors import MissingDependency
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,16 @@ def check_installed(backend: str) -> None:
 def check_device(backends: tuple[str, ...], device: str) -> None:
     """Check that every backend can run on ``device`` on this machine.
 
+    TensorRT always runs on the GPU, whatever ``device`` says (it applies to torch and onnxruntime).
+
     Raises:
-        BenchmarkError: TensorRT asked on the CPU.
-        MissingDependency: CUDA asked without a GPU, or a backend without CUDA support.
+        MissingDependency: CUDA asked (or TensorRT) without a GPU, or a backend without CUDA support.
     """
     from rtdeploy.bench.environment import cuda_device_visible
 
-    if "tensorrt" in backends and device != "cuda":
-        raise BenchmarkError("--backend tensorrt runs on a GPU; add --device cuda")
+    if "tensorrt" in backends and not cuda_device_visible():
+        raise MissingDependency("--backend tensorrt needs an NVIDIA GPU and none is visible here; "
+                                "run on a GPU machine, or time --backend onnxruntime on the CPU")
     if device != "cuda":
         return
     if not cuda_device_visible():

@@ -38,6 +38,7 @@ class Slot:
         artifact: the ONNX file or engine it runs (None for torch, which builds the model itself).
         given: the artifact was given by the user (``--model``), not prepared by the sweep.
         channels_last, compile: torch variants (NHWC memory format; ``torch.compile``).
+        tag: tells apart given files of the same model, backend and precision (their file name).
     """
 
     meta: ModelMeta
@@ -48,6 +49,7 @@ class Slot:
     given: bool = False
     channels_last: bool = False
     compile: bool = False
+    tag: str = ""
     runner_name: str = ""
     spin_wait: bool | None = None
     cases: list[Case] = field(default_factory=list)
@@ -56,13 +58,19 @@ class Slot:
     def label(self) -> str:
         """``resnet50/torch+channels_last/fp16``: unique within a sweep."""
         variant = "".join(f"+{v}" for v, on in (("channels_last", self.channels_last), ("compile", self.compile)) if on)
-        return f"{self.meta.name}/{self.backend}{variant}/{self.precision}"
+        tag = f"[{self.tag}]" if self.tag else ""
+        return f"{self.meta.name}{tag}/{self.backend}{variant}/{self.precision}"
 
 
 def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
     """The runners a request needs, and the combinations skipped as unsupported (with reasons)."""
     if cfg.models:
-        return [_slot_for_file(p, cfg) for p in cfg.models], []
+        slots = [_slot_for_file(p, cfg) for p in cfg.models]
+        labels = [s.label for s in slots]
+        for slot in slots:
+            if labels.count(slot.label) > 1:  # two files of one model and precision: tell them apart by name
+                slot.tag = slot.artifact.name
+        return slots, []
     slots, skipped = [], []
     for depth in cfg.depths:
         meta = model_meta(depth, image_size=cfg.image_size)

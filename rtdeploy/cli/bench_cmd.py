@@ -15,7 +15,7 @@ from rtdeploy.cli.common import emit_json, handle_errors
 @click.option("--model", "model", metavar="FILES", help="Time these ONNX files / TensorRT engines (comma-separated) instead of a depth sweep.")
 @click.option("--precision", default="fp32", show_default=True, metavar="LIST", help="fp32, fp16, int8 (comma-separated).")
 @click.option("--backend", default="onnxruntime", show_default=True, metavar="LIST", help="torch, onnxruntime, tensorrt (comma-separated).")
-@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda", help="cpu or cuda (TensorRT always needs cuda).")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda", help="cpu or cuda for torch and onnxruntime (TensorRT always runs on the GPU).")
 @click.option("--batch", default="1", show_default=True, metavar="LIST", help="Batch sizes, comma-separated, e.g. 1,8,32.")
 @click.option("--warmup", default="200ms", show_default=True, metavar="TIME", help="Warm-up before each timed window, e.g. 200ms, 1s, 0.")
 @click.option("--iterations", metavar="N", help="Timed iterations per window (instead of --duration).")
@@ -45,7 +45,7 @@ def bench(depth, model, precision, backend, device, batch, warmup, iterations, d
     Examples:
       rtdeploy bench --depth 18,50 --backend torch,onnxruntime
       rtdeploy bench --depth all --precision fp32,int8 --duration 2s --markdown bench.md --plot bench.png
-      rtdeploy bench --device cuda --backend tensorrt --precision fp16,int8 --batch 1,8,32 --cuda-graph
+      rtdeploy bench --backend tensorrt --precision fp16,int8 --batch 1,8,32 --cuda-graph
       rtdeploy bench --model resnet50.int8.onnx --batch 1,8 --json -
     """
     from rtdeploy import api
