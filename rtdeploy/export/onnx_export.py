@@ -126,8 +126,6 @@ def build_torch_model(meta: ModelMeta, weights: str | Path | None):
     The fixed seed makes an export without weights reproducible, so ``validate`` can rebuild the
     same model from the manifest.
     """
-    import torch
-
     with _seeded(INIT_SEED):
         model = build_model(meta)
     if weights is not None:
