@@ -198,3 +198,50 @@ def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classe
                     bench=bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=opt(outdir),
                     force=force, progress=progress)
     return run_pipeline(cfg, on_stage=on_stage)
+
+
+def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False, calib_dir: str | os.PathLike | None = None,
+             method: str = "entropy", percentile: float = 99.99, calib_size: int | None = None, seed: int = 0,
+             keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
+             trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
+             trt_version: str = "8601", output: str | os.PathLike | None = None,
+             stats_cache: str | os.PathLike | bool | None = None, progress: bool = False):
+    """FP32 ONNX -> calibrated INT8 Q/DQ ONNX or FP16 ONNX, with manifest (``rtdeploy quantize``).
+
+    Args:
+        model: an FP32 ONNX made by ``rtdeploy export`` (its manifest beside it).
+        int8, fp16: which precision to make (exactly one).
+        calib_dir: calibration images (folder, recursive) or a .npy/.npz tensor file; None: the
+            bundled ``calib_data/`` photos.
+        method: INT8 calibrator: ``entropy``, ``max``, ``percentile`` or ``mse``.
+        percentile: for ``percentile``, in (0, 100].
+        calib_size: how many calibration images (a seeded random subset); None: all, up to 1,000.
+        seed: seed of that subset and of the held-out split.
+        keep_fp: keep the N most quantization-sensitive layers in floating point.
+        target_agreement: instead, keep layers until the held-out top-1 agreement with FP32 reaches
+            this fraction (e.g. 0.99).
+        fp16_io: FP16 model with float16 inputs and outputs (default: float32 I/O).
+        trt_cache: also write a TensorRT calibration cache here.
+        from_trt_cache: take the activation scales from this TensorRT calibration cache.
+        trt_version: TensorRT version in the written cache's header (8601 = 8.6.1).
+        output: the model to write (default: ``X.int8.onnx`` / ``X.fp16.onnx`` beside ``X.onnx``).
+        stats_cache: folder of the collected-statistics cache (None: ``~/.cache/rtdeploy``;
+            False: no cache).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        :class:`rtdeploy.precision.quantize.QuantizeResult` (``path``, ``manifest``, ``report``).
+
+    Raises:
+        PrecisionError, ArtifactError, DataError, OutputError: see ``rtdeploy quantize --help``.
+    """
+    from rtdeploy.precision.quantize import QuantizeConfig
+    from rtdeploy.precision.quantize import quantize as _quantize
+
+    opt = lambda p: Path(p) if p is not None else None  # noqa: E731
+    cfg = QuantizeConfig(model=Path(model), int8=int8, fp16=fp16, calib_dir=opt(calib_dir), method=method,
+                         percentile=percentile, calib_size=calib_size, seed=seed, keep_fp=keep_fp,
+                         target_agreement=target_agreement, fp16_io=fp16_io, trt_cache=opt(trt_cache),
+                         from_trt_cache=opt(from_trt_cache), trt_version=str(trt_version), output=opt(output),
+                         cache_dir=stats_cache, progress=progress)
+    return _quantize(cfg)

@@ -1,0 +1,141 @@
+"""Calibration images: the default bundled set, the size cap, and the held-out split.
+
+The repository ships ``calib_data/`` (a few public-domain photos, see its README) so that
+``rtdeploy quantize`` runs with no user data; real deployments should calibrate on their own
+images. When layers are chosen for fallback, a seeded random part of the calibration images is
+held out: statistics come from the rest, and the fallback is judged on the held-out part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from rtdeploy.errors import DataError, PrecisionError
+
+DEFAULT_CALIB_LIMIT = 1000
+HOLDOUT_FRACTION = 0.2
+MAX_HOLDOUT = 256
+MIN_IMAGES_FOR_HOLDOUT = 5
+
+
+def default_calib_dir() -> Path:
+    """The bundled ``calib_data/`` folder of a source checkout.
+
+    Raises:
+        DataError: this installation has no such folder (installed from a wheel, not a checkout).
+    """
+    folder = Path(__file__).resolve().parents[2] / "calib_data"
+    if not folder.is_dir():
+        raise DataError(
+            f"no --calib-dir given and the bundled calibration photos ({folder}) are not installed "
+            "(they come with a source checkout); pass --calib-dir DIR with a few hundred images like your real inputs"
+        )
+    return folder
+
+
+def open_calibration(calib_dir: str | os.PathLike | None, meta, calib_size: int | None, seed: int):
+    """The calibration source: ``calib_size`` images (all, up to 1,000, when None) from ``calib_dir``
+    (the bundled ``calib_data/`` when None). The source's ``path`` attribute is set to the folder used.
+
+    Raises:
+        DataError: missing/empty folder, unreadable tensors, or more images asked than exist.
+    """
+    from rtdeploy.data import open_source
+
+    folder = Path(calib_dir) if calib_dir is not None else default_calib_dir()
+    if calib_size is not None:
+        if isinstance(calib_size, bool) or not isinstance(calib_size, int) or calib_size < 1:
+            raise DataError(f"--calib-size {calib_size!r} is not a positive integer; give e.g. 500")
+        source = open_source(folder, meta, limit=calib_size, seed=seed)
+    else:
+        source = open_source(folder, meta, seed=seed)
+        if len(source) > DEFAULT_CALIB_LIMIT:
+            source = open_source(folder, meta, limit=DEFAULT_CALIB_LIMIT, seed=seed)
+    source.path = folder.resolve()
+    return source
+
+
+def holdout_count(total: int) -> int:
+    """How many of ``total`` calibration images to hold out for choosing fallback layers.
+
+    Raises:
+        PrecisionError: too few images to hold any out.
+    """
+    if total < MIN_IMAGES_FOR_HOLDOUT:
+        raise PrecisionError(
+            f"choosing fallback layers needs at least {MIN_IMAGES_FOR_HOLDOUT} calibration images "
+            f"(got {total}); add images or drop --keep-fp/--target-agreement"
+        )
+    return max(1, min(MAX_HOLDOUT, round(total * HOLDOUT_FRACTION)))
+
+
+class SplitSource:
+    """A calibration source split into a statistics part and a held-out part.
+
+    Args:
+        source: an ``rtdeploy.data`` source.
+        holdout: how many samples to hold out (0: none), chosen at random with ``seed``.
+        seed: the split's seed.
+    """
+
+    def __init__(self, source, holdout: int = 0, seed: int = 0):
+        self.source = source
+        total = len(source)
+        rng = np.random.default_rng([seed, 1])
+        self.held = np.zeros(total, dtype=bool)
+        if holdout:
+            self.held[rng.choice(total, size=holdout, replace=False)] = True
+        self.stats_count = int(total - self.held.sum())
+        self.holdout_count = int(self.held.sum())
+        self._holdout: list[np.ndarray] | None = None
+
+    @property
+    def description(self) -> str:
+        """The source's own description."""
+        return self.source.description
+
+    @property
+    def path(self) -> str | None:
+        """The calibration folder or file, resolved (None when unknown)."""
+        p = getattr(self.source, "path", None)
+        return None if p is None else str(p)
+
+    def fingerprint(self) -> str:
+        """The source's fingerprint combined with the split (identifies the statistics part)."""
+        h = hashlib.sha256(self.source.fingerprint().encode())
+        h.update(np.packbits(self.held).tobytes())
+        return h.hexdigest()
+
+    def stats_batches(self, batch_size: int, *, progress: bool = False) -> Iterator[np.ndarray]:
+        """Batches of the statistics part (held-out samples are set aside on the way)."""
+        held: list[np.ndarray] = []
+        for images in self._split(batch_size, progress, held):
+            if len(images):
+                yield images
+        self._holdout = held
+
+    def holdout_images(self, batch_size: int = 64) -> np.ndarray:
+        """The held-out samples as one float32 array (read from the source if not yet seen)."""
+        if self._holdout is None:
+            held: list[np.ndarray] = []
+            for _ in self._split(batch_size, False, held):
+                pass
+            self._holdout = held
+        if not self._holdout:
+            raise DataError("no held-out calibration images; give more images")
+        return np.concatenate(self._holdout)
+
+    def _split(self, batch_size: int, progress: bool, held: list) -> Iterator[np.ndarray]:
+        start = 0
+        for batch in self.source.batches(batch_size, progress=progress):
+            images = batch.images
+            mask = self.held[start:start + len(images)]
+            start += len(images)
+            if mask.any():
+                held.append(images[mask])
+            yield images[~mask]

@@ -1,0 +1,166 @@
+"""Small ONNX graph helpers shared by the FP16 and INT8 passes.
+
+Loading the FP32 parent (with its manifest and the checks that it is really FP32), the producer and
+consumer maps of a graph, unique names, and the element counts of activations (to size batches).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtdeploy.errors import ArtifactError, PrecisionError
+
+MIN_QDQ_OPSET = 13  # per-axis DequantizeLinear (per-channel weights) arrived in opset 13
+QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
+
+
+@dataclass
+class Parent:
+    """An FP32 ONNX model read for a precision pass.
+
+    Attributes:
+        path: the ONNX file.
+        model: the loaded ``onnx.ModelProto``.
+        manifest: its rtdeploy manifest.
+        sha256: sha256 of the file (the manifest's, checked against the bytes).
+    """
+
+    path: Path
+    model: object
+    manifest: dict
+    sha256: str
+
+
+def load_fp32_parent(path: str | os.PathLike) -> Parent:
+    """Read an FP32 ONNX model made by ``rtdeploy export`` and check it can be converted.
+
+    Raises:
+        ArtifactError: the file or its manifest is missing or unreadable.
+        PrecisionError: the model is already FP16/INT8 (by manifest or by content).
+    """
+    import onnx
+
+    from rtdeploy.artifacts import read_manifest, sha256_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactError(f"ONNX model {p} does not exist; export one with `rtdeploy export --depth N -o {p.name}`")
+    manifest = read_manifest(p)
+    precision = manifest.get("precision", "fp32")
+    if precision != "fp32" or manifest.get("kind") not in ("onnx", None):
+        raise PrecisionError(
+            f"{p} is already a {precision} model (kind {manifest.get('kind')}); quantize the FP32 model it was made from"
+            + (f" ({manifest['parent']['path']})" if isinstance(manifest.get("parent"), dict) else "")
+        )
+    try:
+        model = onnx.load(str(p))
+    except Exception as e:  # onnx raises DecodeError and friends, untyped
+        raise ArtifactError(f"cannot read ONNX model {p}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}; re-export it") from e
+    found = sorted({n.op_type for n in model.graph.node if n.op_type in QUANT_OPS})
+    if found:
+        raise PrecisionError(f"{p} already holds quantization nodes ({', '.join(found)}); give the FP32 model it was made from")
+    if any(_is_float16(i.type) for i in model.graph.input):
+        raise PrecisionError(f"{p} has FP16 inputs, so it is not an FP32 model; give the FP32 export")
+    return Parent(p, model, manifest, sha256_file(p))
+
+
+def _is_float16(type_proto) -> bool:
+    from onnx import TensorProto
+
+    return type_proto.tensor_type.elem_type == TensorProto.FLOAT16
+
+
+def opset_of(model) -> int:
+    """The default-domain opset version of ``model``."""
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def name_nodes(model) -> None:
+    """Give every unnamed node a unique name (``<op>_<index>``) so reports can refer to it."""
+    seen = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in seen:
+                name += "_"
+            node.name = name
+            seen.add(name)
+
+
+def producers(graph) -> dict:
+    """Tensor name -> the node that writes it."""
+    return {out: node for node in graph.node for out in node.output if out}
+
+
+def consumers(graph) -> dict:
+    """Tensor name -> the nodes that read it (in graph order)."""
+    result: dict = {}
+    for node in graph.node:
+        for name in node.input:
+            if name:
+                result.setdefault(name, []).append(node)
+    return result
+
+
+def initializers(graph) -> dict:
+    """Initializer name -> ``TensorProto``."""
+    return {i.name: i for i in graph.initializer}
+
+
+def graph_input_names(graph) -> list[str]:
+    """Names of the real inputs (not initializers listed as inputs, as old exporters did)."""
+    inits = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in inits]
+
+
+class NameMaker:
+    """Unique tensor/node names derived from a base name."""
+
+    def __init__(self, model):
+        g = model.graph
+        self.used = {i.name for i in g.initializer} | {i.name for i in g.input} | {o.name for o in g.output}
+        self.used |= {t for n in g.node for t in (*n.input, *n.output)} | {n.name for n in g.node}
+
+    def __call__(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.used:
+            name, i = f"{base}_{i}", i + 1
+        self.used.add(name)
+        return name
+
+
+def elements_per_sample(model, names) -> int:
+    """Sum over ``names`` of the elements each tensor holds per sample (batch dimension excluded).
+
+    Uses the shapes recorded by shape inference; a tensor without a known shape counts as 0.
+    """
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is best effort here: it only sizes batches
+        inferred = model
+    infos = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
+    total = 0
+    for name in names:
+        info = infos.get(name)
+        if info is None:
+            continue
+        dims = info.type.tensor_type.shape.dim[1:]
+        count = 1
+        for d in dims:
+            count *= d.dim_value if d.dim_value > 0 else 0
+        total += count
+    return total
+
+
+def save_model(model, path: Path) -> None:
+    """Save ``model`` to ``path`` (one file; models here are far below 2 GB)."""
+    import onnx
+
+    onnx.save_model(model, str(path))

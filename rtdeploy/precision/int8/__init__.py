@@ -1,0 +1,1 @@
+"""INT8 calibration: statistics, calibrators, Q/DQ placement, sensitivity and TensorRT caches."""

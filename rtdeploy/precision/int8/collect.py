@@ -1,0 +1,166 @@
+"""Activation statistics with onnxruntime, and their on-disk cache.
+
+The FP32 graph is *augmented*: every tensor to observe becomes an extra graph output. Batches
+stream through one onnxruntime session; each output is folded into its tensor's running
+statistics (:mod:`histogram`) and dropped, so memory holds one batch of activations at most. The
+batch size is chosen from the activation volume per sample so that this stays near
+``memory_budget`` bytes.
+
+The result is cached in a ``.npz`` file named by a key over the model's sha256, the calibration
+data's fingerprint, the observed tensors and the kind of statistics. Histograms serve every
+method, so switching ``--method`` re-reads the cache instead of re-running the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from rtdeploy.errors import DataError
+from rtdeploy.precision.graph import elements_per_sample, graph_input_names
+from rtdeploy.precision.int8.histogram import DEFAULT_BINS, AbsHistogram, AbsMax, TensorStats
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+DEFAULT_MEMORY_BUDGET = 256 << 20
+MAX_BATCH = 256
+
+
+def augment(model, tensors: list[str]):
+    """A copy of ``model`` whose outputs are ``tensors`` (float32 activations)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    m.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in tensors)
+    return m
+
+
+def batch_size_for(model, tensors: list[str], memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
+    """A batch size whose observed activations fit about ``memory_budget`` bytes (1..256)."""
+    per_sample = max(1, elements_per_sample(model, tensors)) * 4
+    return int(max(1, min(MAX_BATCH, memory_budget // per_sample)))
+
+
+def make_session(model, *, threads: int = 0):
+    """An onnxruntime CPU session over an in-memory model, without the memory arena (its pools
+    keep the peak of every batch shape alive)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def collect_stats(model, tensors: list[str], batches: Iterable[np.ndarray], *, histogram: bool, bins: int = DEFAULT_BINS) -> dict[str, TensorStats]:
+    """Run ``batches`` through ``model`` and gather the statistics of ``tensors``.
+
+    Args:
+        model: the FP32 ``onnx.ModelProto``.
+        tensors: names of the tensors to observe.
+        batches: float32 NCHW arrays.
+        histogram: collect histograms of |x| (every method), or only the maximum (``max``).
+        bins: histogram bins.
+
+    Returns:
+        statistics by tensor name.
+
+    Raises:
+        DataError: no batch came, or a batch holds NaN/Inf.
+    """
+    session = make_session(augment(model, tensors))
+    input_name = graph_input_names(model.graph)[0]
+    acc = {t: (AbsHistogram(bins) if histogram else AbsMax()) for t in tensors}
+    seen = 0
+    for images in batches:
+        if not np.isfinite(images).all():
+            raise DataError("a calibration batch holds NaN or Inf; fix or drop those samples")
+        outputs = session.run(tensors, {input_name: images})
+        for name, value in zip(tensors, outputs):
+            acc[name].update(value)
+        seen += len(images)
+    if seen == 0:
+        raise DataError("no calibration samples reached the model; give a folder with images or a non-empty tensor file")
+    log.info("collected %s of %d tensors over %d samples", "histograms" if histogram else "maxima", len(tensors), seen)
+    return {t: a.result() for t, a in acc.items()}
+
+
+def default_cache_dir() -> Path:
+    """``$RTDEPLOY_CACHE_DIR``, else ``$XDG_CACHE_HOME/rtdeploy``, else ``~/.cache/rtdeploy``."""
+    if os.environ.get("RTDEPLOY_CACHE_DIR"):
+        return Path(os.environ["RTDEPLOY_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rtdeploy"
+
+
+class StatsCache:
+    """Collected statistics on disk, one ``.npz`` per (model, data, tensors, kind).
+
+    Args:
+        folder: where the files live; None disables the cache.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = None if folder is None else Path(folder) / "calibration"
+
+    @staticmethod
+    def key(model_sha256: str, data_fingerprint: str, tensors: list[str], histogram: bool, bins: int) -> str:
+        """The cache key of one collection."""
+        h = hashlib.sha256(f"{CACHE_FORMAT}\0{model_sha256}\0{data_fingerprint}\0{histogram}\0{bins}\0".encode())
+        h.update("\0".join(tensors).encode())
+        return h.hexdigest()[:32]
+
+    def load(self, key: str, tensors: list[str]) -> dict[str, TensorStats] | None:
+        """The cached statistics under ``key``, or None (absent, unreadable or not matching)."""
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if list(z["names"]) != tensors:
+                    return None
+                hists = z["hist"] if "hist" in z.files else None
+                return {
+                    t: TensorStats(float(z["amax"][i]), int(z["count"][i]),
+                                   None if hists is None else hists[i].copy(),
+                                   float(z["range"][i]) if hists is not None else 0.0)
+                    for i, t in enumerate(tensors)
+                }
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def save(self, key: str, stats: dict[str, TensorStats]) -> Path | None:
+        """Store ``stats`` under ``key`` (atomically); a cache that cannot be written is skipped."""
+        if self.folder is None:
+            return None
+        from rtdeploy.artifacts import atomic_path
+
+        names = list(stats)
+        arrays = {
+            "names": np.array(names),
+            "amax": np.array([stats[t].amax for t in names], dtype=np.float64),
+            "count": np.array([stats[t].count for t in names], dtype=np.int64),
+        }
+        if all(stats[t].hist is not None for t in names):
+            arrays["hist"] = np.stack([stats[t].hist for t in names])
+            arrays["range"] = np.array([stats[t].hist_range for t in names], dtype=np.float64)
+        path = self.folder / f"{key}.npz"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        except OSError as e:
+            log.warning("could not write the calibration cache %s (%s); continuing without it", path, e)
+            return None
+        return path

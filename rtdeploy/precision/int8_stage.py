@@ -1,0 +1,183 @@
+"""The INT8 branch of ``quantize``: statistics -> scales -> (fallback) -> Q/DQ model + manifest."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rtdeploy.errors import PrecisionError
+
+log = logging.getLogger(__name__)
+
+
+def run_int8(cfg, parent, out: Path):
+    """Make the INT8 Q/DQ model of ``parent`` as ``cfg`` asks (see :mod:`rtdeploy.precision.quantize`)."""
+    from rtdeploy.models import ModelMeta
+    from rtdeploy.precision.calibration_data import SplitSource, holdout_count, open_calibration
+    from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
+    from rtdeploy.precision.int8.qdq import plan_qdq
+    from rtdeploy.precision.quantize import Timer
+
+    timer = Timer()
+    opset = opset_of(parent.model)
+    if opset < MIN_QDQ_OPSET:
+        raise PrecisionError(f"{parent.path} uses opset {opset}; per-channel Q/DQ needs opset >= {MIN_QDQ_OPSET} — re-export with --opset 17")
+    plan = plan_qdq(parent.model)
+    if not plan.units:
+        raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
+    meta = ModelMeta.from_dict(parent.manifest["model"])
+    fallback = cfg.keep_fp > 0 or cfg.target_agreement is not None
+    split = None
+    if cfg.from_trt_cache is None or fallback:
+        source = open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed)
+        split = SplitSource(source, holdout_count(len(source)) if fallback else 0, cfg.seed)
+    timer.lap("setup")
+    scales, calibration = _scales(cfg, parent, plan, split, timer)
+    kept, sens = [], None
+    if fallback:
+        kept, sens = _fallback(cfg, parent, plan, scales, split)
+        timer.lap("sensitivity")
+    return _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer)
+
+
+def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
+    """Activation scales by tensor (the plan's, plus every activation when a cache is written)."""
+    from rtdeploy.precision.int8 import trt_cache
+    from rtdeploy.precision.int8.calibrators import compute_thresholds
+    from rtdeploy.precision.int8.qdq import scale_from_amax
+
+    if cfg.from_trt_cache is not None:
+        cache = trt_cache.read_cache(cfg.from_trt_cache)
+        scales = trt_cache.scales_for(cache, plan.observed(), f"calibration cache {cfg.from_trt_cache}")
+        timer.lap("read_cache")
+        return scales, {"source": "trt-cache", "trt_cache": str(Path(cfg.from_trt_cache).resolve())}
+    tensors = plan.observed()
+    if cfg.trt_cache is not None:
+        from rtdeploy.precision.fp16 import float_tensors
+
+        tensors = list(dict.fromkeys(tensors + float_tensors(parent.model)))
+    stats, cache_state = gather_stats(parent, tensors, split, cfg.method, cfg.cache_dir, cfg.progress)
+    timer.lap("collect")
+    thresholds = compute_thresholds(stats, cfg.method, cfg.percentile)
+    timer.lap("thresholds")
+    scales = {t: scale_from_amax(a) for t, a in thresholds.items()}
+    calibration = {
+        "source": "images",
+        "dir": split.path,
+        "data": split.description,
+        "fingerprint": split.fingerprint(),
+        "images": split.stats_count,
+        "held_out": split.holdout_count,
+        "seed": cfg.seed,
+        "stats_cache": cache_state,
+    }
+    return scales, calibration
+
+
+def gather_stats(parent, tensors: list[str], split, method: str, cache_dir, progress: bool):
+    """Statistics of ``tensors`` on the statistics part of ``split``, from the cache when possible.
+
+    Returns:
+        ``(stats by tensor, "hit" | "miss" | "off")``.
+    """
+    from rtdeploy.precision.int8.calibrators import needs_histogram
+    from rtdeploy.precision.int8.collect import StatsCache, batch_size_for, collect_stats
+    from rtdeploy.precision.int8.histogram import DEFAULT_BINS
+    from rtdeploy.precision.quantize import resolve_cache_dir
+
+    cache = StatsCache(resolve_cache_dir(cache_dir))
+    fingerprint = split.fingerprint()
+    hist_key = cache.key(parent.sha256, fingerprint, tensors, True, DEFAULT_BINS)
+    keys = [hist_key] if needs_histogram(method) else [cache.key(parent.sha256, fingerprint, tensors, False, 0), hist_key]
+    for key in keys:
+        stats = cache.load(key, tensors)
+        if stats is not None:
+            log.info("calibration statistics from the cache (%s)", key)
+            return stats, "hit"
+    batch = batch_size_for(parent.model, tensors)
+    histogram = needs_histogram(method)
+    stats = collect_stats(parent.model, tensors, split.stats_batches(batch, progress=progress), histogram=histogram)
+    cache.save(keys[0], stats)
+    return stats, "miss" if cache.folder is not None else "off"
+
+
+def _fallback(cfg, parent, plan, scales, split):
+    from rtdeploy.precision.int8.collect import batch_size_for
+    from rtdeploy.precision.int8.sensitivity import SwitchableEvaluator, choose_fallback
+
+    images = split.holdout_images()
+    batch = max(1, batch_size_for(parent.model, plan.observed()) // 2)
+    evaluator = SwitchableEvaluator(parent.model, plan, {t: scales[t] for t in plan.observed()}, images, batch_size=batch)
+    result = choose_fallback(evaluator, keep_fp=cfg.keep_fp, target_agreement=cfg.target_agreement)
+    return result.kept, result
+
+
+def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer):
+    import onnx
+
+    from rtdeploy.artifacts import new_manifest
+    from rtdeploy.precision.int8 import trt_cache
+    from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts
+    from rtdeploy.precision.quantize import QuantizeResult, base_fields, op_inventory, write_model
+
+    observed = {t: scales[t] for t in plan.observed()}
+    qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept))
+    try:
+        onnx.checker.check_model(qmodel)
+    except onnx.checker.ValidationError as e:
+        raise PrecisionError(f"the Q/DQ model failed onnx.checker ({str(e).splitlines()[0][:160]}); this is a bug — please report it") from e
+    timer.lap("write")
+    by_node = {u.node: u for u in plan.units}
+    quantization = {
+        "method": None if cfg.from_trt_cache else cfg.method,
+        "percentile": cfg.percentile if cfg.method == "percentile" and not cfg.from_trt_cache else None,
+        "weights": "int8 symmetric, per output channel (max)",
+        "activations": "int8 symmetric, per tensor",
+        "placement": "tensorrt: inputs of Conv/Gemm/MatMul and the shortcut input of residual Adds",
+        "layers": len(plan.units),
+        "quantized_layers": len(plan.units) - len(kept),
+        "kept_fp": [{"node": n, "op_type": by_node[n].op_type} for n in kept],
+        "qdq_nodes": qdq_counts(qmodel),
+        "scales": observed,
+    }
+    if sens is not None:
+        quantization["fallback"] = {
+            "keep_fp": cfg.keep_fp, "target_agreement": cfg.target_agreement,
+            "held_out_images": sens.images,
+            "held_out_agreement": round(sens.agreement, 6), "held_out_kl": sens.kl,
+            "trace": [{"kept": k, "agreement": round(a, 6), "kl": kl} for k, a, kl in sens.trace],
+            "sensitivity": [{"node": s.node, "op_type": s.op_type, "kl": s.kl} for s in sens.ranking],
+        }
+    quantization["seconds"] = dict(timer.seconds)
+
+    def make_manifest(tmp: Path) -> dict:
+        return new_manifest("onnx-int8", tmp, precision="int8", **base_fields(parent), calibration=calibration,
+                            quantization=quantization, ops=op_inventory(qmodel))
+
+    manifest = write_model(qmodel, out, make_manifest)
+    report = _report(quantization, calibration, out)
+    if cfg.trt_cache is not None:
+        trt_cache.write_cache(cfg.trt_cache, scales, cfg.trt_version)
+        report["trt_cache"] = str(cfg.trt_cache)
+    log.info("wrote %s (%d of %d layers int8)", out, quantization["quantized_layers"], quantization["layers"])
+    return QuantizeResult(out, manifest, report)
+
+
+def _report(q: dict, calibration: dict, out: Path) -> dict:
+    report = {
+        "output": str(out),
+        "precision": "int8",
+        "method": q["method"],
+        "images": calibration.get("images"),
+        "held_out": calibration.get("held_out"),
+        "stats_cache": calibration.get("stats_cache"),
+        "layers": q["layers"],
+        "quantized_layers": q["quantized_layers"],
+        "kept_fp": [k["node"] for k in q["kept_fp"]],
+        "qdq_nodes": q["qdq_nodes"],
+        "seconds": q["seconds"],
+    }
+    if "fallback" in q:
+        report["held_out_agreement"] = q["fallback"]["held_out_agreement"]
+        report["held_out"] = q["fallback"]["held_out_images"]
+    return report
