@@ -119,7 +119,6 @@ def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path,
     assert "## Skipped" in markdown(rep)
 
 
-@pytest.mark.slow
 def test_int8_and_fp16_onnx_through_the_precision_stage(tmp_path):
     if not hasattr(api, "quantize"):
         pytest.skip("the precision stage (api.quantize) is not in this install")
@@ -129,6 +128,7 @@ def test_int8_and_fp16_onnx_through_the_precision_stage(tmp_path):
     assert set(by_precision) == {"fp32", "fp16", "int8"}
     for p in ("fp16", "int8"):
         assert by_precision[p]["artifact"]["path"].endswith(f"resnet20_32px.{p}.onnx")
+    assert (tmp_path / "calib_synthetic_3x32px_16.npy").is_file(), "the sweep calibrates on its own synthetic inputs"
 
 
 def test_cli_json_to_stdout(tmp_path):

@@ -1,7 +1,8 @@
 """Artifacts for a sweep, made through the pipeline's stages and reused while their manifests match.
 
     <workdir>/resnet50_224px.onnx          api.export (seed-0 weights, dynamic batch)
-    <workdir>/resnet50_224px.int8.onnx     api.quantize(int8=True)  /  .fp16.onnx with fp16=True
+    <workdir>/resnet50_224px.int8.onnx     api.quantize(int8=True), calibrated on synthetic inputs (timing only)
+    <workdir>/resnet50_224px.fp16.onnx     api.quantize(fp16=True)
     <workdir>/resnet50_224px.int8.engine   api.build_engine (profile up to the sweep's largest batch)
 
 An artifact is reused when it exists, its bytes match its manifest's sha256, and the manifest says
@@ -66,7 +67,7 @@ def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
     if key not in cache:
         fp32 = cache.get((meta.depth, meta.image_size, "fp32")) or exported_onnx(meta, cfg.workdir)
         cache[(meta.depth, meta.image_size, "fp32")] = fp32
-        cache[key] = fp32 if precision == "fp32" else _quantize(fp32, precision)
+        cache[key] = fp32 if precision == "fp32" else _quantize(fp32, precision, meta)
     return cache[key]
 
 
@@ -100,7 +101,7 @@ def reusable(path: Path, parent: Path, **expected) -> bool:
     return recorded is not None and recorded == sha256_file(parent)
 
 
-def _quantize(fp32: Path, precision: str) -> Path:
+def _quantize(fp32: Path, precision: str, meta) -> Path:
     from rtdeploy import api
 
     out = derived_path(fp32, precision)
@@ -111,7 +112,33 @@ def _quantize(fp32: Path, precision: str) -> Path:
     if quantize is None:
         raise MissingDependency(f"{precision} ONNX models need rtdeploy's quantize stage (api.quantize), which this install lacks; "
                                 "time fp32, or update rtdeploy")
-    return Path(quantize(fp32, output=out, **{precision: True}).path)
+    calib = synthetic_calibration(meta, fp32.parent)  # FP16 uses it too, for its overflow check
+    if precision == "fp16":
+        return Path(quantize(fp32, fp16=True, calib_dir=calib, output=out).path)
+    return Path(quantize(fp32, int8=True, calib_dir=calib, method="max", output=out).path)
+
+
+CALIBRATION_SAMPLES = 16
+
+
+def synthetic_calibration(meta, folder: Path) -> Path:
+    """A ``.npy`` of seeded standard-normal inputs to calibrate the INT8 (and check the FP16) models a sweep makes.
+
+    The speed of an INT8 graph does not depend on its scales (the same Q/DQ nodes, the same
+    kernels), so the sweep calibrates on these few inputs with the quick ``max`` calibrator rather
+    than spend minutes on photos. Such a model is for timing only: for an accurate INT8 model use
+    ``rtdeploy quantize`` and time it with ``rtdeploy bench --model``.
+    """
+    import numpy as np
+
+    from rtdeploy.artifacts import atomic_path
+
+    path = folder / f"calib_synthetic_{meta.in_channels}x{meta.image_size}px_{CALIBRATION_SAMPLES}.npy"
+    if not path.is_file():
+        x = np.random.default_rng(0).standard_normal((CALIBRATION_SAMPLES, *meta.input_shape(1)[1:]), dtype=np.float32)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, x)
+    return path
 
 
 def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
