@@ -47,7 +47,7 @@ def save_plot(report: dict, path: Path) -> Path:
         axes[row][0].set_xticks(depths)
     for col in (0, 1):
         axes[1][col].set_ylim(bottom=0)
-    axes[0][0].legend(fontsize="small")
+    axes[1][0].legend(fontsize="small", loc="upper right")  # throughput falls with depth: that corner is free
     env = report["environment"]
     fig.suptitle(f"rtdeploy bench on {report['settings']['device']}: {env['cpu_model']}"
                  + (f" / {env['gpu'].get('name')}" if env.get("gpu") else ""), fontsize="medium")
