@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
 import sys
 import time
 from pathlib import Path
