@@ -167,3 +167,31 @@ def test_scaling_table_ratios_against_smallest_model():
     assert big["latency_ratio"] == 2.0
     assert big["fastest_ms"] == 12.0 and big["fastest_ratio"] == 3.0
     assert big["per_gmac_ratio"] == pytest.approx(2.0 / (4.09 / 1.81), abs=1e-3)
+
+
+def test_torch_cuda_timer_reads_its_events_in_order(monkeypatch):
+    """The CUDA-event plumbing, on the CPU: fake events stamp 0, 1, 2, 3... as they are recorded."""
+    import torch
+
+    from rtdeploy.bench.harness import TorchCudaTimer
+    from rtdeploy.runners.torch_runner import TorchRunner
+
+    clock = iter(range(1000))
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            self.t = None
+
+        def record(self):
+            self.t = float(next(clock)) ** 2  # 0, 1, 4, 9: parts of 1, 3 and 5 "ms"
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return end.t - self.t
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    with TorchRunner(torch.nn.Flatten()) as runner:
+        w = time_window(TorchCudaTimer(runner, {"input": np.zeros((1, 2, 3), np.float32)}), iterations=1, duration_s=1.0)
+    assert w.split_ms == {"h2d": [1.0], "compute": [3.0], "d2h": [5.0]}
