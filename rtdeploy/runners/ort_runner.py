@@ -57,17 +57,16 @@ class OrtRunner(Runner):
             raise ArtifactError(f"onnxruntime cannot load {self.path}: {first}; check that it is an ONNX model (re-export it)") from e
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._dtype = np.dtype(np.float16) if "float16" in self.session.get_inputs()[0].type else np.dtype(np.float32)
 
     def _deactivate(self) -> None:
         self.session = None
 
     def input_dtype(self) -> np.dtype:
-        """The numpy dtype of the first input (float16 for an FP16-I/O model)."""
-        kind = self.session.get_inputs()[0].type
-        return np.dtype(np.float16) if "float16" in kind else np.dtype(np.float32)
+        """The numpy dtype of the first input (float16 for an FP16-I/O model); read once at activation."""
+        return self._dtype
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        dtype = self.input_dtype()
-        feed = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in feed.items()}
+        feed = {k: np.ascontiguousarray(v, dtype=self._dtype) for k, v in feed.items()}
         outs = self.session.run(self.output_names, feed)
         return {n: np.asarray(o) for n, o in zip(self.output_names, outs)}
