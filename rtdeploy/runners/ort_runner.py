@@ -32,6 +32,7 @@ class OrtRunner(Runner):
         self.providers = [PROVIDER_ALIASES.get(p, p) for p in providers]
         self.threads = threads
         self.session = None
+        self._dtype = np.dtype(np.float32)
         short = ",".join(p.removesuffix("ExecutionProvider") for p in self.providers)
         self.name = f"onnxruntime[{short}]"
 
