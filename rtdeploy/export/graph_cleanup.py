@@ -18,9 +18,8 @@ def fold_constants(model) -> int:
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    graph = model.graph
     # Converted to numpy only when a node needs them: the weights of a large model are 100+ MB.
-    protos = {i.name: i for i in graph.initializer}
+    protos = {i.name: i for i in model.graph.initializer}
     consts: dict[str, np.ndarray] = {}
 
     def const_of(name: str) -> np.ndarray:
@@ -28,44 +27,52 @@ def fold_constants(model) -> int:
             consts[name] = numpy_helper.to_array(protos[name])
         return consts[name]
 
-    graph_outputs = {o.name for o in graph.output}
-    keep, removed = [], 0
-    for node in graph.node:
-        foldable = node.op_type not in ("Identity",) and all((not i) or i in protos or i in consts for i in node.input)
-        if foldable and not (set(node.output) & graph_outputs):
-            fn = onnx.helper.make_graph(
-                [node], "fold", [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.UNDEFINED, None) for i in node.input if i],
-                [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output],
-            )
-            sub = onnx.helper.make_model(fn, opset_imports=model.opset_import)
-            values = ReferenceEvaluator(sub).run(None, {i: const_of(i) for i in node.input if i})
-            for name, value in zip(node.output, values):
-                consts[name] = np.asarray(value)
-                graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-            removed += 1
-        else:
-            keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
-    _drop_unused_initializers(model)
-    return removed
+    def evaluate(node) -> list[np.ndarray] | None:
+        if node.op_type == "Identity" or not all((not i) or i in protos or i in consts for i in node.input):
+            return None
+        fn = onnx.helper.make_graph(
+            [node], "fold", [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.UNDEFINED, None) for i in node.input if i],
+            [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output],
+        )
+        sub = onnx.helper.make_model(fn, opset_imports=model.opset_import)
+        values = [np.asarray(v) for v in ReferenceEvaluator(sub).run(None, {i: const_of(i) for i in node.input if i})]
+        consts.update(zip(node.output, values))
+        return values
+
+    return _replace_with_initializers(model, evaluate)
 
 
 def materialize_identities(model) -> int:
     """Replace ``Identity(initializer)`` nodes with a copy of the initializer; returns the count."""
     from onnx import numpy_helper
 
+    inits = {i.name: i for i in model.graph.initializer}
+
+    def evaluate(node) -> list[np.ndarray] | None:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            return [numpy_helper.to_array(inits[node.input[0]])]
+        return None
+
+    return _replace_with_initializers(model, evaluate)
+
+
+def _replace_with_initializers(model, evaluate) -> int:
+    """Replace each node for which ``evaluate(node)`` returns values by initializers of its outputs.
+
+    Nodes that produce a graph output stay. Returns how many nodes were replaced.
+    """
+    from onnx import numpy_helper
+
     graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
     graph_outputs = {o.name for o in graph.output}
     keep, removed = [], 0
     for node in graph.node:
-        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in graph_outputs:
-            array = numpy_helper.to_array(inits[node.input[0]])
-            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
-            removed += 1
-        else:
+        values = None if set(node.output) & graph_outputs else evaluate(node)
+        if values is None:
             keep.append(node)
+            continue
+        graph.initializer.extend(numpy_helper.from_array(v, name) for name, v in zip(node.output, values))
+        removed += 1
     del graph.node[:]
     graph.node.extend(keep)
     _drop_unused_initializers(model)
