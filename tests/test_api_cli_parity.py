@@ -1,0 +1,59 @@
+"""Every command is a function of rtdeploy.api with the same options and defaults."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from rtdeploy import api
+from rtdeploy.cli.main import _register, cli
+
+# CLI options that only shape the CLI's own output (the API returns objects and shows no progress
+# bar unless asked).
+CLI_ONLY = {"json_out", "blocks_only", "progress", "no_progress"}
+# (command, option): the CLI leaves it unset to detect a conflict, then applies the API's default.
+UNSET_ON_PURPOSE = {("build-engine", "depth")}
+# CLI spelling -> API parameter, where the CLI needs a negative flag or a reserved word.
+RENAMED = {"no_engines": "engines", "no_bench": "bench", "no_calibrate": "calibrate", "no_progress": "progress",
+           "no_stats_cache": "stats_cache", "compile_": "compile", "repo": "triton", "model_version": "version"}
+# Options the API takes in one structured argument.
+GROUPED = {"tol_": "tolerances", "precision": "precision"}
+
+
+def _commands():
+    _register()
+    return sorted(cli.commands.items())
+
+
+def _api_name(param: str) -> str:
+    if param in RENAMED:
+        return RENAMED[param]
+    return next((target for prefix, target in GROUPED.items() if param.startswith(prefix)), param)
+
+
+def _unset(default) -> bool:
+    return default is None or type(default).__name__ == "Sentinel"
+
+
+@pytest.mark.parametrize("name,command", _commands(), ids=[n for n, _ in _commands()])
+def test_command_has_an_api_function_with_the_same_options(name, command):
+    fn = getattr(api, name.replace("-", "_"), None)
+    assert fn is not None, f"rtdeploy.api has no function for `rtdeploy {name}`"
+    params = inspect.signature(fn).parameters
+    for p in command.params:
+        if p.name in CLI_ONLY or p.name == "help":
+            continue
+        target = _api_name(p.name)
+        assert target in params, f"`rtdeploy {name}` option {p.name!r} has no api.{fn.__name__} parameter {target!r}"
+        api_default = params[target].default
+        if (name, p.name) in UNSET_ON_PURPOSE:
+            continue
+        if p.name in RENAMED and p.name.startswith("no_"):
+            assert api_default is True, f"api.{fn.__name__}({target}) should default to True (the CLI flag is --no-...)"
+        elif _unset(p.default) or getattr(p, "is_flag", False):
+            assert api_default in (None, False, (), inspect.Parameter.empty) or target in GROUPED.values() or \
+                str(api_default) == str(p.default), f"{name} {p.name}: CLI default unset, api default {api_default!r}"
+        else:
+            assert str(api_default) == str(p.default if not isinstance(p.default, tuple) else tuple(p.default)), \
+                f"{name} {p.name}: CLI default {p.default!r} != api default {api_default!r}"
