@@ -205,7 +205,7 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
              keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
              trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
              trt_version: str = "8601", output: str | os.PathLike | None = None,
-             stats_cache: str | os.PathLike | bool | None = None, progress: bool = False):
+             stats_cache: str | os.PathLike | bool = True, progress: bool = False):
     """FP32 ONNX -> calibrated INT8 Q/DQ ONNX or FP16 ONNX, with manifest (``rtdeploy quantize``).
 
     Args:
@@ -225,8 +225,8 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         from_trt_cache: take the activation scales from this TensorRT calibration cache.
         trt_version: TensorRT version in the written cache's header (8601 = 8.6.1).
         output: the model to write (default: ``X.int8.onnx`` / ``X.fp16.onnx`` beside ``X.onnx``).
-        stats_cache: folder of the collected-statistics cache (None: ``~/.cache/rtdeploy``;
-            False: no cache).
+        stats_cache: reuse collected statistics from a cache: True for ``$RTDEPLOY_CACHE_DIR`` or
+            ``~/.cache/rtdeploy``, a folder path, or False for no cache.
         progress: show a progress bar on stderr.
 
     Returns:

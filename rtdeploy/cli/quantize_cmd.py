@@ -54,7 +54,7 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     result = api.quantize(model, int8=int8, fp16=fp16, calib_dir=calib_dir, method=method, percentile=percentile,
                           calib_size=calib_size, seed=seed, keep_fp=keep_fp, target_agreement=target_agreement,
                           fp16_io=fp16_io, trt_cache=trt_cache, from_trt_cache=from_trt_cache, trt_version=trt_version,
-                          output=output, stats_cache=False if no_stats_cache else None, progress=progress)
+                          output=output, stats_cache=not no_stats_cache, progress=progress)
     click.echo(_summary(result.report))
     emit_json(result.report, json_out)
 

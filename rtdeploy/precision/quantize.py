@@ -39,7 +39,7 @@ class QuantizeConfig:
     from_trt_cache: Path | None = None
     trt_version: str = "8601"
     output: Path | None = None
-    cache_dir: Path | bool | None = None
+    cache_dir: Path | bool | None = True
     progress: bool = False
 
 
@@ -167,10 +167,10 @@ class Timer:
         return round(sum(self.seconds.values()), 3)
 
 
-def resolve_cache_dir(cache_dir: str | os.PathLike | None | bool):
-    """``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""
+def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None):
+    """``True``/``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""
     from rtdeploy.precision.int8.collect import default_cache_dir
 
     if cache_dir is False:
         return None
-    return Path(cache_dir) if cache_dir else default_cache_dir()
+    return default_cache_dir() if cache_dir in (True, None) else Path(cache_dir)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdeploy.errors import DataError
+from rtdeploy.errors import DataError, RtDeployError
 from rtdeploy.precision.graph import elements_per_sample, graph_input_names
 from rtdeploy.precision.int8.histogram import DEFAULT_BINS, AbsHistogram, AbsMax, TensorStats
 
@@ -160,7 +160,7 @@ class StatsCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **arrays)
-        except OSError as e:
+        except (OSError, RtDeployError) as e:
             log.warning("could not write the calibration cache %s (%s); continuing without it", path, e)
             return None
         return path
