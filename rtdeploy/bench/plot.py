@@ -1,4 +1,4 @@
-"""The benchmark plot: latency and throughput against depth and against GMACs, one line per series."""
+"""The benchmark plot: latency and throughput against depth and GMACs (bars when one depth was timed)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,43 @@ def save_plot(report: dict, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
 
     from rtdeploy.artifacts import atomic_path
+
+    if len({r["depth"] for r in report["results"]}) == 1:
+        fig = _bars(report)  # one depth: lines against depth would be single points
+    else:
+        fig = _lines(report)
+    env = report["environment"]
+    fig.suptitle(f"rtdeploy bench on {report['settings']['device']}: {env['cpu_model']}"
+                 + (f" / {env['gpu'].get('name')}" if env.get("gpu") else ""), fontsize="medium")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return Path(path)
+
+
+def _bars(report: dict):
+    """Latency and throughput as bars, one per runner / precision / batch (a single-depth run)."""
+    from matplotlib.figure import Figure
+
+    rows = [items[0] for items in _series(report).values()]
+    labels = [f"{r['precision']} b{r['batch']}\n{r['runner'].replace('onnxruntime', 'ORT')}" for r in rows]
+    fig = Figure(figsize=(max(7, 2.2 * len(rows) + 2), 4.5), constrained_layout=True)
+    lat_ax, ips_ax = fig.subplots(1, 2)
+    err = [[r["latency_ms"] - r["repeat_low_ms"] for r in rows], [r["repeat_high_ms"] - r["latency_ms"] for r in rows]]
+    lat_ax.bar(labels, [r["latency_ms"] for r in rows], yerr=err, capsize=4, color="tab:blue")
+    lat_ax.set(ylabel="latency per batch, ms (whiskers: repeat range)", title=rows[0]["model"])
+    ips_ax.bar(labels, [r["throughput_ips"] for r in rows], color="tab:green")
+    ips_ax.set(ylabel="throughput, images/s", title=rows[0]["model"])
+    for ax in (lat_ax, ips_ax):
+        ax.tick_params(axis="x", labelsize="small")
+        ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def _lines(report: dict):
+    """Latency and throughput against depth and against GMACs, one line per series."""
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 8), constrained_layout=True)
     axes = fig.subplots(2, 2)
@@ -48,9 +82,4 @@ def save_plot(report: dict, path: Path) -> Path:
     for col in (0, 1):
         axes[1][col].set_ylim(bottom=0)
     axes[1][0].legend(fontsize="small", loc="upper right")  # throughput falls with depth: that corner is free
-    env = report["environment"]
-    fig.suptitle(f"rtdeploy bench on {report['settings']['device']}: {env['cpu_model']}"
-                 + (f" / {env['gpu'].get('name')}" if env.get("gpu") else ""), fontsize="medium")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    return Path(path)
+    return fig
