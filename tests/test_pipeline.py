@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,21 @@ def test_changed_artifact_invalidates_its_stage(tmp_path):
     a.write_bytes(b"two")
     assert stage_key("s", {"x": 1}, [a]) != key
     assert not StageCache(tmp_path, force=True).is_fresh("s", key)
+
+
+def test_default_and_nested_outdirs_are_created(tmp_path, monkeypatch):
+    from rtdeploy.pipeline.run import RunConfig, _prepare_outdir
+
+    monkeypatch.chdir(tmp_path)
+    assert _prepare_outdir(RunConfig(depth=20)) == Path("rtdeploy-out/resnet20")
+    assert (tmp_path / "rtdeploy-out" / "resnet20").is_dir()
+    assert _prepare_outdir(RunConfig(depth=20, outdir=tmp_path / "a" / "b")).is_dir()
+
+
+def test_outdir_under_a_file_is_refused(tmp_path):
+    from rtdeploy.errors import OutputError
+    from rtdeploy.pipeline.run import RunConfig, _prepare_outdir
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        _prepare_outdir(RunConfig(depth=20, outdir=tmp_path / "f" / "out"))

@@ -103,10 +103,11 @@ def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | No
 
 def _prepare_outdir(cfg: RunConfig) -> Path:
     outdir = cfg.outdir or Path("rtdeploy-out") / f"resnet{cfg.depth}"
-    if outdir.exists() and not outdir.is_dir():
-        raise OutputError(f"--outdir {outdir} is a file; give a folder")
-    check_output_path(outdir / "report.md") if outdir.exists() else check_output_path(outdir)
-    outdir.mkdir(exist_ok=True)
+    existing = next(p for p in (outdir, *outdir.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"--outdir {outdir}: {existing} is a file; give a folder path")
+    check_output_path(existing / "report.md")  # writable?
+    outdir.mkdir(parents=True, exist_ok=True)
     return outdir
 
 
