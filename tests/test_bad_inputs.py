@@ -93,6 +93,20 @@ def _images(folder: str, bad: str | None = None, good: int = 0) -> Callable[[Pat
     return setup
 
 
+def _nan_npy(d: Path) -> None:
+    import numpy as np
+
+    a = np.zeros((4, 3, 32, 32), np.float32)
+    a[2, 0, 0, 0] = np.nan
+    np.save(d / "nan.npy", a)
+
+
+def _quantized(d: Path) -> None:
+    from rtdeploy import api
+
+    api.quantize(d / "m.onnx", int8=True, calib_dir=None, output=d / "m.int8.onnx")
+
+
 def _fake_engine(d: Path) -> None:
     _exported()(d)
     (d / "m.plan").write_bytes(b"plan bytes")
@@ -126,6 +140,21 @@ CASES = [
          setup=_both(_exported(), _images("imgs"))),
     Case("validate-unreadable-image", lambda d: ["validate", str(d / "m.onnx"), "--images", str(d / "imgs")], "broken.jpg",
          setup=_both(_exported(), _images("imgs", bad="broken.jpg", good=2))),
+    # quantize
+    Case("quantize-calib-dir-missing", lambda d: ["quantize", str(d / "m.onnx"), "--int8", "--calib-dir", str(d / "none")], "does not exist", setup=_exported()),
+    Case("quantize-calib-dir-empty", lambda d: ["quantize", str(d / "m.onnx"), "--int8", "--calib-dir", str(d / "imgs")], "holds no images",
+         setup=_both(_exported(), _images("imgs"))),
+    Case("quantize-corrupt-image", lambda d: ["quantize", str(d / "m.onnx"), "--int8", "--calib-dir", str(d / "imgs")], "broken.png",
+         setup=_both(_exported(), _images("imgs", bad="broken.png", good=2))),
+    Case("quantize-more-images-than-exist", lambda d: ["quantize", str(d / "m.onnx"), "--int8", "--calib-dir", str(d / "imgs"), "--calib-size", "5"],
+         "asked for 5 images", setup=_both(_exported(), _images("imgs", good=2))),
+    Case("quantize-percentile-out-of-range", lambda d: ["quantize", str(d / "m.onnx"), "--int8", "--method", "percentile", "--percentile", "150"],
+         "outside (0, 100]", setup=_exported()),
+    Case("quantize-nan-tensors", lambda d: ["quantize", str(d / "m.onnx"), "--int8", "--calib-dir", str(d / "nan.npy")], "NaN or Inf",
+         setup=_both(_exported(), _nan_npy)),
+    Case("quantize-already-quantized", lambda d: ["quantize", str(d / "m.int8.onnx"), "--int8"], "already", setup=_both(_exported(), _quantized)),
+    Case("quantize-cache-for-another-model", lambda d: ["quantize", str(d / "m.onnx"), "--int8", "--from-trt-cache", str(d / "other.cache")],
+         "made for another model", setup=_both(_exported(), _write("other.cache", b"TRT-8601-EntropyCalibration2\nfoo: 3c010a14\n"))),
     # summary
     Case("summary-unknown-depth", lambda d: ["summary", "--depth", "51"], "unknown depth 51"),
     # bench
@@ -175,7 +204,7 @@ def test_bad_input(case: Case, tmp_path: Path, cli_runner):
 
 
 def test_matrix_is_large_enough():
-    assert len(CASES) + 4 >= 25  # four process-level cases below
+    assert len(CASES) + 5 >= 25  # five process-level cases below
 
 
 # --- process-level failures --------------------------------------------------------------------
@@ -202,6 +231,23 @@ def test_sigint_during_export_leaves_nothing(tmp_path):
     assert err.strip().splitlines()[-1].startswith("error: interrupted")
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigint_during_quantize_leaves_nothing(tmp_path):
+    from rtdeploy import api
+
+    api.export(depth=152, image_size=96, output=tmp_path / "m.onnx")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = subprocess.Popen(_cli("quantize", str(tmp_path / "m.onnx"), "--int8", "--no-stats-cache", "-o", str(tmp_path / "q.onnx")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)  # imports, then calibration has started
+    assert proc.poll() is None, "quantize finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def _limit_file_size(limit: int):
