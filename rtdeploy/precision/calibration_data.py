@@ -20,6 +20,8 @@ from rtdeploy.errors import DataError, PrecisionError
 DEFAULT_CALIB_LIMIT = 1000
 HOLDOUT_FRACTION = 0.2
 MAX_HOLDOUT = 256
+MIN_HOLDOUT = 16
+SENSITIVITY_BUDGET_GMACS = 3000.0
 MIN_IMAGES_FOR_HOLDOUT = 5
 
 
@@ -60,8 +62,17 @@ def open_calibration(calib_dir: str | os.PathLike | None, meta, calib_size: int 
     return source
 
 
-def holdout_count(total: int) -> int:
+def holdout_count(total: int, gmacs: float | None = None, layers: int = 1) -> int:
     """How many of ``total`` calibration images to hold out for choosing fallback layers.
+
+    20 % of them, at most 256, and fewer for big models: ranking runs the held-out images once per
+    quantizable layer, so the count is capped to keep that near ``SENSITIVITY_BUDGET_GMACS`` (about
+    a minute on two CPU cores), but never below 16.
+
+    Args:
+        total: calibration images available.
+        gmacs: multiply-accumulates per image, in billions (None: small).
+        layers: how many layers will be ranked.
 
     Raises:
         PrecisionError: too few images to hold any out.
@@ -71,7 +82,10 @@ def holdout_count(total: int) -> int:
             f"choosing fallback layers needs at least {MIN_IMAGES_FOR_HOLDOUT} calibration images "
             f"(got {total}); add images or drop --keep-fp/--target-agreement"
         )
-    return max(1, min(MAX_HOLDOUT, round(total * HOLDOUT_FRACTION)))
+    cap = MAX_HOLDOUT
+    if gmacs:
+        cap = max(MIN_HOLDOUT, min(MAX_HOLDOUT, int(SENSITIVITY_BUDGET_GMACS / (gmacs * max(1, layers)))))
+    return max(1, min(cap, round(total * HOLDOUT_FRACTION)))
 
 
 class SplitSource:

@@ -30,7 +30,8 @@ def run_int8(cfg, parent, out: Path):
     split = None
     if cfg.from_trt_cache is None or fallback:
         source = open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed)
-        split = SplitSource(source, holdout_count(len(source)) if fallback else 0, cfg.seed)
+        held = holdout_count(len(source), meta.gmacs, len(plan.units)) if fallback else 0
+        split = SplitSource(source, held, cfg.seed)
     timer.lap("setup")
     scales, calibration = _scales(cfg, parent, plan, split, timer)
     kept, sens = [], None

@@ -1,0 +1,452 @@
+"""INT8 / FP16 accuracy, calibration time and memory on the real CIFAR ResNets; write JSON + Markdown.
+
+    python benchmarks/precision_accuracy.py                         # ResNet-56 and -20, everything
+    python benchmarks/precision_accuracy.py --depths 20 --sections accuracy --repeats 1
+    python benchmarks/precision_accuracy.py --sections analysis     # rerun one part, keep the rest
+
+Real trained CIFAR-10 ResNets from ../shared/data/cifar10 (or $RTDEPLOY_CIFAR10): every model is
+calibrated on the 1,000 ``calib/`` images and evaluated on the 3,000 labelled ``dev/`` images with
+the library call behind ``rtdeploy validate`` (onnxruntime CPU, candidate vs its FP32 parent, batch
+8). Compared:
+
+- our calibrators (max, percentile 99.99, entropy, mse), every layer INT8;
+- onnxruntime's ``quantize_static`` (QDQ, per-channel, symmetric int8 weights and activations) on
+  the same images, with its MinMax, Entropy and Percentile calibrators;
+- our sensitivity fallback: entropy with ``--keep-fp N`` for a sweep of N, and
+  ``--target-agreement`` on the held-out part of the calibration images;
+- FP16 (FP32 I/O).
+
+Calibration time and peak memory are measured in a fresh subprocess per run (wall seconds of the
+calibration call; peak RSS of the whole process, imports included), with the statistics cache off;
+ours are the median of ``--repeats`` runs. Memory at ImageNet size: ResNet-50 (224x224, seed-0
+weights; weights do not change the cost) on 500 photos made from the bundled ``calib_data/``
+(random crops, flips and resizes, written as JPEG to the work folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+METHODS = ("max", "percentile", "entropy", "mse")
+ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+TARGETS = {"agreement": 0.985, "drop_points": 0.2, "fp16_agreement": 0.999, "r56_max_s": 11.5, "r56_entropy_s": 37.6,
+           "r50_rss_gib": 4.0}
+SWEEP = {56: (4, 8, 12, 16, 20, 24, 32), 20: (2, 4, 6, 8, 12)}
+SECTIONS = ("accuracy", "imagenet", "analysis")
+
+
+def main() -> None:
+    args = _parse()
+    if args.child:
+        _child(json.loads(args.child))
+        return
+    root = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
+    if not (root / "calib").is_dir():
+        sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    result = {"machine": _machine(), "settings": _settings(args, root), "targets": TARGETS, "depths": {}}
+    if set(args.sections) != set(SECTIONS) and args.out.with_suffix(".json").is_file():
+        previous = json.loads(args.out.with_suffix(".json").read_text())
+        result = {**previous, "machine": {**previous["machine"], "rerun_" + "_".join(args.sections): result["machine"]}}
+    if "accuracy" in args.sections:
+        for depth in args.depths:
+            result["depths"][str(depth)] = _depth(depth, root, work, args)
+            _save(result, args.out)
+    if "imagenet" in args.sections:
+        result["imagenet_memory"] = _imagenet_memory(work, args)
+    if "analysis" in args.sections:
+        result["analysis"] = _analysis(root, work)
+    result["machine"]["load_average_after"] = _loadavg()
+    result["summary"] = _summary(result)
+    _save(result, args.out)
+    print(f"wrote {args.out.with_suffix('.json')} and .md")
+
+
+# --- one depth ------------------------------------------------------------------------------------
+
+def _depth(depth: int, root: Path, work: Path, args) -> dict:
+    from rtdeploy import api
+
+    weights = sorted((root / "weights").glob(f"resnet{depth}-*.th"))[0]
+    fp32 = api.export(depth=depth, weights=weights, output=work / f"r{depth}.onnx").path
+    calib, dev = root / "calib", root / "dev"
+    rows = []
+
+    def add(label: str, path: Path, **extra) -> None:
+        row = {"config": label, **extra, **_evaluate(path, dev)}
+        rows.append(row)
+        print(json.dumps({"depth": depth, **row}), flush=True)
+
+    r = api.quantize(fp32, fp16=True, calib_dir=calib, output=work / f"r{depth}.fp16.onnx", stats_cache=False)
+    add("rtdeploy fp16 (fp32 I/O)", r.path, precision="fp16", kept_fp32=len(r.report["kept_fp32"]))
+    timing = {}
+    for method in METHODS:
+        runs = [_calibrate_in_subprocess({"kind": "ours", "model": str(fp32), "calib": str(calib), "method": method,
+                                          "output": str(work / f"r{depth}.{method}.int8.onnx")}) for _ in range(args.repeats)]
+        timing[f"rtdeploy {method}"] = _timing(runs)
+        add(f"rtdeploy {method}", work / f"r{depth}.{method}.int8.onnx", precision="int8", method=method, keep_fp=0,
+            calib_s=timing[f"rtdeploy {method}"]["median_s"], peak_rss_mib=timing[f"rtdeploy {method}"]["peak_rss_mib"])
+    for method in ORT_METHODS if args.ort else ():
+        out = work / f"r{depth}.ort-{method.lower()}.int8.onnx"
+        run = _calibrate_in_subprocess({"kind": "ort", "model": str(fp32), "calib": str(calib), "method": method, "output": str(out)},
+                                       timeout=args.ort_timeout)
+        timing[f"onnxruntime {method}"] = _timing([run])
+        if run.get("error"):
+            rows.append({"config": f"onnxruntime quantize_static {method}", "error": run["error"]})
+            continue
+        add(f"onnxruntime quantize_static {method}", out, precision="int8", method=method,
+            calib_s=run["seconds"], peak_rss_mib=run["peak_rss_mib"])
+    for n in SWEEP.get(depth, ()):
+        t = time.perf_counter()
+        r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", keep_fp=n, output=work / f"r{depth}.keep{n}.int8.onnx")
+        add(f"rtdeploy entropy --keep-fp {n}", r.path, precision="int8", method="entropy", keep_fp=n,
+            kept=r.report["kept_fp"], held_out_agreement=r.report.get("held_out_agreement"), calib_s=round(time.perf_counter() - t, 2))
+    for target in args.target_agreement:
+        t = time.perf_counter()
+        r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", target_agreement=target,
+                         output=work / f"r{depth}.target{target}.int8.onnx")
+        add(f"rtdeploy entropy --target-agreement {target}", r.path, precision="int8", method="entropy",
+            keep_fp=len(r.report["kept_fp"]), kept=r.report["kept_fp"], held_out_agreement=r.report.get("held_out_agreement"),
+            calib_s=round(time.perf_counter() - t, 2))
+    return {"weights": weights.name, "rows": rows, "timing": timing}
+
+
+def _evaluate(path: Path, dev: Path) -> dict:
+    from rtdeploy import api
+
+    report = api.validate(path, images=dev).to_dict()
+    images = next(s for s in report["sets"] if s["name"] == "images")
+    st = next(iter(images["outputs"].values()))
+    return {"images": images["samples"], "agreement": round(st["top1_agreement"], 5), "cosine_mean": round(st["cosine_mean"], 6),
+            "fp32_accuracy": round(st["reference_accuracy"] * 100, 2), "accuracy": round(st["candidate_accuracy"] * 100, 2),
+            "drop_points": round(st["accuracy_drop_points"], 2)}
+
+
+# --- calibration runs in a child process (time and peak RSS) -----------------------------------------
+
+def _calibrate_in_subprocess(job: dict, timeout: float = 1800) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish in {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child(job: dict) -> None:
+    import onnx  # noqa: F401  (imported before timing: only the calibration call is timed)
+    import onnxruntime  # noqa: F401
+
+    from rtdeploy import api
+
+    t = time.perf_counter()
+    if job["kind"] == "ours":
+        api.quantize(job["model"], int8=True, calib_dir=job["calib"], method=job["method"], output=job["output"],
+                     stats_cache=False, calib_size=job.get("calib_size"))
+    else:
+        _ort_quantize(job)
+    seconds = time.perf_counter() - t
+    print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mib": round(_peak_rss_kib() / 1024, 1)}))
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS. VmHWM, not getrusage: Linux carries the parent's high-water mark
+    across fork+exec into ru_maxrss, which would charge the benchmark's own memory to the child."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _ort_quantize(job: dict) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from rtdeploy.artifacts import new_manifest, parent_entry, read_manifest, write_manifest
+    from rtdeploy.data import open_source
+    from rtdeploy.models import ModelMeta
+
+    parent = read_manifest(job["model"])
+    meta = ModelMeta.from_dict(parent["model"])
+    source = open_source(job["calib"], meta)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = (b.images for b in source.batches(100))
+
+        def get_next(self):
+            images = next(self.batches, None)
+            return None if images is None else {meta.input_name: images}
+
+    quantize_static(job["model"], job["output"], Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, job["method"]),
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    write_manifest(job["output"], new_manifest("onnx-int8", job["output"], precision="int8", model=parent["model"],
+                                               parent=parent_entry(job["model"]),
+                                               quantization={"tool": "onnxruntime.quantization.quantize_static", "method": job["method"]}))
+
+
+def _timing(runs: list[dict]) -> dict:
+    ok = [r for r in runs if not r.get("error")]
+    if not ok:
+        return {"error": runs[0].get("error")}
+    secs = [r["seconds"] for r in ok]
+    return {"runs_s": secs, "median_s": round(statistics.median(secs), 2), "peak_rss_mib": max(r["peak_rss_mib"] for r in ok)}
+
+
+# --- ImageNet-size memory ----------------------------------------------------------------------------
+
+def _imagenet_memory(work: Path, args) -> dict:
+    from rtdeploy import api
+
+    photos = _photo_set(work / "imagenet500", 500)
+    fp32 = api.export(depth=50, output=work / "r50.onnx").path
+    out = {}
+    for method in ("max", "entropy"):
+        run = _calibrate_in_subprocess({"kind": "ours", "model": str(fp32), "calib": str(photos), "method": method,
+                                        "output": str(work / f"r50.{method}.int8.onnx")})
+        out[method] = run
+        print(json.dumps({"resnet50_500_images": method, **run}), flush=True)
+    return {"model": "resnet50 (224x224, seed-0 weights)", "images": 500, "source": "crops/flips of calib_data/ photos", "runs": out}
+
+
+def _photo_set(folder: Path, count: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    if folder.is_dir() and len(list(folder.glob("*.jpg"))) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = sorted((REPO / "calib_data").glob("*.jpg"))
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        img = Image.open(photos[i % len(photos)]).convert("RGB")
+        w, h = img.size
+        cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        img = img.crop((x, y, x + cw, y + ch)).resize((int(rng.integers(300, 500)), int(rng.integers(300, 500))))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img.save(folder / f"{i:04d}.jpg", quality=85)
+    return folder
+
+
+# --- where ResNet-56 loses INT8 accuracy (internal calls, not CLI configurations) --------------------
+
+def _analysis(root: Path, work: Path) -> dict:
+    """Variants that no CLI option makes, to show where the error comes from: weights alone,
+    everything but the residual shortcuts, the same model under two onnxruntime optimization
+    levels, and whether per-layer sensitivities add up."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from rtdeploy.artifacts import read_manifest
+    from rtdeploy.data import open_source
+    from rtdeploy.models import ModelMeta
+    from rtdeploy.precision.int8.calibrators import compute_thresholds
+    from rtdeploy.precision.int8.collect import batch_size_for, collect_stats
+    from rtdeploy.precision.int8.qdq import insert_qdq, plan_qdq, scale_from_amax
+    from rtdeploy.precision.int8.sensitivity import SwitchableEvaluator, mean_kl
+
+    from rtdeploy import api
+
+    path = work / "r56.onnx"
+    if not path.is_file():
+        api.export(depth=56, weights=sorted((root / "weights").glob("resnet56-*.th"))[0], output=path)
+    meta = ModelMeta.from_dict(read_manifest(path)["model"])
+    model = onnx.load(str(path))
+    plan = plan_qdq(model)
+    calib = np.concatenate([b.images for b in open_source(root / "calib", meta).batches(250)])
+    dev = np.concatenate([b.images for b in open_source(root / "dev", meta).batches(500)])
+    bs = batch_size_for(model, plan.observed())
+    stats = collect_stats(model, plan.observed(), (calib[i:i + bs] for i in range(0, len(calib), bs)), histogram=True)
+    scales = {t: scale_from_amax(a) for t, a in compute_thresholds(stats, "entropy").items()}
+
+    def run(m, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = level
+        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return np.concatenate([sess.run(None, {meta.input_name: dev[i:i + 8]})[0] for i in range(0, len(dev), 8)])
+
+    ref = run(model)
+
+    def row(label, out, against=ref):
+        return {"variant": label, "agreement": round(float(np.mean(out.argmax(1) == against.argmax(1))), 5),
+                "kl": round(mean_kl(against, out), 5)}
+
+    full = insert_qdq(model, plan, scales)
+    adds = {u.node for u in plan.units if u.op_type == "Add"}
+    rows = [row("all layers int8 (entropy)", run(full)),
+            row("weights only int8 (activations float)", run(_strip_activation_qdq(full))),
+            row("all int8 but the 27 residual shortcuts", run(insert_qdq(model, plan, scales, keep=adds)))]
+    exact = run(full, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    rows.append(row("all int8, onnxruntime optimizations off", exact))
+    rows.append(row("same int8 model: optimizations off vs on", exact, against=run(full)))
+    rng = np.random.default_rng(0)
+    held = calib[np.sort(rng.choice(len(calib), 200, replace=False))]
+    ev = SwitchableEvaluator(model, plan, scales, held, batch_size=200)
+    ranking = ev.rank()
+    additivity = {"held_out_images": 200, "sum_of_single_layer_kl": round(sum(s.kl for s in ranking), 5),
+                  "kl_all_layers": round(ev.score(set())[1], 5),
+                  "kl_of_the_27_shortcuts_alone": round(sum(s.kl for s in ranking if s.node in adds), 5)}
+    print(json.dumps({"analysis": rows, "additivity": additivity}), flush=True)
+    return {"model": "resnet56", "calibration": "entropy on all 1,000 calib/ images", "evaluation": "3,000 dev/ images, batch 8",
+            "rows": rows, "additivity": additivity}
+
+
+def _strip_activation_qdq(model):
+    """A copy of a Q/DQ model whose activation Q/DQ pairs are bypassed (weights stay int8)."""
+    import copy
+
+    from rtdeploy.precision.graph import producers
+
+    m = copy.deepcopy(model)
+    prod = producers(m.graph)
+    alias = {n.output[0]: prod[n.input[0]].input[0] for n in m.graph.node
+             if n.op_type == "DequantizeLinear" and n.input[0] in prod and prod[n.input[0]].op_type == "QuantizeLinear"}
+    for node in m.graph.node:
+        for i, t in enumerate(node.input):
+            if t in alias:
+                node.input[i] = alias[t]
+    return m
+
+
+# --- summary and output ------------------------------------------------------------------------------
+
+def _summary(result: dict) -> dict:
+    s = {}
+    for depth, d in result["depths"].items():
+        rows = [r for r in d["rows"] if "agreement" in r]
+        int8_ok = [r for r in rows if r.get("precision") == "int8" and r["config"].startswith("rtdeploy")
+                   and r["agreement"] >= TARGETS["agreement"] and r["drop_points"] <= TARGETS["drop_points"]]
+        best_all_int8 = max((r for r in rows if r["config"] in {f"rtdeploy {m}" for m in METHODS}), key=lambda r: r["agreement"], default=None)
+        fp16 = next((r for r in rows if r.get("precision") == "fp16"), None)
+        s[f"resnet{depth}"] = {
+            "best_all_int8": best_all_int8 and {k: best_all_int8[k] for k in ("config", "agreement", "drop_points")},
+            "smallest_fallback_meeting_targets": min(int8_ok, key=lambda r: r.get("keep_fp", 0))["config"] if int8_ok else None,
+            "fp16_agreement": fp16 and fp16["agreement"],
+            "fp16_meets_target": bool(fp16 and fp16["agreement"] >= TARGETS["fp16_agreement"]),
+        }
+        t = d["timing"]
+        if depth == "56":
+            s["resnet56_calibration_s"] = {m: t[f"rtdeploy {m}"].get("median_s") for m in METHODS}
+            s["resnet56_max_meets_time"] = (t["rtdeploy max"].get("median_s") or 1e9) <= TARGETS["r56_max_s"]
+            s["resnet56_entropy_meets_time"] = (t["rtdeploy entropy"].get("median_s") or 1e9) <= TARGETS["r56_entropy_s"]
+    if "imagenet_memory" in result:
+        rss = [r.get("peak_rss_mib", 1e9) for r in result["imagenet_memory"]["runs"].values()]
+        s["resnet50_500_images_peak_rss_gib"] = round(max(rss) / 1024, 2)
+        s["resnet50_meets_memory"] = max(rss) / 1024 <= TARGETS["r50_rss_gib"]
+    return s
+
+
+def _save(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(_markdown(result))
+
+
+def _markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = ["# INT8 / FP16 accuracy, calibration time and memory", "",
+             f"{m['date']} · {m['cpu']} · {m['cores']} cores (shared, noisy) · load average {m['load_average_before']} before"
+             + (f", {m.get('load_average_after')} after" if m.get("load_average_after") else "")
+             + f" · Python {m['python']}, onnxruntime {m['onnxruntime']}, onnx {m['onnx']}, numpy {m['numpy']}", "",
+             f"Calibrate on `calib/` (1,000 CIFAR-10 training images), evaluate on `dev/` ({r['settings']['dev_images']:,} "
+             "labelled test images) with `rtdeploy validate` (onnxruntime CPU, candidate vs its FP32 parent). "
+             "Agreement = top-1 agreement with FP32; drop = FP32 top-1 minus candidate top-1, in points. "
+             "Calibration seconds and peak RSS come from a fresh process per run, statistics cache off; ours are the "
+             f"median of {r['settings']['repeats']} runs. `--keep-fp`/`--target-agreement` rows rank layers on a held-out "
+             "20 % of the calibration images (their seconds include that ranking).", ""]
+    for depth, d in r["depths"].items():
+        lines += [f"## ResNet-{depth} ({d['weights']})", "",
+                  "| configuration | agreement | FP32 top-1 | top-1 | drop | cosine | layers kept in FP | calib s | peak RSS MiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in d["rows"]:
+            if "error" in row:
+                lines.append(f"| {row['config']} | failed: {row['error']} | | | | | | | |")
+                continue
+            kept = row.get("kept_fp32") if row.get("precision") == "fp16" else (row.get("keep_fp") if "keep_fp" in row else "")
+            lines.append(f"| {row['config']} | {row['agreement'] * 100:.2f} % | {row['fp32_accuracy']:.2f} | {row['accuracy']:.2f} | "
+                         f"{row['drop_points']:+.2f} | {row['cosine_mean']:.4f} | {kept if kept is not None else ''} | "
+                         f"{row.get('calib_s', '')} | {row.get('peak_rss_mib', '')} |")
+        lines.append("")
+    if "imagenet_memory" in r:
+        im = r["imagenet_memory"]
+        lines += [f"## Memory at ImageNet size: {im['model']}, {im['images']} images ({im['source']})", "",
+                  "| method | calib s | peak RSS MiB |", "|---|---:|---:|"]
+        for method, run in im["runs"].items():
+            lines.append(f"| {method} | {run.get('seconds', run.get('error'))} | {run.get('peak_rss_mib', '')} |")
+        lines.append("")
+    if "analysis" in r:
+        a = r["analysis"]
+        lines += [f"## Where ResNet-56 loses INT8 accuracy ({a['calibration']}; {a['evaluation']})", "",
+                  "| variant (internal calls, not CLI options) | agreement | mean KL |", "|---|---:|---:|"]
+        lines += [f"| {x['variant']} | {x['agreement'] * 100:.2f} % | {x['kl']:.5f} |" for x in a["rows"]]
+        ad = a["additivity"]
+        lines += ["", f"Per-layer sensitivities add up: on {ad['held_out_images']} held-out calibration images the KL of the "
+                  f"all-INT8 model is {ad['kl_all_layers']}, the sum of the 83 single-layer KLs {ad['sum_of_single_layer_kl']}, "
+                  f"of which the 27 residual shortcuts {ad['kl_of_the_27_shortcuts_alone']}.", ""]
+    if "summary" in r:
+        lines += ["## Summary", "", "```json", json.dumps(r["summary"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def _settings(args, root: Path) -> dict:
+    return {"depths": args.depths, "repeats": args.repeats, "calib_images": len(list((root / "calib").rglob("*.jpg"))),
+            "dev_images": len(list((root / "dev").rglob("*.jpg"))), "validate_batch": 8,
+            "ort_methods": list(ORT_METHODS) if args.ort else [], "command": " ".join(sys.argv)}
+
+
+def _machine() -> dict:
+    import numpy
+    import onnx
+    import onnxruntime
+
+    from rtdeploy.doctor import cpu_model
+
+    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "load_average_before": _loadavg(), "platform": platform.platform(), "python": platform.python_version(),
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--depths", default="56,20", type=lambda s: [int(d) for d in s.split(",")])
+    p.add_argument("--repeats", type=int, default=3, help="timed calibration runs per method (median reported)")
+    p.add_argument("--target-agreement", type=float, nargs="*", default=[0.995, 1.0])
+    p.add_argument("--no-ort", dest="ort", action="store_false", help="skip onnxruntime quantize_static")
+    p.add_argument("--ort-timeout", type=float, default=900, help="seconds before an onnxruntime calibration is abandoned")
+    p.add_argument("--sections", default=",".join(SECTIONS), type=lambda v: [x for x in v.split(",") if x],
+                   help=f"which parts to run ({','.join(SECTIONS)}); others are kept from the existing results")
+    p.add_argument("--workdir", default="/tmp/rtdeploy-precision-bench", help="where models and photos are written (not committed)")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "precision_accuracy")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    main()
