@@ -97,16 +97,6 @@ def producers(graph) -> dict:
     return {out: node for node in graph.node for out in node.output if out}
 
 
-def consumers(graph) -> dict:
-    """Tensor name -> the nodes that read it (in graph order)."""
-    result: dict = {}
-    for node in graph.node:
-        for name in node.input:
-            if name:
-                result.setdefault(name, []).append(node)
-    return result
-
-
 def initializers(graph) -> dict:
     """Initializer name -> ``TensorProto``."""
     return {i.name: i for i in graph.initializer}

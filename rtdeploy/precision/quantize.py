@@ -162,10 +162,6 @@ class Timer:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._start, 3)
         self._start = now
 
-    def total(self) -> float:
-        """Sum of the laps."""
-        return round(sum(self.seconds.values()), 3)
-
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None):
     """``True``/``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""

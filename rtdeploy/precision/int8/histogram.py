@@ -36,10 +36,6 @@ class TensorStats:
     hist: np.ndarray | None = None
     hist_range: float = 0.0
 
-    def edges(self) -> np.ndarray:
-        """The ``len(hist) + 1`` bin edges."""
-        return np.linspace(0.0, self.hist_range, len(self.hist) + 1)
-
 
 class AbsMax:
     """Running maximum of |x| (what the ``max`` calibrator and the FP16 guard need)."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtdeploy.errors import PrecisionError
-from rtdeploy.precision.graph import NameMaker, consumers, initializers, name_nodes, producers
+from rtdeploy.precision.graph import NameMaker, initializers, name_nodes, producers
 
 INT8_MAX = 127
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
@@ -67,17 +67,6 @@ class QdqPlan:
     def observed(self) -> list[str]:
         """The tensors whose statistics are needed, each once, in graph order."""
         return list(dict.fromkeys(u.observe for u in self.units))
-
-    def unit(self, node: str) -> QuantUnit:
-        """The unit of node ``node``.
-
-        Raises:
-            PrecisionError: no unit has that name.
-        """
-        for u in self.units:
-            if u.node == node:
-                return u
-        raise PrecisionError(f"no quantizable layer named {node!r}; quantizable layers: {', '.join(u.node for u in self.units[:6])} ...")
 
 
 def plan_qdq(model) -> QdqPlan:
@@ -298,8 +287,3 @@ def quantized_inputs(model) -> dict[str, list[int]]:
         if idx:
             result[node.name] = idx
     return result
-
-
-def consumers_of(model, tensor: str) -> list[str]:
-    """Names of the nodes reading ``tensor``."""
-    return [n.name for n in consumers(model.graph).get(tensor, [])]
