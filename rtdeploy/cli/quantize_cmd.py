@@ -43,7 +43,7 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     \b
     Examples:
       rtdeploy quantize resnet50.onnx --int8
-      rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --method mse --keep-fp 4
+      rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --keep-fp 20
       rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --target-agreement 0.995
       rtdeploy quantize resnet50.onnx --int8 --trt-cache resnet50.calib
       rtdeploy quantize resnet50.onnx --int8 --from-trt-cache resnet50.calib
