@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rtdeploy.machine import cpu_model, load_average
+
 HERE = Path(__file__).resolve().parent
 GOAL_S = 60.0
 
@@ -35,7 +37,6 @@ def main() -> None:
     import onnxruntime  # noqa: F401
     import torch  # noqa: F401
 
-    from rtdeploy.doctor import cpu_model
     from rtdeploy.export import ExportConfig, export_onnx
     from rtdeploy.validate import ValidateConfig, validate_model
     from rtdeploy.validate.run import DEFAULT_RANDOM_SAMPLES
@@ -69,7 +70,7 @@ def main() -> None:
         "import_s": round(import_s, 2),
     }
     summary["meets_goal"] = len(imagenet) == 5 and summary["imagenet_total_s"] <= GOAL_S
-    machine["load_average_after"] = _loadavg()
+    machine["load_average_after"] = load_average()
     result = {"machine": machine, "settings": {"samples": args.samples, "batch": args.batch, "opset": 17},
               "summary": summary, "rows": rows, "note": args.note}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,13 +95,6 @@ def _timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu, value
 
 
-def _loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def _machine(cpu: str) -> dict:
     import numpy
     import onnx
@@ -110,7 +104,7 @@ def _machine(cpu: str) -> dict:
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "load_average_before": _loadavg(), "platform": platform.platform(),
+        "load_average_before": load_average(), "platform": platform.platform(),
         "python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__,
     }

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from rtdeploy.artifacts import write_json_atomic, write_text_atomic
-    from rtdeploy.bench.environment import describe, load_average
+    from rtdeploy.machine import describe, load_average
     from rtdeploy.bench.options import default_workdir
     from rtdeploy.bench.stats import percentile
     from rtdeploy.models import model_meta

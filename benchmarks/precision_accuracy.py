@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from rtdeploy.machine import cpu_model, load_average
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 METHODS = ("max", "percentile", "entropy", "mse")
@@ -68,7 +70,7 @@ def main() -> None:
         result["imagenet_memory"] = _imagenet_memory(work, args)
     if "analysis" in args.sections:
         result["analysis"] = _analysis(root, work)
-    result["machine"]["load_average_after"] = _loadavg()
+    result["machine"]["load_average_after"] = load_average()
     result["summary"] = _summary(result)
     _save(result, args.out)
     print(f"wrote {args.out.with_suffix('.json')} and .md")
@@ -419,18 +421,9 @@ def _machine() -> dict:
     import onnx
     import onnxruntime
 
-    from rtdeploy.doctor import cpu_model
-
     return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "load_average_before": _loadavg(), "platform": platform.platform(), "python": platform.python_version(),
+            "load_average_before": load_average(), "platform": platform.platform(), "python": platform.python_version(),
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}
-
-
-def _loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
 
 
 def _parse() -> argparse.Namespace:

@@ -15,6 +15,8 @@ import platform
 import sys
 from dataclasses import asdict, dataclass, field
 
+from rtdeploy.machine import cpu_model
+
 log = logging.getLogger(__name__)
 
 GPU_EXTRA = 'pip install "rtdeploy[gpu]" (or use JetPack\'s TensorRT on Jetson)'
@@ -81,18 +83,6 @@ def diagnose() -> DoctorReport:
     report.cuda_devices = _cuda_devices(report)
     report.commands = _requirements(report)
     return report
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), or the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _probe(dist: str, module: str, problems: dict) -> str | None:

@@ -101,13 +101,13 @@ def test_backend_not_installed_names_the_extra(invoke, tmp_path, monkeypatch):
 
 
 def test_cuda_without_a_gpu(invoke, tmp_path, monkeypatch):
-    monkeypatch.setattr("rtdeploy.bench.environment.cuda_device_visible", lambda: False)
+    monkeypatch.setattr("rtdeploy.machine.cuda_device_visible", lambda: False)
     one_line_error(invoke("--device", "cuda", "--depth", "20", "--workdir", str(tmp_path)), "--device cuda", "no NVIDIA GPU", code=4)
 
 
 def test_tensorrt_without_a_gpu(invoke, tmp_path, monkeypatch):
     monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)
-    monkeypatch.setattr("rtdeploy.bench.environment.cuda_device_visible", lambda: False)
+    monkeypatch.setattr("rtdeploy.machine.cuda_device_visible", lambda: False)
     one_line_error(invoke("--backend", "tensorrt", "--depth", "20", "--workdir", str(tmp_path)), "needs an NVIDIA GPU", code=4)
 
 

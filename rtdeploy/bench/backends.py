@@ -62,7 +62,7 @@ def check_device(backends: tuple[str, ...], device: str) -> None:
     Raises:
         MissingDependency: CUDA asked (or TensorRT) without a GPU, or a backend without CUDA support.
     """
-    from rtdeploy.bench.environment import cuda_device_visible
+    from rtdeploy.machine import cuda_device_visible
 
     if "tensorrt" in backends and not cuda_device_visible():
         raise MissingDependency("--backend tensorrt needs an NVIDIA GPU and none is visible here; "

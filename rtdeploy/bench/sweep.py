@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdeploy.bench import backends as be
-from rtdeploy.bench.environment import describe, load_average
+from rtdeploy.machine import describe, load_average
 from rtdeploy.bench.harness import Case, run_interleaved
 from rtdeploy.bench.options import BACKENDS, ENGINE_SUFFIXES, BenchConfig
 from rtdeploy.bench.prepare import engine_max_batch, prepare_slots

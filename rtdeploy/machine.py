@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on: CPU, cores, memory, load, GPU, driver and library versions.
+"""The machine this runs on: CPU, cores, memory, load, GPU, driver and library versions.
 
 Nothing here imports a heavy library: versions come from package metadata, and the GPU is described
 by torch only when torch already sees CUDA, otherwise by ``nvidia-smi`` when it exists.
