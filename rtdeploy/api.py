@@ -4,7 +4,8 @@
     api.export(depth=50)                       # == rtdeploy export --depth 50
     api.validate("resnet50.onnx")              # == rtdeploy validate resnet50.onnx
 
-Each function returns the stage's result object and raises :class:`rtdeploy.errors.RtDeployError`
+Functions follow the data flow: summary, export, validate, quantize, build_engine, bench, then
+run (all of them), package (Triton hand-off) and doctor. Each returns the stage's result object and raises :class:`rtdeploy.errors.RtDeployError`
 subclasses for anything a user can fix.
 """
 
@@ -12,6 +13,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+def summary(*, depth: int = 50, image_size: int | None = None, num_classes: int | None = None, in_channels: int = 3,
+            variant: str | None = None):
+    """Per-layer output shapes, parameters and MACs of a ResNet (``rtdeploy summary``).
+
+    Returns:
+        :class:`rtdeploy.models.summary.ModelSummary` (``rows``, ``total_params``, ``total_macs``, ``to_dict()``).
+    """
+    from rtdeploy.models import model_meta
+    from rtdeploy.models.summary import summarize
+
+    meta = model_meta(depth, num_classes=num_classes, in_channels=in_channels, variant=variant, image_size=image_size)
+    return summarize(meta)
 
 
 def export(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,
@@ -30,28 +45,6 @@ def export(*, depth: int = 50, weights: str | os.PathLike | None = None, num_cla
     cfg = ExportConfig(depth=depth, output=out, weights=Path(weights) if weights else None, num_classes=num_classes,
                        in_channels=in_channels, variant=variant, image_size=image_size, opset=opset, batch=batch)
     return export_onnx(cfg)
-
-
-def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str | None = None, version: int = 1,
-            max_batch: int | None = None, preferred_batch: tuple[int, ...] = (), max_queue_delay_us: int = 100,
-            instances: int = 1, kind: str = "gpu", force: bool = False) -> Path:
-    """Write a Triton model repository entry for an ONNX model or engine (``rtdeploy package --triton``).
-
-    Returns:
-        The model folder ``triton/<name>``.
-    """
-    from rtdeploy.errors import PackageError
-    from rtdeploy.serving.triton import write_repository
-
-    if instances < 1:
-        raise PackageError(f"--instances {instances} is not accepted; give 1 or more")
-    if kind not in ("gpu", "cpu"):
-        raise PackageError(f"--kind {kind!r} is not accepted; give gpu or cpu")
-    if kind == "cpu" and Path(artifact).suffix in (".plan", ".engine"):
-        raise PackageError("a TensorRT engine runs only on a GPU; use --kind gpu, or package the ONNX model for CPU serving")
-    return write_repository(artifact, triton, name=name, version=version, force=force, max_batch=max_batch,
-                            preferred=tuple(preferred_batch), instances=instances,
-                            kind=f"KIND_{kind.upper()}", max_queue_delay_us=max_queue_delay_us)
 
 
 def validate(model: str | os.PathLike, *, images: str | os.PathLike | None = None, samples: int | None = None,
@@ -76,61 +69,51 @@ def validate(model: str | os.PathLike, *, images: str | os.PathLike | None = Non
     return validate_model(cfg)
 
 
-def summary(*, depth: int = 50, image_size: int | None = None, num_classes: int | None = None, in_channels: int = 3,
-            variant: str | None = None):
-    """Per-layer output shapes, parameters and MACs of a ResNet (``rtdeploy summary``).
+def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False, calib_dir: str | os.PathLike | None = None,
+             method: str = "entropy", percentile: float = 99.99, calib_size: int | None = None, seed: int = 0,
+             keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
+             trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
+             trt_version: str = "8601", output: str | os.PathLike | None = None,
+             stats_cache: str | os.PathLike | bool = True, progress: bool = False):
+    """FP32 ONNX -> calibrated INT8 Q/DQ ONNX or FP16 ONNX, with manifest (``rtdeploy quantize``).
+
+    Args:
+        model: an FP32 ONNX made by ``rtdeploy export`` (its manifest beside it).
+        int8, fp16: which precision to make (exactly one).
+        calib_dir: calibration images (folder, recursive) or a .npy/.npz tensor file; None: the
+            bundled ``calib_data/`` photos.
+        method: INT8 calibrator: ``entropy``, ``max``, ``percentile`` or ``mse``.
+        percentile: for ``percentile``, in (0, 100].
+        calib_size: how many calibration images (a seeded random subset); None: all, up to 1,000.
+        seed: seed of that subset and of the held-out split.
+        keep_fp: keep the N most quantization-sensitive layers in floating point.
+        target_agreement: instead, keep layers until the held-out top-1 agreement with FP32 reaches
+            this fraction (e.g. 0.99).
+        fp16_io: FP16 model with float16 inputs and outputs (default: float32 I/O).
+        trt_cache: also write a TensorRT calibration cache here.
+        from_trt_cache: take the activation scales from this TensorRT calibration cache.
+        trt_version: TensorRT version in the written cache's header (8601 = 8.6.1).
+        output: the model to write (default: ``X.int8.onnx`` / ``X.fp16.onnx`` beside ``X.onnx``).
+        stats_cache: reuse collected statistics from a cache: True for ``$RTDEPLOY_CACHE_DIR`` or
+            ``~/.cache/rtdeploy``, a folder path, or False for no cache.
+        progress: show a progress bar on stderr.
 
     Returns:
-        :class:`rtdeploy.models.summary.ModelSummary` (``rows``, ``total_params``, ``total_macs``, ``to_dict()``).
-    """
-    from rtdeploy.models import model_meta
-    from rtdeploy.models.summary import summarize
-
-    meta = model_meta(depth, num_classes=num_classes, in_channels=in_channels, variant=variant, image_size=image_size)
-    return summarize(meta)
-
-
-def doctor():
-    """What is installed, which CUDA devices are visible, and what each command still needs (``rtdeploy doctor``).
-
-    Returns:
-        :class:`rtdeploy.doctor.DoctorReport` (never raises for missing optional libraries).
-    """
-    from rtdeploy.doctor import diagnose
-
-    return diagnose()
-
-
-def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, precision: str = "fp32",
-          backend: str = "onnxruntime", device: str = "cpu", batch: int | str = "1", warmup: str | float = "200ms",
-          iterations: int | None = None, duration: str | float | None = None, repeats: int = 3, threads: int = 0,
-          image_size: int | None = None, cuda_graph: bool = False, channels_last: bool = False, compile: bool = False,
-          workdir: str | os.PathLike | None = None, json: str | os.PathLike | None = None,
-          markdown: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, progress: bool = False,
-          command: str | None = None):
-    """Time ResNets across depths, precisions, backends and batch sizes (``rtdeploy bench``).
-
-    List options take comma-separated strings or lists (``depth="18,50"`` or ``"all"``); durations
-    take ``"200ms"``, ``"3s"`` or seconds. ``iterations`` or ``duration`` (default 1 s) is the length
-    of each of the ``repeats`` interleaved timed windows. Artifacts are prepared in ``workdir``
-    (default ``~/.cache/rtdeploy/bench``) and reused while their manifests match; ``model`` times given
-    ONNX files or engines instead of a depth sweep.
-
-    Returns:
-        :class:`rtdeploy.bench.BenchResult` (``report``: the dict of ``rtdeploy/bench/schema.json``;
-        ``written``: the report files).
+        :class:`rtdeploy.precision.quantize.QuantizeResult` (``path``, ``manifest``, ``report``).
 
     Raises:
-        BenchmarkError: bad options, nothing runnable, a batch the model or engine cannot take.
-        MissingDependency: a backend, or the GPU that ``device="cuda"`` needs, is absent.
-        OutputError: a report file in a missing or unwritable folder.
+        PrecisionError, ArtifactError, DataError, OutputError: see ``rtdeploy quantize --help``.
     """
-    from rtdeploy.bench import benchmark
+    from rtdeploy.precision.quantize import QuantizeConfig
+    from rtdeploy.precision.quantize import quantize as _quantize
 
-    return benchmark(depth=depth, model=model, precision=precision, backend=backend, device=device, batch=batch, warmup=warmup,
-                     iterations=iterations, duration=duration, repeats=repeats, threads=threads, image_size=image_size,
-                     cuda_graph=cuda_graph, channels_last=channels_last, compile=compile, workdir=workdir, json=json,
-                     markdown=markdown, plot=plot, progress=progress, command=command)
+    opt = lambda p: Path(p) if p is not None else None  # noqa: E731
+    cfg = QuantizeConfig(model=Path(model), int8=int8, fp16=fp16, calib_dir=opt(calib_dir), method=method,
+                         percentile=percentile, calib_size=calib_size, seed=seed, keep_fp=keep_fp,
+                         target_agreement=target_agreement, fp16_io=fp16_io, trt_cache=opt(trt_cache),
+                         from_trt_cache=opt(from_trt_cache), trt_version=str(trt_version), output=opt(output),
+                         cache_dir=stats_cache, progress=progress)
+    return _quantize(cfg)
 
 
 def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, precision: str | None = None,
@@ -179,6 +162,38 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, prec
     return _build(opts)
 
 
+def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, precision: str = "fp32",
+          backend: str = "onnxruntime", device: str = "cpu", batch: int | str = "1", warmup: str | float = "200ms",
+          iterations: int | None = None, duration: str | float | None = None, repeats: int = 3, threads: int = 0,
+          image_size: int | None = None, cuda_graph: bool = False, channels_last: bool = False, compile: bool = False,
+          workdir: str | os.PathLike | None = None, json: str | os.PathLike | None = None,
+          markdown: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, progress: bool = False,
+          command: str | None = None):
+    """Time ResNets across depths, precisions, backends and batch sizes (``rtdeploy bench``).
+
+    List options take comma-separated strings or lists (``depth="18,50"`` or ``"all"``); durations
+    take ``"200ms"``, ``"3s"`` or seconds. ``iterations`` or ``duration`` (default 1 s) is the length
+    of each of the ``repeats`` interleaved timed windows. Artifacts are prepared in ``workdir``
+    (default ``~/.cache/rtdeploy/bench``) and reused while their manifests match; ``model`` times given
+    ONNX files or engines instead of a depth sweep.
+
+    Returns:
+        :class:`rtdeploy.bench.BenchResult` (``report``: the dict of ``rtdeploy/bench/schema.json``;
+        ``written``: the report files).
+
+    Raises:
+        BenchmarkError: bad options, nothing runnable, a batch the model or engine cannot take.
+        MissingDependency: a backend, or the GPU that ``device="cuda"`` needs, is absent.
+        OutputError: a report file in a missing or unwritable folder.
+    """
+    from rtdeploy.bench import benchmark
+
+    return benchmark(depth=depth, model=model, precision=precision, backend=backend, device=device, batch=batch, warmup=warmup,
+                     iterations=iterations, duration=duration, repeats=repeats, threads=threads, image_size=image_size,
+                     cuda_graph=cuda_graph, channels_last=channels_last, compile=compile, workdir=workdir, json=json,
+                     markdown=markdown, plot=plot, progress=progress, command=command)
+
+
 def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,
         calib_dir: str | os.PathLike | None = None, calib_size: int | None = None, method: str = "entropy",
         images: str | os.PathLike | None = None, samples: int | None = None, precision: str = "fp32,fp16,int8",
@@ -200,48 +215,34 @@ def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classe
     return run_pipeline(cfg, on_stage=on_stage)
 
 
-def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False, calib_dir: str | os.PathLike | None = None,
-             method: str = "entropy", percentile: float = 99.99, calib_size: int | None = None, seed: int = 0,
-             keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
-             trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
-             trt_version: str = "8601", output: str | os.PathLike | None = None,
-             stats_cache: str | os.PathLike | bool = True, progress: bool = False):
-    """FP32 ONNX -> calibrated INT8 Q/DQ ONNX or FP16 ONNX, with manifest (``rtdeploy quantize``).
-
-    Args:
-        model: an FP32 ONNX made by ``rtdeploy export`` (its manifest beside it).
-        int8, fp16: which precision to make (exactly one).
-        calib_dir: calibration images (folder, recursive) or a .npy/.npz tensor file; None: the
-            bundled ``calib_data/`` photos.
-        method: INT8 calibrator: ``entropy``, ``max``, ``percentile`` or ``mse``.
-        percentile: for ``percentile``, in (0, 100].
-        calib_size: how many calibration images (a seeded random subset); None: all, up to 1,000.
-        seed: seed of that subset and of the held-out split.
-        keep_fp: keep the N most quantization-sensitive layers in floating point.
-        target_agreement: instead, keep layers until the held-out top-1 agreement with FP32 reaches
-            this fraction (e.g. 0.99).
-        fp16_io: FP16 model with float16 inputs and outputs (default: float32 I/O).
-        trt_cache: also write a TensorRT calibration cache here.
-        from_trt_cache: take the activation scales from this TensorRT calibration cache.
-        trt_version: TensorRT version in the written cache's header (8601 = 8.6.1).
-        output: the model to write (default: ``X.int8.onnx`` / ``X.fp16.onnx`` beside ``X.onnx``).
-        stats_cache: reuse collected statistics from a cache: True for ``$RTDEPLOY_CACHE_DIR`` or
-            ``~/.cache/rtdeploy``, a folder path, or False for no cache.
-        progress: show a progress bar on stderr.
+def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str | None = None, version: int = 1,
+            max_batch: int | None = None, preferred_batch: tuple[int, ...] = (), max_queue_delay_us: int = 100,
+            instances: int = 1, kind: str = "gpu", force: bool = False) -> Path:
+    """Write a Triton model repository entry for an ONNX model or engine (``rtdeploy package --triton``).
 
     Returns:
-        :class:`rtdeploy.precision.quantize.QuantizeResult` (``path``, ``manifest``, ``report``).
-
-    Raises:
-        PrecisionError, ArtifactError, DataError, OutputError: see ``rtdeploy quantize --help``.
+        The model folder ``triton/<name>``.
     """
-    from rtdeploy.precision.quantize import QuantizeConfig
-    from rtdeploy.precision.quantize import quantize as _quantize
+    from rtdeploy.errors import PackageError
+    from rtdeploy.serving.triton import write_repository
 
-    opt = lambda p: Path(p) if p is not None else None  # noqa: E731
-    cfg = QuantizeConfig(model=Path(model), int8=int8, fp16=fp16, calib_dir=opt(calib_dir), method=method,
-                         percentile=percentile, calib_size=calib_size, seed=seed, keep_fp=keep_fp,
-                         target_agreement=target_agreement, fp16_io=fp16_io, trt_cache=opt(trt_cache),
-                         from_trt_cache=opt(from_trt_cache), trt_version=str(trt_version), output=opt(output),
-                         cache_dir=stats_cache, progress=progress)
-    return _quantize(cfg)
+    if instances < 1:
+        raise PackageError(f"--instances {instances} is not accepted; give 1 or more")
+    if kind not in ("gpu", "cpu"):
+        raise PackageError(f"--kind {kind!r} is not accepted; give gpu or cpu")
+    if kind == "cpu" and Path(artifact).suffix in (".plan", ".engine"):
+        raise PackageError("a TensorRT engine runs only on a GPU; use --kind gpu, or package the ONNX model for CPU serving")
+    return write_repository(artifact, triton, name=name, version=version, force=force, max_batch=max_batch,
+                            preferred=tuple(preferred_batch), instances=instances,
+                            kind=f"KIND_{kind.upper()}", max_queue_delay_us=max_queue_delay_us)
+
+
+def doctor():
+    """What is installed, which CUDA devices are visible, and what each command still needs (``rtdeploy doctor``).
+
+    Returns:
+        :class:`rtdeploy.doctor.DoctorReport` (never raises for missing optional libraries).
+    """
+    from rtdeploy.doctor import diagnose
+
+    return diagnose()
