@@ -196,7 +196,7 @@ def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, pr
 
 def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,
         calib_dir: str | os.PathLike | None = None, calib_size: int | None = None, method: str = "entropy",
-        images: str | os.PathLike | None = None, samples: int | None = None, precision: str = "fp32,fp16,int8",
+        keep_fp: int = 0, images: str | os.PathLike | None = None, samples: int | None = None, precision: str = "fp32,fp16,int8",
         engines: bool = True, bench: bool = True, bench_duration: str = "1s", bench_batch: str = "1",
         outdir: str | os.PathLike | None = None, force: bool = False, progress: bool = False, on_stage=None):
     """The whole pipeline into one report folder (``rtdeploy run``).
@@ -208,7 +208,7 @@ def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classe
 
     opt = lambda p: Path(p) if p is not None else None  # noqa: E731
     cfg = RunConfig(depth=depth, weights=opt(weights), num_classes=num_classes, calib_dir=opt(calib_dir),
-                    calib_size=calib_size, method=method, images=opt(images), samples=samples,
+                    calib_size=calib_size, method=method, keep_fp=keep_fp, images=opt(images), samples=samples,
                     precisions=tuple(p.strip() for p in precision.split(",") if p.strip()), engines=engines,
                     bench=bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=opt(outdir),
                     force=force, progress=progress)

@@ -18,6 +18,7 @@ STATUS_MARK = {"ran": "done", "reused": "reused", "skipped": "skipped", "failed"
 @click.option("--calib-dir", type=click.Path(path_type=Path), help="INT8 calibration images or .npy/.npz [default: bundled calib_data/].")
 @click.option("--calib-size", type=int, help="Calibration images to use (seeded sample).")
 @click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse"]), default="entropy", show_default=True, help="INT8 calibrator.")
+@click.option("--keep-fp", type=int, default=0, show_default=True, help="INT8: keep the N most quantization-sensitive layers in float.")
 @click.option("--images", type=click.Path(path_type=Path), help="Images to validate on besides random inputs (class subfolders give accuracy).")
 @click.option("--samples", type=int, help="Validation samples per input set.")
 @click.option("--precision", default="fp32,fp16,int8", show_default=True, help="Precisions to produce.")
@@ -29,7 +30,7 @@ STATUS_MARK = {"ran": "done", "reused": "reused", "skipped": "skipped", "failed"
 @click.option("--force", is_flag=True, help="Redo every stage, even those whose inputs are unchanged.")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the run summary as JSON to FILE ('-' for stdout).")
 @handle_errors
-def run(depth, weights, num_classes, calib_dir, calib_size, method, images, samples, precision, no_engines, no_bench,
+def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, images, samples, precision, no_engines, no_bench,
         bench_duration, bench_batch, outdir, force, json_out):
     """Run the whole pipeline: export, validate, FP16, INT8, engines, bench, report.
 
@@ -41,7 +42,7 @@ def run(depth, weights, num_classes, calib_dir, calib_size, method, images, samp
     \b
     Examples:
       rtdeploy run --depth 50
-      rtdeploy run --depth 56 --weights resnet56-4bfd9763.th --calib-dir cifar10/calib --images cifar10/dev
+      rtdeploy run --depth 56 --weights resnet56-4bfd9763.th --calib-dir cifar10/calib --images cifar10/dev --keep-fp 20
     """
     from rtdeploy import api
     from rtdeploy.errors import RtDeployError
@@ -50,7 +51,7 @@ def run(depth, weights, num_classes, calib_dir, calib_size, method, images, samp
         click.echo(f"[{STATUS_MARK.get(rec.status, rec.status):>7}] {rec.name:<20} {rec.seconds:7.1f}s  {rec.detail}")
 
     report = api.run(depth=depth, weights=weights, num_classes=num_classes, calib_dir=calib_dir, calib_size=calib_size,
-                     method=method, images=images, samples=samples, precision=precision, engines=not no_engines,
+                     method=method, keep_fp=keep_fp, images=images, samples=samples, precision=precision, engines=not no_engines,
                      bench=not no_bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=outdir,
                      force=force, progress=True, on_stage=show)
     click.echo(f"report: {report.report_md}")

@@ -34,6 +34,7 @@ class RunConfig:
     calib_dir: Path | None = None
     calib_size: int | None = None
     method: str = "entropy"
+    keep_fp: int = 0
     images: Path | None = None
     samples: int | None = None
     outdir: Path | None = None
@@ -169,7 +170,7 @@ class _Pipeline:
     def _options(self) -> dict:
         c = self.cfg
         return {"depth": c.depth, "num_classes": c.num_classes, "calib_dir": c.calib_dir, "calib_size": c.calib_size,
-                "method": c.method, "images": c.images, "samples": c.samples}
+                "method": c.method, "keep_fp": c.keep_fp, "images": c.images, "samples": c.samples}
 
     # --- the stages: each returns (status, one-line detail, JSON-able result) -------------------
 
@@ -185,7 +186,7 @@ class _Pipeline:
 
         kw = {"int8": prec == "int8", "fp16": prec == "fp16", "output": out, "calib_dir": self.cfg.calib_dir}
         if prec == "int8":
-            kw.update(method=self.cfg.method)
+            kw.update(method=self.cfg.method, keep_fp=self.cfg.keep_fp)
             if self.cfg.calib_size:
                 kw["calib_size"] = self.cfg.calib_size
         r = api.quantize(self.models["fp32"], **kw)
