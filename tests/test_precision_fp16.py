@@ -146,6 +146,6 @@ def test_fp16_of_fp16_model_is_refused(tmp_path):
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(3).normal(0, 1, (4, 3, 8, 8)).astype(np.float32))
     first = api.quantize(fp32, fp16=True, calib_dir=calib, stats_cache=False)
-    with pytest.raises(PrecisionError, match="already a fp16 model"):
+    with pytest.raises(PrecisionError, match="already an FP16 model"):
         api.quantize(first.path, fp16=True, calib_dir=calib, stats_cache=False, output=tmp_path / "again.onnx")
     assert not (tmp_path / "again.onnx").exists()

@@ -190,7 +190,7 @@ def test_already_quantized_model_is_refused(exported, tmp_path, runner):
     before = _snapshot(tmp_path)
     result = runner.invoke(cli, ["quantize", str(first.path), "--int8", "-o", str(tmp_path / "b.onnx")])
     assert result.exit_code != 0
-    assert result.stderr.strip().startswith("error: ") and "already a int8 model" in result.stderr
+    assert result.stderr.strip().startswith("error: ") and "already an INT8 model" in result.stderr
     assert _snapshot(tmp_path) == before
 
 

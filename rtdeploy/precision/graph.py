@@ -51,7 +51,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     precision = manifest.get("precision", "fp32")
     if precision != "fp32" or manifest.get("kind") not in ("onnx", None):
         raise PrecisionError(
-            f"{p} is already a {precision} model (kind {manifest.get('kind')}); quantize the FP32 model it was made from"
+            f"{p} is already an {precision.upper()} model (kind {manifest.get('kind')}); quantize the FP32 model it was made from"
             + (f" ({manifest['parent']['path']})" if isinstance(manifest.get("parent"), dict) else "")
         )
     try:
