@@ -86,3 +86,41 @@ def test_outdir_under_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="is a file"):
         _prepare_outdir(RunConfig(depth=20, outdir=tmp_path / "f" / "out"))
+
+
+def test_failed_validation_is_not_reused_on_rerun(tmp_path, monkeypatch):
+    from rtdeploy.validate.report import ValidationReport
+
+    monkeypatch.setattr(ValidationReport, "passed", property(lambda self: False))
+    monkeypatch.setattr(ValidationReport, "failure_message", lambda self: "forced failure")
+    for _ in range(2):
+        report = api.run(depth=20, outdir=tmp_path / "r", precision="fp32", bench=False, samples=4)
+        assert statuses(report)["validate-fp32"] == "failed"
+        assert [s.name for s in report.failed] == ["validate-fp32"]
+
+
+def test_failed_stage_does_not_hand_a_stale_artifact_on(tmp_path):
+    out = tmp_path / "r"
+    api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_size=4)
+    assert (out / "resnet20.int8.onnx").exists()
+    again = api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_dir=tmp_path / "none")
+    st = statuses(again)
+    assert st["quantize-int8"] == "failed"
+    assert "validate-int8" not in st, "the previous run's INT8 model was validated as if the failed stage had made it"
+
+
+def test_missing_weights_are_not_replaced_by_an_earlier_export(tmp_path):
+    out = tmp_path / "r"
+    api.run(depth=20, outdir=out, precision="fp32", bench=False, samples=4)
+    again = api.run(depth=20, outdir=out, precision="fp32", bench=False, samples=4, weights=tmp_path / "nope.pth")
+    assert statuses(again)["export"] == "failed"
+    assert "nope.pth" in again.failed[0].detail
+
+
+def test_changing_calibration_options_keeps_the_export(tmp_path):
+    out = tmp_path / "r"
+    api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_size=4)
+    again = api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_size=6)
+    st = statuses(again)
+    assert st["export"] == "reused" and st["validate-fp32"] == "reused"
+    assert st["quantize-int8"] == "ran"

@@ -120,42 +120,48 @@ class _Pipeline:
         self.engines: dict[str, Path] = {}
 
     def run_all(self) -> None:
-        name = f"resnet{self.cfg.depth}"
+        c, name = self.cfg, f"resnet{self.cfg.depth}"
         fp32 = self.outdir / f"{name}.onnx"
-        self._stage("export", self._export, {"out": fp32}, inputs=[self.cfg.weights] if self.cfg.weights else [], outputs=[fp32])
-        if fp32.exists():
+        export_opts = {"depth": c.depth, "num_classes": c.num_classes, "weights": c.weights}
+        if self._stage("export", self._export, {"out": fp32}, export_opts, inputs=[c.weights], outputs=[fp32]):
             self.models["fp32"] = fp32
-        for prec in self.cfg.precisions:
+        calib_opts = {"calib_dir": c.calib_dir, "calib_size": c.calib_size}
+        for prec in c.precisions:
             if prec != "fp32" and "fp32" in self.models:
                 out = self.outdir / f"{name}.{prec}.onnx"
-                self._stage(f"quantize-{prec}", self._quantize, {"prec": prec, "out": out}, inputs=[fp32], outputs=[out])
-                if out.exists():
+                opts = {**calib_opts, **({"method": c.method, "keep_fp": c.keep_fp} if prec == "int8" else {})}
+                if self._stage(f"quantize-{prec}", self._quantize, {"prec": prec, "out": out}, opts, inputs=[fp32], outputs=[out]):
                     self.models[prec] = out
             if prec in self.models:
                 rep = self.outdir / f"validate-{prec}.json"
                 self._stage(f"validate-{prec}", self._validate, {"model": self.models[prec], "out": rep},
-                            inputs=[self.models[prec]], outputs=[rep])
-        if self.cfg.engines:
+                            {"images": c.images, "samples": c.samples}, inputs=[self.models[prec]], outputs=[rep])
+        if c.engines:
             self._engines()
-        if self.cfg.bench and self.models:
-            self._stage("bench", self._bench, {}, inputs=list(self.models.values()) + list(self.engines.values()),
-                        outputs=[self.outdir / "bench.json"])
+        if c.bench and self.models:
+            self._stage("bench", self._bench, {}, {"duration": c.bench_duration, "batch": c.bench_batch},
+                        inputs=[*self.models.values(), *self.engines.values()], outputs=[self.outdir / "bench.json"])
 
-    def _stage(self, name: str, fn, args: dict, *, inputs: list, outputs: list[Path]) -> None:
-        options = {k: str(v) for k, v in {**args, **self._options()}.items()}
-        existing = [p for p in inputs if p is not None and Path(p).is_file()]
-        key = stage_key(name, options, existing)
+    def _stage(self, name: str, fn, args: dict, options: dict, *, inputs: list, outputs: list[Path]) -> bool:
+        """Run or reuse one stage; True when its outputs are usable by the stages after it.
+
+        The key covers the stage's own options and its inputs' bytes (a missing input counts as
+        such, so the stage runs and reports it). Only a stage that succeeded is recorded: a
+        failure is retried, and never reused as if it had passed.
+        """
+        key = stage_key(name, {k: str(v) for k, v in {**args, **options}.items()}, [p for p in inputs if p is not None])
         start = time.perf_counter()
         if self.cache.is_fresh(name, key):
             rec = StageRecord(name, "reused", 0.0, "inputs unchanged since the last run", self.cache.result(name))
         else:
             rec = self._attempt(name, fn, args)
-            if rec.status in ("ran", "failed") and all(p.exists() for p in outputs):
+            if rec.status == "ran" and all(p.exists() for p in outputs):
                 self.cache.record(name, key, outputs, rec.result)
         rec.seconds = round(time.perf_counter() - start, 2)
         self.report.stages.append(rec)
         if self.on_stage:
             self.on_stage(rec)
+        return rec.status in ("ran", "reused")
 
     @staticmethod
     def _attempt(name: str, fn, args: dict) -> StageRecord:
@@ -166,11 +172,6 @@ class _Pipeline:
         except RtDeployError as e:
             return StageRecord(name, "failed", detail=str(e))
         return StageRecord(name, status, detail=detail, result=result)
-
-    def _options(self) -> dict:
-        c = self.cfg
-        return {"depth": c.depth, "num_classes": c.num_classes, "calib_dir": c.calib_dir, "calib_size": c.calib_size,
-                "method": c.method, "keep_fp": c.keep_fp, "images": c.images, "samples": c.samples}
 
     # --- the stages: each returns (status, one-line detail, JSON-able result) -------------------
 
@@ -214,8 +215,7 @@ class _Pipeline:
             return
         for prec, onnx_path in list(self.models.items()):
             out = onnx_path.with_suffix(".engine")
-            self._stage(f"build-engine-{prec}", self._build, {"onnx": onnx_path, "out": out}, inputs=[onnx_path], outputs=[out])
-            if out.exists():
+            if self._stage(f"build-engine-{prec}", self._build, {"onnx": onnx_path, "out": out}, {}, inputs=[onnx_path], outputs=[out]):
                 self.engines[prec] = out
 
     def _build(self, onnx: Path, out: Path):

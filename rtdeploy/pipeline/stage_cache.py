@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def stage_key(name: str, options: dict[str, Any], inputs: list[str | Path]) -> str:
-    """A hex key over the stage name, its options and its input files' sha256."""
-    payload = {"stage": name, "options": options, "inputs": [sha256_file(p) for p in inputs]}
+    """A hex key over the stage name, its options and its input files' sha256 (or their absence)."""
+    digests = [sha256_file(p) if Path(p).is_file() else f"missing:{p}" for p in inputs]
+    payload = {"stage": name, "options": options, "inputs": digests}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
