@@ -1,14 +1,13 @@
 """``rtdeploy doctor``: what is installed, what each command needs, and how to get what is missing.
 
-Informational only: it never fails. Optional libraries (TensorRT, CUDA bindings) are imported inside
-``try`` so a broken install shows up as a line in the report, not as a crash.
+Informational only: it never fails. TensorRT and the CUDA bindings are looked at only through
+:func:`rtdeploy.trt.loader.availability` (which never raises), so a broken install shows up as a line
+in the report, not as a crash.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata as md
-import importlib.util
 import logging
 import os
 import platform
@@ -44,7 +43,8 @@ class DoctorReport:
         problems: package -> why it is installed but not importable.
         onnxruntime_providers: onnxruntime's available execution providers.
         torch_cuda: the CUDA version torch was built with, or None for a CPU build.
-        cuda_devices: CUDA devices (name, capability, memory) as torch, cuda-python or pycuda sees them.
+        tensorrt: :func:`rtdeploy.trt.loader.availability` (``ok``, ``tensorrt``, ``cuda``, ``gpu``, ``hint``).
+        cuda_devices: CUDA devices (name, capability, memory) as torch sees them, or (CPU torch) as cuda-python does.
         commands: command -> list of :class:`Requirement`.
     """
 
@@ -54,6 +54,7 @@ class DoctorReport:
     problems: dict[str, str] = field(default_factory=dict)
     onnxruntime_providers: list[str] = field(default_factory=list)
     torch_cuda: str | None = None
+    tensorrt: dict = field(default_factory=dict)
     cuda_devices: list[dict] = field(default_factory=list)
     commands: dict[str, list[Requirement]] = field(default_factory=dict)
 
@@ -75,44 +76,52 @@ def diagnose() -> DoctorReport:
         platform={"system": platform.platform(), "machine": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count()},
         packages={},
     )
-    for dist, module in (("rtdeploy", "rtdeploy"), ("torch", "torch"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime"),
-                         ("numpy", "numpy"), ("pillow", "PIL"), ("click", "click"), ("tqdm", "tqdm"),
-                         ("matplotlib", "matplotlib"), ("tensorrt", "tensorrt"), ("cuda-python", "cuda"), ("pycuda", "pycuda")):
-        report.packages[dist] = _probe(dist, module, report.problems)
+    for dist in ("rtdeploy", "torch", "onnx", "onnxruntime", "numpy", "pillow", "click", "tqdm", "matplotlib", "tensorrt", "cuda-python"):
+        report.packages[dist] = _dist_version(dist)
+    report.tensorrt = _trt_availability()
+    _merge_trt_findings(report)
     report.onnxruntime_providers = _ort_providers(report)
     report.cuda_devices = _cuda_devices(report)
     report.commands = _requirements(report)
     return report
 
 
-def _probe(dist: str, module: str, problems: dict) -> str | None:
-    """The installed version of ``dist`` if its module imports; records why not in ``problems``."""
-    version = _dist_version(dist, module)
-    if version is None:
-        return None
-    if module in ("tensorrt", "cuda", "pycuda"):  # optional and able to fail on missing native libraries
-        try:
-            importlib.import_module(module)
-        except Exception as e:  # an installed package whose shared libraries do not load
-            problems[dist] = f"installed but not importable: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}"
-            return None
-    return version
-
-
-def _dist_version(dist: str, module: str) -> str | None:
-    names = {"tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13"), "onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
+def _dist_version(dist: str) -> str | None:
+    """The installed version of ``dist`` per its package metadata; imports nothing."""
+    names = {"tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13"),
+             "onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "cuda-python": ("cuda-python", "cuda-bindings")}
     for name in names.get(dist, (dist,)):
         try:
             return md.version(name)
         except md.PackageNotFoundError:
             continue
-    # Installed outside pip (JetPack's TensorRT, a system package): ask the module itself.
-    if module in ("tensorrt", "pycuda") and importlib.util.find_spec(module) is not None:
-        try:
-            return str(getattr(importlib.import_module(module), "__version__", "unknown"))
-        except Exception:
-            return None
     return None
+
+
+def _trt_availability() -> dict:
+    """``rtdeploy.trt.loader.availability()``: TensorRT and the CUDA bindings are imported only there."""
+    from rtdeploy.trt import loader
+
+    try:
+        return loader.availability()
+    except Exception as e:  # it promises not to raise; doctor must not crash if it ever does
+        reason = f"cannot check TensorRT: {_first_line(e)}"
+        return {"ok": False, "hint": reason, **{k: {"available": False, "reason": reason} for k in ("tensorrt", "cuda", "gpu")}}
+
+
+def _merge_trt_findings(report: DoctorReport) -> None:
+    """Fold the TensorRT / cuda-python findings into ``packages`` and ``problems``."""
+    for dist, part in (("tensorrt", report.tensorrt["tensorrt"]), ("cuda-python", report.tensorrt["cuda"])):
+        if part["available"]:
+            # Installed outside pip (JetPack's TensorRT): no package metadata, but the module says its version.
+            if report.packages.get(dist) is None:
+                report.packages[dist] = str(part.get("version", "unknown"))
+        elif report.packages.get(dist) is not None:
+            report.problems[dist] = f"installed but not usable: {part.get('reason', 'unknown reason')}"
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
 
 
 def _ort_providers(report: DoctorReport) -> list[str]:
@@ -128,14 +137,14 @@ def _ort_providers(report: DoctorReport) -> list[str]:
 
 
 def _cuda_devices(report: DoctorReport) -> list[dict]:
-    """CUDA devices seen by torch; with a CPU build of torch, by cuda-python or pycuda instead."""
+    """CUDA devices seen by torch; with a CPU build of torch, the GPU that rtdeploy.trt sees instead."""
     devices: list[dict] = []
     if report.packages.get("torch") is not None:
         devices = _guarded(report, "torch.cuda", _torch_devices, report)
-    if not devices and report.packages.get("cuda-python") is not None:
-        devices = _guarded(report, "cuda-python", _cudart_devices)
-    if not devices and report.packages.get("pycuda") is not None:
-        devices = _guarded(report, "pycuda", _pycuda_devices)
+    gpu = report.tensorrt["gpu"]
+    if not devices and gpu["available"]:
+        devices = [{"index": gpu.get("index", 0), "name": gpu.get("name", "unknown"), "capability": gpu.get("compute_capability", "?"),
+                    "memory_gib": round(gpu.get("total_bytes", 0) / 2**30, 1), "seen_by": report.tensorrt["cuda"].get("binding", "cuda-python")}]
     return devices
 
 
@@ -143,7 +152,7 @@ def _guarded(report: DoctorReport, label: str, fn, *args) -> list[dict]:
     try:
         return fn(*args)
     except Exception as e:  # a driver or library problem is a finding, not a crash
-        report.problems[label] = f"cannot query CUDA devices: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}"
+        report.problems[label] = f"cannot query CUDA devices: {_first_line(e)}"
         return []
 
 
@@ -161,45 +170,16 @@ def _torch_devices(report: DoctorReport) -> list[dict]:
     return devices
 
 
-def _cudart_devices() -> list[dict]:
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        from cuda import cudart
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0:
-        return []
-    devices = []
-    for i in range(count):
-        _, prop = cudart.cudaGetDeviceProperties(i)
-        name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
-        devices.append({"index": i, "name": name, "capability": f"{prop.major}.{prop.minor}",
-                        "memory_gib": round(prop.totalGlobalMem / 2**30, 1), "seen_by": "cuda-python"})
-    return devices
-
-
-def _pycuda_devices() -> list[dict]:
-    import pycuda.driver as drv
-
-    drv.init()
-    devices = []
-    for i in range(drv.Device.count()):
-        d = drv.Device(i)
-        major, minor = d.compute_capability()
-        devices.append({"index": i, "name": d.name(), "capability": f"{major}.{minor}",
-                        "memory_gib": round(d.total_memory() / 2**30, 1), "seen_by": "pycuda"})
-    return devices
-
-
 def _requirements(r: DoctorReport) -> dict[str, list[Requirement]]:
     has = lambda name: r.packages.get(name) is not None  # noqa: E731
     core = [Requirement(n, has(n), CORE) for n in ("torch", "onnx", "onnxruntime", "numpy", "pillow")]
-    trt_fix = (r.problems["tensorrt"] + "; " if "tensorrt" in r.problems else "") + GPU_EXTRA
-    trt = [
-        Requirement("tensorrt", has("tensorrt"), trt_fix),
-        Requirement("cuda-python or pycuda", has("cuda-python") or has("pycuda"), GPU_EXTRA),
-        Requirement("a CUDA GPU", bool(r.cuda_devices), "needs an NVIDIA GPU and its driver (check nvidia-smi)"),
-    ]
+    # Exactly what rtdeploy.trt needs to build or run an engine: tensorrt, cuda-python, a GPU it can open.
+    fixes = {"tensorrt": GPU_EXTRA, "cuda": GPU_EXTRA, "gpu": "needs an NVIDIA GPU and its driver (check nvidia-smi)"}
+    reasons = {part: r.tensorrt[part].get("reason") for part in fixes}
+    if not r.tensorrt["cuda"]["available"]:
+        reasons["gpu"] = None  # not checked without cuda-python: "not checked" is no fix
+    trt = [Requirement(name, r.tensorrt[part]["available"], reasons[part] or fixes[part])
+           for name, part in (("tensorrt", "tensorrt"), ("cuda-python", "cuda"), ("a CUDA GPU", "gpu"))]
     ort_cuda = Requirement("onnxruntime CUDAExecutionProvider", "CUDAExecutionProvider" in r.onnxruntime_providers, ORT_GPU)
     return {
         "summary": core[:1],
