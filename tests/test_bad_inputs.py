@@ -283,3 +283,26 @@ def test_two_exports_to_one_path_leave_a_consistent_pair(tmp_path):
     classes = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
     assert classes == manifest["model"]["num_classes"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+def test_fixed_batch_models_validate_and_refuse_calibration_in_one_line(tmp_path, cli_runner):
+    from rtdeploy import api
+
+    api.export(depth=20, batch=3, output=tmp_path / "b3.onnx")
+    ok = cli_runner.invoke(cli, ["validate", str(tmp_path / "b3.onnx"), "--samples", "8"])
+    assert ok.exit_code == 0, ok.output  # 8 samples through a batch-3 model: chunks of 3, last one padded
+    before = _snapshot(tmp_path)
+    bad = cli_runner.invoke(cli, ["quantize", str(tmp_path / "b3.onnx"), "--int8"])
+    assert bad.exit_code != 0 and bad.stderr.strip().count("\n") == 0
+    assert "fixed batch of 3" in bad.stderr and "--batch dynamic" in bad.stderr
+    assert _snapshot(tmp_path) == before
+
+
+def test_reference_of_another_input_size_is_one_line(tmp_path, cli_runner):
+    from rtdeploy import api
+
+    api.export(depth=20, output=tmp_path / "a.onnx")
+    api.export(depth=20, image_size=40, output=tmp_path / "b.onnx")
+    bad = cli_runner.invoke(cli, ["validate", str(tmp_path / "a.onnx"), "--reference", str(tmp_path / "b.onnx")])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert bad.stderr.startswith("error: onnxruntime could not run b.onnx") and bad.stderr.strip().count("\n") == 0

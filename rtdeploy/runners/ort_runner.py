@@ -33,6 +33,7 @@ class OrtRunner(Runner):
         self.threads = threads
         self.session = None
         self._dtype = np.dtype(np.float32)
+        self.fixed_batch: int | None = None
         short = ",".join(p.removesuffix("ExecutionProvider") for p in self.providers)
         self.name = f"onnxruntime[{short}]"
 
@@ -58,7 +59,9 @@ class OrtRunner(Runner):
             raise ArtifactError(f"onnxruntime cannot load {self.path}: {first}; check that it is an ONNX model (re-export it)") from e
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._dtype = np.dtype(np.float16) if "float16" in self.session.get_inputs()[0].type else np.dtype(np.float32)
+        first = self.session.get_inputs()[0]
+        self._dtype = np.dtype(np.float16) if "float16" in first.type else np.dtype(np.float32)
+        self.fixed_batch = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
 
     def _deactivate(self) -> None:
         self.session = None
@@ -69,5 +72,29 @@ class OrtRunner(Runner):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {k: np.ascontiguousarray(v, dtype=self._dtype) for k, v in feed.items()}
-        outs = self.session.run(self.output_names, feed)
+        n = len(next(iter(feed.values())))
+        if self.fixed_batch is None or n == self.fixed_batch:
+            return self._run(feed)
+        # A fixed-batch model takes its batch in chunks; the last chunk is zero-padded and trimmed.
+        b, parts = self.fixed_batch, []
+        for start in range(0, n, b):
+            chunk = {k: _pad(v[start:start + b], b) for k, v in feed.items()}
+            parts.append({k: v[: min(b, n - start)] for k, v in self._run(chunk).items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in self.output_names}
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            outs = self.session.run(self.output_names, feed)
+        except Exception as e:  # onnxruntime's own error types; the input did not fit the model
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feed.items())
+            # "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions ..." -> the last part
+            first = " ".join(str(e).split()).split(" : ")[-1][:200] or type(e).__name__
+            raise ArtifactError(f"onnxruntime could not run {self.path.name} on {shapes}: {first}; check the model's input size and batch") from e
         return {n: np.asarray(o) for n, o in zip(self.output_names, outs)}
+
+
+def _pad(array: np.ndarray, batch: int) -> np.ndarray:
+    if len(array) == batch:
+        return array
+    pad = np.zeros((batch - len(array), *array.shape[1:]), dtype=array.dtype)
+    return np.concatenate([array, pad])
