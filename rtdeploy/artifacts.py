@@ -226,7 +226,7 @@ def read_manifest(artifact: str | os.PathLike, *, required: bool = True) -> dict
         if required:
             raise ArtifactError(
                 f"{artifact} has no manifest ({mp.name} beside it); rtdeploy needs it to know the model — "
-                "re-export with `rtdeploy export`, or pass --depth to say which model it is"
+                "keep the manifest beside the file, or re-export with `rtdeploy export`"
             )
         return None
     try:
