@@ -186,7 +186,8 @@ def test_engine_without_tensorrt_is_a_missing_dependency(tmp_path, exported, mon
     engine.write_bytes(b"plan bytes")
     meta = read_manifest(parent)["model"]
     write_manifest(engine, new_manifest("engine", engine, precision="fp16", model=meta, parent=parent_entry(parent)))
-    monkeypatch.setitem(sys.modules, "rtdeploy.trt.runner", None)  # import fails as without TensorRT
+    for name in ("tensorrt", "tensorrt_bindings"):  # import tensorrt fails, as on a machine without it
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingDependency, match="rtdeploy\\[gpu\\]") as e:
         validate_model(ValidateConfig(model=engine, samples=2))
     assert e.value.exit_code == 4

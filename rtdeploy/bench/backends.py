@@ -19,11 +19,11 @@ from rtdeploy.errors import MissingDependency
 
 log = logging.getLogger(__name__)
 
-# Which extra (or package) provides a backend, for the "not installed" message.
+# Which extra (or package) provides a core backend, for the "not installed" message (TensorRT's own
+# error from rtdeploy.trt.loader says how to get it).
 INSTALL_HINT = {
     "torch": "torch is a core dependency: pip install rtdeploy (with a CUDA build of torch for --device cuda)",
     "onnxruntime": "onnxruntime is a core dependency: pip install rtdeploy (onnxruntime-gpu in its place for --device cuda)",
-    "tensorrt": "pip install 'rtdeploy[gpu]' (tensorrt and cuda-python) on a machine with an NVIDIA GPU",
 }
 
 
@@ -46,12 +46,18 @@ def check_installed(backend: str) -> None:
     Raises:
         MissingDependency: the library is absent (the message says which extra installs it).
     """
-    modules = {"torch": ("torch",), "onnxruntime": ("onnxruntime",), "tensorrt": ("tensorrt", "rtdeploy.trt.runner")}[backend]
-    for name in modules:
+    if backend == "tensorrt":
+        from rtdeploy.trt.loader import import_tensorrt  # rtdeploy.trt is the one place that imports tensorrt
+
         try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise MissingDependency(f"--backend {backend} is not installed here ({name} cannot be imported: {e}); {INSTALL_HINT[backend]}") from None
+            import_tensorrt()
+        except MissingDependency as e:
+            raise MissingDependency(f"--backend tensorrt is not installed here: {e}") from None  # e says how to install it
+        return
+    try:
+        importlib.import_module(backend)
+    except ImportError as e:
+        raise MissingDependency(f"--backend {backend} is not installed here ({backend} cannot be imported: {e}); {INSTALL_HINT[backend]}") from None
 
 
 def check_device(backends: tuple[str, ...], device: str) -> None:
@@ -115,15 +121,10 @@ def ort_runner(path: Path, device: str, threads: int):
 
 
 def trt_runner(engine: Path, *, cuda_graph: bool):
-    """A ``TrtRunner`` over a serialized engine.
+    """A ``TrtRunner`` over a serialized engine (TensorRT itself is imported when the runner is entered,
+    which raises :class:`MissingDependency` if it is absent)."""
+    from rtdeploy.trt.runner import TrtRunner
 
-    Raises:
-        MissingDependency: the TensorRT runner cannot be imported.
-    """
-    try:
-        from rtdeploy.trt.runner import TrtRunner
-    except ImportError as e:
-        raise MissingDependency(f"--backend tensorrt is not installed here ({e}); {INSTALL_HINT['tensorrt']}") from None
     return TrtRunner(engine, cuda_graph=cuda_graph)
 
 

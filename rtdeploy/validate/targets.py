@@ -104,13 +104,9 @@ def candidate_runner(target: Target, providers: tuple[str, ...] = ("cpu",)):
 
 
 def _trt_runner(path: Path):
-    try:
-        from rtdeploy.trt.runner import TrtRunner
-    except ImportError as e:
-        raise MissingDependency(
-            f"validating the engine {path} needs TensorRT ({e.name or 'tensorrt'} is not importable): "
-            "pip install \"rtdeploy[gpu]\" or use JetPack's TensorRT; `rtdeploy doctor` shows what is missing"
-        ) from e
+    # rtdeploy.trt imports tensorrt lazily: a missing TensorRT is the runner's MissingDependency on entry.
+    from rtdeploy.trt.runner import TrtRunner
+
     return TrtRunner(path)
 
 
