@@ -70,3 +70,13 @@ class BenchmarkError(RtDeployError):
 
 class PackageError(RtDeployError):
     """A serving hand-off (Triton model repository) cannot be written as asked."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (or its type name), at most ``limit`` characters.
+
+    Library errors (onnx, onnxruntime, torch, PIL) carry multi-line messages; a user-facing
+    RtDeployError quotes only this line.
+    """
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]

@@ -306,3 +306,11 @@ def test_reference_of_another_input_size_is_one_line(tmp_path, cli_runner):
     bad = cli_runner.invoke(cli, ["validate", str(tmp_path / "a.onnx"), "--reference", str(tmp_path / "b.onnx")])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert bad.stderr.startswith("error: onnxruntime could not run b.onnx") and bad.stderr.strip().count("\n") == 0
+
+
+def test_first_line_of_an_error_with_no_message_is_its_type():
+    from rtdeploy.errors import first_line
+
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line(RuntimeError("  one\ntwo")) == "one"
+    assert first_line(RuntimeError("x" * 300), 10) == "x" * 10

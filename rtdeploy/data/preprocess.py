@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdeploy.errors import DataError
+from rtdeploy.errors import DataError, first_line
 from rtdeploy.models.metadata import ModelMeta
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -58,7 +58,7 @@ def load_image(path: str | os.PathLike, meta: ModelMeta) -> np.ndarray:
             img.load()  # decode now, so a truncated file fails here and not later
             img = img.convert("L" if meta.in_channels == 1 else "RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 120)
         raise DataError(f"cannot read image {p}: {reason}; remove or replace this file") from e
     img = _resize_and_crop(img, meta)
     return normalize(np.asarray(img, dtype=np.float32), meta)

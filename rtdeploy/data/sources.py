@@ -22,7 +22,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from rtdeploy.data.preprocess import IMAGE_SUFFIXES, check_image_channels, load_image
-from rtdeploy.errors import DataError
+from rtdeploy.errors import DataError, first_line
 from rtdeploy.models.metadata import ModelMeta
 
 DEFAULT_SYNTHETIC_SAMPLES = 32
@@ -203,7 +203,7 @@ def _load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         with np.load(path, allow_pickle=False) as archive:
             return _pick_arrays(archive, path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 120)
         raise DataError(f"cannot read tensor file {path}: {reason}; save it with numpy.save / numpy.savez") from e
 
 

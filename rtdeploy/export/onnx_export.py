@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, sha256_file
-from rtdeploy.errors import ExportError, RtDeployError
+from rtdeploy.errors import ExportError, RtDeployError, first_line
 from rtdeploy.models import ModelMeta, build_model, load_weights, model_meta
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def _torch_export(model, meta: ModelMeta, opset: int, batch: int | str) -> bytes
     except RtDeployError:
         raise
     except Exception as e:
-        raise ExportError(f"torch.onnx.export failed for {meta.name} at opset {opset}: {str(e).splitlines()[0][:200]}; try --opset {DEFAULT_OPSET}") from e
+        raise ExportError(f"torch.onnx.export failed for {meta.name} at opset {opset}: {first_line(e)}; try --opset {DEFAULT_OPSET}") from e
     return buffer.getvalue()
 
 
@@ -265,7 +265,7 @@ def _check_and_finalize(data: bytes, meta: ModelMeta, batch: int | str, path: Pa
         final = model.SerializeToString()
         onnx.checker.check_model(final)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise ExportError(f"the exported ONNX failed onnx.checker: {str(e).splitlines()[0][:200]}") from e
+        raise ExportError(f"the exported ONNX failed onnx.checker: {first_line(e)}") from e
     _check_output_shape(model, meta, batch)
     ops = dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
     if "BatchNormalization" in ops:

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from rtdeploy.errors import WeightsError
+from rtdeploy.errors import WeightsError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # untrusted bytes make the unpickler raise almost anything (KeyError, struct.error ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise WeightsError(
             f"cannot read weights {p}: not a loadable PyTorch checkpoint, or truncated ({first[:160]}); "
             "re-download or re-save it with torch.save(model.state_dict(), path)"

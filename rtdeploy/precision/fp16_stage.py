@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rtdeploy.errors import PrecisionError
+from rtdeploy.errors import PrecisionError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def run_fp16(cfg, parent, out: Path):
     try:
         onnx.checker.check_model(model16)
     except onnx.checker.ValidationError as e:
-        raise PrecisionError(f"the FP16 model failed onnx.checker ({str(e).splitlines()[0][:160]}); this is a bug — please report it") from e
+        raise PrecisionError(f"the FP16 model failed onnx.checker ({first_line(e, 160)}); this is a bug — please report it") from e
     timer.lap("convert")
     fp16 = {
         "io": report.io,

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.errors import ArtifactError, PrecisionError
+from rtdeploy.errors import ArtifactError, PrecisionError, first_line
 
 MIN_QDQ_OPSET = 13  # per-axis DequantizeLinear (per-channel weights) arrived in opset 13
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
@@ -62,7 +62,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     try:
         model = onnx.load(str(p))
     except Exception as e:  # onnx raises DecodeError and friends, untyped
-        raise ArtifactError(f"cannot read ONNX model {p}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}; re-export it") from e
+        raise ArtifactError(f"cannot read ONNX model {p}: {first_line(e, 160)}; re-export it") from e
     found = sorted({n.op_type for n in model.graph.node if n.op_type in QUANT_OPS})
     if found:
         raise PrecisionError(f"{p} already holds quantization nodes ({', '.join(found)}); give the FP32 model it was made from")

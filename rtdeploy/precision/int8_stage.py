@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rtdeploy.errors import PrecisionError
+from rtdeploy.errors import PrecisionError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer)
     try:
         onnx.checker.check_model(qmodel)
     except onnx.checker.ValidationError as e:
-        raise PrecisionError(f"the Q/DQ model failed onnx.checker ({str(e).splitlines()[0][:160]}); this is a bug — please report it") from e
+        raise PrecisionError(f"the Q/DQ model failed onnx.checker ({first_line(e, 160)}); this is a bug — please report it") from e
     timer.lap("write")
     by_node = {u.node: u for u in plan.units}
     quantization = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdeploy.errors import ArtifactError, MissingDependency
+from rtdeploy.errors import ArtifactError, MissingDependency, first_line
 from rtdeploy.runners.base import Runner
 
 PROVIDER_ALIASES = {
@@ -55,7 +55,7 @@ class OrtRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
         except Exception as e:  # onnxruntime raises its own untyped errors for bad models
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ArtifactError(f"onnxruntime cannot load {self.path}: {first}; check that it is an ONNX model (re-export it)") from e
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
