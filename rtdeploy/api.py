@@ -223,6 +223,7 @@ def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str
     Returns:
         The model folder ``triton/<name>``.
     """
+    from rtdeploy.artifacts import ENGINE_SUFFIXES
     from rtdeploy.errors import PackageError
     from rtdeploy.serving.triton import write_repository
 
@@ -230,7 +231,7 @@ def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str
         raise PackageError(f"--instances {instances} is not accepted; give 1 or more")
     if kind not in ("gpu", "cpu"):
         raise PackageError(f"--kind {kind!r} is not accepted; give gpu or cpu")
-    if kind == "cpu" and Path(artifact).suffix in (".plan", ".engine"):
+    if kind == "cpu" and Path(artifact).suffix in ENGINE_SUFFIXES:
         raise PackageError("a TensorRT engine runs only on a GPU; use --kind gpu, or package the ONNX model for CPU serving")
     return write_repository(artifact, triton, name=name, version=version, force=force, max_batch=max_batch,
                             preferred=tuple(preferred_batch), instances=instances,

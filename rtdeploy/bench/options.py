@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtdeploy.artifacts import default_cache_dir
 from rtdeploy.errors import BenchmarkError
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
 ALL_DEPTHS = (18, 34, 50, 101, 152)
-ENGINE_SUFFIXES = (".engine", ".plan")
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|s|m|min)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, None: 1.0}
@@ -151,9 +151,9 @@ class BenchConfig:
 
 
 def default_workdir() -> Path:
-    """``$XDG_CACHE_HOME/rtdeploy/bench`` (``~/.cache/rtdeploy/bench``): never the working directory."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rtdeploy" / "bench"
+    """``bench`` in rtdeploy's cache folder (:func:`rtdeploy.artifacts.default_cache_dir`, e.g.
+    ``~/.cache/rtdeploy/bench``): never the working directory."""
+    return default_cache_dir() / "bench"
 
 
 def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntime", device="cpu", batch="1",

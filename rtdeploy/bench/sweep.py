@@ -20,7 +20,8 @@ import numpy as np
 from rtdeploy.bench import backends as be
 from rtdeploy.machine import describe, load_average
 from rtdeploy.bench.harness import Case, run_interleaved
-from rtdeploy.bench.options import BACKENDS, ENGINE_SUFFIXES, BenchConfig
+from rtdeploy.artifacts import ENGINE_SUFFIXES, find_in_chain
+from rtdeploy.bench.options import BACKENDS, BenchConfig
 from rtdeploy.bench.prepare import engine_max_batch, prepare_slots
 from rtdeploy.bench.results import SCHEMA_ID, result_record, scaling_table
 from rtdeploy.bench.stats import NOISE_ADVICE
@@ -104,17 +105,14 @@ def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
     raise BenchmarkError(f"--model {path} is neither an ONNX file (.onnx) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
 
 
-def _model_entry(manifest: dict, path: Path, hops: int = 4) -> dict:
+def _model_entry(manifest: dict, path: Path) -> dict:
     """The ``model`` entry of a manifest, following ``parent`` links to the exported ONNX if needed."""
-    from rtdeploy.artifacts import read_manifest
     from rtdeploy.errors import ArtifactError
 
-    if isinstance(manifest.get("model"), dict):
-        return manifest["model"]
-    parent = (manifest.get("parent") or {}).get("path")
-    if hops and parent and Path(parent).exists():
-        return _model_entry(read_manifest(parent), Path(parent), hops - 1)
-    raise ArtifactError(f"the manifest of {path} does not say which model it holds; re-make it with rtdeploy's stages")
+    found = find_in_chain(manifest, "model")
+    if found is None or not isinstance(found["model"], dict):
+        raise ArtifactError(f"the manifest of {path} does not say which model it holds; re-make it with rtdeploy's stages")
+    return found["model"]
 
 
 def run_sweep(cfg: BenchConfig, *, command: str | None = None) -> dict:

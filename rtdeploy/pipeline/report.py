@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from rtdeploy.artifacts import write_json_atomic, write_text_atomic
+from rtdeploy.artifacts import ENGINE_SUFFIXES, write_json_atomic, write_text_atomic
 from rtdeploy.cli.common import format_table
 
 VALIDATION_COLUMNS = ["precision", "inputs", "samples", "cosine_worst", "top1_agreement", "max_abs_err",
@@ -38,7 +38,7 @@ def validation_rows(report) -> list[dict]:
 
 
 def _artifacts(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".engine", ".plan") or p.name.endswith(".onnx.json"))
+    return sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", *ENGINE_SUFFIXES) or p.name.endswith(".onnx.json"))
 
 
 def _markdown(report, cfg, data: dict) -> str:

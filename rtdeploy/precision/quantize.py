@@ -165,7 +165,7 @@ class Timer:
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None):
     """``True``/``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""
-    from rtdeploy.precision.int8.collect import default_cache_dir
+    from rtdeploy.artifacts import default_cache_dir
 
     if cache_dir is False:
         return None

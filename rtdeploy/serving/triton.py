@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import read_manifest
+from rtdeploy.artifacts import ENGINE_SUFFIXES, parent_path, read_manifest
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def build_config(
         PackageError: a batch option that contradicts the artifact (e.g. above an engine's profile).
         ArtifactError: the artifact or its manifest is unreadable.
     """
-    is_engine = artifact.suffix in (".plan", ".engine")
+    is_engine = artifact.suffix in ENGINE_SUFFIXES
     manifest = read_manifest(artifact)
     onnx_path = _onnx_for(artifact, manifest) if is_engine else artifact
     inputs, outputs = onnx_io(onnx_path)
@@ -121,10 +121,11 @@ def build_config(
 
 
 def _onnx_for(engine: Path, manifest: dict) -> Path:
-    parent = (manifest.get("parent") or {}).get("path") or (manifest.get("onnx") or {}).get("path")
-    if not parent or not Path(parent).is_file():
+    onnx = manifest.get("onnx")
+    parent = parent_path(manifest) or (Path(onnx["path"]) if isinstance(onnx, dict) and onnx.get("path") else None)
+    if parent is None or not parent.is_file():
         raise ArtifactError(f"cannot find the ONNX model engine {engine.name} was built from (manifest parent: {parent}); keep it beside the engine or rebuild with `rtdeploy build-engine`")
-    return Path(parent)
+    return parent
 
 
 def _engine_io_types(manifest: dict, inputs: list, outputs: list) -> tuple[list, list]:

@@ -11,15 +11,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import manifest_path, read_manifest, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, find_in_chain, manifest_path, parent_path, read_manifest, sha256_file
 from rtdeploy.errors import ArtifactError, MissingDependency
 from rtdeploy.models.metadata import ModelMeta
 from rtdeploy.validate.tolerances import PRECISIONS
 
 log = logging.getLogger(__name__)
-
-ENGINE_SUFFIXES = (".engine", ".plan")
-_MAX_CHAIN = 8
 
 
 @dataclass(frozen=True)
@@ -56,10 +53,10 @@ def load_target(path: str | Path) -> Target:
     precision = manifest.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise ArtifactError(f"{manifest_path(p).name} says precision {precision!r}; rtdeploy validates {', '.join(PRECISIONS)}")
-    model = _find_in_chain(manifest, "model")
+    model = find_in_chain(manifest, "model")
     if model is None:
         raise ArtifactError(f"{manifest_path(p).name} and its parents name no model; re-run the stage that made {p.name}")
-    return Target(p, manifest, ModelMeta.from_dict(model[1]["model"]), precision, is_engine)
+    return Target(p, manifest, ModelMeta.from_dict(model["model"]), precision, is_engine)
 
 
 def _check_onnx_parses(path: Path) -> None:
@@ -73,25 +70,6 @@ def _check_onnx_parses(path: Path) -> None:
         ok = False
     if not ok:
         raise ArtifactError(f"{path} is not an ONNX model (it does not parse as one); give an .onnx file made by `rtdeploy export`")
-
-
-def parent_path(manifest: dict) -> Path | None:
-    """The artifact a manifest's stage read (``parent.path``), or None."""
-    parent = manifest.get("parent")
-    return Path(parent["path"]) if isinstance(parent, dict) and parent.get("path") else None
-
-
-def _find_in_chain(manifest: dict, key: str) -> tuple[Path | None, dict] | None:
-    """The nearest manifest (this one, its parent's, ...) holding ``key``, with its artifact path."""
-    current, path = manifest, None
-    for _ in range(_MAX_CHAIN):
-        if key in current and current[key] is not None:
-            return path, current
-        path = parent_path(current)
-        if path is None or not path.exists():
-            return None
-        current = read_manifest(path)
-    return None
 
 
 def candidate_runner(target: Target, providers: tuple[str, ...] = ("cpu",)):
@@ -148,8 +126,8 @@ def _torch_reference(target: Target):
     from rtdeploy.export import torch_model_from_manifest
     from rtdeploy.runners.torch_runner import TorchRunner
 
-    found = _find_in_chain(target.manifest, "weights")
+    found = find_in_chain(target.manifest, "weights")
     if found is None:
         raise ArtifactError(f"neither {target.path.name}'s manifest nor its parents' record the weights; use --reference onnx or --reference PATH")
-    model = torch_model_from_manifest(found[1])
+    model = torch_model_from_manifest(found)
     return TorchRunner(model, target.meta.input_name, target.meta.output_name)

@@ -96,14 +96,6 @@ def collect_stats(model, tensors: list[str], batches: Iterable[np.ndarray], *, h
     return {t: a.result() for t, a in acc.items()}
 
 
-def default_cache_dir() -> Path:
-    """``$RTDEPLOY_CACHE_DIR``, else ``$XDG_CACHE_HOME/rtdeploy``, else ``~/.cache/rtdeploy``."""
-    if os.environ.get("RTDEPLOY_CACHE_DIR"):
-        return Path(os.environ["RTDEPLOY_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rtdeploy"
-
-
 class StatsCache:
     """Collected statistics on disk, one ``.npz`` per (model, data, tensors, kind).
 
