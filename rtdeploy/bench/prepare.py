@@ -6,7 +6,8 @@
     <workdir>/resnet50_224px.int8.engine   api.build_engine (profile up to the sweep's largest batch)
 
 An artifact is reused when it exists, its bytes match its manifest's sha256, and the manifest says
-it was made from the same model (exports) or from the same parent bytes (the later stages).
+it was made from the same model (exports) or from the same parent bytes (the later stages): the
+rules of :mod:`rtdeploy.reuse`, shared with build-engine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from rtdeploy.errors import MissingDependency, OutputError
+from rtdeploy.reuse import derived_path, precision_onnx, reuse_or_make
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +25,8 @@ log = logging.getLogger(__name__)
 def prepare_slots(slots: list, cfg, skipped: list[dict]) -> list:
     """Give every slot that needs one its artifact; return the slots that can run.
 
-    A precision whose stage is not available in this install (``api.quantize`` absent) is moved to
-    ``skipped`` with the reason, so the rest of the sweep still runs.
+    A precision whose stage cannot run in this install (it raises :class:`MissingDependency`) is
+    moved to ``skipped`` with the reason, so the rest of the sweep still runs.
 
     Raises:
         OutputError: the work folder cannot be created.
@@ -73,49 +75,18 @@ def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
 
 def exported_onnx(meta, workdir: Path) -> Path:
     """The seed-0, dynamic-batch ONNX of ``meta`` in ``workdir``: reused when its manifest matches, else exported."""
-    from rtdeploy import api
-    from rtdeploy.artifacts import manifest_matches, read_manifest
     from rtdeploy.export.onnx_export import INIT_SEED
+    from rtdeploy.reuse import exported_onnx as reuse_or_export
 
-    path = workdir / f"{meta.name}_{meta.image_size}px.onnx"
-    if manifest_matches(path, kind="onnx", model=meta.to_dict(), weights={"path": None, "init_seed": INIT_SEED}):
-        if (read_manifest(path).get("export") or {}).get("batch") == "dynamic":
-            log.info("reusing %s", path)
-            return path
-    return api.export(depth=meta.depth, image_size=meta.image_size, output=path).path
-
-
-def derived_path(onnx: Path, precision: str, suffix: str = ".onnx") -> Path:
-    """``resnet50_224px.onnx`` -> ``resnet50_224px.int8.onnx`` (or ``.int8.engine``)."""
-    return onnx.with_name(f"{onnx.stem}.{precision}{suffix}")
-
-
-def reusable(path: Path, parent: Path, **expected) -> bool:
-    """True when ``path`` is intact (sha256 as in its manifest), was made from ``parent``'s current
-    bytes, and its manifest has the ``expected`` top-level fields."""
-    from rtdeploy.artifacts import manifest_matches, read_manifest, sha256_file
-
-    if not manifest_matches(path, **expected):
-        return False
-    recorded = (read_manifest(path).get("parent") or {}).get("sha256")
-    return recorded is not None and recorded == sha256_file(parent)
+    return reuse_or_export(workdir / f"{meta.name}_{meta.image_size}px.onnx", meta.depth, image_size=meta.image_size,
+                           model=meta.to_dict(), weights={"path": None, "init_seed": INIT_SEED})
 
 
 def _quantize(fp32: Path, precision: str, meta) -> Path:
-    from rtdeploy import api
-
-    out = derived_path(fp32, precision)
-    if reusable(out, fp32):
-        log.info("reusing %s", out)
-        return out
-    quantize = getattr(api, "quantize", None)
-    if quantize is None:
-        raise MissingDependency(f"{precision} ONNX models need rtdeploy's quantize stage (api.quantize), which this install lacks; "
-                                "time fp32, or update rtdeploy")
     calib = synthetic_calibration(meta, fp32.parent)  # FP16 uses it too, for its overflow check
     if precision == "fp16":
-        return Path(quantize(fp32, fp16=True, calib_dir=calib, output=out).path)
-    return Path(quantize(fp32, int8=True, calib_dir=calib, method="max", output=out).path)
+        return precision_onnx(fp32, "fp16", calib_dir=calib)
+    return precision_onnx(fp32, "int8", calib_dir=calib, method="max")
 
 
 CALIBRATION_SAMPLES = 16
@@ -143,18 +114,15 @@ def synthetic_calibration(meta, folder: Path) -> Path:
 
 def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
     from rtdeploy import api
-    from rtdeploy.artifacts import read_manifest
 
     out = derived_path(onnx if precision == "fp32" else onnx.with_name(onnx.name.replace(f".{precision}", "")), precision, ".engine")
-    if reusable(out, onnx):
-        limit = engine_max_batch(read_manifest(out))
-        if limit is None or limit >= max_batch:
-            log.info("reusing %s", out)
-            return out
-    build = getattr(api, "build_engine", None)
-    if build is None:
-        raise MissingDependency("--backend tensorrt needs rtdeploy's build-engine stage (api.build_engine), which this install lacks; update rtdeploy")
-    return Path(build(onnx, precision=precision, max_batch=max_batch, output=out).path)
+
+    def fits(manifest: dict) -> bool:
+        limit = engine_max_batch(manifest)
+        return limit is None or limit >= max_batch
+
+    return reuse_or_make(out, onnx, lambda path: api.build_engine(onnx, precision=precision, max_batch=max_batch, output=path),
+                         accept=fits)
 
 
 def engine_max_batch(manifest: dict) -> int | None:

@@ -12,11 +12,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from rtdeploy.artifacts import atomic_path, check_output_path, manifest_matches, new_manifest, parent_entry, read_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, parent_entry, read_manifest, sha256_file
 from rtdeploy.artifacts import write_bytes_atomic
 from rtdeploy.errors import EngineError, MissingDependency, OutputError, PrecisionError
+from rtdeploy.reuse import exported_onnx, precision_onnx
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, parse_size, resolve_profile
 
@@ -102,16 +102,8 @@ def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: Bat
 def _source_onnx(opts: BuildOptions) -> Path:
     if opts.onnx is not None:
         return Path(opts.onnx)
-    from rtdeploy import api
-
     depth = opts.depth if opts.depth is not None else 50
-    path = Path(f"resnet{depth}.onnx")
-    m = read_manifest(path, required=False) if manifest_matches(path, kind="onnx") else None
-    if m and m.get("model", {}).get("depth") == depth and (m.get("weights") or {}).get("path") is None \
-            and (m.get("export") or {}).get("batch") == "dynamic":
-        log.info("reusing %s", path)
-        return path
-    return Path(api.export(depth=depth, output=path).path)
+    return exported_onnx(Path(f"resnet{depth}.onnx"), depth)
 
 
 def _precision_onnx(opts: BuildOptions, onnx: Path, facts: GraphFacts, precision: str) -> tuple[Path, GraphFacts]:
@@ -133,33 +125,16 @@ def _precision_onnx(opts: BuildOptions, onnx: Path, facts: GraphFacts, precision
 
 
 def _quantize(onnx: Path, precision: str, calib_dir: Path | None) -> Path:
-    from rtdeploy import api
-
-    out = onnx.with_name(f"{onnx.stem}.{precision}.onnx")
-    if _reusable(out, onnx, precision, calib_dir):
-        log.info("reusing %s", out)
-        return out
-    quantize = getattr(api, "quantize", None)
-    if quantize is None:
-        raise MissingDependency(f"{precision.upper()} needs rtdeploy's quantize stage (api.quantize), which this install lacks; update rtdeploy")
-    kwargs: dict[str, Any] = {precision: True, "output": out}
-    if precision == "int8" and calib_dir is not None:
-        kwargs["calib_dir"] = calib_dir
-    return Path(quantize(onnx, **kwargs).path)
-
-
-def _reusable(out: Path, parent: Path, precision: str, calib_dir: Path | None) -> bool:
-    if not manifest_matches(out, precision=precision):
-        return False
-    m = read_manifest(out)
-    if (m.get("parent") or {}).get("sha256") != sha256_file(parent):
-        return False
     if precision != "int8" or calib_dir is None:
-        return True
+        return precision_onnx(onnx, precision)
     # Reuse an INT8 model only when its manifest shows it was calibrated on the same data.
-    recorded = m.get("calibration") or {}
     wanted = str(Path(calib_dir).resolve())
-    return any(str(v) == wanted for v in recorded.values() if isinstance(v, (str, Path)))
+
+    def same_data(manifest: dict) -> bool:
+        recorded = manifest.get("calibration") or {}
+        return any(str(v) == wanted for v in recorded.values() if isinstance(v, (str, Path)))
+
+    return precision_onnx(onnx, precision, accept=same_data, calib_dir=calib_dir)
 
 
 # -- building -------------------------------------------------------------------------------------
