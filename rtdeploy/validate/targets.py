@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import ENGINE_SUFFIXES, find_in_chain, manifest_path, parent_path, read_manifest, sha256_file
-from rtdeploy.errors import ArtifactError, MissingDependency
+from rtdeploy.errors import ArtifactError
 from rtdeploy.models.metadata import ModelMeta
 from rtdeploy.validate.tolerances import PRECISIONS
 
