@@ -134,6 +134,7 @@ def test_percentile_threshold_on_a_hand_made_histogram():
 def test_entropy_threshold_is_a_bin_edge_within_the_histogram():
     hist = np.random.default_rng(7).integers(1, 100, 600).astype(float)
     t = entropy_threshold(hist, 0.01)
+    # TensorRT's search starts at 128 bins (128 x 0.01 = 1.28) and ends at the histogram's 600 bins (6.0).
     assert 1.28 - 1e-9 <= t <= 6.0 + 1e-9
     assert abs(t / 0.01 - round(t / 0.01)) < 1e-6
 
