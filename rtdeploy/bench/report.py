@@ -37,7 +37,7 @@ def table_rows(report: dict) -> list[dict]:
 
 def terminal_table(report: dict) -> str:
     """The results as an aligned text table (device time only when some result has it)."""
-    from rtdeploy.cli.common import format_table
+    from rtdeploy.tables import format_table
 
     columns = [c for c in TABLE_COLUMNS if c != "device ms" or any(r.get("device_ms") for r in report["results"])]
     return format_table(table_rows(report), columns)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import click
 
 from rtdeploy.errors import RtDeployError
+from rtdeploy.tables import format_table  # noqa: F401  (re-exported for the commands)
 
 log = logging.getLogger("rtdeploy")
 
@@ -53,31 +54,6 @@ def emit_json(data: Any, target: str | None) -> None:
     from rtdeploy.artifacts import write_json_atomic
 
     write_json_atomic(Path(target), data)
-
-
-def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    """A plain aligned text table of ``rows`` (dicts), for terminals and logs."""
-    if not rows:
-        return "(no rows)"
-    columns = columns or list(rows[0])
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return str(v)
-
-
-def _numeric(s: str) -> bool:
-    return s.replace(",", "").replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()
 
 
 def depth_option(**kwargs) -> Callable:

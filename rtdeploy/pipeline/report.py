@@ -6,7 +6,7 @@ import datetime as _dt
 from pathlib import Path
 
 from rtdeploy.artifacts import ENGINE_SUFFIXES, write_json_atomic, write_text_atomic
-from rtdeploy.cli.common import format_table
+from rtdeploy.tables import format_table
 
 VALIDATION_COLUMNS = ["precision", "inputs", "samples", "cosine_worst", "top1_agreement", "max_abs_err",
                       "reference_accuracy", "candidate_accuracy", "verdict"]
