@@ -147,8 +147,8 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, prec
         EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`.
         MissingDependency: TensorRT, cuda-python or a GPU is missing (the precision ONNX is written first).
     """
+    from rtdeploy.derive import engine_from
     from rtdeploy.trt import BuildOptions
-    from rtdeploy.trt import build_engine as _build
 
     if batch is None and max_batch is not None:
         batch = f"1:{min(8, max_batch)}:{max_batch}" if max_batch > 1 else "1"
@@ -159,7 +159,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, prec
                         builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
                         implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None)
-    return _build(opts)
+    return engine_from(opts)
 
 
 def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, precision: str = "fp32",
@@ -198,8 +198,14 @@ def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classe
         calib_dir: str | os.PathLike | None = None, calib_size: int | None = None, method: str = "entropy",
         keep_fp: int = 0, images: str | os.PathLike | None = None, samples: int | None = None, precision: str = "fp32,fp16,int8",
         engines: bool = True, bench: bool = True, bench_duration: str = "1s", bench_batch: str = "1",
-        outdir: str | os.PathLike | None = None, force: bool = False, progress: bool = False, on_stage=None):
+        outdir: str | os.PathLike | None = None, force: bool | str | tuple[str, ...] = False, rebench: bool = False,
+        progress: bool = False, on_stage=None):
     """The whole pipeline into one report folder (``rtdeploy run``).
+
+    Artifacts and reports whose inputs are unchanged since the last run in ``outdir`` are reused
+    (each stage says why). ``force``: True or ``"all"`` redoes every stage; a stage family
+    (``export``, ``quantize``, ``validate``, ``build-engine``, ``bench``, or a comma list) redoes
+    it and what depends on it; ``rebench`` re-times only.
 
     Returns:
         :class:`rtdeploy.pipeline.RunReport` (``stages``, ``failed``, ``report_md``, ``report_json``).
@@ -211,8 +217,17 @@ def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classe
                     calib_size=calib_size, method=method, keep_fp=keep_fp, images=opt(images), samples=samples,
                     precisions=tuple(p.strip() for p in precision.split(",") if p.strip()), engines=engines,
                     bench=bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=opt(outdir),
-                    force=force, progress=progress)
+                    force=_stage_list(force), rebench=rebench, progress=progress)
     return run_pipeline(cfg, on_stage=on_stage)
+
+
+def _stage_list(force: bool | str | tuple[str, ...]) -> tuple[str, ...]:
+    if force is True:
+        return ("all",)
+    if not force:
+        return ()
+    items = force.split(",") if isinstance(force, str) else force
+    return tuple(f.strip() for f in items if f.strip())
 
 
 def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str | None = None, version: int = 1,

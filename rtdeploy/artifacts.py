@@ -292,3 +292,156 @@ def default_cache_dir() -> Path:
         return Path(os.environ["RTDEPLOY_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "rtdeploy"
+
+
+# -- lineage: one naming rule, one reuse rule, ancestors, folder locks ------------------------------
+PRECISION_TAGS = ("fp32", "fp16", "int8")
+
+
+def base_stem(path: str | os.PathLike) -> str:
+    """The model's stem without suffix and precision tag: ``resnet50.int8.onnx`` -> ``resnet50``."""
+    stem = Path(path).name
+    for suffix in (".onnx", *ENGINE_SUFFIXES):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    head, _, tag = stem.rpartition(".")
+    return head if head and tag in PRECISION_TAGS else stem
+
+
+def derived_path(source: str | os.PathLike, precision: str, suffix: str = ".onnx") -> Path:
+    """The one naming rule for derived files, beside ``source``.
+
+    ``resnet50.onnx`` -> ``resnet50.int8.onnx``, ``resnet50.fp16.onnx``; engines always carry their
+    precision: ``resnet50.onnx`` -> ``resnet50.fp32.engine``, ``resnet50.int8.onnx`` -> ``resnet50.int8.engine``.
+    The FP32 ONNX of ``resnet50.onnx`` is the file itself.
+    """
+    src = Path(source)
+    if suffix == ".onnx" and precision == "fp32":
+        return src.with_name(f"{base_stem(src)}.onnx")
+    return src.with_name(f"{base_stem(src)}.{precision}{suffix}")
+
+
+def derivation(stage: str, config: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+    """The manifest's ``derivation`` record: what decides an artifact's bytes.
+
+    Args:
+        stage: the stage that made it (``export``, ``quantize``, ``build-engine``, ``validate``, ``bench``).
+        config: the stage's options that change its output (paths of inputs excluded: their content
+            is in ``inputs``), JSON-normalised.
+        inputs: a fingerprint per input read (``parent``: the parent's sha256; ``calibration``: the
+            calibration data's content fingerprint; ``weights``: the checkpoint's sha256 ...).
+    """
+    return {"stage": stage, "config": json.loads(json.dumps(config, sort_keys=True, default=_json_default)),
+            "inputs": dict(sorted(inputs.items()))}
+
+
+def config_fields(cfg: Any, *, exclude: frozenset[str] | set[str]) -> dict[str, Any]:
+    """A config dataclass's fields that decide the output: all but ``exclude`` (paths, progress ...)."""
+    import dataclasses
+
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in exclude}
+
+
+
+def reuse_verdict(path: str | os.PathLike, wanted: dict[str, Any], recorded: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """The reuse rule, the same for every stage: may ``path`` stand for what ``wanted`` would make?
+
+    Yes only when ``path`` is intact and its recorded derivation (its manifest's ``derivation``, or
+    ``recorded`` — a derivation plus ``output_sha256`` — for a report without a manifest) has the
+    same stage, the same normalised options
+    and the same fingerprint for every input — the parent's sha256 and the calibration data's
+    content among them.
+
+    Returns:
+        (reusable, why): ``why`` is one short phrase, for the user.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return False, "not made yet"
+    if recorded is None:
+        try:
+            manifest = read_manifest(p, required=False)
+        except ArtifactError:
+            return False, "its manifest is unreadable"
+        if manifest is None:
+            return False, "it has no manifest"
+        if manifest.get("sha256") != sha256_file(p):
+            return False, "the file changed since its manifest was written"
+        recorded = manifest.get("derivation")
+    elif recorded.get("output_sha256") != sha256_file(p):
+        return False, "the file changed since it was recorded"
+    if not isinstance(recorded, dict):
+        return False, "it records no derivation (made by an older rtdeploy)"
+    if recorded.get("stage") != wanted["stage"]:
+        return False, f"it was made by {recorded.get('stage')}, not {wanted['stage']}"
+    for name, value in wanted["inputs"].items():
+        if (recorded.get("inputs") or {}).get(name) != value:
+            return False, f"its {name} changed"
+    old, new = recorded.get("config") or {}, wanted["config"]
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        return False, "options changed: " + ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+    return True, "same " + ", ".join(["options", *sorted(wanted["inputs"])])
+
+
+def ancestors(path: str | os.PathLike) -> list[Path]:
+    """``path`` and every artifact its manifest chain says it was made from, resolved (nearest first)."""
+    chain = [Path(path).resolve()]
+    for _ in range(_MAX_CHAIN):
+        try:
+            m = read_manifest(chain[-1], required=False)
+        except ArtifactError:
+            break
+        parent = parent_path(m) if m else None
+        if parent is None or parent.resolve() in chain:
+            break
+        chain.append(parent.resolve())
+    return chain
+
+
+def refuse_overwriting_inputs(output: str | os.PathLike, *inputs: str | os.PathLike | None, option: str = "-o") -> None:
+    """Refuse an output path that is one of the inputs or an ancestor of one (before any work).
+
+    Raises:
+        OutputError: ``output`` would overwrite what it is made from.
+    """
+    out = Path(output).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        chain = ancestors(given)
+        if out in chain:
+            what = "the input itself" if out == chain[0] else f"an ancestor of {Path(given).name} (its manifest chain)"
+            raise OutputError(f"{option} {output} would overwrite {what}; write the result to another path")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, *, what: str = "folder") -> Iterator[None]:
+    """Hold ``folder``'s writer lock (``.rtdeploy.lock`` inside it) for the duration.
+
+    A second writer does not wait and never interleaves: it gets one line naming the holder.
+
+    Raises:
+        OutputError: another process holds the lock.
+    """
+    import fcntl
+    import sys
+
+    lock = Path(folder) / ".rtdeploy.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 400, 0).decode(errors="replace").strip() or "another process"
+            raise OutputError(f"{what} {folder} is in use by {holder}; wait for it to finish or choose another {what}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {' '.join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:300]}".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

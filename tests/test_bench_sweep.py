@@ -97,10 +97,10 @@ def test_artifacts_are_reused_while_manifests_match(sweep, monkeypatch):
     onnx = work / "resnet20_32px.onnx"
     before = onnx.stat().st_mtime_ns
 
-    def no_export(**kw):
+    def no_export(cfg):
         raise AssertionError("a matching export must be reused")
 
-    monkeypatch.setattr(api, "export", no_export)
+    monkeypatch.setattr("rtdeploy.derive.export_onnx", no_export)
     api.bench(depth="20", iterations=1, repeats=1, warmup="0", workdir=work)
     assert onnx.stat().st_mtime_ns == before
     monkeypatch.undo()
@@ -112,10 +112,10 @@ def test_artifacts_are_reused_while_manifests_match(sweep, monkeypatch):
 def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path, monkeypatch):
     from rtdeploy.errors import MissingDependency
 
-    def quantize(*args, **kwargs):  # as when a library the precision stage needs is not installed
+    def quantize(cfg):  # as when a library the precision stage needs is not installed
         raise MissingDependency("the quantize stage needs a missing library; install it")
 
-    monkeypatch.setattr(api, "quantize", quantize)
+    monkeypatch.setattr("rtdeploy.derive.quantize", quantize)
     rep = api.bench(depth="20", backend="torch,onnxruntime", precision="fp32,int8", iterations=1, repeats=1, warmup="0",
                     workdir=tmp_path).report
     assert sorted(r["id"] for r in rep["results"]) == ["resnet20/onnxruntime/fp32/b1", "resnet20/torch/fp32/b1"]
@@ -182,17 +182,22 @@ def fake_tensorrt(monkeypatch):
 
     builds = []
 
-    def build_engine(onnx, *, precision, max_batch, output):
+    def build_engine(opts):  # the build stage's signature; records what the real stage records
+        from rtdeploy.derive import engine_wanted
+        from rtdeploy.trt.options import BatchProfile
+
+        onnx, output, profile = opts.onnx, opts.output, BatchProfile.parse(opts.batch)
         builds.append(output)
         output.write_bytes(b"plan of " + onnx.name.encode())
-        write_manifest(output, new_manifest("engine", output, precision=precision, model=read_manifest(onnx)["model"],
-                                            parent=parent_entry(onnx), profile={"min": 1, "opt": min(8, max_batch), "max": max_batch}))
+        write_manifest(output, new_manifest("engine", output, precision=opts.precision, model=read_manifest(onnx)["model"],
+                                            parent=parent_entry(onnx), profile=profile.to_dict(),
+                                            derivation=engine_wanted(opts, opts.precision)))
         return SimpleNamespace(path=output)
 
     monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)
     monkeypatch.setattr("rtdeploy.bench.backends.check_device", lambda backends, device: None)
     monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", lambda engine, cuda_graph: FakeTrtRunner(engine, cuda_graph).runner)
-    monkeypatch.setattr(api, "build_engine", build_engine, raising=False)
+    monkeypatch.setattr("rtdeploy.trt.build_engine", build_engine)
     return builds
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rtdeploy import api
-from rtdeploy.pipeline.stage_cache import StageCache, stage_key
+from rtdeploy.artifacts import derivation, reuse_verdict, sha256_file
 
 
 def statuses(report):
@@ -25,7 +25,7 @@ def first_run(tmp_path_factory):
 def test_run_writes_report_and_artifacts(first_run):
     out, report = first_run
     st = statuses(report)
-    assert st["export"] == "ran" and st["validate-fp32"] == "ran" and st["bench"] == "ran"
+    assert st["export"] == "made" and st["validate-fp32"] == "made" and st["bench"] == "made"
     for name in ("resnet20.onnx", "resnet20.onnx.json", "validate-fp32.json", "bench.json", "report.md", "report.json"):
         assert (out / name).is_file(), name
     data = json.loads((out / "report.json").read_text())
@@ -51,23 +51,23 @@ def test_rerun_reuses_unchanged_stages_and_force_redoes(first_run):
     assert statuses(again)["export"] == "reused"
     assert statuses(again)["validate-fp32"] == "reused"
     forced = api.run(depth=20, outdir=out, precision="fp32", bench=False, samples=8, force=True)
-    assert statuses(forced)["export"] == "ran"
+    assert statuses(forced)["export"] == "made"
 
 
-def test_changed_artifact_invalidates_its_stage(tmp_path):
+def test_changed_report_or_input_invalidates_its_record(tmp_path):
     a = tmp_path / "a.bin"
     a.write_bytes(b"one")
-    cache = StageCache(tmp_path)
-    key = stage_key("s", {"x": 1}, [a])
     out = tmp_path / "out.bin"
     out.write_bytes(b"result")
-    cache.record("s", key, [out])
-    assert StageCache(tmp_path).is_fresh("s", key)
+    wanted = derivation("s", {"x": 1}, {"parent": sha256_file(a)})
+    recorded = {**wanted, "output_sha256": sha256_file(out)}
+    assert reuse_verdict(out, wanted, recorded)[0]
+    assert reuse_verdict(out, derivation("s", {"x": 2}, {"parent": sha256_file(a)}), recorded) == (False, "options changed: x 1 -> 2")
     out.write_bytes(b"tampered")
-    assert not StageCache(tmp_path).is_fresh("s", key)
+    assert reuse_verdict(out, wanted, recorded) == (False, "the file changed since it was recorded")
+    out.write_bytes(b"result")
     a.write_bytes(b"two")
-    assert stage_key("s", {"x": 1}, [a]) != key
-    assert not StageCache(tmp_path, force=True).is_fresh("s", key)
+    assert reuse_verdict(out, derivation("s", {"x": 1}, {"parent": sha256_file(a)}), recorded) == (False, "its parent changed")
 
 
 def test_default_and_nested_outdirs_are_created(tmp_path, monkeypatch):
@@ -123,4 +123,4 @@ def test_changing_calibration_options_keeps_the_export(tmp_path):
     again = api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_size=6)
     st = statuses(again)
     assert st["export"] == "reused" and st["validate-fp32"] == "reused"
-    assert st["quantize-int8"] == "ran"
+    assert st["quantize-int8"] == "made"

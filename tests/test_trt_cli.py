@@ -103,20 +103,28 @@ def test_without_tensorrt_the_precision_onnx_is_still_made_and_reused(tmp_path, 
 
     calls = []
 
-    def quantize(model, *, fp16=False, int8=False, output=None, **kw):  # a stand-in with api.quantize's signature
+    def quantize(cfg):  # a stand-in for the quantize stage, recording the derivation the real stage records
         import onnx
         from onnx import numpy_helper
 
-        calls.append(Path(model))
+        from rtdeploy.derive import quantize_wanted
+
+        model, output = Path(cfg.model), Path(cfg.output)
+        calls.append(model)
         m = onnx.load(str(model))
         for init in m.graph.initializer:
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
         onnx.save(m, str(output))
-        write_manifest(output, new_manifest("onnx-fp16", output, precision="fp16", parent=parent_entry(model)))
-        return type("R", (), {"path": Path(output)})()
+        write_manifest(output, new_manifest("onnx-fp16", output, precision="fp16", parent=parent_entry(model),
+                                            derivation=quantize_wanted(cfg)))
+        return type("R", (), {"path": output})()
 
-    monkeypatch.setattr(api, "quantize", quantize, raising=False)
+    monkeypatch.setattr("rtdeploy.derive.quantize", quantize)
     onnx = tiny_onnx(tmp_path)
+    from rtdeploy.models import model_meta
+
+    # Reuse needs the calibration data's fingerprint, hence the model's preprocessing from its manifest.
+    write_manifest(onnx, new_manifest("onnx", onnx, precision="fp32", model=model_meta(20, image_size=8).to_dict()))
     for _ in range(2):
         code, lines = run("--onnx", onnx, "--fp16")
         one_line_error(code, lines, 4, "TensorRT is not available")

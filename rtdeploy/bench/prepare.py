@@ -1,13 +1,9 @@
-"""Artifacts for a sweep, made through the pipeline's stages and reused while their manifests match.
+"""Artifacts for a sweep, made or reused through :mod:`rtdeploy.derive` (its one reuse rule).
 
-    <workdir>/resnet50_224px.onnx          api.export (seed-0 weights, dynamic batch)
-    <workdir>/resnet50_224px.int8.onnx     api.quantize(int8=True), calibrated on synthetic inputs (timing only)
-    <workdir>/resnet50_224px.fp16.onnx     api.quantize(fp16=True)
-    <workdir>/resnet50_224px.int8.engine   api.build_engine (profile up to the sweep's largest batch)
-
-An artifact is reused when it exists, its bytes match its manifest's sha256, and the manifest says
-it was made from the same model (exports) or from the same parent bytes (the later stages): the
-rules of :mod:`rtdeploy.reuse`, shared with build-engine.
+    <workdir>/resnet50_224px.onnx          export (seed-0 weights, dynamic batch)
+    <workdir>/resnet50_224px.int8.onnx     quantize --int8, calibrated on synthetic inputs (timing only)
+    <workdir>/resnet50_224px.fp16.onnx     quantize --fp16
+    <workdir>/resnet50_224px.int8.engine   build-engine (profile up to the sweep's largest batch)
 """
 
 from __future__ import annotations
@@ -16,8 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from rtdeploy.artifacts import folder_lock
 from rtdeploy.errors import MissingDependency, OutputError
-from rtdeploy.reuse import derived_path, precision_onnx, reuse_or_make
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +36,8 @@ def prepare_slots(slots: list, cfg, skipped: list[dict]) -> list:
     _make_workdir(cfg.workdir)
     ready = []
     onnx_cache: dict[tuple, Path] = {}
-    with tqdm(todo, desc="prepare", unit="artifact", file=sys.stderr, disable=not cfg.progress, leave=False) as bar:
+    with folder_lock(cfg.workdir, what="bench work folder"), \
+            tqdm(todo, desc="prepare", unit="artifact", file=sys.stderr, disable=not cfg.progress, leave=False) as bar:
         for slot in bar:
             bar.set_postfix_str(slot.label, refresh=False)
             try:
@@ -75,18 +72,21 @@ def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
 
 def exported_onnx(meta, workdir: Path) -> Path:
     """The seed-0, dynamic-batch ONNX of ``meta`` in ``workdir``: reused when its manifest matches, else exported."""
-    from rtdeploy.export.onnx_export import INIT_SEED
-    from rtdeploy.reuse import exported_onnx as reuse_or_export
+    from rtdeploy.derive import exported
+    from rtdeploy.export import ExportConfig
 
-    return reuse_or_export(workdir / f"{meta.name}_{meta.image_size}px.onnx", meta.depth, image_size=meta.image_size,
-                           model=meta.to_dict(), weights={"path": None, "init_seed": INIT_SEED})
+    cfg = ExportConfig(depth=meta.depth, output=workdir / f"{meta.name}_{meta.image_size}px.onnx", image_size=meta.image_size)
+    return exported(cfg).path
 
 
 def _quantize(fp32: Path, precision: str, meta) -> Path:
+    from rtdeploy.derive import quantized
+    from rtdeploy.precision.quantize import QuantizeConfig
+
     calib = synthetic_calibration(meta, fp32.parent)  # FP16 uses it too, for its overflow check
-    if precision == "fp16":
-        return precision_onnx(fp32, "fp16", calib_dir=calib)
-    return precision_onnx(fp32, "int8", calib_dir=calib, method="max")
+    method = "max" if precision == "int8" else "entropy"
+    return quantized(QuantizeConfig(model=fp32, int8=precision == "int8", fp16=precision == "fp16", calib_dir=calib,
+                                    method=method)).path
 
 
 CALIBRATION_SAMPLES = 16
@@ -113,16 +113,11 @@ def synthetic_calibration(meta, folder: Path) -> Path:
 
 
 def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
-    from rtdeploy import api
+    from rtdeploy.derive import engine
+    from rtdeploy.trt import BuildOptions
 
-    out = derived_path(onnx if precision == "fp32" else onnx.with_name(onnx.name.replace(f".{precision}", "")), precision, ".engine")
-
-    def fits(manifest: dict) -> bool:
-        limit = engine_max_batch(manifest)
-        return limit is None or limit >= max_batch
-
-    return reuse_or_make(out, onnx, lambda path: api.build_engine(onnx, precision=precision, max_batch=max_batch, output=path),
-                         accept=fits)
+    batch = f"1:{min(8, max_batch)}:{max_batch}" if max_batch > 1 else "1"
+    return engine(BuildOptions(onnx=onnx, precision=precision, batch=batch)).path
 
 
 def engine_max_batch(manifest: dict) -> int | None:

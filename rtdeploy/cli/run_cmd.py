@@ -8,7 +8,7 @@ import click
 
 from rtdeploy.cli.common import depth_option, emit_json, handle_errors
 
-STATUS_MARK = {"ran": "done", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
+STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
 
 
 @click.command("run")
@@ -27,15 +27,19 @@ STATUS_MARK = {"ran": "done", "reused": "reused", "skipped": "skipped", "failed"
 @click.option("--bench-duration", default="1s", show_default=True, help="Timed window per benchmark repeat.")
 @click.option("--bench-batch", default="1", show_default=True, help="Benchmark batch sizes, e.g. 1,8.")
 @click.option("-o", "--outdir", type=click.Path(path_type=Path), help="Report folder [default: rtdeploy-out/resnet<depth>].")
-@click.option("--force", is_flag=True, help="Redo every stage, even those whose inputs are unchanged.")
+@click.option("--force", "force", is_flag=False, flag_value="all", default=None, metavar="[STAGE]",
+              help="Redo STAGE (export, quantize, validate, build-engine, bench; comma list) and what depends on it; "
+                   "--force alone redoes every stage.")
+@click.option("--rebench", is_flag=True, help="Re-time the benchmark; reuse every other stage whose inputs are unchanged.")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the run summary as JSON to FILE ('-' for stdout).")
 @handle_errors
 def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, images, samples, precision, no_engines, no_bench,
-        bench_duration, bench_batch, outdir, force, json_out):
+        bench_duration, bench_batch, outdir, force, rebench, json_out):
     """Run the whole pipeline: export, validate, FP16, INT8, engines, bench, report.
 
-    Stages whose inputs have not changed since the last run in the same folder are reused
-    (--force redoes them). On a machine without TensorRT the engine stage is skipped with the
+    Stages whose inputs have not changed since the last run in the same folder are reused, and
+    each says why (the parent's sha256, the options and the calibration data's content must all
+    match). --rebench re-times only; --force STAGE redoes a stage and what depends on it. On a machine without TensorRT the engine stage is skipped with the
     reason, and everything else still runs. Exit status is non-zero when a stage failed (for
     example a precision out of tolerance); the report is written either way.
 
@@ -53,7 +57,7 @@ def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, ima
     report = api.run(depth=depth, weights=weights, num_classes=num_classes, calib_dir=calib_dir, calib_size=calib_size,
                      method=method, keep_fp=keep_fp, images=images, samples=samples, precision=precision, engines=not no_engines,
                      bench=not no_bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=outdir,
-                     force=force, progress=True, on_stage=show)
+                     force=force or False, rebench=rebench, progress=True, on_stage=show)
     click.echo(f"report: {report.report_md}")
     emit_json(report.to_dict(), json_out)
     if report.failed:

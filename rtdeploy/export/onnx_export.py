@@ -25,7 +25,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, check_output_path, config_fields, derivation, new_manifest, refuse_overwriting_inputs
+from rtdeploy.artifacts import sha256_file
 from rtdeploy.errors import ExportError, RtDeployError, first_line
 from rtdeploy.models import ModelMeta, build_model, load_weights, model_meta
 
@@ -94,6 +95,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     batch = parse_batch(cfg.batch)
     meta = model_meta(cfg.depth, num_classes=cfg.num_classes, in_channels=cfg.in_channels, variant=cfg.variant, image_size=cfg.image_size)
     out = check_output_path(cfg.output)
+    refuse_overwriting_inputs(out, cfg.weights)
     model = build_torch_model(meta, cfg.weights)
     start = time.perf_counter()
     fold_batchnorms(model)
@@ -109,6 +111,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
                     "seconds": round(time.perf_counter() - start, 3)},
             ops=done["ops"],
             checks={"onnx_checker_full": True, "shape_inference": True, "batchnorm_folded": True},
+            derivation=export_derivation(cfg),
         )
         return done["manifest"]
 
@@ -163,6 +166,13 @@ def _seeded(seed: int):
         yield
     finally:
         torch.random.set_rng_state(state)
+
+
+def export_derivation(cfg: ExportConfig) -> dict:
+    """The derivation record of what ``cfg`` exports (see :func:`rtdeploy.artifacts.reuse_verdict`)."""
+    config = config_fields(cfg, exclude={"output", "weights"}) | {"batch": parse_batch(cfg.batch)}
+    weights = sha256_file(cfg.weights) if cfg.weights is not None else f"init-seed-{INIT_SEED}"
+    return derivation("export", config, {"weights": weights})
 
 
 def _weights_entry(weights: Path | None) -> dict:

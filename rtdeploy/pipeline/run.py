@@ -1,13 +1,17 @@
 """``rtdeploy run``: export -> validate -> FP16 -> INT8 -> validate each -> engines -> bench -> report.
 
-Every stage goes through :mod:`rtdeploy.api`, the same functions the single commands use. Stages
-whose inputs are unchanged since the last run in the same folder are skipped (see
-:mod:`rtdeploy.pipeline.stage_cache`); a stage that cannot run here (TensorRT on a CPU machine)
-is recorded as skipped with the reason, and the run goes on with the rest.
+Artifacts (the ONNX, its FP16/INT8 models, engines) are made or reused through
+:mod:`rtdeploy.derive`, under its one reuse rule: the parent's sha256, the stage's options and the
+content of every input it read must all match what the artifact's manifest records. The two stages
+that write reports rather than artifacts (validate, bench) keep the same record — derivation plus
+the report's sha256 — in the folder's ``stages.json``, and are judged by the same rule. The run
+folder is locked for the whole run. A stage that cannot run here (TensorRT on a CPU machine) is
+recorded as skipped with the reason, and the run goes on with the rest.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,18 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import check_output_path, write_json_atomic
+from rtdeploy.artifacts import check_output_path, derivation, derived_path, folder_lock, reuse_verdict, sha256_file
+from rtdeploy.artifacts import write_json_atomic
 from rtdeploy.errors import MissingDependency, OutputError, RtDeployError
-from rtdeploy.pipeline.stage_cache import StageCache, stage_key
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# Stage families, in order; forcing one redoes it and every family after it that depends on it.
+STAGES = ("export", "quantize", "validate", "build-engine", "bench")
+_DEPENDENTS = {"export": STAGES, "quantize": ("quantize", "validate", "build-engine", "bench"),
+               "validate": ("validate",), "build-engine": ("build-engine", "bench"), "bench": ("bench",)}
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Options of ``rtdeploy run`` (see its --help)."""
+    """Options of ``rtdeploy run`` (see its --help).
+
+    ``force`` names the stage families to redo with everything that depends on them (``all``:
+    every stage); ``rebench`` is ``force=("bench",)``.
+    """
 
     depth: int = 50
     weights: Path | None = None
@@ -43,13 +55,39 @@ class RunConfig:
     bench: bool = True
     bench_duration: str = "1s"
     bench_batch: str = "1"
-    force: bool = False
+    force: tuple[str, ...] = ()
+    rebench: bool = False
     progress: bool = False
+
+    def forced(self) -> frozenset[str]:
+        """The stage families to redo."""
+        wanted = set(self.force) | ({"bench"} if self.rebench else set())
+        if "all" in wanted:
+            return frozenset(STAGES)
+        return frozenset(s for f in wanted for s in _DEPENDENTS[f])
+
+    def check(self) -> None:
+        """Every option rule, before any work.
+
+        Raises:
+            RtDeployError: the first broken rule, naming the option and what is accepted.
+        """
+        from rtdeploy.models import family_of
+
+        family_of(self.depth)
+        if not self.precisions:
+            raise RtDeployError(f"precision: an empty list is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad:
+            raise RtDeployError(f"precision {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
+        unknown = [f for f in self.force if f not in (*STAGES, "all")]
+        if unknown:
+            raise RtDeployError(f"force {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)} or all")
 
 
 @dataclass
 class StageRecord:
-    """What happened to one stage: ``ran``, ``reused``, ``skipped`` (with a reason) or ``failed``."""
+    """What happened to one stage: ``made``, ``reused`` (with why), ``skipped`` (with the reason) or ``failed``."""
 
     name: str
     status: str
@@ -86,24 +124,29 @@ def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | No
 
     Returns:
         The :class:`RunReport`; check ``report.failed``.
-    """
-    from rtdeploy.models import family_of
 
-    family_of(cfg.depth)
-    bad = [p for p in cfg.precisions if p not in PRECISIONS]
-    if bad:
-        raise RtDeployError(f"--precision {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
-    outdir = _prepare_outdir(cfg)
-    pipe = _Pipeline(cfg, outdir, StageCache(outdir, force=cfg.force), on_stage)
-    pipe.run_all()
+    Raises:
+        RtDeployError: a bad option (before any work); OutputError: the folder is not usable or
+            another rtdeploy is writing into it.
+    """
     from rtdeploy.pipeline.report import write_report
 
-    pipe.report.report_md, pipe.report.report_json = write_report(pipe.report, cfg)
+    cfg.check()
+    outdir = _prepare_outdir(cfg)
+    with folder_lock(outdir, what="run folder"):
+        pipe = _Pipeline(cfg, outdir, on_stage)
+        pipe.run_all()
+        pipe.report.report_md, pipe.report.report_json = write_report(pipe.report, cfg)
     return pipe.report
 
 
+def default_outdir(depth: int) -> Path:
+    """``rtdeploy-out/resnet<depth>``."""
+    return Path("rtdeploy-out") / f"resnet{depth}"
+
+
 def _prepare_outdir(cfg: RunConfig) -> Path:
-    outdir = cfg.outdir or Path("rtdeploy-out") / f"resnet{cfg.depth}"
+    outdir = cfg.outdir or default_outdir(cfg.depth)
     existing = next(p for p in (outdir, *outdir.parents) if p.exists())
     if not existing.is_dir():
         raise OutputError(f"--outdir {outdir}: {existing} is a file; give a folder path")
@@ -112,126 +155,187 @@ def _prepare_outdir(cfg: RunConfig) -> Path:
     return outdir
 
 
+class _Records:
+    """The reuse records of the run folder's report stages (validate, bench): ``stages.json``."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "stages.json"
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                data = None
+            if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+                self.entries = data
+            else:
+                log.warning("ignoring %s: not a record this rtdeploy wrote; its stages will run again", self.path)
+
+    def get(self, output: Path) -> dict | None:
+        return self.entries.get(output.name)
+
+    def put(self, output: Path, wanted: dict, result: Any) -> None:
+        self.entries[output.name] = {**wanted, "output_sha256": sha256_file(output), "result": result}
+        write_json_atomic(self.path, self.entries)
+
+
 class _Pipeline:
-    def __init__(self, cfg: RunConfig, outdir: Path, cache: StageCache, on_stage):
-        self.cfg, self.outdir, self.cache, self.on_stage = cfg, outdir, cache, on_stage
+    def __init__(self, cfg: RunConfig, outdir: Path, on_stage):
+        self.cfg, self.outdir, self.on_stage = cfg, outdir, on_stage
+        self.forced = cfg.forced()
+        self.records = _Records(outdir)
         self.report = RunReport(outdir)
         self.models: dict[str, Path] = {}
         self.engines: dict[str, Path] = {}
 
     def run_all(self) -> None:
-        c, name = self.cfg, f"resnet{self.cfg.depth}"
-        fp32 = self.outdir / f"{name}.onnx"
-        export_opts = {"depth": c.depth, "num_classes": c.num_classes, "weights": c.weights}
-        if self._stage("export", self._export, {"out": fp32}, export_opts, inputs=[c.weights], outputs=[fp32]):
-            self.models["fp32"] = fp32
-        calib_opts = {"calib_dir": c.calib_dir, "calib_size": c.calib_size}
-        for prec in c.precisions:
-            if prec != "fp32" and "fp32" in self.models:
-                out = self.outdir / f"{name}.{prec}.onnx"
-                opts = {**calib_opts, **({"method": c.method, "keep_fp": c.keep_fp} if prec == "int8" else {})}
-                if self._stage(f"quantize-{prec}", self._quantize, {"prec": prec, "out": out}, opts, inputs=[fp32], outputs=[out]):
-                    self.models[prec] = out
-            if prec in self.models:
-                rep = self.outdir / f"validate-{prec}.json"
-                self._stage(f"validate-{prec}", self._validate, {"model": self.models[prec], "out": rep},
-                            {"images": c.images, "samples": c.samples}, inputs=[self.models[prec]], outputs=[rep])
-        if c.engines:
+        c = self.cfg
+        if self._stage("export", "export", self._export):
+            for prec in c.precisions:
+                if prec != "fp32":
+                    self._stage(f"quantize-{prec}", "quantize", lambda force, p=prec: self._quantize(p, force))
+                if prec in self.models:
+                    self._stage(f"validate-{prec}", "validate", lambda force, p=prec: self._validate(p, force))
+        if c.engines and self.models:
             self._engines()
         if c.bench and self.models:
-            self._stage("bench", self._bench, {}, {"duration": c.bench_duration, "batch": c.bench_batch},
-                        inputs=[*self.models.values(), *self.engines.values()], outputs=[self.outdir / "bench.json"])
+            self._stage("bench", "bench", self._bench)
 
-    def _stage(self, name: str, fn, args: dict, options: dict, *, inputs: list, outputs: list[Path]) -> bool:
-        """Run or reuse one stage; True when its outputs are usable by the stages after it.
-
-        The key covers the stage's own options and its inputs' bytes (a missing input counts as
-        such, so the stage runs and reports it). Only a stage that succeeded is recorded: a
-        failure is retried, and never reused as if it had passed.
-        """
-        key = stage_key(name, {k: str(v) for k, v in {**args, **options}.items()}, [p for p in inputs if p is not None])
+    def _stage(self, name: str, family: str, fn: Callable[[bool], StageRecord]) -> bool:
+        """Run one stage (``fn(force)`` returns its record); True when its outputs are usable."""
         start = time.perf_counter()
-        if self.cache.is_fresh(name, key):
-            rec = StageRecord(name, "reused", 0.0, "inputs unchanged since the last run", self.cache.result(name))
-        else:
-            rec = self._attempt(name, fn, args)
-            if rec.status == "ran" and all(p.exists() for p in outputs):
-                self.cache.record(name, key, outputs, rec.result)
-        rec.seconds = round(time.perf_counter() - start, 2)
+        try:
+            rec = fn(family in self.forced)
+        except MissingDependency as e:
+            rec = StageRecord(name, "skipped", detail=str(e))
+        except RtDeployError as e:
+            rec = StageRecord(name, "failed", detail=str(e))
+        rec.name, rec.seconds = name, round(time.perf_counter() - start, 2)
+        self._emit(rec)
+        return rec.status in ("made", "reused")
+
+    def _emit(self, rec: StageRecord) -> None:
         self.report.stages.append(rec)
         if self.on_stage:
             self.on_stage(rec)
-        return rec.status in ("ran", "reused")
 
-    @staticmethod
-    def _attempt(name: str, fn, args: dict) -> StageRecord:
-        try:
-            status, detail, result = fn(**args)
-        except MissingDependency as e:
-            return StageRecord(name, "skipped", detail=str(e))
-        except RtDeployError as e:
-            return StageRecord(name, "failed", detail=str(e))
-        return StageRecord(name, status, detail=detail, result=result)
+    # --- artifacts, through rtdeploy.derive ---------------------------------------------------
+    def _export(self, force: bool) -> StageRecord:
+        from rtdeploy.derive import exported
+        from rtdeploy.export import ExportConfig
 
-    # --- the stages: each returns (status, one-line detail, JSON-able result) -------------------
+        c = self.cfg
+        out = self.outdir / f"resnet{c.depth}.onnx"
+        d = exported(ExportConfig(depth=c.depth, output=out, weights=c.weights, num_classes=c.num_classes), force=force)
+        self.models["fp32"] = d.path
+        weights = "trained weights" if c.weights else "no weights given: seed-0 initialisation"
+        return _artifact_record(d, f"{out.name} ({weights})")
 
-    def _export(self, out: Path):
-        from rtdeploy import api
+    def _quantize(self, prec: str, force: bool) -> StageRecord:
+        from rtdeploy.derive import quantized
+        from rtdeploy.precision.quantize import QuantizeConfig
 
-        r = api.export(depth=self.cfg.depth, weights=self.cfg.weights, num_classes=self.cfg.num_classes, output=out)
-        weights = "trained weights" if self.cfg.weights else "no weights given: seed-0 initialisation"
-        return "ran", f"{out.name}, {r.manifest['bytes'] / 1e6:.1f} MB ({weights})", {"sha256": r.manifest["sha256"]}
-
-    def _quantize(self, prec: str, out: Path):
-        from rtdeploy import api
-
-        kw = {"int8": prec == "int8", "fp16": prec == "fp16", "output": out, "calib_dir": self.cfg.calib_dir}
-        if prec == "int8":
-            kw.update(method=self.cfg.method, keep_fp=self.cfg.keep_fp)
-            if self.cfg.calib_size:
-                kw["calib_size"] = self.cfg.calib_size
-        r = api.quantize(self.models["fp32"], **kw)
-        return "ran", f"{out.name}", _jsonable(getattr(r, "report", None))
-
-    def _validate(self, model: Path, out: Path):
-        from rtdeploy import api
-
-        rep = api.validate(model, images=self.cfg.images, samples=self.cfg.samples, progress=self.cfg.progress)
-        data = rep.to_dict()
-        write_json_atomic(out, data)
-        if not rep.passed:
-            return "failed", rep.failure_message(), data
-        return "ran", f"within {rep.precision} tolerance against {rep.reference}", data
+        c, fp32 = self.cfg, self.models["fp32"]
+        kw = {"method": c.method, "keep_fp": c.keep_fp, "calib_size": c.calib_size} if prec == "int8" else {}
+        cfg = QuantizeConfig(model=fp32, int8=prec == "int8", fp16=prec == "fp16", calib_dir=c.calib_dir,
+                             output=derived_path(fp32, prec), progress=c.progress, **kw)
+        d = quantized(cfg, force=force)
+        self.models[prec] = d.path
+        return _artifact_record(d, d.path.name, _jsonable(getattr(d.result, "report", None)))
 
     def _engines(self) -> None:
         from rtdeploy.trt.loader import availability
 
         avail = availability()
         if not avail["ok"]:
-            rec = StageRecord("build-engine", "skipped", detail=f"needs TensorRT and an NVIDIA GPU: {avail['hint']}")
-            self.report.stages.append(rec)
-            if self.on_stage:
-                self.on_stage(rec)
+            self._emit(StageRecord("build-engine", "skipped", detail=f"needs TensorRT and an NVIDIA GPU: {avail['hint']}"))
             return
         for prec, onnx_path in list(self.models.items()):
-            out = onnx_path.with_suffix(".engine")
-            if self._stage(f"build-engine-{prec}", self._build, {"onnx": onnx_path, "out": out}, {}, inputs=[onnx_path], outputs=[out]):
-                self.engines[prec] = out
+            self._stage(f"build-engine-{prec}", "build-engine", lambda force, p=prec, o=onnx_path: self._build(p, o, force))
 
-    def _build(self, onnx: Path, out: Path):
-        from rtdeploy import api
+    def _build(self, prec: str, onnx: Path, force: bool) -> StageRecord:
+        from rtdeploy.derive import engine
+        from rtdeploy.trt import BuildOptions
 
-        r = api.build_engine(onnx, output=out)
-        return "ran", f"{out.name}", {"layers": _jsonable(getattr(r, "layers", None))}
+        d = engine(BuildOptions(onnx=onnx, precision=prec), force=force)
+        self.engines[prec] = d.path
+        return _artifact_record(d, d.path.name, {"layers": _jsonable(getattr(d.result, "layers", None))})
 
-    def _bench(self):
-        from rtdeploy import api
+    # --- reports, under the same rule ---------------------------------------------------------
+    def _report_stage(self, out: Path, wanted: dict, force: bool, make: Callable[[], tuple[str, str, Any]]) -> StageRecord:
+        recorded = self.records.get(out)
+        if force:
+            ok, why = False, "forced"
+        elif recorded is None:
+            ok, why = False, "not made yet"
+        else:
+            ok, why = reuse_verdict(out, wanted, recorded)
+        if ok:  # only a stage that succeeded is ever recorded, so a failure is never reused
+            return StageRecord("", "reused", detail=f"reused: {why}", result=recorded.get("result"))
+        status, detail, result = make()
+        if status == "made":
+            self.records.put(out, wanted, result)
+        return StageRecord("", status, detail=detail, result=result)
 
-        models = [str(p) for p in [*self.models.values(), *self.engines.values()]]
-        res = api.bench(model=",".join(models), backend="onnxruntime", batch=self.cfg.bench_batch,
-                        duration=self.cfg.bench_duration, json=self.outdir / "bench.json",
-                        markdown=self.outdir / "bench.md", plot=self.outdir / "bench.png", progress=self.cfg.progress)
-        return "ran", f"{len(models)} models timed", {"written": [str(p) for p in getattr(res, "written", [])]}
+    def _validate(self, prec: str, force: bool) -> StageRecord:
+        from rtdeploy.validate import ValidateConfig, validate_model
+
+        c, model = self.cfg, self.models[prec]
+        out = self.outdir / f"validate-{prec}.json"
+        wanted = derivation("validate", {"samples": c.samples}, {"parent": sha256_file(model), **self._images_fingerprint(model)})
+
+        def make():
+            rep = validate_model(ValidateConfig(model=model, images=c.images, samples=c.samples, progress=c.progress))
+            data = rep.to_dict()
+            write_json_atomic(out, data)
+            if not rep.passed:
+                return "failed", rep.failure_message(), data
+            return "made", f"within {rep.precision} tolerance against {rep.reference}", data
+
+        return self._report_stage(out, wanted, force, make)
+
+    def _images_fingerprint(self, model: Path) -> dict[str, str]:
+        if self.cfg.images is None:
+            return {}
+        from rtdeploy.artifacts import find_in_chain, read_manifest
+        from rtdeploy.data import open_source
+        from rtdeploy.models import ModelMeta
+
+        meta = ModelMeta.from_dict(find_in_chain(read_manifest(model), "model")["model"])
+        return {"images": open_source(self.cfg.images, meta).fingerprint()}
+
+    def _bench(self, force: bool) -> StageRecord:
+        from rtdeploy.bench import benchmark
+
+        c = self.cfg
+        timed = [*self.models.values(), *self.engines.values()]
+        out = self.outdir / "bench.json"
+        wanted = derivation("bench", {"duration": c.bench_duration, "batch": c.bench_batch},
+                            {p.name: sha256_file(p) for p in timed})
+
+        def make():
+            res = benchmark(model=",".join(str(p) for p in timed), backend="onnxruntime", batch=c.bench_batch,
+                            duration=c.bench_duration, json=out, markdown=self.outdir / "bench.md",
+                            plot=self.outdir / "bench.png", progress=c.progress)
+            return "made", f"{len(timed)} models timed", {"written": [str(p) for p in res.written],
+                                                           "measured": _measured(res.report)}
+
+        rec = self._report_stage(out, wanted, force, make)
+        if rec.status == "reused":
+            rec.detail += f"; numbers measured {(rec.result or {}).get('measured', 'earlier')} — --rebench to re-time"
+        return rec
+
+
+def _artifact_record(d, detail: str, result: Any = None) -> StageRecord:
+    if d.made:
+        why = "" if d.why in ("not made yet", "forced") else f" (not reused: {d.why})"
+        return StageRecord("", "made", detail=detail + why, result=result)
+    return StageRecord("", "reused", detail=f"{d.path.name} reused: {d.why}")
+
+
+def _measured(report: dict) -> str:
+    load = (report.get("environment") or {}).get("load_average_start")
+    return f"{report.get('created', '?')}" + (f" under load {load}" if load is not None else "")
 
 
 def _jsonable(obj: Any) -> Any:

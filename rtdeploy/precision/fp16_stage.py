@@ -18,6 +18,7 @@ def run_fp16(cfg, parent, out: Path):
     from rtdeploy.artifacts import new_manifest
     from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, open_calibration
+    from rtdeploy.precision.derivation import quantize_derivation
     from rtdeploy.precision.fp16 import DEFAULT_SAFETY, FP16_MAX, convert_fp16, float_tensors, guard_nodes
     from rtdeploy.precision.int8_stage import gather_stats
     from rtdeploy.precision.quantize import QuantizeResult, Timer, base_fields, op_inventory, write_model
@@ -57,7 +58,8 @@ def run_fp16(cfg, parent, out: Path):
 
     def make_manifest(tmp: Path) -> dict:
         return new_manifest("onnx-fp16", tmp, precision="fp16", **base_fields(parent), calibration=calibration,
-                            fp16=fp16, ops=op_inventory(model16))
+                            fp16=fp16, ops=op_inventory(model16),
+                            derivation=quantize_derivation(cfg, parent.sha256, split.source.fingerprint()))
 
     manifest = write_model(model16, out, make_manifest)
     if keep:

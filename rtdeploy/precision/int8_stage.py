@@ -38,7 +38,8 @@ def run_int8(cfg, parent, out: Path):
     if fallback:
         kept, sens = _fallback(cfg, parent, plan, scales, split)
         timer.lap("sensitivity")
-    return _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer)
+    calib_fingerprint = split.source.fingerprint() if split is not None else None
+    return _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, calib_fingerprint)
 
 
 def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
@@ -113,11 +114,12 @@ def _fallback(cfg, parent, plan, scales, split):
     return result.kept, result
 
 
-def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer):
+def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, calib_fingerprint: str | None = None):
     import onnx
 
     from rtdeploy.artifacts import new_manifest
     from rtdeploy.precision.int8 import trt_cache
+    from rtdeploy.precision.derivation import quantize_derivation
     from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts
     from rtdeploy.precision.quantize import QuantizeResult, base_fields, op_inventory, write_model
 
@@ -153,7 +155,8 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer)
 
     def make_manifest(tmp: Path) -> dict:
         return new_manifest("onnx-int8", tmp, precision="int8", **base_fields(parent), calibration=calibration,
-                            quantization=quantization, ops=op_inventory(qmodel))
+                            quantization=quantization, ops=op_inventory(qmodel),
+                            derivation=quantize_derivation(cfg, parent.sha256, calib_fingerprint))
 
     manifest = write_model(qmodel, out, make_manifest)
     report = _report(quantization, calibration, out)

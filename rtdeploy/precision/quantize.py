@@ -83,8 +83,9 @@ def check_config(cfg: QuantizeConfig) -> None:
 
 def default_output(model: Path, precision: str) -> Path:
     """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` beside it."""
-    stem = model.name[:-5] if model.name.endswith(".onnx") else model.name
-    return model.with_name(f"{stem}.{precision}.onnx")
+    from rtdeploy.artifacts import derived_path
+
+    return derived_path(model, precision)
 
 
 def quantize(cfg: QuantizeConfig) -> QuantizeResult:
@@ -96,7 +97,7 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
         DataError: calibration images missing, empty, corrupt, too few, or non-finite.
         OutputError: the output cannot be written.
     """
-    from rtdeploy.artifacts import check_output_path
+    from rtdeploy.artifacts import check_output_path, refuse_overwriting_inputs
     from rtdeploy.precision.graph import load_fp32_parent, name_nodes
 
     check_config(cfg)
@@ -104,7 +105,10 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     out = check_output_path(cfg.output or default_output(Path(cfg.model), precision))
     if cfg.trt_cache:
         check_output_path(cfg.trt_cache)
-    parent = load_fp32_parent(cfg.model)
+    parent = load_fp32_parent(cfg.model)  # refuses an already quantized model first, with the clearer message
+    refuse_overwriting_inputs(out, cfg.model, cfg.calib_dir, cfg.from_trt_cache)
+    if cfg.trt_cache:
+        refuse_overwriting_inputs(cfg.trt_cache, cfg.model, cfg.from_trt_cache, option="--trt-cache")
     name_nodes(parent.model)
     if cfg.int8:
         from rtdeploy.precision.int8_stage import run_int8

@@ -185,3 +185,20 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
         return BatchProfile(fixed_batch, fixed_batch, fixed_batch)
     default = BatchProfile.parse(DEFAULT_PROFILE)
     return BatchProfile(default.opt, default.opt, default.opt) if opts.dla_core is not None else default
+
+
+# Options that do not change the plan's bytes, or whose content is recorded as an input instead.
+OUTPUT_NEUTRAL = frozenset({"depth", "onnx", "calib_dir", "timing_cache", "output", "calibrate"})
+
+
+def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
+    """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256``
+    (the calibration data's content fingerprint joins the inputs for implicit calibration)."""
+    from rtdeploy.artifacts import config_fields, derivation
+
+    inputs = {"parent": parent_sha256}
+    if calibration_fingerprint is not None:
+        inputs["calibration"] = calibration_fingerprint
+    config = config_fields(opts, exclude=OUTPUT_NEUTRAL) | {"precision": precision}
+    return derivation("build-engine", config, inputs)
+

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, parent_entry, read_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, check_output_path, derived_path, new_manifest, parent_entry, read_manifest
+from rtdeploy.artifacts import refuse_overwriting_inputs, sha256_file
 from rtdeploy.artifacts import write_bytes_atomic
 from rtdeploy.errors import EngineError, MissingDependency, OutputError, PrecisionError
-from rtdeploy.reuse import exported_onnx, precision_onnx
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
-from rtdeploy.trt.options import BatchProfile, BuildOptions, parse_size, resolve_profile
+from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, parse_size, resolve_profile
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,16 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
         check_output_path(opts.output)
     if opts.timing_cache is not None:
         check_output_path(opts.timing_cache)
-    onnx = _source_onnx(opts)
+    if opts.onnx is None:
+        raise EngineError("the build-engine stage needs an ONNX; rtdeploy.derive.engine_from exports and quantizes one first")
+    onnx = Path(opts.onnx)
     facts = read_graph_facts(onnx)
     precision = opts.precision or facts.precision
-    onnx, facts = _precision_onnx(opts, onnx, facts, precision)
+    check_source_precision(opts, onnx, facts, precision)
     profile = resolve_profile(opts, facts.fixed_batch)
     output = Path(opts.output) if opts.output is not None else default_engine_path(onnx, precision)
     check_output_path(output)
+    refuse_overwriting_inputs(output, onnx, opts.calib_dir, opts.timing_cache)
     command = rebuild_command(opts, onnx, precision, profile, output)
     try:
         return _build(opts, onnx, facts, precision, profile, output, command, trt_module, memory)
@@ -78,8 +81,7 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
 
 def default_engine_path(onnx: Path, precision: str) -> Path:
     """``resnet50.int8.onnx`` -> ``resnet50.int8.engine``; ``resnet50.onnx`` (fp32) -> ``resnet50.fp32.engine``."""
-    stem = onnx.stem
-    return onnx.with_name(f"{stem}.engine" if stem.endswith(f".{precision}") else f"{stem}.{precision}.engine")
+    return derived_path(onnx, precision, ".engine")
 
 
 def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: BatchProfile, output: Path) -> str:
@@ -99,16 +101,14 @@ def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: Bat
 
 
 # -- the ONNX to build from -----------------------------------------------------------------------
-def _source_onnx(opts: BuildOptions) -> Path:
-    if opts.onnx is not None:
-        return Path(opts.onnx)
-    depth = opts.depth if opts.depth is not None else 50
-    return exported_onnx(Path(f"resnet{depth}.onnx"), depth)
+def check_source_precision(opts: BuildOptions, onnx: Path, facts: GraphFacts, precision: str) -> None:
+    """The ONNX must already carry ``precision`` (or be FP32 for TensorRT's implicit INT8 calibration).
 
-
-def _precision_onnx(opts: BuildOptions, onnx: Path, facts: GraphFacts, precision: str) -> tuple[Path, GraphFacts]:
+    Raises:
+        PrecisionError: it carries another precision; the message says how to get the right one.
+    """
     if precision == facts.precision or (precision == "int8" and opts.implicit_calibration and facts.precision == "fp32"):
-        return onnx, facts
+        return
     if facts.precision != "fp32":
         raise PrecisionError(f"{onnx.name} carries {facts.precision.upper()}, not {precision.upper()}; build it with "
                              f"--{facts.precision}, or give the FP32 ONNX so build-engine makes the {precision.upper()} model")
@@ -116,25 +116,8 @@ def _precision_onnx(opts: BuildOptions, onnx: Path, facts: GraphFacts, precision
         raise PrecisionError(f"--int8 with --no-calibrate needs a Q/DQ ONNX, but {onnx.name} has no QuantizeLinear/DequantizeLinear "
                              "nodes; drop --no-calibrate to calibrate (--calib-dir DIR, or the default calibration data), "
                              "or give the ONNX that `rtdeploy quantize --int8` wrote")
-    made = _quantize(onnx, precision, opts.calib_dir)
-    made_facts = read_graph_facts(made)
-    if made_facts.precision != precision:
-        raise PrecisionError(f"{made.name} should carry {precision.upper()} but carries {made_facts.precision.upper()}; "
-                             f"delete it and run again")
-    return made, made_facts
-
-
-def _quantize(onnx: Path, precision: str, calib_dir: Path | None) -> Path:
-    if precision != "int8" or calib_dir is None:
-        return precision_onnx(onnx, precision)
-    # Reuse an INT8 model only when its manifest shows it was calibrated on the same data.
-    wanted = str(Path(calib_dir).resolve())
-
-    def same_data(manifest: dict) -> bool:
-        recorded = manifest.get("calibration") or {}
-        return any(str(v) == wanted for v in recorded.values() if isinstance(v, (str, Path)))
-
-    return precision_onnx(onnx, precision, accept=same_data, calib_dir=calib_dir)
+    raise PrecisionError(f"{onnx.name} is FP32; make its {precision.upper()} model first (`rtdeploy quantize {onnx} --{precision}`), "
+                         f"or use `rtdeploy build-engine --onnx {onnx} --{precision}`, which does that for you")
 
 
 # -- building -------------------------------------------------------------------------------------
@@ -259,4 +242,6 @@ def _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, reque
         "layers": {"verified": layers["verified"], "detailed": layers["detailed"], "by_precision": layers["by_precision"],
                    "by_device": layers["by_device"], "list": layers["layers"]},
         "rebuild_command": command,
+        "derivation": build_derivation(opts, plan.precision, sha256_file(onnx),
+                                       (calibration or {}).get("source_fingerprint")),
     }

@@ -1,0 +1,54 @@
+"""What decides a precision model's bytes: the ``derivation`` record its manifest carries.
+
+The quantize stage writes it; :mod:`rtdeploy.derive` computes it again before deciding whether an
+existing ``X.int8.onnx`` can be reused. Both go through :func:`quantize_derivation`, so the two
+can never disagree about what counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtdeploy.artifacts import config_fields, derivation, sha256_file
+
+# Options that do not change the written model: where things are, how to show progress. The
+# content of the calibration data and of a read TensorRT cache is recorded as an input instead.
+OUTPUT_NEUTRAL = frozenset({"model", "output", "cache_dir", "progress", "calib_dir", "trt_cache", "from_trt_cache"})
+
+
+def uses_calibration_images(cfg) -> bool:
+    """True when the stage reads calibration images (FP16 for its overflow guard; INT8 unless it
+    takes its scales from a TensorRT cache without a fallback search)."""
+    if cfg.fp16:
+        return True
+    return cfg.from_trt_cache is None or cfg.keep_fp > 0 or cfg.target_agreement is not None
+
+
+def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
+    """The derivation record of the model ``cfg`` makes from a parent with ``parent_sha256``.
+
+    Args:
+        cfg: the :class:`rtdeploy.precision.quantize.QuantizeConfig`.
+        parent_sha256: the FP32 parent's sha256.
+        calibration_fingerprint: the calibration source's content fingerprint (None when the
+            stage reads no images: see :func:`uses_calibration_images`).
+    """
+    inputs = {"parent": parent_sha256}
+    if calibration_fingerprint is not None:
+        inputs["calibration"] = calibration_fingerprint
+    if cfg.from_trt_cache is not None:
+        inputs["trt_cache"] = sha256_file(Path(cfg.from_trt_cache))
+    return derivation("quantize", config_fields(cfg, exclude=OUTPUT_NEUTRAL), inputs)
+
+
+def calibration_fingerprint(cfg, meta) -> str | None:
+    """The content fingerprint of the calibration images ``cfg`` would read (None: it reads none).
+
+    Raises:
+        DataError: the calibration data cannot be opened.
+    """
+    if not uses_calibration_images(cfg):
+        return None
+    from rtdeploy.precision.calibration_data import open_calibration
+
+    return open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed).fingerprint()
