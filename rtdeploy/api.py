@@ -41,8 +41,7 @@ def export(*, depth: int = 50, weights: str | os.PathLike | None = None, num_cla
     from rtdeploy.models import family_of
 
     family_of(depth)  # an unknown depth fails before anything else is checked
-    out = Path(output) if output is not None else Path(f"resnet{depth}.onnx")
-    cfg = ExportConfig(depth=depth, output=out, weights=Path(weights) if weights else None, num_classes=num_classes,
+    cfg = ExportConfig(depth=depth, output=Path(output) if output is not None else None, weights=Path(weights) if weights else None, num_classes=num_classes,
                        in_channels=in_channels, variant=variant, image_size=image_size, opset=opset, batch=batch)
     return export_onnx(cfg)
 

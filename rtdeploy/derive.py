@@ -19,7 +19,7 @@ from typing import Any
 
 from rtdeploy.artifacts import derived_path, read_manifest, reuse_verdict, sha256_file
 from rtdeploy.errors import RtDeployError
-from rtdeploy.export.onnx_export import ExportConfig, export_derivation, export_onnx
+from rtdeploy.export.onnx_export import ExportConfig, export_derivation, export_onnx, export_path
 from rtdeploy.precision.derivation import calibration_fingerprint, quantize_derivation
 from rtdeploy.precision.quantize import QuantizeConfig, quantize
 from rtdeploy.trt.options import BuildOptions, build_derivation
@@ -66,9 +66,10 @@ def exported(cfg: ExportConfig, *, force: bool = False) -> Derived:
     Raises:
         RtDeployError: as :func:`rtdeploy.export.export_onnx`.
     """
-    ok, why = _reuse(Path(cfg.output), None if force else _wanted(export_derivation, cfg), force)
+    out = export_path(cfg)
+    ok, why = _reuse(out, None if force else _wanted(export_derivation, cfg), force)
     if ok:
-        return Derived(Path(cfg.output), False, why)
+        return Derived(out, False, why)
     result = export_onnx(cfg)
     return Derived(result.path, True, why, result)
 
@@ -143,7 +144,7 @@ def source_onnx(opts: BuildOptions, *, force: bool = False) -> tuple[Path, str]:
     onnx = Path(opts.onnx) if opts.onnx is not None else None
     if onnx is None:
         depth = opts.depth if opts.depth is not None else 50
-        onnx = exported(ExportConfig(depth=depth, output=Path(f"resnet{depth}.onnx")), force=force).path
+        onnx = exported(ExportConfig(depth=depth), force=force).path
     facts = read_graph_facts(onnx)
     precision = opts.precision or facts.precision
     if facts.precision == "fp32" and precision != "fp32" and opts.calibrate and not opts.implicit_calibration:

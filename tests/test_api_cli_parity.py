@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +59,55 @@ def test_command_has_an_api_function_with_the_same_options(name, command):
         else:
             assert str(api_default) == str(p.default if not isinstance(p.default, tuple) else tuple(p.default)), \
                 f"{name} {p.name}: CLI default {p.default!r} != api default {api_default!r}"
+
+
+# --- api <-> the stage's config dataclass: one declaration per option --------------------------
+# (api function, config class, api parameter -> config field where the names differ,
+#  config fields the api fills itself, and fields whose api form is parsed into another type)
+def _configs():
+    from rtdeploy.bench.options import BenchConfig
+    from rtdeploy.export import ExportConfig
+    from rtdeploy.pipeline import RunConfig
+    from rtdeploy.precision.quantize import QuantizeConfig
+    from rtdeploy.trt import BuildOptions
+    from rtdeploy.validate import ValidateConfig
+
+    return [
+        (api.export, ExportConfig, {}, set(), set()),
+        (api.quantize, QuantizeConfig, {"stats_cache": "cache_dir"}, set(), set()),
+        (api.validate, ValidateConfig, {}, set(), {"providers"}),
+        (api.build_engine, BuildOptions, {"max_batch": None}, set(), {"batch"}),
+        (api.run, RunConfig, {"precision": "precisions", "on_stage": None}, set(), {"precisions", "force"}),
+        (api.bench, BenchConfig, {"depth": "depths", "model": "models", "precision": "precisions", "backend": "backends",
+                                  "batch": "batches", "warmup": "warmup_s", "duration": "duration_s", "command": None},
+         set(), {"depths", "models", "precisions", "backends", "batches", "warmup_s", "duration_s", "workdir",
+                 "json", "markdown", "plot"}),
+    ]
+
+
+@pytest.mark.parametrize("fn,config,renamed,filled,parsed", _configs(), ids=lambda v: getattr(v, "__name__", ""))
+def test_api_parameters_are_the_config_fields_with_the_same_defaults(fn, config, renamed, filled, parsed):
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    params = inspect.signature(fn).parameters
+    seen = set()
+    for name, p in params.items():
+        target = renamed.get(name, name)
+        if target is None:
+            continue
+        assert target in fields, f"api.{fn.__name__}({name}) has no field {target!r} in {config.__name__}"
+        seen.add(target)
+        f = fields[target]
+        if target in parsed or p.default is inspect.Parameter.empty:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else inspect.Parameter.empty
+        if isinstance(default, Path) or isinstance(p.default, (str, os.PathLike)) and default is not None:
+            default, api_default = str(default), str(p.default)
+        else:
+            api_default = p.default
+        assert api_default == default or (api_default is None and default in ((), {})), \
+            f"api.{fn.__name__}({name}={p.default!r}) but {config.__name__}.{target} defaults to {default!r}"
+    missing = set(fields) - seen - filled
+    assert not missing, f"{config.__name__} fields with no api.{fn.__name__} parameter: {sorted(missing)}"

@@ -42,15 +42,15 @@ class ExportConfig:
 
     Attributes:
         depth: ResNet depth (see ``rtdeploy.models``).
-        output: the ONNX path to write (its manifest goes beside it).
+        output: the ONNX path to write, its manifest beside it (None: ``resnet<depth>.onnx`` here).
         weights: a checkpoint file; None exports a deterministically initialised model (seed 0).
         num_classes, in_channels, variant, image_size: model options (family defaults when None).
         opset: ONNX opset, 13..20.
         batch: ``"dynamic"`` for a dynamic batch axis, or a fixed batch size.
     """
 
-    depth: int
-    output: Path
+    depth: int = 50
+    output: Path | None = None
     weights: Path | None = None
     num_classes: int | None = None
     in_channels: int = 3
@@ -94,7 +94,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
         raise ExportError(f"--opset {cfg.opset} is not supported; accepted: {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.6 reads up to 17, the default)")
     batch = parse_batch(cfg.batch)
     meta = model_meta(cfg.depth, num_classes=cfg.num_classes, in_channels=cfg.in_channels, variant=cfg.variant, image_size=cfg.image_size)
-    out = check_output_path(cfg.output)
+    out = check_output_path(export_path(cfg))
     refuse_overwriting_inputs(out, cfg.weights)
     model = build_torch_model(meta, cfg.weights)
     start = time.perf_counter()
@@ -166,6 +166,11 @@ def _seeded(seed: int):
         yield
     finally:
         torch.random.set_rng_state(state)
+
+
+def export_path(cfg: ExportConfig) -> Path:
+    """Where ``cfg`` writes: ``cfg.output``, or ``resnet<depth>.onnx`` in the working folder."""
+    return Path(cfg.output) if cfg.output is not None else Path(f"resnet{cfg.depth}.onnx")
 
 
 def export_derivation(cfg: ExportConfig) -> dict:
