@@ -698,3 +698,14 @@ def test_cudart_checks_can_fail(rt):
     assert cudart_return_problem(rt.cudaMalloc, (ok, 1)) is None
     assert cudart_return_problem(rt.cudaStreamSynchronize, (ok, 1))
     assert cudart_return_problem(rt.cudaMemGetInfo, (ok, 1))
+
+
+def test_inspect_reads_a_plan_through_the_engine_inspector(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.inspect_file import inspect_file
+
+    w = make_world(layers_json=_real_layers("a100-resnet18-qat"))
+    path = build(w, rt, tmp_path, models["int8"], precision="int8").path
+    result = inspect_file(path, expect="int8", trt_module=w.module, memory=w.memory)
+    assert result.source == "engine" and result.verdict["ok"] is True
+    assert result.report["compute"] == {"total": 21, "by_precision": {"int8": 21}} and result.failure() is None
+    assert w.events.count("deserialize") == 2 and w.events[-2:] == ["plugins", "deserialize"]
