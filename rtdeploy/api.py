@@ -261,3 +261,18 @@ def doctor():
     from rtdeploy.doctor import diagnose
 
     return diagnose()
+
+
+def inspect(path: str | os.PathLike, *, expect: str | None = None):
+    """Per-layer precision of an engine plan or a layer-information JSON (``rtdeploy inspect``).
+
+    Compute layers (those with weights) are judged by weight type and input precision; with
+    ``expect`` (``fp32``/``fp16``/``int8``) every compute layer must run at that precision or below,
+    except the layers the manifest lists as kept in float. A JSON needs neither TensorRT nor a GPU.
+
+    Returns:
+        :class:`rtdeploy.trt.inspect_file.InspectResult` (``report``, ``verdict``, ``failure()``).
+    """
+    from rtdeploy.trt.inspect_file import inspect_file
+
+    return inspect_file(path, expect=expect)

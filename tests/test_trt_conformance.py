@@ -1,6 +1,6 @@
-"""TensorRT API conformance against the REAL Python bindings of 8.6.1, 10.3.0, 10.13.3.9 and 11.4.0.106.
+"""TensorRT API conformance against the REAL Python bindings of 8.6.1, 10.3.0, 10.13.3.9, 10.16.1.11 and 11.4.0.106.
 
-Each release runs tests/trt_stubs/conformance_cases.py in its own process (all four are the
+Each release runs tests/trt_stubs/conformance_cases.py in its own process (all five are the
 module ``tensorrt_bindings``, each with its own stub libraries on LD_LIBRARY_PATH). These tests
 prove that rtdeploy calls only what each release has, with arguments that fit its signatures; they
 do NOT prove an engine builds or runs — that needs a GPU (tests/test_trt_gpu.py).

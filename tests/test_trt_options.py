@@ -120,7 +120,21 @@ def manifest(version="10.3.0", cc="8.0", **build):
 
 
 def test_compatibility_rules():
-    assert compatibility_problem(manifest(), runtime_version="10.13.3.9", device=GPU) is None
+    # Defect 6: another minor release only warned. TensorRT's rule (engine-compatibility page, 11.1.0 docs;
+    # ../shared/reference/trt-engine-graphs/README.md (e)): a plan loads on the release that built it only,
+    # a version-compatible plan on that release or a later one.
+    assert compatibility_problem(manifest(), runtime_version="10.3.0", device=GPU) is None
+    assert "TensorRT 10.3.0, this machine has TensorRT 10.13.3.9 (a plan loads only" in compatibility_problem(
+        manifest(), runtime_version="10.13.3.9", device=GPU)
+    assert compatibility_problem(manifest(version_compatible=True), runtime_version="10.13.3.9", device=GPU) is None
+    assert "run only on that release or later" in compatibility_problem(manifest("10.13.3.9", version_compatible=True),
+                                                                         runtime_version="10.3.0", device=GPU)
+    assert compatibility_problem(manifest("11.0.0.114", version_compatible=True), runtime_version="11.4.0.106", device=GPU) is None
+    assert "platform" in compatibility_problem({**manifest(), "platform": "windows-x86_64"}, runtime_version="10.3.0", device=GPU,
+                                               platform="linux-x86_64")
+    assert compatibility_problem({**manifest(), "platform": "linux-x86_64"}, runtime_version="10.3.0", device=GPU,
+                                 platform="linux-x86_64") is None
+    assert "compute capability 8.0" in compatibility_problem(manifest(hardware_compatibility="same-cc"), runtime_version="10.3.0", device=ORIN)
     assert "TensorRT 10.3.0, this machine has TensorRT 11.4.0.106" in compatibility_problem(manifest(), runtime_version="11.4.0.106", device=GPU)
     assert compatibility_problem(manifest(version_compatible=True), runtime_version="11.4.0.106", device=GPU) is None
     assert compatibility_problem(manifest("11.4.0.106", version_compatible=True), runtime_version="10.3.0", device=GPU)
@@ -144,7 +158,8 @@ def test_engine_file_checks(tmp_path):
     path = write_engine(tmp_path, b"PLAN" * 100, manifest())
     check_engine_file(path, json.loads(Path(str(path) + ".json").read_text()), runtime_version="10.3.0", device=GPU)
     m = json.loads(Path(str(path) + ".json").read_text())
-    with pytest.raises(EngineError, match=r"built for TensorRT 10.3.0, this machine has TensorRT 8.6.1; rebuild it here: rtdeploy build-engine --onnx /m/r50.int8.onnx"):
+    with pytest.raises(EngineError, match=r"built for TensorRT 10.3.0, this machine has TensorRT 8.6.1 .a plan loads only on the release "
+                                          r"that built it.; rebuild it here: rtdeploy build-engine --onnx /m/r50.int8.onnx"):
         check_engine_file(path, m, runtime_version="8.6.1", device=GPU)
     path.write_bytes(b"PLAN" * 10)  # truncated
     with pytest.raises(EngineError, match="does not match its manifest .truncated or replaced"):
@@ -163,19 +178,19 @@ def test_engine_file_checks(tmp_path):
 def test_layer_report_and_precision_check():
     info = json.dumps({"Layers": [
         {"Name": "conv1", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
-         "Outputs": [{"Format/Datatype": "Row major linear FP32"}]},
+         "Outputs": [{"Format/Datatype": "Row major linear FP32"}], "Weights": {"Type": "Int8", "Count": 9}},
         {"Name": "reformat", "LayerType": "Reformat", "Inputs": [{"Format/Datatype": "Row major linear FP32"}],
          "Outputs": [{"Format/Datatype": "Channel major FP16 format where channel % 2 == 0"}]},
         {"Name": "dla_subgraph", "LayerType": "DLA", "Inputs": [{"Format/Datatype": "Half"}], "Outputs": []}]})
     report = parse_engine_information(info)
-    assert [(x["precision"], x["device"]) for x in report["layers"]] == [("int8", "GPU"), ("fp16", "GPU"), ("fp16", "DLA")]
+    assert [(x["precision"], x["device"]) for x in report["list"]] == [("int8", "GPU"), ("fp16", "GPU"), ("fp16", "DLA")]
     assert report["by_precision"] == {"int8": 1, "fp16": 2} and report["detailed"]
-    assert check_precision_realized(report, "int8") and check_precision_realized(report, "fp16")
+    assert report["compute"] == {"total": 1, "by_precision": {"int8": 1}}
+    assert check_precision_realized(report, "int8")["ok"] and check_precision_realized(report, "fp16")["ok"]
     only_reformat = parse_engine_information(json.dumps({"Layers": [json.loads(info)["Layers"][1]]}))
-    with pytest.raises(EngineError, match="FP16 was asked, but TensorRT built no FP16 layer"):
-        check_precision_realized(only_reformat, "fp16")  # a reformat alone is no FP16 compute
+    assert check_precision_realized(only_reformat, "fp16")["verified"] is False  # a reformat alone proves nothing
     names_only = parse_engine_information(json.dumps({"Layers": ["conv1", "fc"]}))
-    assert not names_only["detailed"] and check_precision_realized(names_only, "int8") is False
+    assert not names_only["detailed"] and check_precision_realized(names_only, "int8")["verified"] is False
     assert tensor_precision("N/A due to dynamic shapes") == "unknown" and tensor_precision("BFloat16") == "bf16"
 
 

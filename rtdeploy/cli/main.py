@@ -17,6 +17,7 @@ COMMANDS = [
     ("rtdeploy.cli.validate_cmd", "validate"),
     ("rtdeploy.cli.quantize_cmd", "quantize"),
     ("rtdeploy.cli.build_engine_cmd", "build_engine"),
+    ("rtdeploy.cli.inspect_cmd", "inspect"),
     ("rtdeploy.cli.bench_cmd", "bench"),
     ("rtdeploy.cli.run_cmd", "run"),
     ("rtdeploy.cli.package_cmd", "package"),

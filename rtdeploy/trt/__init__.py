@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from rtdeploy.trt.loader import availability, import_tensorrt
 from rtdeploy.trt.options import BatchProfile, BuildOptions, parse_size
-from rtdeploy.trt.runner import TrtRunner
+from rtdeploy.trt.runner import SharedEngine, TrtRunner, load_shared_engine
 from rtdeploy.trt.stage import EngineBuildResult, build_engine
 
 __all__ = [
     "BatchProfile",
     "BuildOptions",
     "EngineBuildResult",
+    "SharedEngine",
     "TrtRunner",
     "availability",
     "build_engine",
     "import_tensorrt",
+    "load_shared_engine",
     "parse_size",
 ]

@@ -41,6 +41,8 @@ class BuildRequest:
         version_compatible: set BuilderFlag.VERSION_COMPATIBLE.
         hardware_compatibility: ``ampere+``, ``same-cc`` or None.
         calibrator: an implicit INT8 calibrator (``plan.calibrator`` only).
+        keep_fp32: ONNX node names the FP16 stage kept in FP32 (its overflow guard); pinned to FP32
+            with ``OBEY_PRECISION_CONSTRAINTS`` where the network is weakly typed.
     """
 
     onnx: Path
@@ -55,6 +57,7 @@ class BuildRequest:
     version_compatible: bool = False
     hardware_compatibility: str | None = None
     calibrator: Any = None
+    keep_fp32: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,6 +69,8 @@ class BuildOutput:
         timing_cache: the updated timing cache bytes (None when no cache was asked for).
         dla_placement: ``{"dla": n, "gpu": m, "gpu_layers": [...]}`` on DLA builds, else None.
         builder_flags: the BuilderFlag names set, network_flags: the creation flags used.
+        precision_constraints: on weakly typed builds that pin layers to FP32:
+            ``{"flag": "OBEY_PRECISION_CONSTRAINTS", "layers": [...], "missing": [...]}``; else None.
         warnings: TensorRT's warnings during the build.
     """
 
@@ -75,6 +80,7 @@ class BuildOutput:
     builder_flags: list[str]
     network_flags: list[str]
     warnings: list[str] = field(default_factory=list)
+    precision_constraints: dict | None = None
 
 
 def make_logger(trt):
@@ -142,6 +148,7 @@ def build_plan(trt, request: BuildRequest, *, logger=None, builder=None) -> Buil
     _parse(trt, parser, request)
     config = builder.create_builder_config()
     builder_flags = _configure(trt, features, builder, config, request)
+    constraints = _pin_fp32_layers(trt, network, config, request, builder_flags)
     _add_profiles(builder, config, features, request)
     placement = _place_on_dla(trt, builder, network, config, request) if request.dla_core is not None else None
     cache = _attach_timing_cache(config, request.timing_cache)
@@ -150,7 +157,8 @@ def build_plan(trt, request: BuildRequest, *, logger=None, builder=None) -> Buil
         raise EngineError(_build_failure(trt, logger, request))
     timing = bytes(cache.serialize()) if cache is not None else None
     return BuildOutput(plan=bytes(serialized), timing_cache=timing, dla_placement=placement, builder_flags=builder_flags,
-                       network_flags=list(request.plan.network_flags), warnings=list(getattr(logger, "warnings", [])))
+                       network_flags=list(request.plan.network_flags), warnings=list(getattr(logger, "warnings", [])),
+                       precision_constraints=constraints)
 
 
 def _network_flags(trt, plan: PrecisionPlan) -> int:
@@ -211,6 +219,33 @@ def _configure(trt, features: Features, builder, config, request: BuildRequest) 
     if request.plan.calibrator:
         config.int8_calibrator = request.calibrator
     return flags
+
+
+def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags: list[str]) -> dict | None:
+    """Weak typing (8.6; DLA builds on 10.x) treats the FP16 graph's Casts as hints: TensorRT may run
+    the layers the FP16 stage kept in FP32 in FP16 anyway, unless each is given an FP32 precision and
+    ``OBEY_PRECISION_CONSTRAINTS`` is set (NvInfer.h, ``ILayer::setPrecision``; trtexec
+    ``--precisionConstraints=obey --layerPrecisions=...``). Strongly typed networks obey the graph's types."""
+    if request.plan.strongly_typed or not request.keep_fp32 or request.plan.precision == "fp32":
+        return None
+    if not hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
+        return None
+    wanted = set(request.keep_fp32)
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.name in wanted:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            pinned.append(layer.name)
+    missing = sorted(wanted - set(pinned))
+    if missing:
+        log.warning("%d node(s) kept in FP32 by the FP16 stage have no layer of that name in TensorRT's network: %s",
+                    len(missing), ", ".join(missing[:MAX_LISTED]))
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
+    return {"flag": "OBEY_PRECISION_CONSTRAINTS", "layers": pinned, "missing": missing}
 
 
 def _hardware_level(trt, features: Features, value: str):

@@ -55,6 +55,8 @@ def make_entropy_calibrator(trt, batches: Iterable[np.ndarray], *, batch_size: i
         input_name: the network input the batches feed.
         memory: a device-memory object (:class:`rtdeploy.trt.device_memory.CudaRuntime`).
         cache_path: where the calibration cache is read from and written to (None: no cache).
+
+    Call ``release()`` on the calibrator once the build is over: it frees its device buffer and stream.
     """
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -96,5 +98,14 @@ def make_entropy_calibrator(trt, batches: Iterable[np.ndarray], *, batch_size: i
         def write_calibration_cache(self, cache):
             if cache_path is not None:
                 write_bytes_atomic(cache_path, bytes(cache))
+
+        def release(self):
+            """Free the device buffer and the stream (the build calls this when it is done)."""
+            if self._device is not None:
+                memory.free(self._device)
+                self._device = None
+            if self._stream is not None:
+                memory.destroy_stream(self._stream)
+                self._stream = None
 
     return EntropyCalibrator()

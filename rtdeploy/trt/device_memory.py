@@ -53,6 +53,10 @@ class DeviceInfo:
         return asdict(self)
 
 
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
 def load_cudart():
     """The cuda-python runtime module.
 
@@ -122,9 +126,37 @@ class CudaRuntime:
         except Exception:  # the message is a courtesy; the code alone is enough
             text = code
         if code in _NO_GPU_ERRORS:
-            return MissingDependency(f"no usable NVIDIA GPU: CUDA says {text} ({code} in {name}); "
-                                     "run on a machine with an NVIDIA GPU and driver (rtdeploy doctor shows what is missing)")
+            return MissingDependency(self._no_gpu_reason(name, code, text))
         return EngineError(f"CUDA call {name} failed: {text} ({code})")
+
+    def _no_gpu_reason(self, name: str, code: str, text: str) -> str:
+        """Tell "no driver", "driver too old for this cuda-python" and "no GPU" apart (one line each)."""
+        where = f"({code} in {name})"
+        if code == "cudaErrorNoDevice":
+            return (f"no usable NVIDIA GPU: the driver is installed but reports no CUDA device {where}; run on a machine with an "
+                    "NVIDIA GPU (check nvidia-smi; in a container, pass the GPU through) — rtdeploy doctor shows what is there")
+        driver, runtime = self._versions()
+        if code == "cudaErrorInsufficientDriver" and driver == 0:
+            return (f"no usable NVIDIA GPU: no NVIDIA driver is loaded (CUDA says {text} {where}); install the NVIDIA driver "
+                    "on a machine with an NVIDIA GPU — rtdeploy doctor shows what is missing")
+        if code == "cudaErrorInsufficientDriver" and runtime and driver < runtime:
+            need = runtime // 1000
+            return (f"no usable NVIDIA GPU: the NVIDIA driver supports CUDA {_cuda_version(driver)}, older than the CUDA "
+                    f"{_cuda_version(runtime)} that cuda-python {need}.x needs {where}; install cuda-python<{need} "
+                    f"(pip install \"cuda-python<{need}\") to match the driver, or update the driver")
+        return (f"no usable NVIDIA GPU: CUDA says {text} {where}; run on a machine with an NVIDIA GPU and driver "
+                "(rtdeploy doctor shows what is missing)")
+
+    def _versions(self) -> tuple[int, int]:
+        """(driver's CUDA version, cuda-python's runtime version) as 12040-style ints; 0 when unknown or no driver."""
+        out = []
+        for fn in ("cudaDriverGetVersion", "cudaRuntimeGetVersion"):
+            try:
+                err, value = getattr(self.rt, fn)()
+                out.append(int(value) if err == self.rt.cudaError_t.cudaSuccess else 0)
+            except Exception:  # a courtesy for the message only
+                out.append(0)
+        return out[0], out[1]
 
     # -- device -------------------------------------------------------------------------------
     def device_info(self) -> DeviceInfo:
@@ -204,9 +236,25 @@ class CudaRuntime:
         """Stop recording; returns an executable graph for :meth:`launch`."""
         graph = self._call("cudaStreamEndCapture", stream)
         try:
-            return self._call("cudaGraphInstantiate", graph, 0)
+            # cuda-python 12.x/13.x: (graph, flags) -> (err, exec). CUDA 11's C signature (JetPack 5) is
+            # cudaGraphInstantiate(exec*, graph, errorNode*, logBuffer, bufferSize): its binding returns more
+            # values after the executable graph, and 0 is a valid bufferSize too. The first value is the graph.
+            made = self._call("cudaGraphInstantiate", graph, 0)
+            return made[0] if isinstance(made, tuple) else made
         finally:
             self._call("cudaGraphDestroy", graph)
+
+    def end_capture_on_error(self, stream) -> None:
+        """After a failed enqueue during capture: end the capture, tolerating an invalidated one,
+        destroy any partial graph and clear CUDA's error state (what trtexec's ``endCaptureOnError``
+        does, samples/common/sampleDevice.h)."""
+        result = self.rt.cudaStreamEndCapture(stream)
+        err, graph = (result[0], result[1]) if isinstance(result, tuple) and len(result) > 1 else (result, None)
+        if err == self.rt.cudaError_t.cudaSuccess and graph is not None and int(graph) != 0:
+            self.rt.cudaGraphDestroy(graph)
+        elif err not in (self.rt.cudaError_t.cudaSuccess, self.rt.cudaError_t.cudaErrorStreamCaptureInvalidated):
+            log.debug("cudaStreamEndCapture after a failed capture: %s", getattr(err, "name", err))
+        self.rt.cudaGetLastError()  # clears the error the failed capture left behind
 
     def launch(self, graph_exec, stream) -> None:
         self._call("cudaGraphLaunch", graph_exec, stream)

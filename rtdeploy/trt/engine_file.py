@@ -28,32 +28,86 @@ def rebuild_command(manifest: dict[str, Any] | None, path: Path) -> str:
     return f"rtdeploy build-engine --onnx MODEL.onnx -o {path}"
 
 
-def compatibility_problem(manifest: dict[str, Any], *, runtime_version: str, device: DeviceInfo | None) -> str | None:
+def this_platform() -> str:
+    """``linux-x86_64``, ``linux-aarch64``, ``windows-x86_64``: what a plan is tied to besides TensorRT and GPU."""
+    import platform
+    import sys
+
+    osname = "windows" if sys.platform.startswith("win") else "linux" if sys.platform.startswith("linux") else sys.platform
+    machine = platform.machine().lower() or "unknown"
+    return f"{osname}-{ {'amd64': 'x86_64', 'arm64': 'aarch64'}.get(machine, machine)}"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for p in str(version).split("."):
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def version_problem(built_version: str, runtime_version: str, version_compatible: bool) -> str | None:
+    """Why a plan from TensorRT ``built_version`` cannot load on ``runtime_version``, or None.
+
+    TensorRT's rule (engine-compatibility page of the 10.x/11.x developer guide): a plan loads only
+    on the release that built it; a ``VERSION_COMPATIBLE`` plan also loads on later releases,
+    never on earlier ones (10.x plans run on 11.x, not 11.x plans on 10.x).
+    """
+    if built_version == runtime_version:
+        return None
+    if version_compatible:
+        if _version_tuple(runtime_version) >= _version_tuple(built_version):
+            return None
+        return (f"TensorRT {built_version} (version-compatible plans run only on that release or later), "
+                f"this machine has the earlier TensorRT {runtime_version}")
+    return f"TensorRT {built_version}, this machine has TensorRT {runtime_version} (a plan loads only on the release that built it)"
+
+
+def compatibility_problem(manifest: dict[str, Any], *, runtime_version: str, device: DeviceInfo | None,
+                          platform: str | None = None) -> str | None:
     """Why an engine with ``manifest`` cannot run here, or None when it can.
 
-    Rules: the TensorRT major must match, except that a version-compatible plan also loads on a
-    later major; the compute capability must match, except that an ``ampere+`` plan runs on any
-    compute capability >= 8.0.
+    Rules (see /docs/tensorrt.md, "Loading"): the TensorRT release must be the one that built the
+    plan, or a later one for a version-compatible plan; the platform (OS and CPU architecture)
+    must match; the compute capability must match, except that an ``ampere+`` plan runs on any
+    compute capability >= 8.0 (and ``same-cc`` on the same compute capability).
     """
     built = manifest.get("tensorrt", {})
     build = manifest.get("build", {})
-    built_version = str(built.get("version", "?"))
-    built_major, here_major = major_of(built_version), major_of(runtime_version)
-    if built_major != here_major and not (build.get("version_compatible") and here_major > built_major):
-        return f"TensorRT {built_version}, this machine has TensorRT {runtime_version}"
-    if built_version != runtime_version and not build.get("version_compatible"):
-        log.warning("engine built with TensorRT %s, running on %s; TensorRT may refuse it", built_version, runtime_version)
-    built_cc = str(manifest.get("device", {}).get("compute_capability", "?"))
+    problem = version_problem(str(built.get("version", "?")), runtime_version, bool(build.get("version_compatible")))
+    if problem:
+        return problem
+    built_platform = manifest.get("platform")
+    here_platform = platform or this_platform()
+    if built_platform and built_platform != here_platform:
+        return f"the {built_platform} platform, this machine is {here_platform} (plans are not portable across platforms)"
     if device is None:
         return None
+    built_cc = str(manifest.get("device", {}).get("compute_capability", "?"))
     here_cc = device.compute_capability
     if build.get("hardware_compatibility") == "ampere+":
-        if major_of(here_cc) < 8:
+        if _version_tuple(here_cc) < (8, 0):
             return f"hardware compatibility ampere+ (compute >= 8.0), this GPU ({device.name}) has compute {here_cc}"
         return None
     if built_cc != here_cc:
         built_gpu = manifest.get("device", {}).get("name", "?")
         return f"compute capability {built_cc} ({built_gpu}), this GPU ({device.name}) has compute {here_cc}"
+    return None
+
+
+def hardware_compatibility_problem(level: str | None, device: DeviceInfo) -> str | None:
+    """Why a build at hardware-compatibility ``level`` cannot be made on ``device``, or None.
+
+    NvInfer.h (``HardwareCompatibilityLevel``): ``kAMPERE_PLUS`` needs an Ampere or newer GPU to
+    build on; ``kSAME_COMPUTE_CAPABILITY`` needs Turing or newer.
+    """
+    cc = _version_tuple(device.compute_capability)
+    if level == "ampere+" and cc < (8, 0):
+        return (f"--hardware-compatibility ampere+ needs an Ampere or newer GPU to build on (compute >= 8.0), "
+                f"but {device.name} has compute {device.compute_capability}; build without it or on an Ampere+ GPU")
+    if level == "same-cc" and cc < (7, 5):
+        return (f"--hardware-compatibility same-cc needs a Turing or newer GPU to build on (compute >= 7.5), "
+                f"but {device.name} has compute {device.compute_capability}; build without it")
     return None
 
 
@@ -106,21 +160,57 @@ def load_engine(trt, path: str | Path, *, device: DeviceInfo | None, logger=None
     version = trt_version(trt)
     check_engine_file(path, manifest, runtime_version=version, device=device)
     logger = logger if logger is not None else make_logger(trt)
+    version_compatible = bool(manifest and manifest.get("build", {}).get("version_compatible"))
+    engine, runtime = deserialize_plan(trt, path.read_bytes(), logger=logger, version_compatible=version_compatible,
+                                       what=str(path), rebuild=rebuild_command(manifest, path))
+    return engine, manifest, runtime
+
+
+def deserialize_plan(trt, plan: bytes, *, logger, version_compatible: bool, what: str, rebuild: str):
+    """The one way rtdeploy deserializes a plan (after a build, and when loading a file).
+
+    TensorRT's plugins are registered first (``init_libnvinfer_plugins``, as trtexec and Polygraphy
+    do), so plans with plugin layers load. A version-compatible plan embeds its own lean runtime
+    and TensorRT refuses it unless ``Runtime.engine_host_code_allowed`` is True (default False:
+    NvInferRuntime.h; trtexec's sampleEngines.cpp sets it for such plans).
+
+    Returns:
+        (engine, runtime): keep the runtime alive as long as the engine.
+
+    Raises:
+        EngineError: TensorRT could not deserialize the plan (the message says ``what`` and ``rebuild``).
+        MissingDependency: no runtime could be created (no GPU or driver).
+    """
+    init_plugins(trt, logger)
     runtime = create_runtime(trt, logger)
-    if manifest and manifest.get("build", {}).get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
-        # A version-compatible plan carries its own lean runtime, which must be allowed to run.
+    if version_compatible:
+        if not hasattr(runtime, "engine_host_code_allowed"):
+            raise EngineError(f"{what} is a version-compatible plan, but TensorRT {trt_version(trt)} cannot allow its embedded "
+                              f"runtime (no Runtime.engine_host_code_allowed); rebuild it here: {rebuild}")
         runtime.engine_host_code_allowed = True
     try:
-        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        engine = runtime.deserialize_cuda_engine(plan)
     except (RuntimeError, TypeError, ValueError) as e:
         log.debug("deserialize_cuda_engine raised %r", e)
         engine = None
     if engine is None:
         errors = getattr(logger, "errors", [])
         said = f": {errors[-1].strip().splitlines()[0][:200]}" if errors else ""
-        raise EngineError(f"{path} is not a TensorRT {version} engine or is truncated (TensorRT could not deserialize it{said}); "
-                          f"rebuild it: {rebuild_command(manifest, path)}")
-    return engine, manifest, runtime
+        raise EngineError(f"{what} is not a TensorRT {trt_version(trt)} engine or is truncated (TensorRT could not deserialize it{said}); "
+                          f"rebuild it: {rebuild}")
+    return engine, runtime
+
+
+def init_plugins(trt, logger) -> None:
+    """Register TensorRT's standard plugins (idempotent in TensorRT); a failure is logged, not raised:
+    plans without plugin layers load without them."""
+    init = getattr(trt, "init_libnvinfer_plugins", None)
+    if init is None:
+        return
+    try:
+        init(logger, "")
+    except (RuntimeError, TypeError) as e:
+        log.warning("TensorRT's plugins could not be registered (%s); plans with plugin layers will not load", e)
 
 
 def create_runtime(trt, logger):

@@ -23,6 +23,8 @@ class GraphFacts:
         fp16: the graph computes in float16 (FP16 initializers or FP16 input).
         node_names: node names in graph order (to name a node a parser error points at by index).
         node_ops: their operator types, in the same order.
+        float_weighted: in a Q/DQ graph, the Conv/Gemm/MatMul nodes whose weights are NOT quantized
+            (no DequantizeLinear feeds their weight input): TensorRT is asked to run them in float.
     """
 
     input_name: str
@@ -32,6 +34,7 @@ class GraphFacts:
     fp16: bool
     node_names: tuple[str, ...]
     node_ops: tuple[str, ...] = ()
+    float_weighted: tuple[str, ...] = ()
 
     @property
     def precision(self) -> str:
@@ -74,4 +77,13 @@ def read_graph_facts(path: str | os.PathLike) -> GraphFacts:
         fp16=fp16,
         node_names=tuple(n.name or f"{n.op_type}_{i}" for i, n in enumerate(graph.node)),
         node_ops=tuple(n.op_type for n in graph.node),
+        float_weighted=_float_weighted(graph),
     )
+
+
+def _float_weighted(graph) -> tuple[str, ...]:
+    if not any(n.op_type in QDQ_OPS for n in graph.node):
+        return ()
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return tuple(n.name for n in graph.node
+                 if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] not in dequantized)

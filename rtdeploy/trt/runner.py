@@ -9,6 +9,20 @@ Buffers are allocated once, at ``activate``, for the profile's largest batch: de
 every input and output and page-locked (pinned) host buffers beside them, so copies are
 asynchronous and ``infer`` allocates nothing. Execution uses the API common to 8.6, 10.x and
 11.x: ``set_input_shape`` + ``set_tensor_address`` + ``execute_async_v3`` on one stream.
+
+CUDA graphs (``cuda_graph=True``): a captured graph is valid only for the input shapes it was
+captured at; TensorRT requires a re-capture after ``set_input_shape`` changes them (NVIDIA/TensorRT
+#3798; developer guide, "CUDA Graphs"). Each runner keeps ONE graph, for its current shapes, and
+re-captures when a call brings another batch size. Callers that alternate batch sizes should use
+one runner per batch size, sharing one deserialized engine (:func:`load_shared_engine`): each
+runner owns its execution context, stream, buffers and graph. If TensorRT cannot enqueue under
+capture, the runner does what trtexec does: ends the capture, clears the error, warns once and
+runs without graphs.
+
+Per-layer profiling: pass ``profiler=`` (a ``trt.IProfiler``); it is attached to the runner's
+execution context. Graph replays do not go through TensorRT's enqueue, so TensorRT reports no layer
+times for them: ``profiler`` with ``cuda_graph=True`` is refused (trtexec likewise profiles in a
+separate run, ``--separateProfileRun``, from the graph-timed one).
 """
 
 from __future__ import annotations
@@ -25,6 +39,41 @@ from rtdeploy.runners.base import Runner
 from rtdeploy.trt.options import BatchProfile
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SharedEngine:
+    """A deserialized engine that several :class:`TrtRunner` s can share (``TrtRunner(path, engine=shared)``).
+
+    Attributes:
+        path: the plan file; manifest: its manifest (or None); engine, runtime: TensorRT objects
+            (the runtime must outlive the engine); trt: the ``tensorrt`` module; memory: the
+            device-memory object the runners use by default.
+    """
+
+    path: Path
+    manifest: dict | None
+    engine: object
+    runtime: object
+    trt: object
+    memory: object
+
+
+def load_shared_engine(engine_path: str | os.PathLike, *, device: int = 0, trt_module=None, memory=None) -> SharedEngine:
+    """Check and deserialize an engine once, for several runners (one execution context and one
+    CUDA stream each). Keep the returned object alive as long as any runner using it.
+
+    Raises:
+        EngineError, ArtifactError, MissingDependency: as :func:`rtdeploy.trt.engine_file.load_engine`.
+    """
+    from rtdeploy.trt.device_memory import open_device_memory
+    from rtdeploy.trt.engine_file import load_engine
+    from rtdeploy.trt.loader import import_tensorrt
+
+    trt = trt_module or import_tensorrt()
+    mem = memory if memory is not None else open_device_memory(device)
+    engine, manifest, runtime = load_engine(trt, Path(engine_path), device=mem.device_info())
+    return SharedEngine(Path(engine_path), manifest, engine, runtime, trt, mem)
 
 
 @dataclass
@@ -47,6 +96,10 @@ class TrtRunner(Runner):
         trt_module: the ``tensorrt`` module to use (default: the installed one).
         memory: a device-memory object with :class:`rtdeploy.trt.device_memory.CudaRuntime`'s
             methods (default: cuda-python on ``device``).
+        engine: a :class:`SharedEngine` to run instead of deserializing ``engine_path`` again
+            (its ``trt`` and ``memory`` are used unless given).
+        profiler: a ``trt.IProfiler`` attached to this runner's execution context
+            (``context.profiler``); not with ``cuda_graph=True``.
 
     Attributes:
         last_timings: milliseconds of the last call, from CUDA events: ``h2d_ms``, ``compute_ms``,
@@ -55,10 +108,20 @@ class TrtRunner(Runner):
         manifest: the engine's manifest (None when it has none).
     """
 
-    def __init__(self, engine_path: str | os.PathLike, *, cuda_graph: bool = False, device: int = 0,
-                 trt_module=None, memory=None):
+    def __init__(self, engine_path: str | os.PathLike | None = None, *, cuda_graph: bool = False, device: int = 0,
+                 trt_module=None, memory=None, engine: SharedEngine | None = None, profiler=None):
         super().__init__()
-        self.path = Path(engine_path)
+        if engine_path is None and engine is None:
+            raise ValueError("give an engine file or engine=load_shared_engine(path)")
+        if profiler is not None and cuda_graph:
+            raise ValueError("profiler= needs cuda_graph=False: TensorRT reports layer times for its enqueues, and a CUDA graph "
+                             "replay is not one; profile in a separate runner without graphs")
+        self.path = Path(engine_path) if engine_path is not None else engine.path
+        self._shared = engine
+        self.profiler = profiler
+        if engine is not None:
+            trt_module = trt_module or engine.trt
+            memory = memory if memory is not None else engine.memory
         self.cuda_graph = cuda_graph
         self.device_index = device
         self._trt = trt_module
@@ -74,7 +137,8 @@ class TrtRunner(Runner):
         self._inputs: dict[str, _Tensor] = {}
         self._outputs: dict[str, _Tensor] = {}
         self._events: list = []
-        self._graphs: dict[tuple, object] = {}
+        self._graph = None  # the executable graph for the current input shapes
+        self._graph_failed = False
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._batch = 0
 
@@ -89,7 +153,10 @@ class TrtRunner(Runner):
         mem = self._memory if self._memory is not None else open_device_memory(self.device_index)
         self._memory = mem
         try:
-            engine, self.manifest, self._runtime = load_engine(trt, self.path, device=mem.device_info())
+            if self._shared is not None:
+                engine, self.manifest, self._runtime = self._shared.engine, self._shared.manifest, self._shared.runtime
+            else:
+                engine, self.manifest, self._runtime = load_engine(trt, self.path, device=mem.device_info())
             self._engine = engine
             if self.manifest and self.manifest.get("precision"):
                 self.name = f"tensorrt[{self.manifest['precision']}{',graph' if self.cuda_graph else ''}]"
@@ -97,6 +164,8 @@ class TrtRunner(Runner):
             if self._context is None:
                 raise EngineError(f"TensorRT could not create an execution context for {self.path.name} (out of GPU memory?); "
                                   "free GPU memory or rebuild with a smaller --batch MAX")
+            if self.profiler is not None:
+                self._context.profiler = self.profiler
             self._allocate(trt, engine, mem)
             self._stream = mem.stream()
             self._events = [mem.event() for _ in range(4)]
@@ -107,7 +176,7 @@ class TrtRunner(Runner):
     def _allocate(self, trt, engine, mem) -> None:
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            dtype = _numpy_dtype(trt, engine.get_tensor_dtype(name), name, self.path)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 shapes = [tuple(s) for s in engine.get_tensor_profile_shape(name, 0)]
                 self._inputs[name] = _Tensor(name, dtype, shapes[2])
@@ -131,8 +200,7 @@ class TrtRunner(Runner):
     def _release(self) -> None:
         mem = self._memory
         if mem is not None:
-            for g in self._graphs.values():
-                mem.destroy_graph(g)
+            self._drop_graph()
             for e in self._events:
                 mem.destroy_event(e)
             if self._stream is not None:
@@ -189,6 +257,8 @@ class TrtRunner(Runner):
                                   f"send {self.profile.min}..{self.profile.max} samples per call, or rebuild with a --batch that covers {batch}")
             np.copyto(t.host[:batch], arr, casting="same_kind" if arr.dtype.kind == t.dtype.kind else "unsafe")
             if self._shapes.get(name) != arr.shape:
+                # A captured graph is only valid for the shapes it was captured at (TensorRT #3798).
+                self._drop_graph()
                 if not self._context.set_input_shape(name, tuple(arr.shape)):
                     raise EngineError(f"TensorRT refused input shape {tuple(arr.shape)} for {name}; the profile is {self.profile}")
                 self._shapes[name] = tuple(arr.shape)
@@ -215,20 +285,38 @@ class TrtRunner(Runner):
         return compute
 
     def _enqueue(self) -> None:
-        if not self.cuda_graph:
+        if not self.cuda_graph or self._graph_failed:
             return self._execute()
-        key = tuple(sorted(self._shapes.items()))
-        graph = self._graphs.get(key)
-        if graph is None:
+        if self._graph is None:
             # TensorRT does its shape-dependent set-up on the first enqueue; capture the second.
             self._execute()
-            self._memory.begin_capture(self._stream)
-            try:
-                self._execute()
-            finally:
-                graph = self._memory.end_capture(self._stream)
-            self._graphs[key] = graph
-        self._memory.launch(graph, self._stream)
+            self._graph = self._capture()
+            if self._graph is None:
+                return self._execute()
+        self._memory.launch(self._graph, self._stream)
+
+    def _capture(self):
+        """One enqueue captured into a graph; None (and graphs off for this runner) when TensorRT
+        cannot enqueue under capture — trtexec's handling (sampleInference.cpp, endCaptureOnError)."""
+        mem = self._memory
+        mem.begin_capture(self._stream)
+        try:
+            ok = self._context.execute_async_v3(int(self._stream))
+        except BaseException:
+            mem.end_capture_on_error(self._stream)
+            raise
+        if not ok:
+            mem.end_capture_on_error(self._stream)
+            self._graph_failed = True
+            log.warning("%s: CUDA graph capture failed (the engine has work not allowed under capture); running without "
+                        "CUDA graphs", self.path.name)
+            return None
+        return mem.end_capture(self._stream)
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            graph, self._graph = self._graph, None
+            self._memory.destroy_graph(graph)
 
     def _execute(self) -> None:
         if not self._context.execute_async_v3(int(self._stream)):
@@ -241,3 +329,13 @@ class TrtRunner(Runner):
     @staticmethod
     def _view(t: _Tensor, shape: tuple[int, ...]) -> np.ndarray:
         return t.host.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+
+
+def _numpy_dtype(trt, dtype, name: str, path: Path) -> np.dtype:
+    """The numpy type of an I/O tensor; BF16/FP8/INT4 I/O (no numpy type) is a clear error."""
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except (TypeError, KeyError, ValueError) as e:
+        label = getattr(dtype, "name", str(dtype))
+        raise EngineError(f"{path.name}: tensor {name} is {label}, which has no numpy type, so this runner cannot feed or read it; "
+                          "rebuild the engine with FP32, FP16 or INT8 inputs and outputs (the ONNX's I/O types)") from e

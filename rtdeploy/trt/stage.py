@@ -137,16 +137,25 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
 
         memory = open_device_memory()
     device = memory.device_info()
+    _check_hardware_compatibility(opts, device)
+    kept, guard = _kept_float(onnx)
+    kept += [n for n in facts.float_weighted if n not in kept]  # a Q/DQ graph's unquantized layers are asked in float
     calibrator, calibration = _calibrator(trt, opts, onnx, facts, profile, output, memory) if plan.calibrator else (None, None)
     request = BuildRequest(
         onnx=onnx, facts=facts, plan=plan, profile=profile, workspace_bytes=resolve_workspace(opts.workspace, device),
         timing_cache=_read_timing_cache(opts.timing_cache), optimization_level=opts.builder_optimization_level,
         dla_core=opts.dla_core, gpu_fallback=opts.gpu_fallback, version_compatible=opts.version_compatible,
-        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator)
+        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator, keep_fp32=tuple(guard))
     start = time.perf_counter()
-    built = build_plan(trt, request, logger=logger, builder=builder)
+    try:
+        built = build_plan(trt, request, logger=logger, builder=builder)
+    finally:
+        if calibrator is not None:
+            calibrator.release()
     seconds = time.perf_counter() - start
-    layers = _inspect(trt, logger, built.plan, facts, profile, precision)
+    # Explicit precision (strongly typed graphs, Q/DQ layers) must be built as asked; weak typing may choose.
+    strict = plan.strongly_typed or (precision == "int8" and not plan.calibrator)
+    layers = _inspect(trt, logger, built.plan, facts, profile, precision, kept, opts.version_compatible, command, strict)
     if calibration is not None:
         calibration["cache_sha256"] = sha256_file(calibration["cache"]) if Path(calibration["cache"]).is_file() else None
     fields = _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, request, layers, calibration, seconds, command)
@@ -205,20 +214,38 @@ def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile,
                         "source_fingerprint": fingerprint, "cache": str(cache)}
 
 
-def _inspect(trt, logger, plan: bytes, facts: GraphFacts, profile: BatchProfile, precision: str) -> dict:
-    from rtdeploy.trt.engine_file import create_runtime
+def _kept_float(onnx: Path) -> tuple[list[str], list[str]]:
+    """(nodes kept in float by the precision stage, of which those the FP16 overflow guard keeps in FP32)."""
+    from rtdeploy.trt.layer_report import kept_float_nodes
+
+    manifest = read_manifest(onnx, required=False)
+    return kept_float_nodes(manifest), kept_float_nodes({"fp16": (manifest or {}).get("fp16")})
+
+
+def _check_hardware_compatibility(opts: BuildOptions, device) -> None:
+    from rtdeploy.trt.engine_file import hardware_compatibility_problem
+
+    problem = hardware_compatibility_problem(opts.hardware_compatibility, device)
+    if problem:
+        raise EngineError(problem)
+
+
+def _inspect(trt, logger, plan: bytes, facts: GraphFacts, profile: BatchProfile, precision: str, kept: list[str],
+             version_compatible: bool, command: str, strict: bool) -> dict:
+    from rtdeploy.trt.engine_file import deserialize_plan
     from rtdeploy.trt.engine_report import check_precision_realized, inspect_engine
 
-    runtime = create_runtime(trt, logger)
-    engine = runtime.deserialize_cuda_engine(plan)
-    if engine is None:
-        raise EngineError("TensorRT could not load the engine it just built; run with -vv for its log")
+    # The same deserialization as loading the file later (version-compatible plans need host code allowed).
+    engine, _runtime = deserialize_plan(trt, plan, logger=logger, version_compatible=version_compatible,
+                                        what="the engine TensorRT just built", rebuild=command)
     report = inspect_engine(trt, engine, facts.input_name, (profile.opt, *facts.sample_shape))
-    report["verified"] = check_precision_realized(report, precision)
+    report["verdict"] = check_precision_realized(report, precision, frozenset(kept), strict=strict)
+    report["kept_float"] = list(kept)
     return report
 
 
 def _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, request, layers, calibration, seconds, command) -> dict:
+    from rtdeploy.trt.engine_file import this_platform
     from rtdeploy.trt.loader import trt_version
 
     onnx_manifest = read_manifest(onnx, required=False) or {}
@@ -237,11 +264,21 @@ def _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, reque
                   "builder_optimization_level": opts.builder_optimization_level,
                   "timing_cache": str(Path(opts.timing_cache).resolve()) if opts.timing_cache else None,
                   "dla_core": opts.dla_core, "gpu_fallback": opts.gpu_fallback, "version_compatible": opts.version_compatible,
-                  "hardware_compatibility": opts.hardware_compatibility},
+                  "hardware_compatibility": opts.hardware_compatibility, "precision_constraints": built.precision_constraints},
         "dla": built.dla_placement,
-        "layers": {"verified": layers["verified"], "detailed": layers["detailed"], "by_precision": layers["by_precision"],
-                   "by_device": layers["by_device"], "list": layers["layers"]},
+        "platform": this_platform(),
+        "layers": _layers_entry(layers),
         "rebuild_command": command,
         "derivation": build_derivation(opts, plan.precision, sha256_file(onnx),
                                        (calibration or {}).get("source_fingerprint")),
     }
+
+
+def _layers_entry(report: dict) -> dict:
+    """The engine manifest's ``layers`` entry: the layer table ``rtdeploy inspect`` prints, and the verdict."""
+    verdict = report["verdict"]
+    return {"verified": verdict["verified"], "expected": verdict["expected"], "fallbacks": verdict["fallbacks"],
+            "kept_float": report["kept_float"], "detailed": report["detailed"], "schema": report["schema"], "count": report["layers"],
+            "compute": report["compute"], "compute_layers": report["compute_layers"], "reformat": report["reformat"],
+            "qdq": report["qdq"], "io": report["io"], "by_precision": report["by_precision"], "by_device": report["by_device"],
+            "list": report["list"]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -63,13 +64,15 @@ def models(tmp_path_factory):
         rng = np.random.default_rng(0)
         inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np_type), "w"),
                  numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np_type), "fc_w")]
-        nodes, conv_in = [], "input"
-        if kind == "int8":
-            inits += [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+        nodes, conv_in, conv_w = [], "input", "w"
+        if kind == "int8":  # explicit quantization: Q/DQ on conv1's input and weights; fc stays float
+            inits += [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z"),
+                      numpy_helper.from_array(rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8), "w_q")]
             nodes += [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"], name="input_q"),
-                      helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="input_dq")]
-            conv_in = "dq"
-        nodes += [helper.make_node("Conv", [conv_in, "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+                      helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="input_dq"),
+                      helper.make_node("DequantizeLinear", ["w_q", "s", "z"], ["w_dq"], name="w_dq")]
+            conv_in, conv_w = "dq", "w_dq"
+        nodes += [helper.make_node("Conv", [conv_in, conv_w], ["c"], name="conv1", pads=[1, 1, 1, 1]),
                   helper.make_node("Relu", ["c"], ["r"], name="relu"),
                   helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
                   helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
@@ -180,7 +183,7 @@ def test_a_failed_build_is_an_engine_error_and_writes_nothing(rt, make_world, mo
 
 def test_int8_without_int8_layers_fails_loudly(rt, make_world, models, tmp_path):
     w = make_world(layers=FP32_LAYERS)
-    with pytest.raises(EngineError, match="INT8 was asked, but TensorRT built no INT8 layer"):
+    with pytest.raises(EngineError, match=r"INT8 was asked, but TensorRT built 1 of 2 compute layers above it \(conv1 \+ relu \(asked INT8, got FP32\)"):
         build(w, rt, tmp_path, models["int8"], precision="int8")
     assert not (tmp_path / "model.engine").exists()
 
@@ -299,7 +302,7 @@ def test_manifest_is_checked_before_deserializing(rt, make_world, models, tmp_pa
     m = json.loads(mp.read_text())
     m["tensorrt"]["version"] = "7.2.3"
     mp.write_text(json.dumps(m))
-    with pytest.raises(EngineError, match=rf"built for TensorRT 7.2.3, this machine has TensorRT {RELEASE}; rebuild it here: rtdeploy build-engine"):
+    with pytest.raises(EngineError, match=rf"built for TensorRT 7.2.3, this machine has TensorRT {RELEASE} .a plan loads only on the release that built it.; rebuild it here: rtdeploy build-engine"):
         TrtRunner(path, trt_module=w.module, memory=w.memory).activate()
     w.runtime.deserialize_cuda_engine.assert_not_called()
 
@@ -408,7 +411,8 @@ def test_real_runtime_without_gpu_is_a_missing_dependency(trt, tmp_path):
 def test_real_cuda_bindings_without_driver_are_a_missing_dependency(rt):
     from rtdeploy.trt.device_memory import CudaRuntime
 
-    with pytest.raises(MissingDependency, match="no usable NVIDIA GPU: CUDA says"):
+    # No driver here: cudaErrorInsufficientDriver with cudaDriverGetVersion() == 0 means "no driver", not "too old".
+    with pytest.raises(MissingDependency, match="no usable NVIDIA GPU: no NVIDIA driver is loaded"):
         CudaRuntime(rt)
 
 
@@ -422,3 +426,286 @@ def test_signature_checker_catches_wrong_calls(trt):
     assert c.problems(trt.IBuilderConfig, "set_flag", (trt.MemoryPoolType.WORKSPACE,), {})
     assert c.problems(trt.IExecutionContext, "execute_async_v3", (), {"stream": 0})
     assert c.problems(trt.IBuilderConfig, "set_timing_cache", (object(), False), {})
+
+
+# -- defects found by the source-level review (issue 13); each case fails on the code before the fix --
+import logging  # noqa: E402
+
+import refdata  # noqa: E402
+from fakes import VC_MARK, PLAN_MAGIC, cudart_call_problem, cudart_return_problem  # noqa: E402
+
+
+def test_stand_in_refuses_a_version_compatible_plan_without_host_code(make_world):
+    """Rule (a) itself: NvInferRuntime.h — engine_host_code_allowed defaults to False and a plan with an
+    embedded lean runtime is refused without it (trtexec sampleEngines.cpp:114-118 opts in)."""
+    from rtdeploy.trt.builder import make_logger
+
+    w = make_world()
+    plan = PLAN_MAGIC + VC_MARK + b"\0" * 48
+    runtime = w.module.Runtime(make_logger(w.real))
+    assert runtime.deserialize_cuda_engine(plan) is None
+    runtime.engine_host_code_allowed = True
+    assert runtime.deserialize_cuda_engine(plan) is not None
+
+
+def test_version_compatible_build_is_inspected_with_host_code_allowed(rt, make_world, models, tmp_path):
+    """Defect 1: the post-build inspection deserialized with a plain Runtime, so every --version-compatible build failed."""
+    w = make_world()
+    result = build(w, rt, tmp_path, models["fp32"], precision="fp32", version_compatible=True)
+    assert result.manifest["build"]["version_compatible"] is True
+    assert w.runtimes and all(r.engine_host_code_allowed is True for r in w.runtimes)
+
+
+def test_plugins_are_registered_before_every_deserialization(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    with TrtRunner(path, trt_module=w.module, memory=w.memory):
+        pass
+    deserializations = [i for i, e in enumerate(w.events) if e == "deserialize"]
+    assert len(deserializations) == 2
+    assert all("plugins" in w.events[:i] for i in deserializations)
+
+
+@pytest.mark.parametrize("batches", [(8, 3, 8, 3), (3, 8, 8, 3, 3)])
+def test_cuda_graph_is_recaptured_after_a_shape_change(rt, make_world, models, tmp_path, batches):
+    """Defect 2: the old runner replayed the batch-8 graph after set_input_shape(3) then (8); the stand-in
+    asserts on such a replay (rule (b), TensorRT #3798)."""
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    rng = np.random.default_rng(3)
+    with TrtRunner(path, trt_module=w.module, memory=w.memory, cuda_graph=True) as r:
+        for batch in batches:
+            x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+            np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
+    changes = 1 + sum(a != b for a, b in zip(batches, batches[1:]))
+    fake = w.memory.rt
+    assert fake.cudaGraphInstantiate.call_count == changes  # one capture per run of equal shapes
+    assert fake.launched == len(batches)
+    assert fake.buffers == {}
+
+
+def test_failed_capture_runs_without_graphs(rt, make_world, models, tmp_path, caplog):
+    """Defect 3: execute_async_v3 failing under capture crashed with the end-capture error; trtexec ends the
+    capture, clears the error, warns once and continues without a graph (sampleInference.cpp:1330-1371)."""
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world(fail_in_capture=True)
+    path = built_engine(w, rt, tmp_path, models)
+    rng = np.random.default_rng(4)
+    with caplog.at_level(logging.WARNING, logger="rtdeploy.trt.runner"):
+        with TrtRunner(path, trt_module=w.module, memory=w.memory, cuda_graph=True) as r:
+            for batch in (8, 3, 8):
+                x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+                np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
+    fake = w.memory.rt
+    assert [m for m in caplog.messages if "CUDA graph capture failed" in m] and len(caplog.messages) == 1
+    assert fake.launched == 0 and fake.cudaGraphInstantiate.call_count == 0
+    assert fake.last_error == rt.cudaError_t.cudaSuccess, "the capture's error was not cleared"
+    assert fake.buffers == {}
+
+
+def test_runners_share_one_engine(rt, make_world, models, tmp_path):
+    """One deserialization, one execution context + stream per runner (for benches alternating batch sizes)."""
+    from rtdeploy.trt.runner import TrtRunner, load_shared_engine
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    shared = load_shared_engine(path, trt_module=w.module, memory=w.memory)
+    rng = np.random.default_rng(5)
+    with TrtRunner(engine=shared, cuda_graph=True) as r8, TrtRunner(engine=shared, cuda_graph=True) as r3:
+        for _ in range(2):
+            for r, batch in ((r8, 8), (r3, 3)):
+                x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+                np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
+        assert len(w.memory.rt.streams) == 2
+    assert sum(r.deserialize_cuda_engine.call_count for r in w.runtimes) == 1
+    assert w.engine.create_execution_context.call_count == 2
+    assert w.memory.rt.cudaGraphInstantiate.call_count == 2 and w.memory.rt.buffers == {}
+
+
+def test_profiler_is_attached_and_refused_with_graphs(trt, rt, make_world, models, tmp_path):
+    from rtdeploy.trt.runner import TrtRunner
+
+    class Profiler(trt.IProfiler):
+        def __init__(self):
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name, ms):
+            pass
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    profiler = Profiler()
+    with TrtRunner(path, trt_module=w.module, memory=w.memory, profiler=profiler):
+        assert w.context.profiler is profiler
+    with pytest.raises(ValueError, match="profiler= needs cuda_graph=False"):
+        TrtRunner(path, trt_module=w.module, memory=w.memory, profiler=profiler, cuda_graph=True)
+
+
+def test_io_without_a_numpy_type_is_a_clear_error(rt, make_world, models, tmp_path):
+    """Defect 7: BF16/FP8 I/O raised trt.nptype's TypeError; now one EngineError naming the tensor."""
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    w.io_dtype = "FP8"  # present in every release; the real trt.nptype has no numpy type for it
+    with pytest.raises(EngineError, match="tensor input is FP8, which has no numpy type"):
+        TrtRunner(path, trt_module=w.module, memory=w.memory).activate()
+    assert w.memory.rt.buffers == {}
+
+
+def test_calibrator_frees_its_buffer_and_stream(rt, make_world, models, tmp_path):
+    """Defect 7: the implicit calibrator's device buffer and stream outlived the build."""
+    if MAJOR >= 11:
+        pytest.skip("TensorRT 11 has no calibrators")
+    w = make_world(layers=INT8_LAYERS)
+    mem = memory_for(w, rt)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((20, 3, 8, 8)).astype(np.float32))
+    build(w, rt, tmp_path, models["fp32"], precision="int8", implicit_calibration=True, calib_dir=calib, batch="1:8:32")
+    assert w.config.int8_calibrator.batches_used == 1
+    assert mem.rt.buffers == {} and mem.rt.streams == set()
+
+
+def _fp16_model_with_guard(models, tmp_path, kept=("fc",)):
+    import shutil
+
+    from rtdeploy.artifacts import read_manifest, write_manifest
+
+    path = tmp_path / "guarded.fp16.onnx"
+    shutil.copy(models["fp16"], path)
+    m = read_manifest(models["fp16"])
+    m["fp16"] = {"kept_fp32": [{"node": n, "reason": "test"} for n in kept]}
+    write_manifest(path, {**m, "sha256": m["sha256"]})
+    return path
+
+
+@pytest.mark.parametrize("dla", [False, True])
+def test_fp16_guard_layers_are_pinned_where_typing_is_weak(trt, rt, make_world, models, tmp_path, dla):
+    """Defect 4: weakly typed builds (8.6; DLA on 10.x) treat Casts as hints (NvInfer.h ILayer::setPrecision);
+    the FP16 stage's FP32 layers get precision FP32 and OBEY_PRECISION_CONSTRAINTS."""
+    w = make_world(layers=FP16_LAYERS, num_dla_cores=1 if dla else 0)
+    onnx = _fp16_model_with_guard(models, tmp_path)
+    kw = dict(dla_core=0, gpu_fallback=True, batch="8") if dla else {}
+    result = build(w, rt, tmp_path, onnx, precision="fp16", **kw)
+    fc = next(layer for layer in w.layer_mocks if layer.name == "fc")
+    weak = MAJOR == 8 or (dla and MAJOR == 10)
+    if weak:
+        assert "OBEY_PRECISION_CONSTRAINTS" in builder_flag_names(w)
+        assert fc.precision == trt.float32
+        fc.set_output_type.assert_called_once_with(0, trt.float32)
+        assert result.manifest["build"]["precision_constraints"]["layers"] == ["fc"]
+    else:
+        assert "OBEY_PRECISION_CONSTRAINTS" not in builder_flag_names(w)
+        assert result.manifest["build"]["precision_constraints"] is None
+        if hasattr(fc, "set_output_type"):  # 11.x layers have none
+            fc.set_output_type.assert_not_called()
+
+
+def _real_layers(stem: str, **fallback) -> str:
+    if not refdata.stems():
+        pytest.skip(f"the real engine JSONs are not at {refdata.graphs_dir()} (../shared/reference/trt-engine-graphs)")
+    data = refdata.load(stem)
+    if fallback:
+        data = refdata.with_fallback(data, **fallback)
+    if MAJOR >= 11:
+        data = refdata.to_trt11_form(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("stem,precision", [("a100-resnet18-qat", "int8"), ("rtx3090-resnet50-fp16", "fp16"),
+                                            ("a100-resnet18-fp32", "fp32")])
+def test_real_inspector_output_is_judged_by_compute_layers(rt, make_world, models, tmp_path, stem, precision):
+    w = make_world(layers_json=_real_layers(stem))
+    result = build(w, rt, tmp_path, models[precision], precision=precision)
+    layers = result.manifest["layers"]
+    total = {"a100": 21, "rtx3090": 54}[stem.split("-")[0]]
+    assert layers["verified"] is True and layers["compute"] == {"total": total, "by_precision": {precision: total}}
+    assert layers["schema"] == ("11.x" if MAJOR >= 11 else "8.x/10.x") and layers["fallbacks"] == []
+
+
+def test_real_inspector_output_with_fallen_back_convs_fails_the_build(rt, make_world, models, tmp_path):
+    """Defect 5: the old check passed an INT8 engine whose convolutions all ran FP16, because the INT8
+    pooling layer of this real file (CudaPooling, Int8 tensors) counted as "INT8 present"."""
+    data = refdata.load("a100-resnet18-qat-residual-qgap") if refdata.stems() else None
+    names = refdata.compute_layer_names(data) if data else []
+    w = make_world(layers_json=_real_layers("a100-resnet18-qat-residual-qgap", names=names, to="fp16"))
+    with pytest.raises(EngineError, match=rf"INT8 was asked, but TensorRT built 21 of 21 compute layers above it \({re.escape(names[0])} "
+                                          r"\(asked INT8, got FP16\)"):
+        build(w, rt, tmp_path, models["int8"], precision="int8")
+    assert not (tmp_path / "model.engine").exists()
+    w = make_world(layers_json=_real_layers("a100-resnet18-qat-residual-qgap", names=names[5:6], to="fp32"))
+    with pytest.raises(EngineError, match=rf"1 of 21 compute layers above it \({re.escape(names[5])} \(asked INT8, got FP32\)"):
+        build(w, rt, tmp_path, models["int8"], precision="int8")
+
+
+def test_hardware_compatibility_is_checked_against_the_build_gpu(rt, make_world, models, tmp_path):
+    """Defect 6: NvInfer.h HardwareCompatibilityLevel — kAMPERE_PLUS needs an Ampere+ GPU to build on."""
+    w = make_world()
+    memory_for(w, rt, cc=(7, 5))
+    with pytest.raises(EngineError, match=r"--hardware-compatibility ampere\+ needs an Ampere or newer GPU to build on .* has compute 7.5"):
+        build(w, rt, tmp_path, models["fp32"], precision="fp32", hardware_compatibility="ampere+")
+    w.builder.build_serialized_network.assert_not_called()
+
+
+def test_manifest_records_the_platform(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.engine_file import this_platform
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    mp = Path(str(path) + ".json")
+    m = json.loads(mp.read_text())
+    assert m["platform"] == this_platform()
+    other = "linux-aarch64" if m["platform"] != "linux-aarch64" else "linux-x86_64"
+    mp.write_text(json.dumps({**m, "platform": other}))
+    with pytest.raises(EngineError, match=rf"built for the {other} platform, this machine is {this_platform()} .*; rebuild it here"):
+        TrtRunner(path, trt_module=w.module, memory=w.memory).activate()
+
+
+@pytest.mark.parametrize("error,driver,message", [
+    ("cudaErrorNoDevice", 12040, "the driver is installed but reports no CUDA device"),
+    ("cudaErrorInsufficientDriver", 0, "no NVIDIA driver is loaded"),
+    ("cudaErrorInsufficientDriver", 12020, r"the NVIDIA driver supports CUDA 12.2, older than the CUDA \d+\.\d+ that cuda-python \d+.x needs")])
+def test_no_gpu_reasons_are_told_apart(rt, make_world, error, driver, message):
+    """Defect 7: cuda-python 13 on a CUDA 12 driver said "no usable NVIDIA GPU" like a machine without one."""
+    from rtdeploy.trt.device_memory import CudaRuntime
+
+    fake = FakeCudart(rt, make_world(), driver=driver, device_error=error)
+    runtime_version = rt.cudaRuntimeGetVersion()[1]
+    if "older" in message and runtime_version <= driver:
+        pytest.skip("this cuda-bindings runtime is not newer than the simulated driver")
+    with pytest.raises(MissingDependency, match=message):
+        CudaRuntime(fake)
+    if "older" in message:
+        with pytest.raises(MissingDependency, match=rf'install cuda-python<{runtime_version // 1000} '):
+            CudaRuntime(fake)
+
+
+def test_cudart_checks_can_fail(rt):
+    """The cudart stand-in's checks themselves: a bare create_autospec of these functions accepts anything."""
+    from unittest import mock
+
+    assert mock.create_autospec(rt.cudaMalloc, return_value=(0, 1))(1, 2, 3) == (0, 1)  # why the checks are needed
+    ok = rt.cudaError_t.cudaSuccess
+    assert cudart_call_problem(rt.cudaMalloc, (64,), {}) is None
+    assert cudart_call_problem(rt.cudaMalloc, (64, 0), {})
+    assert cudart_call_problem(rt.cudaGraphInstantiate, (object(),), {})  # 12.x/13.x take (graph, flags)
+    assert cudart_return_problem(rt.cudaMalloc, (ok, 1)) is None
+    assert cudart_return_problem(rt.cudaStreamSynchronize, (ok, 1))
+    assert cudart_return_problem(rt.cudaMemGetInfo, (ok, 1))
+
+
+def test_inspect_reads_a_plan_through_the_engine_inspector(rt, make_world, models, tmp_path):
+    from rtdeploy.trt.inspect_file import inspect_file
+
+    w = make_world(layers_json=_real_layers("a100-resnet18-qat"))
+    path = build(w, rt, tmp_path, models["int8"], precision="int8").path
+    result = inspect_file(path, expect="int8", trt_module=w.module, memory=w.memory)
+    assert result.source == "engine" and result.verdict["ok"] is True
+    assert result.report["compute"] == {"total": 21, "by_precision": {"int8": 21}} and result.failure() is None
+    assert w.events.count("deserialize") == 2 and w.events[-2:] == ["plugins", "deserialize"]

@@ -10,11 +10,29 @@ argument count, keyword names, and argument types where they are TensorRT classe
 ``FakeCudart`` does the same for the CUDA runtime bindings: each function is an autospec of the
 real ``cuda.bindings.runtime`` function, backed by host memory, so the runner's data path really
 moves bytes. It proves API conformance, not that an engine builds or runs.
+
+The stand-ins also enforce TensorRT's documented runtime rules (sources in
+../shared/reference/trt-engine-graphs/README.md, "Documented runtime rules"):
+
+- (a) a version-compatible plan deserializes only with ``Runtime.engine_host_code_allowed = True``
+  (NvInferRuntime.h: default False; trtexec sampleEngines.cpp:114-118 sets it for such plans);
+- (b) a CUDA graph captured on an execution context must not be replayed after ``set_input_shape``
+  changed that context's shapes (NVIDIA/TensorRT #3798: "you have to re-capture the graph");
+- (c) ``execute_async_v3`` may fail under capture (``fail_in_capture``); the capture is then
+  invalidated and ``cudaStreamEndCapture`` returns ``cudaErrorStreamCaptureInvalidated``, as the CUDA
+  runtime documents, and trtexec (sampleDevice.h endCaptureOnError) ends it, clears the error, and
+  goes on without a graph;
+- the inspector serves real layer JSONs (``layers_json``; tests/trt_stubs/refdata.py), in TensorRT
+  11's documented form on 11.x releases;
+- every ``cuda.bindings.runtime`` call is checked against the real function: argument count via
+  its signature, and the number of values returned via its docstring's ``Returns`` section (a bare
+  ``create_autospec`` of these Cython functions accepts any arguments).
 """
 
 from __future__ import annotations
 
 import ctypes
+import inspect
 import json
 import re
 import types
@@ -23,6 +41,7 @@ from unittest import mock
 import numpy as np
 
 PLAN_MAGIC = b"FAKEPLAN"
+VC_MARK = b"VERSION-COMPATIBLE"  # where the fake plan records BuilderFlag.VERSION_COMPATIBLE
 
 
 # -- pybind11 signatures --------------------------------------------------------------------------
@@ -169,7 +188,8 @@ class World:
     """
 
     def __init__(self, trt, *, parse_ok=True, parser_errors=(), build_ok=True, num_dla_cores=0, dla_unsupported=(),
-                 layers=FP32_LAYERS, io_dtype="FLOAT", classes=4, network_layers=("conv1", "relu", "fc")):
+                 layers=FP32_LAYERS, io_dtype="FLOAT", classes=4, network_layers=("conv1", "relu", "fc"),
+                 layers_json: str | None = None, fail_in_capture=False):
         self.real = trt
         self.checker = SignatureChecker(trt)
         self.problems: list[str] = []
@@ -178,10 +198,17 @@ class World:
         self.num_dla_cores, self.dla_unsupported = num_dla_cores, set(dla_unsupported)
         self.layers, self.io_dtype, self.classes = layers, io_dtype, classes
         self.network_layers = network_layers
+        self.layers_json, self.fail_in_capture = layers_json, fail_in_capture
+        self.network_input = "input"
+        self.capture_invalidated = False
+        self.events: list[str] = []  # order of plugin registration and deserialization
+        self.runtimes: list = []
+        self.cudarts: list = []
         self.memory = None  # set by the runner scenarios: a FakeCudart-backed CudaRuntime
         self.capturing: list | None = None
         self.builder = self._builder()
         self.runtime = self._runtime()
+        self.runtimes = []
         self.module = self._module()
 
     def spec(self, cls):
@@ -202,9 +229,18 @@ class World:
                 setattr(mod, name, getattr(trt, name))
         mod.__version__ = trt.__version__
         mod.Builder = _Factory(trt.Builder, lambda logger: self.builder, self.checker, self.problems)
-        mod.Runtime = _Factory(trt.Runtime, lambda logger: self.runtime, self.checker, self.problems)
+        mod.Runtime = _Factory(trt.Runtime, lambda logger: self._new_runtime(), self.checker, self.problems)
+        mod.init_libnvinfer_plugins = self._init_plugins
         mod.OnnxParser = _Factory(trt.OnnxParser, lambda network, logger: self.parser, self.checker, self.problems)
         return mod
+
+    def _init_plugins(self, *args, **kwargs):
+        params = (signatures(self.real.init_libnvinfer_plugins, "init_libnvinfer_plugins") or [None])[0]
+        why = self.checker._bind(params, args, kwargs) if params is not None else None
+        if why:
+            self.problems.append(f"init_libnvinfer_plugins{args!r}: {why}")
+        self.events.append("plugins")
+        return True
 
     # -- builder side --------------------------------------------------------------------------
     def _builder(self):
@@ -216,6 +252,7 @@ class World:
         for n in self.network_layers:
             layer = self.spec(trt.ILayer)
             layer.name = n
+            layer.num_outputs = 1
             self.layer_mocks.append(layer)
         self.network.get_layer.side_effect = lambda i: self.layer_mocks[i]
         self.parser = self.spec(trt.OnnxParser)
@@ -233,10 +270,20 @@ class World:
         b.create_network.return_value = self.network
         b.create_builder_config.return_value = self.config
         b.create_optimization_profile.side_effect = self._profile
-        b.build_serialized_network.side_effect = lambda network, config: (PLAN_MAGIC + b"\0" * 56) if self.build_ok else None
+        b.build_serialized_network.side_effect = self._serialize
         b.num_DLA_cores = self.num_dla_cores
         self.set_if(b, "platform_has_fast_fp16", True)
         return b
+
+    def _serialize(self, network, config):
+        calibrator = getattr(self.config, "int8_calibrator", None) if hasattr(self.real.IBuilderConfig, "int8_calibrator") else None
+        if isinstance(calibrator, getattr(self.real, "IInt8Calibrator", ())):
+            calibrator.get_batch([self.network_input])  # TensorRT pulls calibration batches during the build
+        if not self.build_ok:
+            return None
+        flags = {c.args[0] for c in self.config.set_flag.call_args_list}
+        vc = hasattr(self.real.BuilderFlag, "VERSION_COMPATIBLE") and self.real.BuilderFlag.VERSION_COMPATIBLE in flags
+        return PLAN_MAGIC + (VC_MARK if vc else b"\0" * len(VC_MARK)) + b"\0" * 48
 
     def _profile(self):
         p = self.spec(self.real.IOptimizationProfile)
@@ -256,14 +303,31 @@ class World:
     # -- runtime side --------------------------------------------------------------------------
     def _runtime(self):
         r = self.spec(self.real.Runtime)
-        r.deserialize_cuda_engine.side_effect = lambda data: self._engine() if bytes(data).startswith(PLAN_MAGIC) else None
+        self.set_if(r, "engine_host_code_allowed", False)  # TensorRT's default (NvInferRuntime.h)
+
+        def deserialize(data):
+            data = bytes(data)
+            self.events.append("deserialize")
+            if not data.startswith(PLAN_MAGIC):
+                return None
+            if data[len(PLAN_MAGIC):len(PLAN_MAGIC) + len(VC_MARK)] == VC_MARK and getattr(r, "engine_host_code_allowed", None) is not True:
+                # Rule (a): a version-compatible plan embeds a lean runtime; TensorRT refuses it without host code allowed.
+                return None
+            return self._engine()
+
+        r.deserialize_cuda_engine.side_effect = deserialize
         return r
+
+    def _new_runtime(self):
+        self.runtime = self._runtime()
+        self.runtimes.append(self.runtime)
+        return self.runtime
 
     def _engine(self):
         trt = self.real
         e = self.spec(trt.ICudaEngine)
         inspector = self.spec(trt.EngineInspector)
-        inspector.get_engine_information.return_value = layer_info(self.layers)
+        inspector.get_engine_information.return_value = self.layers_json if self.layers_json is not None else layer_info(self.layers)
         e.create_engine_inspector.return_value = inspector
         e.create_execution_context.side_effect = self._context
         e.num_io_tensors = 2
@@ -279,8 +343,11 @@ class World:
         trt = self.real
         c = self.spec(trt.IExecutionContext)
         shapes, addresses = {}, {}
+        state = {"generation": 0}
 
         def set_input_shape(name, shape):
+            if shapes.get(name) != tuple(shape):
+                state["generation"] += 1  # rule (b): graphs captured before this are stale
             shapes[name] = tuple(shape)
             return 1 <= shape[0] <= 32
 
@@ -294,8 +361,11 @@ class World:
             return True
 
         def execute_async_v3(stream_handle):
-            op = (self._compute, dict(shapes), dict(addresses))
+            op = (self._compute, dict(shapes), dict(addresses), state, state["generation"])
             if self.capturing is not None:
+                if self.fail_in_capture:  # rule (c): enqueue refused under capture; the capture is invalidated
+                    self.capture_invalidated = True
+                    return False
                 self.capturing.append(op)
             else:
                 op[0](op[1], op[2])
@@ -319,8 +389,10 @@ class World:
 
     # -- checks --------------------------------------------------------------------------------
     def call_problems(self) -> list[str]:
-        """Every recorded call that matches no overload of the real method."""
+        """Every recorded call that matches no overload of the real method (TensorRT and CUDA)."""
         found = list(self.problems)
+        for cudart in self.cudarts:
+            found += cudart.problems
         for m, cls in self.registry:
             for name, args, kwargs in m.method_calls:
                 if "." in name:
@@ -340,10 +412,18 @@ class FakeCudart(types.ModuleType):
                  "cudaMallocHost", "cudaFreeHost", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamSynchronize",
                  "cudaStreamDestroy", "cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime",
                  "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch",
-                 "cudaGraphDestroy", "cudaGraphExecDestroy")
+                 "cudaGraphDestroy", "cudaGraphExecDestroy", "cudaGetLastError", "cudaDriverGetVersion", "cudaRuntimeGetVersion")
 
-    def __init__(self, rt, world: World | None = None, *, total=8 << 30, free=6 << 30, integrated=False, cc=(8, 6)):
+    def __init__(self, rt, world: World | None = None, *, total=8 << 30, free=6 << 30, integrated=False, cc=(8, 6),
+                 driver=12090, device_error: str | None = None):
         super().__init__(rt.__name__)
+        self.problems: list[str] = []
+        self.last_error = rt.cudaError_t.cudaSuccess
+        self.driver, self.device_error = driver, device_error
+        self.launched = 0
+        self.streams: set[int] = set()
+        if world is not None:
+            world.cudarts.append(self)
         self.rt, self.world = rt, world
         self.cudaError_t, self.cudaMemcpyKind, self.cudaStreamCaptureMode = rt.cudaError_t, rt.cudaMemcpyKind, rt.cudaStreamCaptureMode
         self.cudaGetErrorString = rt.cudaGetErrorString
@@ -353,14 +433,28 @@ class FakeCudart(types.ModuleType):
         self._next = 100
         self.ok = rt.cudaError_t.cudaSuccess
         for name in self.FUNCTIONS:
-            impl = getattr(self, "_" + name)
-            setattr(self, name, mock.create_autospec(getattr(rt, name), side_effect=impl))
+            setattr(self, name, mock.create_autospec(getattr(rt, name), side_effect=self._checked(name, getattr(self, "_" + name))))
+
+    def _checked(self, name, impl):
+        real = getattr(self.rt, name)
+
+        def call(*args, **kwargs):
+            why = cudart_call_problem(real, args, kwargs)
+            result = impl(*args, **kwargs)
+            why = why or cudart_return_problem(real, result)
+            if why:
+                self.problems.append(f"{name}: {why}")
+            return result
+
+        return call
 
     def _handle(self, kind):
         self._next += 1
         return getattr(self.rt, kind)(self._next)
 
     def _cudaGetDeviceCount(self):
+        if self.device_error:  # the real bindings return (error, None) on failure
+            return getattr(self.rt.cudaError_t, self.device_error), None
         return self.ok, 1
 
     def _cudaSetDevice(self, device):
@@ -403,12 +497,15 @@ class FakeCudart(types.ModuleType):
         return (self.ok,)
 
     def _cudaStreamCreate(self):
-        return self.ok, self._handle("cudaStream_t")
+        stream = self._handle("cudaStream_t")
+        self.streams.add(int(stream))
+        return self.ok, stream
 
     def _cudaStreamSynchronize(self, stream):
         return (self.ok,)
 
     def _cudaStreamDestroy(self, stream):
+        self.streams.discard(int(stream))
         return (self.ok,)
 
     def _cudaEventCreate(self):
@@ -428,13 +525,28 @@ class FakeCudart(types.ModuleType):
 
     def _cudaStreamBeginCapture(self, stream, mode):
         self.world.capturing = []
+        self.world.capture_invalidated = False
         return (self.ok,)
 
     def _cudaStreamEndCapture(self, stream):
+        ops, self.world.capturing = self.world.capturing, None
+        if self.world.capture_invalidated:
+            self.world.capture_invalidated = False
+            self.last_error = self.rt.cudaError_t.cudaErrorStreamCaptureInvalidated
+            return self.rt.cudaError_t.cudaErrorStreamCaptureInvalidated, None
         graph = self._handle("cudaGraph_t")
-        self.graphs[int(graph)] = self.world.capturing
-        self.world.capturing = None
+        self.graphs[int(graph)] = ops
         return self.ok, graph
+
+    def _cudaGetLastError(self):
+        err, self.last_error = self.last_error, self.ok
+        return (err,)
+
+    def _cudaDriverGetVersion(self):
+        return self.ok, self.driver
+
+    def _cudaRuntimeGetVersion(self):
+        return self.rt.cudaRuntimeGetVersion()  # the real answer: needs no driver
 
     def _cudaGraphInstantiate(self, graph, flags):
         exec_ = self._handle("cudaGraphExec_t")
@@ -442,8 +554,12 @@ class FakeCudart(types.ModuleType):
         return self.ok, exec_
 
     def _cudaGraphLaunch(self, graph_exec, stream):
-        for fn, shapes, addresses in self.graphs[int(graph_exec)]:
+        for fn, shapes, addresses, context_state, generation in self.graphs[int(graph_exec)]:
+            # Rule (b): replaying a graph after its context's input shapes changed is not allowed.
+            assert context_state["generation"] == generation, (
+                "a CUDA graph was replayed after set_input_shape changed the shapes it was captured at (TensorRT #3798)")
             fn(shapes, addresses)
+        self.launched += 1
         return (self.ok,)
 
     def _cudaGraphDestroy(self, graph):
@@ -451,3 +567,35 @@ class FakeCudart(types.ModuleType):
 
     def _cudaGraphExecDestroy(self, graph_exec):
         return (self.ok,)
+
+
+# -- the real cuda.bindings signatures --------------------------------------------------------------
+def cudart_call_problem(real, args: tuple, kwargs: dict) -> str | None:
+    """None when ``real(*args, **kwargs)`` fits the real function's parameters (count and names)."""
+    try:
+        inspect.signature(real).bind(*args, **kwargs)
+    except TypeError as e:
+        return f"arguments {args!r}{kwargs or ''} do not fit {real.__name__}{inspect.signature(real)}: {e}"
+    except ValueError:
+        return None  # no signature to check against
+    return None
+
+
+def returned_values(real) -> int | None:
+    """How many values the real function returns: the items of its docstring's ``Returns`` section."""
+    doc = real.__doc__ or ""
+    m = re.search(r"\nReturns\n-+\n(.*?)(?:\n\S[^\n]*\n-+\n|\Z)", doc, re.S)
+    if not m:
+        return None
+    return sum(1 for line in m.group(1).splitlines() if line and not line[0].isspace())
+
+
+def cudart_return_problem(real, result) -> str | None:
+    """None when ``result`` has the shape the real function returns (a tuple of that many values)."""
+    want = returned_values(real)
+    if want is None:
+        return None
+    got = len(result) if isinstance(result, tuple) else None
+    if got != want:
+        return f"returned {result!r} ({got} values); the real function returns a tuple of {want}"
+    return None

@@ -5,7 +5,7 @@ give each release its own subprocess environment.
     python -m tests.trt_stubs.harness env 11.4.0.106 # print the environment for one release
 
 The cache is ``$RTDEPLOY_TRT_WHEELS`` or ``~/.cache/rtdeploy/trt-wheels``. Each release is
-imported in its own process: all four are the module ``tensorrt_bindings`` and each needs its own
+imported in its own process: all five are the module ``tensorrt_bindings`` and each needs its own
 ``LD_LIBRARY_PATH`` (the stubs of its major version).
 """
 
@@ -38,6 +38,7 @@ RELEASES = {
     "8.6.1": Release("8.6.1", "tensorrt-bindings==8.6.1", 8, "cuda-bindings==12.9.10"),
     "10.3.0": Release("10.3.0", "tensorrt-cu12-bindings==10.3.0", 10, "cuda-bindings==12.9.10"),
     "10.13.3.9": Release("10.13.3.9", "tensorrt-cu12-bindings==10.13.3.9", 10, "cuda-bindings==12.9.10"),
+    "10.16.1.11": Release("10.16.1.11", "tensorrt-cu12-bindings==10.16.1.11", 10, "cuda-bindings==12.9.10"),  # the last 10.x on PyPI
     "11.4.0.106": Release("11.4.0.106", "tensorrt-cu13-bindings==11.4.0.106", 11, "cuda-bindings==13.5.0"),
 }
 EXTRA_WHEELS = ("cuda-pathfinder==1.9.0",)  # needed by cuda-bindings to import

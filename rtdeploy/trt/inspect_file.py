@@ -1,0 +1,123 @@
+"""``rtdeploy inspect``: the per-layer precision of an engine plan or of a layer-information JSON.
+
+A layer-information JSON (``trtexec --exportLayerInfo``, Polygraphy, or an rtdeploy engine manifest,
+whose ``layers`` entry carries the same table) is read without TensorRT or a GPU. An engine plan is
+deserialized (after the usual manifest checks) and read through TensorRT's engine inspector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rtdeploy.errors import ArtifactError, EngineError
+from rtdeploy.trt.layer_report import EXPECTABLE, build_report, describe_fallbacks, kept_float_nodes, verdict
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    """What :func:`inspect_file` found.
+
+    Attributes:
+        path: the file inspected; source: ``engine``, ``layer-json`` or ``engine-manifest``.
+        report: the layer report (:func:`rtdeploy.trt.layer_report.build_report`).
+        verdict: the check against ``expect`` (:func:`rtdeploy.trt.layer_report.verdict`).
+        kept_float: ONNX node names the manifest says stay in float (never counted as fallbacks).
+    """
+
+    path: Path
+    source: str
+    report: dict
+    verdict: dict
+    kept_float: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "source": self.source, "kept_float": list(self.kept_float), "verdict": self.verdict,
+                **{k: v for k, v in self.report.items() if k != "list"}}
+
+    def failure(self) -> str | None:
+        """One line when ``expect`` was given and is not met (or cannot be verified); else None."""
+        v = self.verdict
+        if v["expected"] is None or v["ok"]:
+            return None
+        what = v["expected"].upper()
+        if not v["verified"]:
+            return (f"{self.path.name}: cannot verify that every compute layer runs at {what} or below: {v['reason']}; "
+                    "export the layer information with --profilingVerbosity=detailed")
+        return (f"{self.path.name}: {len(v['fallbacks'])} of {self.report['compute']['total']} compute layers run above {what}: "
+                f"{describe_fallbacks(v['fallbacks'])}; rebuild from the {'Q/DQ' if what == 'INT8' else what} ONNX "
+                "(rtdeploy build-engine), or keep those layers in float on purpose with quantize --keep-fp")
+
+
+def check_expect(expect: str | None) -> None:
+    """Raises EngineError unless ``expect`` is None or one of fp32/fp16/int8."""
+    if expect is not None and expect not in EXPECTABLE:
+        raise EngineError(f"--expect {expect} is not accepted; give one of {', '.join(EXPECTABLE)}")
+
+
+def inspect_file(path: str | Path, *, expect: str | None = None, trt_module=None, memory=None) -> InspectResult:
+    """Inspect an engine plan or a layer-information JSON (see the module docstring).
+
+    Raises:
+        ArtifactError: the file is missing or is neither a plan nor a layer-information JSON.
+        EngineError, MissingDependency: an engine plan that cannot be loaded here (no TensorRT, no
+            GPU, another TensorRT release...).
+    """
+    check_expect(expect)
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist; give an engine plan or a layer-information JSON (trtexec --exportLayerInfo)")
+    head = path.read_bytes()[:64].lstrip()
+    if head.startswith((b"{", b"[")):
+        source, report, manifest = _from_json(path)
+    else:
+        source, (report, manifest) = "engine", _from_engine(path, trt_module, memory)
+    kept = tuple(kept_float_nodes(manifest))
+    return InspectResult(path, source, report, verdict(report, expect, frozenset(kept)), kept)
+
+
+def _from_json(path: Path) -> tuple[str, dict, dict | None]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path} is not valid JSON ({e.__class__.__name__}); give an engine plan or the JSON "
+                            "trtexec --exportLayerInfo wrote") from e
+    if isinstance(data, dict) and data.get("kind") == "engine" and isinstance(data.get("layers"), dict):
+        layers = data["layers"]
+        if "compute_layers" not in layers:
+            raise ArtifactError(f"{path} is an engine manifest from an older rtdeploy without the layer table; "
+                                "inspect the engine itself, or rebuild it with rtdeploy build-engine")
+        return "engine-manifest", {k: layers[k] for k in ("schema", "detailed", "compute", "compute_layers", "reformat", "qdq",
+                                                          "io", "by_precision", "by_device", "list")} | {"layers": layers["count"]}, data
+    try:
+        report = build_report(data)
+    except ValueError as e:
+        raise ArtifactError(f"{path}: {e}; give an engine plan or the JSON trtexec --exportLayerInfo wrote") from e
+    return "layer-json", report, _manifest_beside(path)
+
+
+def _manifest_beside(path: Path) -> dict | None:
+    """The engine manifest of ``x.graph.json`` / ``x.json`` when an ``x.engine.json`` sits beside it."""
+    from rtdeploy.artifacts import read_manifest
+
+    for stem in (path.name.split(".")[0],):
+        candidate = path.with_name(f"{stem}.engine")
+        if Path(str(candidate) + ".json").is_file():
+            return read_manifest(candidate, required=False)
+    return None
+
+
+def _from_engine(path: Path, trt_module, memory) -> tuple[dict, dict | None]:
+    from rtdeploy.trt.device_memory import open_device_memory
+    from rtdeploy.trt.engine_file import load_engine
+    from rtdeploy.trt.engine_report import inspect_engine
+    from rtdeploy.trt.loader import import_tensorrt
+
+    trt = trt_module if trt_module is not None else import_tensorrt()
+    mem = memory if memory is not None else open_device_memory()
+    engine, manifest, _runtime = load_engine(trt, path, device=mem.device_info())
+    profile = (manifest or {}).get("profile") or {}
+    shape = (profile["opt"], *profile["sample_shape"]) if "opt" in profile and "sample_shape" in profile else None
+    return inspect_engine(trt, engine, profile.get("input"), shape), manifest
