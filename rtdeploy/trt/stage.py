@@ -1,11 +1,10 @@
-"""The build-engine stage: export and/or quantize as needed, build, verify, write plan + manifest.
+"""The build-engine stage: build from a ready precision ONNX, verify, write plan + manifest.
 
-Order matters for what a user is left with: every check that needs neither TensorRT nor a GPU
-runs first; then the precision ONNX is made (or reused), so it exists even when TensorRT or a GPU
-turns out to be missing; then the engine is built, inspected, and only written when the layers
-really run in the precision asked.
+The ONNX arrives in the precision asked (``rtdeploy.derive`` exports and quantizes first, so the
+precision ONNX exists even when TensorRT or a GPU turns out to be missing). Every check that needs
+neither TensorRT nor a GPU runs first; then the engine is built, inspected, and only written when
+its compute layers really run in the precision asked.
 """
-
 from __future__ import annotations
 
 import logging
