@@ -25,8 +25,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, check_output_path, sha256_file
 from rtdeploy.errors import ExportError, RtDeployError, first_line
+from rtdeploy.manifests import new_manifest
 from rtdeploy.models import ModelMeta, build_model, load_weights, model_meta
 
 log = logging.getLogger(__name__)

@@ -80,7 +80,7 @@ def new_manifest(kind: str, artifact: str | os.PathLike, **fields: Any) -> dict[
     from rtdeploy.artifacts import new_manifest as header
 
     record = _record_class(kind)
-    data = header(kind, artifact, **fields)
+    data = as_json(header(kind, artifact, **fields))
     try:
         return record.from_dict(data, where=f"the new {kind} manifest of {Path(artifact).name}").to_dict()
     except RecordError as e:
@@ -94,9 +94,25 @@ def check_report(kind: str, data: dict[str, Any]) -> dict[str, Any]:
         RecordError: a required field is missing or ill-typed (a bug in the writer).
     """
     try:
-        return REPORT_KINDS[kind].from_dict(data, where=f"the {kind}").to_dict()
+        return REPORT_KINDS[kind].from_dict(as_json(data), where=f"the {kind}").to_dict()
     except RecordError as e:
         raise RecordError(f"{e}; this is a bug in rtdeploy's writer — please report it") from e
+
+
+def as_json(data: Any) -> Any:
+    """``data`` as it reads back from its JSON file: numpy scalars and arrays become numbers and
+    lists, paths strings, tuples lists (so the check sees what the file will hold)."""
+    return json.loads(json.dumps(data, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 def read_artifact(artifact: str | os.PathLike, *, required: bool = True) -> ArtifactManifest | None:

@@ -116,7 +116,7 @@ def _fallback(cfg, parent, plan, scales, split):
 def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer):
     import onnx
 
-    from rtdeploy.artifacts import new_manifest
+    from rtdeploy.manifests import new_manifest
     from rtdeploy.precision.int8 import trt_cache
     from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts
     from rtdeploy.precision.quantize import QuantizeResult, base_fields, op_inventory, write_model

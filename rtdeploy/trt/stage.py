@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, new_manifest, parent_entry, read_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, check_output_path, parent_entry, read_manifest, sha256_file
 from rtdeploy.artifacts import write_bytes_atomic
 from rtdeploy.errors import EngineError, MissingDependency, OutputError, PrecisionError
+from rtdeploy.manifests import new_manifest
 from rtdeploy.reuse import exported_onnx, precision_onnx
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, parse_size, resolve_profile
