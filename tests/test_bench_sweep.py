@@ -178,15 +178,16 @@ def fake_tensorrt(monkeypatch):
     """TensorRT 'installed' and 'on a GPU': engines are manifests over the ONNX, run by onnxruntime."""
     from types import SimpleNamespace
 
-    from rtdeploy.artifacts import new_manifest, parent_entry, read_manifest, write_manifest
+    from manifest_fakes import write_engine_manifest
+    from rtdeploy.artifacts import read_manifest
 
     builds = []
 
     def build_engine(onnx, *, precision, max_batch, output):
         builds.append(output)
         output.write_bytes(b"plan of " + onnx.name.encode())
-        write_manifest(output, new_manifest("engine", output, precision=precision, model=read_manifest(onnx)["model"],
-                                            parent=parent_entry(onnx), profile={"min": 1, "opt": min(8, max_batch), "max": max_batch}))
+        write_engine_manifest(output, onnx, precision=precision, model=read_manifest(onnx)["model"],
+                              profile=(1, min(8, max_batch), max_batch))
         return SimpleNamespace(path=output)
 
     monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)
