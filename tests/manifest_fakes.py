@@ -54,3 +54,24 @@ def write_engine_manifest(engine: Path, parent: Path, **kw) -> dict:
     assert manifest["sha256"] == sha256_file(engine)
     write_manifest(engine, manifest)
     return manifest
+
+
+FP16_SECTION = {"io": "fp32", "limit": 16376.0, "safety_factor": 4.0, "max_abs_activation": 0.0, "kept_fp32": [], "casts": 0,
+                "weights_clamped": 0, "weights_flushed_to_zero": 0, "seconds": {}}
+INT8_SECTION = {"method": "max", "percentile": None, "weights": "stand-in", "activations": "stand-in", "placement": "stand-in",
+                "layers": 0, "quantized_layers": 0, "kept_fp": [], "qdq_nodes": {}, "scales": {}, "seconds": {}}
+
+
+def write_derived_manifest(child: Path, parent: Path, precision: str) -> dict:
+    """Write the manifest ``quantize`` writes for ``child``, a stand-in FP16/INT8 model made from ``parent``
+    (an ONNX with its export manifest beside it)."""
+    from rtdeploy.artifacts import read_manifest
+
+    pm = read_manifest(parent)
+    calibration = {"source": "images", "dir": None, "data": "stand-in", "fingerprint": "0" * 64, "images": 1, "seed": 0,
+                   "stats_cache": "off"}
+    section = {"fp16": FP16_SECTION} if precision == "fp16" else {"quantization": INT8_SECTION}
+    manifest = new_manifest(f"onnx-{precision}", child, precision=precision, model=pm["model"], parent=parent_entry(parent),
+                            weights=pm["weights"], export=pm["export"], calibration=calibration, ops={}, **section)
+    write_manifest(child, manifest)
+    return manifest

@@ -36,7 +36,7 @@ __all__ = [
     "ARTIFACT_KINDS", "REPORT_KINDS", "ArtifactManifest", "BenchReportRecord", "EngineManifest", "ExportInfo",
     "Fp16Manifest", "Int8Manifest", "ModelSection", "OnnxManifest", "ParentRef", "PrecisionManifest", "Profile",
     "QuantizeCalibration", "Record", "RecordError", "RunReportRecord", "ValidationReportRecord", "Weights",
-    "check_report", "load_schema", "new_manifest", "read_artifact", "read_engine", "read_onnx", "schema_path",
+    "as_json", "check_report", "load_schema", "new_manifest", "read_artifact", "read_engine", "read_onnx", "schema_path", "typed",
 ]
 
 # The manifest kinds (the ``kind`` field) and their records.
