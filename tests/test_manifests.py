@@ -247,3 +247,19 @@ def test_manifests_are_core_and_import_no_stage():
             "m.split('.')[1] not in ('manifests', 'artifacts', 'errors')); print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_engine_loader_refuses_an_incomplete_manifest(tmp_path):
+    """The loader used to read ``tensorrt.version`` and ``device.compute_capability`` with ``.get(..., "?")``
+    defaults; an engine manifest without them is now refused, naming the field, before deserializing."""
+    from rtdeploy.trt.device_memory import DeviceInfo
+    from rtdeploy.trt.engine_file import check_engine_file
+
+    engine = tmp_path / "r20.engine"
+    engine.write_bytes(b"plan")
+    full = write_engine_manifest(engine, tmp_path / "r20.onnx", precision="fp32", model=None)
+    gpu = DeviceInfo(0, "NVIDIA A10", "8.6", 24 << 30, 20 << 30, False)
+    assert isinstance(check_engine_file(engine, full, runtime_version="10.3.0", device=gpu), EngineManifest)
+    partial = {k: v for k, v in full.items() if k != "tensorrt"}
+    with pytest.raises(ArtifactError, match=r"r20.engine.json: 'tensorrt' is missing; re-make r20.engine"):
+        check_engine_file(engine, partial, runtime_version="10.3.0", device=gpu)
