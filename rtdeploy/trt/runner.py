@@ -92,7 +92,7 @@ class TrtRunner(Runner):
             engine, self.manifest, self._runtime = load_engine(trt, self.path, device=mem.device_info())
             self._engine = engine
             if self.manifest is not None:
-                self.name = f"tensorrt[{self.manifest['precision']}{',graph' if self.cuda_graph else ''}]"
+                self.name = f"tensorrt[{self.manifest.precision}{',graph' if self.cuda_graph else ''}]"
             self._context = engine.create_execution_context()
             if self._context is None:
                 raise EngineError(f"TensorRT could not create an execution context for {self.path.name} (out of GPU memory?); "
