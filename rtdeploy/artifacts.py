@@ -32,9 +32,6 @@ MANIFEST_FORMAT = 1
 # File suffixes of a TensorRT engine (a serialized plan).
 ENGINE_SUFFIXES = (".engine", ".plan")
 
-# How many parent links find_in_chain follows (export -> quantize -> engine is two).
-_MAX_CHAIN = 8
-
 # Write failures that mean "no room here" (disk or quota full, file-size limit, read-only
 # filesystem): reported as an OutputError naming the destination.
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
@@ -257,32 +254,6 @@ def manifest_matches(artifact: str | os.PathLike, **expected: Any) -> bool:
     if m is None or m.get("sha256") != sha256_file(p):
         return False
     return all(m.get(k) == v for k, v in expected.items())
-
-
-def parent_path(manifest: dict[str, Any]) -> Path | None:
-    """The artifact a manifest's stage read (``parent.path``), or None."""
-    parent = manifest.get("parent")
-    return Path(parent["path"]) if isinstance(parent, dict) and parent.get("path") else None
-
-
-def find_in_chain(manifest: dict[str, Any], key: str) -> dict[str, Any] | None:
-    """The nearest manifest holding ``key`` (not None): ``manifest`` itself, its parent's, and so on.
-
-    Returns:
-        that manifest, or None when the chain ends (no parent, or the parent file is gone) first.
-
-    Raises:
-        ArtifactError: a parent on the way has no manifest or an invalid one.
-    """
-    current = manifest
-    for _ in range(_MAX_CHAIN):
-        if current.get(key) is not None:
-            return current
-        path = parent_path(current)
-        if path is None or not path.exists():
-            return None
-        current = read_manifest(path)
-    return None
 
 
 def default_cache_dir() -> Path:

@@ -110,9 +110,10 @@ def _quantized(d: Path) -> None:
 def _fake_engine(d: Path) -> None:
     _exported()(d)
     (d / "m.plan").write_bytes(b"plan bytes")
-    manifest_path(d / "m.plan").write_text(json.dumps(
-        {"format": 1, "kind": "engine", "sha256": sha256_file(d / "m.plan"), "parent": {"path": str(d / "m.onnx")},
-         "profile": {"min": 1, "opt": 1, "max": 4}}))
+    from manifest_fakes import write_engine_manifest
+    from rtdeploy.artifacts import read_manifest
+
+    write_engine_manifest(d / "m.plan", d / "m.onnx", precision="fp32", model=read_manifest(d / "m.onnx")["model"], profile=(1, 1, 4))
 
 
 CASES = [

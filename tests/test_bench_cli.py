@@ -7,7 +7,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import new_manifest, write_manifest
+from manifest_fakes import write_engine_manifest
 from rtdeploy.bench.options import ALL_DEPTHS, make_config, parse_depths, parse_duration, parse_names
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import BenchmarkError, ModelError
@@ -116,7 +116,8 @@ def fake_engine(tmp_path, profile: dict):
     engine.write_bytes(b"not a real plan")
     from rtdeploy.models import model_meta
 
-    write_manifest(engine, new_manifest("engine", engine, precision="int8", model=model_meta(20).to_dict(), build={"profile": profile}))
+    write_engine_manifest(engine, tmp_path / "resnet20.int8.onnx", precision="int8", model=model_meta(20).to_dict(),
+                          profile=(profile["min"], profile["opt"], profile["max"]))
     return engine
 
 

@@ -178,7 +178,8 @@ def fake_tensorrt(monkeypatch):
     """TensorRT 'installed' and 'on a GPU': engines are manifests over the ONNX, run by onnxruntime."""
     from types import SimpleNamespace
 
-    from rtdeploy.artifacts import new_manifest, parent_entry, read_manifest, write_manifest
+    from manifest_fakes import write_engine_manifest
+    from rtdeploy.artifacts import read_manifest
 
     builds = []
 
@@ -189,9 +190,8 @@ def fake_tensorrt(monkeypatch):
         onnx, output, profile = opts.onnx, opts.output, BatchProfile.parse(opts.batch)
         builds.append(output)
         output.write_bytes(b"plan of " + onnx.name.encode())
-        write_manifest(output, new_manifest("engine", output, precision=opts.precision, model=read_manifest(onnx)["model"],
-                                            parent=parent_entry(onnx), profile=profile.to_dict(),
-                                            derivation=engine_wanted(opts, opts.precision)))
+        write_engine_manifest(output, onnx, precision=opts.precision, model=read_manifest(onnx)["model"],
+                              profile=(profile.min, profile.opt, profile.max), derivation=engine_wanted(opts, opts.precision))
         return SimpleNamespace(path=output)
 
     monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)

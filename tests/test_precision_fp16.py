@@ -10,7 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rtdeploy import api
-from rtdeploy.artifacts import new_manifest, read_manifest, write_manifest
+from manifest_fakes import write_onnx_manifest
+from rtdeploy.artifacts import read_manifest
 from rtdeploy.models import model_meta
 from rtdeploy.precision.fp16 import convert_fp16, guard_nodes
 
@@ -52,7 +53,7 @@ def _huge_activation_model():
 def _write_fp32_artifact(model, path, image_size=8):
     onnx.save(model, str(path))
     meta = model_meta(20, image_size=image_size)
-    write_manifest(path, new_manifest("onnx", path, precision="fp32", model=meta.to_dict()))
+    write_onnx_manifest(path, meta.to_dict())
     return path
 
 

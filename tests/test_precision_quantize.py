@@ -200,7 +200,7 @@ def test_quantized_content_without_manifest_flag_is_refused(exported, tmp_path):
 
     first = api.quantize(exported(20).path, int8=True, calib_dir=_npy(tmp_path), output=tmp_path / "a.int8.onnx")
     m = read_manifest(first.path)
-    m.update(precision="fp32", kind="onnx")  # a manifest that lies: the graph still has Q/DQ
+    m.update(precision="fp32", kind="onnx", checks={})  # a complete FP32 manifest that lies: the graph still has Q/DQ
     import json
 
     manifest_path(first.path).write_text(json.dumps(m))

@@ -8,7 +8,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import manifest_path, new_manifest, write_manifest
+from manifest_fakes import write_engine_manifest
+from rtdeploy.artifacts import manifest_path, read_manifest
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import OutputError, PackageError
 from rtdeploy.serving.triton import write_repository
@@ -30,8 +31,7 @@ def onnx20(exported):
 def fake_engine(tmp_path, onnx_path, profile_max=16):
     engine = tmp_path / "r20.int8.plan"
     engine.write_bytes(b"not really a plan")
-    write_manifest(engine, new_manifest("engine", engine, precision="int8", parent={"path": str(onnx_path)},
-                                        profile={"min": 1, "opt": 8, "max": profile_max}))
+    write_engine_manifest(engine, onnx_path, precision="int8", model=read_manifest(onnx_path)["model"], profile=(1, 8, profile_max))
     return engine
 
 
@@ -108,7 +108,7 @@ def test_cli_package_and_bad_input(tmp_path, onnx20):
 def test_engine_manifest_without_its_onnx_is_a_clear_error(tmp_path, onnx20):
     engine = fake_engine(tmp_path, onnx20)
     m = json.loads(manifest_path(engine).read_text())
-    m["parent"] = {"path": str(tmp_path / "gone.onnx")}
+    m["parent"]["path"] = str(tmp_path / "gone.onnx")
     manifest_path(engine).write_text(json.dumps(m))
     with pytest.raises(Exception, match="cannot find the ONNX model"):
         write_repository(engine, tmp_path / "repo")

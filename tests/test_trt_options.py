@@ -114,9 +114,22 @@ ORIN = DeviceInfo(0, "Orin", "8.7", 32 << 30, 20 << 30, True)
 
 
 def manifest(version="10.3.0", cc="8.0", **build):
-    return {"kind": "engine", "tensorrt": {"version": version}, "device": {"name": "NVIDIA A100", "compute_capability": cc},
-            "build": {"version_compatible": False, "hardware_compatibility": None, **build},
-            "rebuild_command": "rtdeploy build-engine --onnx /m/r50.int8.onnx --int8 --batch 1:8:32 -o /m/r50.int8.engine"}
+    """A complete engine manifest (as JSON) built with TensorRT ``version`` on a GPU of compute ``cc``."""
+    from manifest_fakes import engine_fields
+
+    fields = engine_fields(Path("/m/r50.int8.onnx"), precision="int8", model=None, tensorrt=version, compute_capability=cc,
+                           device="NVIDIA A100")
+    fields["build"].update(build)
+    fields["rebuild_command"] = "rtdeploy build-engine --onnx /m/r50.int8.onnx --int8 --batch 1:8:32 -o /m/r50.int8.engine"
+    return {"format": 1, "kind": "engine", "artifact": "r50.int8.engine", "sha256": "0" * 64, "bytes": 0,
+            "created": "2026-01-01T00:00:00+00:00", "versions": {"python": "3.11", "rtdeploy": "0.1.0"}, **fields}
+
+
+def record(*args, **build):
+    """:func:`manifest`, typed."""
+    from rtdeploy.manifests import EngineManifest
+
+    return EngineManifest.from_dict(manifest(*args, **build))
 
 
 def test_compatibility_rules():
@@ -141,7 +154,7 @@ def test_compatibility_rules():
     assert "compute capability 8.0 (NVIDIA A100), this GPU (Orin) has compute 8.7" in compatibility_problem(manifest(), runtime_version="10.3.0", device=ORIN)
     assert compatibility_problem(manifest(hardware_compatibility="ampere+"), runtime_version="10.3.0", device=ORIN) is None
     turing = DeviceInfo(0, "T4", "7.5", 16 << 30, 15 << 30, False)
-    assert "ampere+" in compatibility_problem(manifest(hardware_compatibility="ampere+"), runtime_version="10.3.0", device=turing)
+    assert "ampere+" in compatibility_problem(record(hardware_compatibility="ampere+"), runtime_version="10.3.0", device=turing)
 
 
 def write_engine(folder: Path, data: bytes, m: dict) -> Path:

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from manifest_fakes import write_derived_manifest, write_engine_manifest
 from rtdeploy.artifacts import new_manifest, parent_entry, read_manifest, write_manifest
 from rtdeploy.errors import ArtifactError, MissingDependency, RtDeployError, ValidationFailed
 from rtdeploy.validate import DEFAULT_TOLERANCES, OutputStats, Tolerance, ValidateConfig, check, tolerance_for, validate_model
@@ -149,8 +150,11 @@ def _child(tmp_path, parent, precision="fp16", name="child.onnx"):
     """A model made from ``parent`` (a copy stands in for an FP16/INT8 conversion)."""
     child = tmp_path / name
     shutil.copy(parent, child)
-    meta = read_manifest(parent)["model"]
-    write_manifest(child, new_manifest(f"onnx-{precision}", child, precision=precision, model=meta, parent=parent_entry(parent)))
+    if precision in ("fp16", "int8"):
+        write_derived_manifest(child, parent, precision)
+    else:  # a manifest no rtdeploy writer makes
+        meta = read_manifest(parent)["model"]
+        write_manifest(child, new_manifest("onnx-fp16", child, precision=precision, model=meta, parent=parent_entry(parent)))
     return child
 
 
@@ -184,8 +188,7 @@ def test_engine_without_tensorrt_is_a_missing_dependency(tmp_path, exported, mon
     parent = exported(20).path
     engine = tmp_path / "r20.fp16.engine"
     engine.write_bytes(b"plan bytes")
-    meta = read_manifest(parent)["model"]
-    write_manifest(engine, new_manifest("engine", engine, precision="fp16", model=meta, parent=parent_entry(parent)))
+    write_engine_manifest(engine, parent, precision="fp16", model=read_manifest(parent)["model"])
     for name in ("tensorrt", "tensorrt_bindings"):  # import tensorrt fails, as on a machine without it
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingDependency, match="rtdeploy\\[gpu\\]") as e:
@@ -195,5 +198,5 @@ def test_engine_without_tensorrt_is_a_missing_dependency(tmp_path, exported, mon
 
 def test_unknown_precision_in_manifest(tmp_path, exported):
     child = _child(tmp_path, exported(20).path, precision="fp8", name="odd.onnx")
-    with pytest.raises(ArtifactError, match="precision 'fp8'"):
+    with pytest.raises(ArtifactError, match="'precision' should be one of 'fp16', found 'fp8'"):
         validate_model(ValidateConfig(model=child, samples=2))

@@ -121,16 +121,11 @@ def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
 
 
 def engine_max_batch(manifest: dict) -> int | None:
-    """The largest batch an engine's optimization profile accepts, from its manifest (None: unknown)."""
-    for holder in (manifest, manifest.get("build") or {}, manifest.get("engine") or {}):
-        for key in ("max_batch", "profile"):
-            value = holder.get(key)
-            if isinstance(value, int):
-                return value
-            if isinstance(value, dict):
-                mx = value.get("max")
-                if isinstance(mx, int):
-                    return mx
-                if isinstance(mx, (list, tuple)) and mx and isinstance(mx[0], int):
-                    return mx[0]
-    return None
+    """The largest batch an engine's optimization profile accepts: its manifest's ``profile.max``,
+    read through the typed engine record (None when ``manifest`` is not a complete engine manifest)."""
+    from rtdeploy.manifests import EngineManifest, RecordError
+
+    try:
+        return EngineManifest.from_dict(manifest).max_batch
+    except RecordError:
+        return None

@@ -20,9 +20,9 @@ import numpy as np
 from rtdeploy.bench import backends as be
 from rtdeploy.machine import describe, load_average
 from rtdeploy.bench.harness import Case, run_interleaved
-from rtdeploy.artifacts import ENGINE_SUFFIXES, find_in_chain
+from rtdeploy.artifacts import ENGINE_SUFFIXES
 from rtdeploy.bench.options import BACKENDS, BenchConfig
-from rtdeploy.bench.prepare import engine_max_batch, prepare_slots
+from rtdeploy.bench.prepare import prepare_slots
 from rtdeploy.bench.results import SCHEMA_ID, result_record, scaling_table
 from rtdeploy.bench.stats import NOISE_ADVICE
 from rtdeploy.errors import BenchmarkError, RtDeployError
@@ -88,14 +88,15 @@ def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
 
 
 def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
-    from rtdeploy.artifacts import read_manifest
+    from rtdeploy.manifests import read_artifact, read_engine
 
-    manifest = read_manifest(path)
+    is_engine = path.suffix.lower() in ENGINE_SUFFIXES
+    manifest = read_engine(path) if is_engine else read_artifact(path)
     meta = ModelMeta.from_dict(_model_entry(manifest, path))
-    precision = manifest.get("precision") or str(manifest.get("kind", "")).rpartition("-")[2] or "fp32"
-    if path.suffix.lower() in ENGINE_SUFFIXES:
-        limit = engine_max_batch(manifest)
-        too_big = [b for b in cfg.batches if limit is not None and b > limit]
+    precision = manifest.precision
+    if is_engine:
+        limit = manifest.max_batch
+        too_big = [b for b in cfg.batches if b > limit]
         if too_big:
             raise BenchmarkError(f"--batch {max(too_big)} is larger than engine {path.name}'s optimization profile (max batch {limit}); "
                                  f"give --batch {limit} or less, or rebuild the engine with a larger max batch")
@@ -105,14 +106,14 @@ def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
     raise BenchmarkError(f"--model {path} is neither an ONNX file (.onnx) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
 
 
-def _model_entry(manifest: dict, path: Path) -> dict:
-    """The ``model`` entry of a manifest, following ``parent`` links to the exported ONNX if needed."""
+def _model_entry(manifest, path: Path) -> dict:
+    """The typed manifest's ``model`` section (null only for an engine built from an ONNX without a manifest)."""
     from rtdeploy.errors import ArtifactError
 
-    found = find_in_chain(manifest, "model")
-    if found is None or not isinstance(found["model"], dict):
-        raise ArtifactError(f"the manifest of {path} does not say which model it holds; re-make it with rtdeploy's stages")
-    return found["model"]
+    if manifest.model is None:
+        raise ArtifactError(f"the manifest of {path} does not say which model it holds (it was built from an ONNX without "
+                            "an rtdeploy manifest); build it from the ONNX that `rtdeploy export` or `quantize` wrote")
+    return manifest.model.to_dict()
 
 
 def run_sweep(cfg: BenchConfig, *, command: str | None = None) -> dict:

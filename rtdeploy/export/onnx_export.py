@@ -25,9 +25,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, config_fields, derivation, new_manifest, refuse_overwriting_inputs
+from rtdeploy.artifacts import atomic_path, check_output_path, config_fields, derivation, refuse_overwriting_inputs
 from rtdeploy.artifacts import sha256_file
 from rtdeploy.errors import ExportError, RtDeployError, first_line
+from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
 from rtdeploy.models import ModelMeta, build_model, load_weights, model_meta
 
 log = logging.getLogger(__name__)
@@ -136,22 +137,26 @@ def build_torch_model(meta: ModelMeta, weights: str | Path | None):
     return model.eval()
 
 
-def torch_model_from_manifest(manifest: dict):
-    """Rebuild the torch model an ONNX manifest was exported from.
+def torch_model_from_manifest(manifest: dict | OnnxManifest | PrecisionManifest):
+    """Rebuild the torch model an ONNX manifest (typed, or the dict of one) was exported from.
 
     Raises:
-        ArtifactError: the weights file recorded in the manifest is gone or has changed.
+        ArtifactError: the manifest is not an ONNX model's, or the weights file it records is gone or has changed.
     """
     from rtdeploy.errors import ArtifactError
 
-    meta = ModelMeta.from_dict(manifest["model"])
-    w = manifest.get("weights") or {}
-    if w.get("path") is None:
+    if isinstance(manifest, dict):
+        manifest = typed(manifest, manifest.get("artifact", "the model"))
+    if not isinstance(manifest, (OnnxManifest, PrecisionManifest)):
+        raise ArtifactError(f"{manifest.artifact} is not an ONNX model made by rtdeploy (kind {manifest.kind}); give its ONNX")
+    meta = ModelMeta.from_dict(manifest.model.to_dict())
+    w = manifest.weights
+    if w.path is None:
         return build_torch_model(meta, None)
-    path = Path(w["path"])
+    path = Path(w.path)
     if not path.is_file():
         raise ArtifactError(f"the weights this model was exported from ({path}) are gone; put them back or re-export with --weights")
-    if sha256_file(path) != w.get("sha256"):
+    if sha256_file(path) != w.sha256:
         raise ArtifactError(f"the weights file {path} changed since export (sha256 differs); re-export with `rtdeploy export --weights {path}`")
     return build_torch_model(meta, path)
 

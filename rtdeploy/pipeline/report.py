@@ -6,6 +6,7 @@ import datetime as _dt
 from pathlib import Path
 
 from rtdeploy.artifacts import ENGINE_SUFFIXES, write_json_atomic, write_text_atomic
+from rtdeploy.manifests import check_report
 from rtdeploy.tables import format_table
 
 VALIDATION_COLUMNS = ["precision", "inputs", "samples", "cosine_worst", "top1_agreement", "max_abs_err",
@@ -18,7 +19,7 @@ def write_report(report, cfg) -> tuple[Path, Path]:
     data = {**report.to_dict(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "validation": validation_rows(report), "artifacts": _artifacts(out)}
-    json_path = write_json_atomic(out / "report.json", data)
+    json_path = write_json_atomic(out / "report.json", check_report("run-report", data))
     md_path = write_text_atomic(out / "report.md", _markdown(report, cfg, data))
     return md_path, json_path
 

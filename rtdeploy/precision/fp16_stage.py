@@ -15,7 +15,7 @@ def run_fp16(cfg, parent, out: Path):
     import numpy as np
     import onnx
 
-    from rtdeploy.artifacts import new_manifest
+    from rtdeploy.manifests import new_manifest
     from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, open_calibration
     from rtdeploy.precision.derivation import quantize_derivation

@@ -23,7 +23,7 @@ class Parent:
     Attributes:
         path: the ONNX file.
         model: the loaded ``onnx.ModelProto``.
-        manifest: its rtdeploy manifest.
+        manifest: its rtdeploy manifest (checked against the ``onnx`` kind's typed record).
         sha256: sha256 of the file (the manifest's, checked against the bytes).
     """
 
@@ -48,17 +48,16 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     import onnx
 
     from rtdeploy.artifacts import read_manifest, sha256_file
+    from rtdeploy.manifests import OnnxManifest, typed
 
     p = Path(path)
     if not p.is_file():
         raise ArtifactError(f"ONNX model {p} does not exist; export one with `rtdeploy export --depth N -o {p.name}`")
     manifest = read_manifest(p)
-    precision = manifest.get("precision", "fp32")
-    if precision != "fp32" or manifest.get("kind") not in ("onnx", None):
-        raise PrecisionError(
-            f"{p} is already an {precision.upper()} model (kind {manifest.get('kind')}); quantize the FP32 model it was made from"
-            + (f" ({manifest['parent']['path']})" if isinstance(manifest.get("parent"), dict) else "")
-        )
+    record = typed(manifest, p)
+    if not isinstance(record, OnnxManifest):  # every other kind is made from an FP32 export, named in its parent
+        raise PrecisionError(f"{p} is already an {record.precision.upper()} model (kind {record.kind}); quantize the FP32 model "
+                             f"it was made from ({record.parent.path})")
     try:
         model = onnx.load(str(p))
     except Exception as e:  # onnx raises DecodeError and friends, untyped
@@ -70,7 +69,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
         raise PrecisionError(f"{p} has FP16 inputs, so it is not an FP32 model; give the FP32 export")
     batch = _fixed_batch(model)
     if batch is not None:
-        depth = manifest.get("model", {}).get("depth", "N")
+        depth = record.model.depth
         raise PrecisionError(
             f"{p} has a fixed batch of {batch}; calibration streams batches of its own size, so quantize a dynamic-batch "
             f"export (rtdeploy export --depth {depth} --batch dynamic) and fix the batch when building the engine (--batch {batch})"

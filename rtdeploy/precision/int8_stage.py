@@ -117,7 +117,7 @@ def _fallback(cfg, parent, plan, scales, split):
 def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, calib_fingerprint: str | None = None):
     import onnx
 
-    from rtdeploy.artifacts import new_manifest
+    from rtdeploy.manifests import new_manifest
     from rtdeploy.precision.int8 import trt_cache
     from rtdeploy.precision.derivation import quantize_derivation
     from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts

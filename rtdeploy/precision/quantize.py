@@ -139,11 +139,8 @@ def base_fields(parent) -> dict:
     """Manifest fields every precision artifact copies from its FP32 parent."""
     from rtdeploy.artifacts import parent_entry
 
-    fields = {"model": parent.manifest.get("model"), "parent": parent_entry(parent.path)}
-    for key in ("weights", "export"):
-        if key in parent.manifest:
-            fields[key] = parent.manifest[key]
-    return fields
+    m = parent.manifest  # an ``onnx`` manifest, checked by its typed record when the parent was loaded
+    return {"model": m["model"], "parent": parent_entry(parent.path), "weights": m["weights"], "export": m["export"]}
 
 
 def op_inventory(model) -> dict[str, int]:

@@ -21,13 +21,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, parent_path, read_manifest
+from rtdeploy.artifacts import ENGINE_SUFFIXES
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
+from rtdeploy.manifests import EngineManifest, read_engine, read_onnx
 
 log = logging.getLogger(__name__)
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
-ENGINE_DTYPE_TO_TRITON = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,9 @@ def build_config(
         ArtifactError: the artifact or its manifest is unreadable.
     """
     is_engine = artifact.suffix in ENGINE_SUFFIXES
-    manifest = read_manifest(artifact)
+    manifest = read_engine(artifact) if is_engine else read_onnx(artifact)
     onnx_path = _onnx_for(artifact, manifest) if is_engine else artifact
-    inputs, outputs = onnx_io(onnx_path)
-    if is_engine:
-        inputs, outputs = _engine_io_types(manifest, inputs, outputs)
+    inputs, outputs = onnx_io(onnx_path)  # an engine binds the I/O names and types of the ONNX it was built from
     batch_dim = inputs[0][2][0] if inputs and inputs[0][2] else None
     mbs = _max_batch_size(manifest, is_engine, batch_dim, max_batch)
     if preferred and mbs and max(preferred) > mbs:
@@ -120,32 +118,18 @@ def build_config(
     )
 
 
-def _onnx_for(engine: Path, manifest: dict) -> Path:
-    onnx = manifest.get("onnx")
-    parent = parent_path(manifest) or (Path(onnx["path"]) if isinstance(onnx, dict) and onnx.get("path") else None)
-    if parent is None or not parent.is_file():
+def _onnx_for(engine: Path, manifest: EngineManifest) -> Path:
+    parent = manifest.parent.file
+    if not parent.is_file():
         raise ArtifactError(f"cannot find the ONNX model engine {engine.name} was built from (manifest parent: {parent}); keep it beside the engine or rebuild with `rtdeploy build-engine`")
     return parent
 
 
-def _engine_io_types(manifest: dict, inputs: list, outputs: list) -> tuple[list, list]:
-    """Engines built strongly typed keep the ONNX I/O types; a manifest ``io`` list overrides them."""
-    io = {t["name"]: t for t in manifest.get("io", []) if isinstance(t, dict) and "name" in t}
-
-    def fix(items):
-        return [(n, ENGINE_DTYPE_TO_TRITON.get(io.get(n, {}).get("dtype", ""), t), d) for n, t, d in items]
-
-    return fix(inputs), fix(outputs)
-
-
-def _max_batch_size(manifest: dict, is_engine: bool, batch_dim: int | None, asked: int | None) -> int:
+def _max_batch_size(manifest, is_engine: bool, batch_dim: int | None, asked: int | None) -> int:
     if asked is not None and asked < 0:
         raise PackageError(f"--max-batch {asked} is negative; give 0 (no batching) or a positive size")
     if is_engine:
-        prof = manifest.get("profile") or {}
-        top = prof.get("max") if isinstance(prof.get("max"), int) else (prof.get("max") or [None])[0]
-        if top is None:
-            raise ArtifactError("the engine manifest has no optimization profile; rebuild with `rtdeploy build-engine`")
+        top = manifest.max_batch
         if asked is not None and asked > top:
             raise PackageError(f"--max-batch {asked} exceeds the engine's profile maximum {top}; rebuild with --batch 1:OPT:{asked} or give ≤ {top}")
         return asked if asked is not None else top

@@ -15,16 +15,17 @@ from typing import Any
 
 from rtdeploy.artifacts import read_manifest, sha256_file
 from rtdeploy.errors import ArtifactError, EngineError, MissingDependency
+from rtdeploy.manifests import EngineManifest, typed
 from rtdeploy.trt.device_memory import DeviceInfo
 from rtdeploy.trt.loader import major_of, trt_version
 
 log = logging.getLogger(__name__)
 
 
-def rebuild_command(manifest: dict[str, Any] | None, path: Path) -> str:
+def rebuild_command(manifest: EngineManifest | None, path: Path) -> str:
     """The command that rebuilds the engine at ``path`` (from its manifest when it has one)."""
-    if manifest and manifest.get("rebuild_command"):
-        return str(manifest["rebuild_command"])
+    if manifest is not None:
+        return manifest.rebuild_command
     return f"rtdeploy build-engine --onnx MODEL.onnx -o {path}"
 
 
@@ -63,7 +64,7 @@ def version_problem(built_version: str, runtime_version: str, version_compatible
     return f"TensorRT {built_version}, this machine has TensorRT {runtime_version} (a plan loads only on the release that built it)"
 
 
-def compatibility_problem(manifest: dict[str, Any], *, runtime_version: str, device: DeviceInfo | None,
+def compatibility_problem(manifest: EngineManifest | dict[str, Any], *, runtime_version: str, device: DeviceInfo | None,
                           platform: str | None = None) -> str | None:
     """Why an engine with ``manifest`` cannot run here, or None when it can.
 
@@ -72,6 +73,8 @@ def compatibility_problem(manifest: dict[str, Any], *, runtime_version: str, dev
     must match; the compute capability must match, except that an ``ampere+`` plan runs on any
     compute capability >= 8.0 (and ``same-cc`` on the same compute capability).
     """
+    if isinstance(manifest, EngineManifest):
+        manifest = manifest.to_dict()
     built = manifest.get("tensorrt", {})
     build = manifest.get("build", {})
     problem = version_problem(str(built.get("version", "?")), runtime_version, bool(build.get("version_compatible")))
@@ -90,7 +93,7 @@ def compatibility_problem(manifest: dict[str, Any], *, runtime_version: str, dev
             return f"hardware compatibility ampere+ (compute >= 8.0), this GPU ({device.name}) has compute {here_cc}"
         return None
     if built_cc != here_cc:
-        built_gpu = manifest.get("device", {}).get("name", "?")
+        built_gpu = manifest.device.name
         return f"compute capability {built_cc} ({built_gpu}), this GPU ({device.name}) has compute {here_cc}"
     return None
 
@@ -111,29 +114,39 @@ def hardware_compatibility_problem(level: str | None, device: DeviceInfo) -> str
     return None
 
 
-def check_engine_file(path: Path, manifest: dict[str, Any] | None, *, runtime_version: str, device: DeviceInfo | None) -> None:
+def check_engine_file(path: Path, manifest: dict[str, Any] | None, *, runtime_version: str,
+                      device: DeviceInfo | None) -> EngineManifest | None:
     """Everything checkable before deserializing: the file exists, matches its manifest, fits here.
 
+    Args:
+        manifest: the manifest as read from ``path.json`` (None: there is none).
+
+    Returns:
+        the typed engine manifest (None when there is none).
+
     Raises:
-        ArtifactError: the file is missing, or its manifest is not an engine manifest.
+        ArtifactError: the file is missing, or its manifest is not a complete engine manifest.
         EngineError: the file is empty, truncated or changed, or was built for another TensorRT
             major or compute capability (the message gives the rebuild command).
     """
     if not path.is_file():
         raise ArtifactError(f"engine {path} does not exist; build one with `rtdeploy build-engine`")
+    if manifest is not None:
+        if manifest.get("kind") != "engine":
+            raise ArtifactError(f"{path} has a manifest of kind {manifest.get('kind')!r}, not an engine; give the .engine file build-engine wrote")
+        manifest = typed(manifest, path)
     cmd = rebuild_command(manifest, path)
     if path.stat().st_size == 0:
         raise EngineError(f"engine {path} is empty; rebuild it: {cmd}")
     if manifest is None:
         log.warning("%s has no manifest; its TensorRT version and GPU cannot be checked before loading", path)
-        return
-    if manifest.get("kind") != "engine":
-        raise ArtifactError(f"{path} has a manifest of kind {manifest.get('kind')!r}, not an engine; give the .engine file build-engine wrote")
-    if manifest.get("bytes") not in (None, path.stat().st_size) or manifest.get("sha256") not in (None, sha256_file(path)):
+        return None
+    if manifest.bytes != path.stat().st_size or manifest.sha256 != sha256_file(path):
         raise EngineError(f"engine {path} does not match its manifest (truncated or replaced since it was built); rebuild it: {cmd}")
     problem = compatibility_problem(manifest, runtime_version=runtime_version, device=device)
     if problem:
         raise EngineError(f"engine {path.name} was built for {problem}; rebuild it here: {cmd}")
+    return manifest
 
 
 def load_engine(trt, path: str | Path, *, device: DeviceInfo | None, logger=None):
@@ -158,9 +171,9 @@ def load_engine(trt, path: str | Path, *, device: DeviceInfo | None, logger=None
     path = Path(path)
     manifest = read_manifest(path, required=False) if path.is_file() else None
     version = trt_version(trt)
-    check_engine_file(path, manifest, runtime_version=version, device=device)
+    manifest = check_engine_file(path, manifest, runtime_version=version, device=device)
     logger = logger if logger is not None else make_logger(trt)
-    version_compatible = bool(manifest and manifest.get("build", {}).get("version_compatible"))
+    version_compatible = bool(manifest is not None and manifest.build.version_compatible)
     engine, runtime = deserialize_plan(trt, path.read_bytes(), logger=logger, version_compatible=version_compatible,
                                        what=str(path), rebuild=rebuild_command(manifest, path))
     return engine, manifest, runtime

@@ -117,7 +117,8 @@ def _from_engine(path: Path, trt_module, memory) -> tuple[dict, dict | None]:
 
     trt = trt_module if trt_module is not None else import_tensorrt()
     mem = memory if memory is not None else open_device_memory()
-    engine, manifest, _runtime = load_engine(trt, path, device=mem.device_info())
+    engine, typed_manifest, _runtime = load_engine(trt, path, device=mem.device_info())
+    manifest = typed_manifest.to_dict() if typed_manifest is not None else None
     profile = (manifest or {}).get("profile") or {}
     shape = (profile["opt"], *profile["sample_shape"]) if "opt" in profile and "sample_shape" in profile else None
     return inspect_engine(trt, engine, profile.get("input"), shape), manifest

@@ -129,7 +129,7 @@ class TrtRunner(Runner):
         self.name = f"tensorrt{'[graph]' if cuda_graph else ''}"
         self.last_timings: dict[str, float] = {}
         self.profile: BatchProfile | None = None
-        self.manifest: dict | None = None
+        self.manifest = None  # the typed EngineManifest once activated (None: the engine has no manifest)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -158,8 +158,8 @@ class TrtRunner(Runner):
             else:
                 engine, self.manifest, self._runtime = load_engine(trt, self.path, device=mem.device_info())
             self._engine = engine
-            if self.manifest and self.manifest.get("precision"):
-                self.name = f"tensorrt[{self.manifest['precision']}{',graph' if self.cuda_graph else ''}]"
+            if self.manifest is not None:
+                self.name = f"tensorrt[{self.manifest.precision}{',graph' if self.cuda_graph else ''}]"
             self._context = engine.create_execution_context()
             if self._context is None:
                 raise EngineError(f"TensorRT could not create an execution context for {self.path.name} (out of GPU memory?); "

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, derived_path, new_manifest, parent_entry, read_manifest
+from rtdeploy.artifacts import atomic_path, check_output_path, derived_path, parent_entry, read_manifest
 from rtdeploy.artifacts import refuse_overwriting_inputs, sha256_file
 from rtdeploy.artifacts import write_bytes_atomic
 from rtdeploy.errors import EngineError, MissingDependency, OutputError, PrecisionError
+from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, parse_size, resolve_profile
 
@@ -64,6 +65,7 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
     if opts.onnx is None:
         raise EngineError("the build-engine stage needs an ONNX; rtdeploy.derive.engine_from exports and quantizes one first")
     onnx = Path(opts.onnx)
+    read_artifact(onnx, required=False)  # a manifest beside the ONNX must be a valid one: refused here, before any work
     facts = read_graph_facts(onnx)
     precision = opts.precision or facts.precision
     check_source_precision(opts, onnx, facts, precision)
@@ -199,11 +201,11 @@ def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile,
     from rtdeploy.models.metadata import ModelMeta
     from rtdeploy.trt.calibrator import make_entropy_calibrator
 
-    m = read_manifest(onnx, required=False) or {}
-    if "model" not in m:
+    m = read_artifact(onnx, required=False)
+    if m is None or m.model is None:
         raise PrecisionError(f"--implicit-calibration needs the model's preprocessing from {onnx.name}'s manifest, which is missing; "
                              "re-export with `rtdeploy export`")
-    source = open_source(opts.calib_dir, ModelMeta.from_dict(m["model"]))
+    source = open_source(opts.calib_dir, ModelMeta.from_dict(m.model.to_dict()))
     fingerprint = source.fingerprint()
     cache = output.with_name(f"{onnx.stem}.{fingerprint[:12]}.calib.cache")
     batches = (b.images for b in source.batches(profile.opt))
@@ -247,12 +249,13 @@ def _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, reque
     from rtdeploy.trt.engine_file import this_platform
     from rtdeploy.trt.loader import trt_version
 
-    onnx_manifest = read_manifest(onnx, required=False) or {}
+    onnx_manifest = read_artifact(onnx, required=False)
     if calibration is None and plan.precision == "int8":
-        calibration = {"method": "qdq", "onnx": onnx_manifest.get("calibration")}
+        recorded = onnx_manifest.calibration if isinstance(onnx_manifest, PrecisionManifest) else None
+        calibration = {"method": "qdq", "onnx": recorded.to_dict() if recorded else None}
     return {
         "precision": plan.precision,
-        "model": onnx_manifest.get("model"),
+        "model": onnx_manifest.model.to_dict() if onnx_manifest is not None and onnx_manifest.model is not None else None,
         "parent": parent_entry(onnx),
         "tensorrt": {"version": trt_version(trt), "network_flags": built.network_flags,
                      "builder_flags": built.builder_flags, "strongly_typed": plan.strongly_typed, "method": plan.method},

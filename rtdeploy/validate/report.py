@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rtdeploy.errors import ValidationFailed
+from rtdeploy.manifests import check_report
 from rtdeploy.validate.compare import Failure
 from rtdeploy.validate.tolerances import Tolerance
 
@@ -75,8 +76,8 @@ class ValidationReport:
             raise ValidationFailed(self.failure_message())
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict."""
-        return {
+        """A JSON-ready dict (checked against the validation-report record)."""
+        return check_report("validation-report", {
             "model": self.model,
             "precision": self.precision,
             "candidate": self.candidate,
@@ -89,7 +90,7 @@ class ValidationReport:
                  "seconds": round(s.seconds, 3), "outputs": s.outputs, "failures": [_failure_dict(f) for f in s.failures]}
                 for s in self.sets
             ],
-        }
+        })
 
 
 def _failure_dict(f: Failure) -> dict:

@@ -11,20 +11,20 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, find_in_chain, manifest_path, parent_path, read_manifest, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, manifest_path, sha256_file
 from rtdeploy.errors import ArtifactError
+from rtdeploy.manifests import ArtifactManifest, EngineManifest, OnnxManifest, read_artifact, read_onnx
 from rtdeploy.models.metadata import ModelMeta
-from rtdeploy.validate.tolerances import PRECISIONS
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Target:
-    """The candidate artifact and what its manifest says about it."""
+    """The candidate artifact and what its (typed) manifest says about it."""
 
     path: Path
-    manifest: dict
+    manifest: ArtifactManifest
     meta: ModelMeta
     precision: str
     is_engine: bool
@@ -47,16 +47,13 @@ def load_target(path: str | Path) -> Target:
             f"{p} has no manifest ({manifest_path(p).name} beside it), so rtdeploy cannot tell which model it holds; "
             "make it with `rtdeploy export` (or the stage that made it) and keep the .json beside it"
         )
-    manifest = read_manifest(p)
-    if manifest.get("sha256") != sha256_file(p):
+    manifest = read_artifact(p)
+    if manifest.sha256 != sha256_file(p):
         raise ArtifactError(f"{p} does not match its manifest (sha256 differs): it was changed or truncated; re-run the stage that made it")
-    precision = manifest.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise ArtifactError(f"{manifest_path(p).name} says precision {precision!r}; rtdeploy validates {', '.join(PRECISIONS)}")
-    model = find_in_chain(manifest, "model")
-    if model is None:
-        raise ArtifactError(f"{manifest_path(p).name} and its parents name no model; re-run the stage that made {p.name}")
-    return Target(p, manifest, ModelMeta.from_dict(model["model"]), precision, is_engine)
+    if manifest.model is None:
+        raise ArtifactError(f"{manifest_path(p).name} names no model (its ONNX had no rtdeploy manifest); build it from the ONNX "
+                            "that `rtdeploy export` or `quantize` wrote")
+    return Target(p, manifest, ModelMeta.from_dict(manifest.model.to_dict()), manifest.precision, is_engine)
 
 
 def _check_onnx_parses(path: Path) -> None:
@@ -101,7 +98,7 @@ def reference_runner(target: Target, choice: str | None = None):
     """
     from rtdeploy.runners.ort_runner import OrtRunner
 
-    parent = parent_path(target.manifest)
+    parent = None if isinstance(target.manifest, OnnxManifest) else target.manifest.parent.file
     if choice == "torch" or (choice is None and parent is None):
         return _torch_reference(target)
     if choice in (None, "onnx"):
@@ -118,7 +115,7 @@ def reference_runner(target: Target, choice: str | None = None):
 def _check_parent(target: Target, parent: Path) -> None:
     if not parent.is_file():
         raise ArtifactError(f"the parent of {target.path.name}, {parent}, is gone; restore it, or use --reference torch or --reference PATH")
-    if sha256_file(parent) != target.manifest["parent"].get("sha256"):
+    if sha256_file(parent) != target.manifest.parent.sha256:
         raise ArtifactError(f"{parent} changed since {target.path.name} was made from it (sha256 differs); rebuild {target.path.name} or pass --reference PATH")
 
 
@@ -126,8 +123,11 @@ def _torch_reference(target: Target):
     from rtdeploy.export import torch_model_from_manifest
     from rtdeploy.runners.torch_runner import TorchRunner
 
-    found = find_in_chain(target.manifest, "weights")
-    if found is None:
-        raise ArtifactError(f"neither {target.path.name}'s manifest nor its parents' record the weights; use --reference onnx or --reference PATH")
+    found = target.manifest
+    if isinstance(found, EngineManifest):  # the weights are recorded by the ONNX the engine was built from
+        if not found.parent.file.is_file():
+            raise ArtifactError(f"the ONNX {target.path.name} was built from ({found.parent.path}) is gone, and with it the record of "
+                                "the weights; use --reference onnx or --reference PATH")
+        found = read_onnx(found.parent.file)
     model = torch_model_from_manifest(found)
     return TorchRunner(model, target.meta.input_name, target.meta.output_name)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: manifest_fakes
 
 from fakes import FP16_LAYERS, FP32_LAYERS, INT8_LAYERS, FakeCudart, World  # noqa: E402
 
@@ -53,7 +54,7 @@ def models(tmp_path_factory):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from rtdeploy.artifacts import new_manifest, write_manifest
+    from manifest_fakes import write_derived_manifest, write_onnx_manifest
     from rtdeploy.models.metadata import ModelMeta
 
     folder = tmp_path_factory.mktemp("models")
@@ -81,7 +82,10 @@ def models(tmp_path_factory):
                                   [helper.make_tensor_value_info("logits", elem, ["batch", 4])], inits)
         path = folder / ("tiny.onnx" if kind == "fp32" else f"tiny.{kind}.onnx")
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-        write_manifest(path, new_manifest("onnx", path, precision=kind, model=meta.to_dict()))
+        if kind == "fp32":
+            write_onnx_manifest(path, meta.to_dict())
+        else:  # what quantize writes for a model made from the fp32 one
+            write_derived_manifest(path, folder / "tiny.onnx", kind)
         return path
 
     return {kind: make(kind) for kind in ("fp32", "fp16", "int8")}
@@ -114,7 +118,19 @@ def build(world, rt, tmp_path, onnx, **opts):
 
     opts.setdefault("output", tmp_path / "model.engine")
     memory = world.memory or memory_for(world, rt)
-    return build_engine(BuildOptions(onnx=onnx, **opts), trt_module=world.module, memory=memory)
+    result = build_engine(BuildOptions(onnx=onnx, **opts), trt_module=world.module, memory=memory)
+    check_engine_manifest(result.manifest)
+    return result
+
+
+def check_engine_manifest(manifest: dict) -> None:
+    """Every engine manifest a build writes follows rtdeploy/manifests/schemas/engine.schema.json and reads back typed."""
+    import jsonschema
+
+    from rtdeploy.manifests import EngineManifest, load_schema
+
+    jsonschema.Draft202012Validator(load_schema("engine")).validate(manifest)
+    assert EngineManifest.from_dict(manifest).to_dict() == manifest
 
 
 def network_flag_names(trt, world) -> set[str]:

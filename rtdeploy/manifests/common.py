@@ -1,0 +1,87 @@
+"""The parts every artifact manifest shares: the header, the model section, the parent link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rtdeploy.manifests.typed import Record
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSection(Record):
+    """Which model an artifact holds (``rtdeploy.models.ModelMeta.to_dict()``)."""
+
+    family: Literal["imagenet", "cifar"]
+    depth: int
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    resize: int | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_name: str
+    output_name: str
+    variant: str
+    gmacs: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParentRef(Record):
+    """The artifact a stage read: its absolute path and its sha256 when read."""
+
+    path: str
+    sha256: str
+
+    @property
+    def file(self) -> Path:
+        """``path`` as a Path."""
+        return Path(self.path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Weights(Record):
+    """The checkpoint an export loaded (``path``, ``sha256``), or none (``path`` null, ``init_seed``)."""
+
+    path: str | None
+    sha256: str | None = None
+    init_seed: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportInfo(Record):
+    """How the ONNX was exported."""
+
+    exporter: str
+    opset: int
+    batch: Literal["dynamic"] | int
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArtifactManifest(Record):
+    """The header of every artifact manifest (written by :func:`rtdeploy.artifacts.new_manifest`).
+
+    Attributes:
+        format: the manifest format (1).
+        kind: ``onnx``, ``onnx-fp16``, ``onnx-int8`` or ``engine``.
+        artifact: the artifact's file name.
+        sha256, bytes: the artifact's bytes when written.
+        created: UTC ISO-8601 time of writing.
+        versions: Python, rtdeploy and the libraries that shaped the artifact.
+        precision: the precision the artifact carries.
+    """
+
+    format: Literal[1]
+    kind: str
+    artifact: str
+    sha256: str
+    bytes: int
+    created: str
+    versions: dict[str, str]
+    precision: Precision
+
