@@ -213,7 +213,13 @@ def test_schema_allows_new_top_level_fields_only(made):
 def test_engine_max_batch_is_the_profile_field_only(tmp_path, made):
     """The bench used to find an engine's max batch in three places and shapes, one of which
     (``build.profile``) only a test fake wrote; now it is the engine manifest's ``profile.max``."""
-    from rtdeploy.bench.prepare import engine_max_batch
+    from rtdeploy.manifests import EngineManifest, RecordError
+
+    def engine_max_batch(manifest: dict) -> int | None:
+        try:
+            return EngineManifest.from_dict(manifest).max_batch
+        except RecordError:
+            return None
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")

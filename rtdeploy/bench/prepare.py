@@ -118,14 +118,3 @@ def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
 
     batch = f"1:{min(8, max_batch)}:{max_batch}" if max_batch > 1 else "1"
     return engine(BuildOptions(onnx=onnx, precision=precision, batch=batch)).path
-
-
-def engine_max_batch(manifest: dict) -> int | None:
-    """The largest batch an engine's optimization profile accepts: its manifest's ``profile.max``,
-    read through the typed engine record (None when ``manifest`` is not a complete engine manifest)."""
-    from rtdeploy.manifests import EngineManifest, RecordError
-
-    try:
-        return EngineManifest.from_dict(manifest).max_batch
-    except RecordError:
-        return None
