@@ -356,6 +356,10 @@ def reuse_verdict(path: str | os.PathLike, wanted: dict[str, Any], recorded: dic
     return True, "same " + ", ".join(["options", *sorted(wanted["inputs"])])
 
 
+# How many parent links the ancestor walk follows (export -> quantize -> engine is two).
+_MAX_CHAIN = 8
+
+
 def ancestors(path: str | os.PathLike) -> list[Path]:
     """``path`` and every artifact its manifest chain says it was made from, resolved (nearest first)."""
     chain = [Path(path).resolve()]
@@ -364,10 +368,10 @@ def ancestors(path: str | os.PathLike) -> list[Path]:
             m = read_manifest(chain[-1], required=False)
         except ArtifactError:
             break
-        parent = parent_path(m) if m else None
-        if parent is None or parent.resolve() in chain:
+        parent = (m or {}).get("parent")
+        if not isinstance(parent, dict) or not parent.get("path") or Path(parent["path"]).resolve() in chain:
             break
-        chain.append(parent.resolve())
+        chain.append(Path(parent["path"]).resolve())
     return chain
 
 

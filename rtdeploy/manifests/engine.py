@@ -58,6 +58,15 @@ class EngineCalibration(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PrecisionConstraints(Record):
+    """Layers pinned to FP32 on a weakly typed build (the FP16 guard), and the flag that enforces it."""
+
+    flag: str
+    layers: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildInfo(Record):
     """The build options that shaped the plan, and how long the build took."""
 
@@ -69,6 +78,7 @@ class BuildInfo(Record):
     gpu_fallback: bool
     version_compatible: bool
     hardware_compatibility: str | None
+    precision_constraints: PrecisionConstraints | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +101,44 @@ class LayerRow(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Fallback(Record):
+    """A compute layer that runs above the precision asked for it."""
+
+    name: str
+    asked: str
+    got: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeSummary(Record):
+    """How many compute layers (convolutions, fully connected, fused conv+add) run in each precision."""
+
+    total: int
+    by_precision: dict[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeLayer(Record):
+    """One compute layer: its weight type, its input's type and the precision it runs in."""
+
+    name: str
+    type: str
+    weights: str
+    input: str
+    precision: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class IoTensor(Record):
+    """An engine input or output: its type and format."""
+
+    name: str
+    mode: str
+    dtype: str
+    format: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class LayersSection(Record):
     """The engine's layers by precision and device; ``verified``: the asked precision really ran."""
 
@@ -99,6 +147,16 @@ class LayersSection(Record):
     by_precision: dict[str, int]
     by_device: dict[str, int]
     list: tuple[LayerRow, ...]
+    expected: str | None = None
+    fallbacks: tuple[Fallback, ...] = ()
+    kept_float: tuple[str, ...] = ()
+    schema: str | None = None
+    count: int | None = None
+    compute: ComputeSummary | None = None
+    compute_layers: tuple[ComputeLayer, ...] = ()
+    reformat: int | None = None
+    qdq: int | None = None
+    io: tuple[IoTensor, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

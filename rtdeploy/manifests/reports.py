@@ -90,7 +90,7 @@ class StageRow(Record):
     """What happened to one stage of ``rtdeploy run``; ``result`` is the stage's own JSON."""
 
     name: str
-    status: Literal["ran", "reused", "skipped", "failed"]
+    status: Literal["made", "reused", "skipped", "failed"]
     seconds: float
     detail: str
     result: Any

@@ -297,11 +297,11 @@ class _Pipeline:
     def _images_fingerprint(self, model: Path) -> dict[str, str]:
         if self.cfg.images is None:
             return {}
-        from rtdeploy.artifacts import find_in_chain, read_manifest
         from rtdeploy.data import open_source
+        from rtdeploy.manifests import read_onnx
         from rtdeploy.models import ModelMeta
 
-        meta = ModelMeta.from_dict(find_in_chain(read_manifest(model), "model")["model"])
+        meta = ModelMeta.from_dict(read_onnx(model).model.to_dict())
         return {"images": open_source(self.cfg.images, meta).fingerprint()}
 
     def _bench(self, force: bool) -> StageRecord:
