@@ -27,7 +27,7 @@ def validate(report: dict) -> None:
 def sweep(tmp_path_factory):
     """One real sweep: 2 depths x 2 backends, 2 interleaved repeats of 5 iterations, all three reports."""
     out = tmp_path_factory.mktemp("bench")
-    result = api.bench(depth="20,32", backend="torch,onnxruntime", precision="fp32", iterations=5, repeats=2,
+    result = api.bench(depth="20,32", backend="torch,onnxruntime", precision="fp32", iterations=5, duration=0, repeats=2,
                        warmup="0", threads=1, workdir=out / "work", json=out / "r.json", markdown=out / "r.md", plot=out / "r.png")
     return result, out
 
@@ -39,7 +39,10 @@ def test_sweep_times_every_supported_combination(sweep):
     assert {"resnet20/torch/fp32/b1", "resnet20/onnxruntime/fp32/b1", "resnet32/torch/fp32/b1", "resnet32/onnxruntime/fp32/b1"} <= set(ids)
     for r in rep["results"]:
         assert len(r["repeats"]) == 2 and all(x["count"] == 5 for x in r["repeats"])
-        assert r["host_ms"]["count"] == 10
+        assert r["host_ms"]["count"] == 10 and r["host_ms"]["tail_counts"] == {"p90": 1, "p95": 0, "p99": 0}
+        assert r["host_ms"]["p90"] is None and r["streams"] == 1 and len(r["per_stream"]) == 1
+        assert (r["settings"]["min_iterations"], r["settings"]["min_duration_s"]) == (5, 0.0)
+        assert r["throughput_window"]["images"] == 10
         assert r["host_ms"]["min"] <= r["repeat_low_ms"] <= r["latency_ms"] <= r["repeat_high_ms"] <= r["host_ms"]["max"]
         assert r["settings"]["threads"] == 1 and r["settings"]["timer"] == "host" and r["settings"]["data_transfers"] is False
         assert r["device_ms"] is None
@@ -66,11 +69,12 @@ def test_reports_are_written_and_valid(sweep):
     assert data["results"] == json.loads(json.dumps(result.report["results"]))
     md = (out / "r.md").read_text()
     assert md == markdown(result.report) + "\n"
-    assert "| resnet32 | onnxruntime[CPU] | fp32 | 1 |" in md and "## Latency against GMACs" in md
+    assert "| resnet32 fp32 | onnxruntime[CPU] | 1 | 10 |" in md and "## Latency against GMACs" in md
+    assert "| n/a | n/a | n/a |" in md, "10 samples: no tail percentile may be shown as a number"
     assert (out / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.part")), "no temporary files may be left behind"
     table = terminal_table(result.report)
-    assert "median ms" in table and "resnet20" in table and "device ms" not in table
+    assert "median ms" in table and "resnet20" in table and "device ms" not in table and "streams" not in table
 
 
 def test_schema_rejects_broken_reports(sweep):
@@ -83,6 +87,12 @@ def test_schema_rejects_broken_reports(sweep):
         lambda d: d["results"][0].update(backend="tflite"),
         lambda d: d["settings"].update(repeats=0),
         lambda d: d["environment"].update(load_average_start=[1.0]),
+        lambda d: d["results"][0]["host_ms"].pop("tail_counts"),
+        lambda d: d["results"][0].pop("streams"),
+        lambda d: d["results"][0].pop("throughput_window"),
+        lambda d: d["results"][0]["throughput_window"].pop("wall_ms"),
+        lambda d: d["settings"].pop("streams"),
+        lambda d: d.pop("measured"),
     ]
     for breaker in broken:
         d = json.loads(json.dumps(rep))
@@ -101,11 +111,11 @@ def test_artifacts_are_reused_while_manifests_match(sweep, monkeypatch):
         raise AssertionError("a matching export must be reused")
 
     monkeypatch.setattr(api, "export", no_export)
-    api.bench(depth="20", iterations=1, repeats=1, warmup="0", workdir=work)
+    api.bench(depth="20", iterations=1, duration=0, repeats=1, warmup="0", workdir=work)
     assert onnx.stat().st_mtime_ns == before
     monkeypatch.undo()
     onnx.write_bytes(onnx.read_bytes() + b"\0")  # bytes no longer match the manifest's sha256
-    api.bench(depth="20", iterations=1, repeats=1, warmup="0", workdir=work)
+    api.bench(depth="20", iterations=1, duration=0, repeats=1, warmup="0", workdir=work)
     assert onnx.stat().st_mtime_ns != before
 
 
@@ -116,7 +126,7 @@ def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path,
         raise MissingDependency("the quantize stage needs a missing library; install it")
 
     monkeypatch.setattr(api, "quantize", quantize)
-    rep = api.bench(depth="20", backend="torch,onnxruntime", precision="fp32,int8", iterations=1, repeats=1, warmup="0",
+    rep = api.bench(depth="20", backend="torch,onnxruntime", precision="fp32,int8", iterations=1, duration=0, repeats=1, warmup="0",
                     workdir=tmp_path).report
     assert sorted(r["id"] for r in rep["results"]) == ["resnet20/onnxruntime/fp32/b1", "resnet20/torch/fp32/b1"]
     reasons = {(s["backend"], s["precision"]): s["reason"] for s in rep["skipped"]}
@@ -125,7 +135,7 @@ def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path,
 
 
 def test_int8_and_fp16_onnx_through_the_precision_stage(tmp_path):
-    rep = api.bench(depth="20", precision="fp32,fp16,int8", iterations=2, repeats=1, warmup="0", workdir=tmp_path).report
+    rep = api.bench(depth="20", precision="fp32,fp16,int8", iterations=2, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     validate(rep)
     by_precision = {r["precision"]: r for r in rep["results"]}
     assert set(by_precision) == {"fp32", "fp16", "int8"}
@@ -138,7 +148,7 @@ def test_cli_json_to_stdout(tmp_path):
     from rtdeploy.cli.main import _register, cli
 
     _register()
-    res = CliRunner().invoke(cli, ["bench", "--depth", "20", "--iterations", "2", "--repeats", "1", "--warmup", "0",
+    res = CliRunner().invoke(cli, ["bench", "--depth", "20", "--iterations", "2", "--duration", "0", "--repeats", "1", "--warmup", "0",
                                    "--workdir", str(tmp_path), "--json", "-", "--no-progress"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -197,7 +207,7 @@ def fake_tensorrt(monkeypatch):
 
 
 def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_tensorrt):
-    kw = dict(depth="20", backend="tensorrt", device="cuda", batch="1,2", iterations=3, repeats=2, warmup="0",
+    kw = dict(depth="20", backend="tensorrt", device="cuda", batch="1,2", iterations=3, duration=0, repeats=2, warmup="0",
               cuda_graph=True, workdir=tmp_path)
     rep = api.bench(**kw).report
     validate(rep)
@@ -205,7 +215,9 @@ def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_te
     for r in rep["results"]:
         assert r["runner"] == "tensorrt[graph]" and r["device"] == "cuda"
         assert r["settings"] == {"timer": "tensorrt-cuda-events", "threads": None, "cuda_graph": True, "spin_wait": None,
-                                 "data_transfers": True, "channels_last": False, "compile": False}
+                                 "data_transfers": True, "channels_last": False, "compile": False, "warmup_s": 0.0,
+                                 "min_iterations": 3, "min_duration_s": 0.0, "streams": 1,
+                                 "streams_mode": "one execution context and CUDA stream per stream, each run from its own thread"}
         assert r["device_ms"]["median"] == 1.5 and r["device_ms"]["count"] == 6
         assert r["split_ms"]["h2d"]["median"] == 0.25 and r["split_ms"]["d2h"]["max"] == 0.05
     assert "device ms" in terminal_table(rep)
@@ -219,11 +231,11 @@ def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_te
 def test_given_engine_batch_outside_its_profile(tmp_path, fake_tensorrt):
     from rtdeploy.errors import BenchmarkError
 
-    api.bench(depth="20", backend="tensorrt", device="cuda", batch="2", iterations=1, repeats=1, warmup="0", workdir=tmp_path)
+    api.bench(depth="20", backend="tensorrt", device="cuda", batch="2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path)
     engine = tmp_path / "resnet20_32px.fp32.engine"
     with pytest.raises(BenchmarkError, match="larger than engine resnet20_32px.fp32.engine's optimization profile"):
-        api.bench(model=engine, device="cuda", batch="4", iterations=1, workdir=tmp_path)
-    rep = api.bench(model=engine, device="cuda", batch="1,2", iterations=1, repeats=1, warmup="0", workdir=tmp_path).report
+        api.bench(model=engine, device="cuda", batch="4", iterations=1, duration=0, workdir=tmp_path)
+    rep = api.bench(model=engine, device="cuda", batch="1,2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     assert [r["batch"] for r in rep["results"]] == [1, 2] and all(r["backend"] == "tensorrt" for r in rep["results"])
 
 
@@ -234,6 +246,6 @@ def test_given_onnx_files_of_one_model_get_distinct_ids(tmp_path, exported):
     second = tmp_path / "copy.onnx"
     shutil.copy(first, second)
     shutil.copy(str(first) + ".json", str(second) + ".json")
-    rep = api.bench(model=f"{first},{second}", iterations=1, repeats=1, warmup="0", workdir=tmp_path).report
+    rep = api.bench(model=f"{first},{second}", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     ids = [r["id"] for r in rep["results"]]
     assert len(set(ids)) == 2 and all(i.startswith("resnet20[") for i in ids) and any("copy.onnx" in i for i in ids)

@@ -40,8 +40,9 @@ def benchmark(*, command: str | None = None, **options) -> BenchResult:
 
     cfg = make_config(**options)
     report = run_sweep(cfg, command=command)
+    exported = [Path(p) for p in (report["exports"]["times"], report["exports"]["profile"]) if p]
     written = write_outputs(report, json=cfg.json, markdown_path=cfg.markdown, plot=cfg.plot)
-    return BenchResult(report, written)
+    return BenchResult(report, exported + written)
 
 
 def schema_path() -> Path:
