@@ -24,7 +24,8 @@ def int8_cpu_note(results: list[dict]) -> str | None:
         target = (r.get("quantization") or {}).get("target") or "tensorrt"
         parent = fp32.get(_key(r))
         if parent is not None and target.startswith("tensorrt") and r["latency_ms"] > parent["latency_ms"]:
-            slower.append(f"{r['model']} b{r['batch']}: {r['latency_ms']:.3g} vs {parent['latency_ms']:.3g} ms")
+            streams = f" x{r['streams']} streams" if r.get("streams", 1) > 1 else ""
+            slower.append(f"{r['model']} b{r['batch']}{streams}: {r['latency_ms']:.3g} vs {parent['latency_ms']:.3g} ms")
     if not slower:
         return None
     shown = "; ".join(slower[:3]) + ("; ..." if len(slower) > 3 else "")

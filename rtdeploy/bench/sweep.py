@@ -339,7 +339,7 @@ def _settings(slot: Slot, cfg: BenchConfig, case: Case) -> dict:
     return {
         "warmup_s": rule.warmup_s, "min_iterations": rule.min_iterations, "min_duration_s": rule.min_duration_s,
         "streams": case.streams, "streams_mode": be.stream_mode(slot.backend, device),
-        "timer": case.timer.kind,
+        "timer": case.timers[0].kind,
         "threads": cfg.threads if slot.backend != "tensorrt" else None,
         "cuda_graph": cfg.cuda_graph if slot.backend == "tensorrt" else False,
         "spin_wait": slot.spin_wait,
