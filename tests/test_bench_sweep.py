@@ -249,3 +249,117 @@ def test_given_onnx_files_of_one_model_get_distinct_ids(tmp_path, exported):
     rep = api.bench(model=f"{first},{second}", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     ids = [r["id"] for r in rep["results"]]
     assert len(set(ids)) == 2 and all(i.startswith("resnet20[") for i in ids) and any("copy.onnx" in i for i in ids)
+
+
+# -- streams, exports, artifact names -----------------------------------------------------------------------------
+
+
+def test_streams_on_onnxruntime_cpu(tmp_path):
+    """--streams 1,2 on onnxruntime CPU: a configuration per stream count, one session per stream, per-stream
+    latencies and the aggregate throughput, in every rendering."""
+    out = tmp_path / "r"
+    res = api.bench(depth="20", streams="1,2", iterations=3, duration=0, repeats=2, warmup="0", threads=1, workdir=tmp_path,
+                    markdown=out.with_suffix(".md"), plot=out.with_suffix(".png"))
+    rep = res.report
+    validate(rep)
+    assert [r["id"] for r in rep["results"]] == ["resnet20/onnxruntime/fp32/b1", "resnet20/onnxruntime/fp32/b1/s2"]
+    one, two = rep["results"]
+    assert (one["streams"], two["streams"]) == (1, 2) and rep["settings"]["streams"] == [1, 2]
+    assert [p["count"] for p in two["per_stream"]] == [6, 6] and two["host_ms"]["count"] == 12
+    assert all(r["count"] == 6 for r in two["repeats"])
+    assert two["throughput_window"]["images"] == 12
+    assert "session per stream" in two["settings"]["streams_mode"]
+    md = out.with_suffix(".md").read_text()
+    assert "## Throughput against streams" in md and "session per stream" in md
+    assert "streams" in terminal_table(rep)
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tensorrt_streams_open_one_runner_per_stream(tmp_path, fake_tensorrt, monkeypatch):
+    made = []
+    real = __import__("rtdeploy.bench.backends", fromlist=["trt_runner"]).trt_runner
+
+    def counting(engine, cuda_graph):
+        made.append(engine)
+        return real(engine, cuda_graph=cuda_graph)
+
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", counting)
+    rep = api.bench(depth="20", backend="tensorrt", device="cuda", streams="1,3", iterations=2, duration=0, repeats=1,
+                    warmup="0", workdir=tmp_path).report
+    validate(rep)
+    assert len(made) == 3, "one execution context (runner) per stream"
+    s3 = rep["results"][1]
+    assert s3["streams"] == 3 and len(s3["per_stream"]) == 3 and s3["split_ms"]["compute"]["count"] == 6
+
+
+class ProfiledFake:
+    """A TensorRT runner stand-in whose execution context reports to an attached IProfiler once per layer per
+    inference, in engine order (TensorRT Python API, tensorrt.IProfiler; see tests/test_trt_profiler.py)."""
+
+    LAYERS = ("conv1 + relu", "layer1.0", "fc")
+
+    def __init__(self, profiler):
+        self.profiler, self.calls, self.last_timings = profiler, 0, {}
+        self.input_names = ["input"]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def infer(self, feed):
+        self.calls += 1
+        for i, name in enumerate(self.LAYERS):
+            self.profiler.report_layer_time(name, 0.5 * (i + 1))
+        self.last_timings = {"h2d_ms": 0.1, "compute_ms": 3.0, "d2h_ms": 0.01}
+        return {}
+
+
+def test_export_profile_and_times_in_trtexecs_formats(tmp_path, fake_tensorrt, monkeypatch):
+    from rtdeploy.trt.profiler import TIMES_KEYS, read_profile
+
+    runners = []
+
+    def profiled(engine, times):
+        runners.append(ProfiledFake(times))
+        return runners[-1]
+
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_profiled_runner", profiled)
+    prof, times = tmp_path / "prof.json", tmp_path / "times.json"
+    res = api.bench(depth="20", backend="tensorrt", device="cuda", iterations=4, duration=0, repeats=1, warmup="0",
+                    workdir=tmp_path, export_profile=prof, export_times=times)
+    rep = res.report
+    validate(rep)
+    assert prof in res.written and times in res.written
+    p = read_profile(prof)
+    assert p.count == 4 == rep["exports"]["profile_count"], "warm-up excluded, the window's 4 inferences counted"
+    assert [lp.name for lp in p.layers] == list(ProfiledFake.LAYERS)
+    assert [lp.average_ms for lp in p.layers] == [0.5, 1.0, 1.5] and p.layers[2].percentage == pytest.approx(50.0)
+    recs = json.loads(times.read_text())
+    assert len(recs) == 4 == rep["exports"]["times_count"] and list(recs[0]) == list(TIMES_KEYS)
+    assert all(r["computeMs"] == 1.5 and r["h2dMs"] == 0.25 for r in recs)  # the fake engine's CUDA-event times
+    assert recs[0]["startEnqMs"] == 0 and all(b["startEnqMs"] >= a["endEnqMs"] for a, b in zip(recs, recs[1:]))
+
+
+def test_two_int8_models_of_one_network_get_distinct_rows(tmp_path):
+    """Different calibrators (and kept layers) come from each INT8 model's manifest into its label."""
+    import shutil
+
+    from rtdeploy.artifacts import read_manifest, write_manifest
+
+    api.bench(depth="20", precision="int8", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path)
+    first = tmp_path / "resnet20_32px.int8.onnx"
+    second = tmp_path / "other" / "resnet20_32px.int8.onnx"
+    second.parent.mkdir()
+    shutil.copy(first, second)
+    m = read_manifest(first)
+    m["quantization"] = {**m["quantization"], "method": "entropy", "kept_fp": [{"node": "/conv1/Conv", "op_type": "Conv"}]}
+    write_manifest(second, m)
+    rep = api.bench(model=f"{first},{second}", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
+    validate(rep)
+    labels = [r["label"] for r in rep["results"]]
+    assert labels == ["resnet20 int8 max", "resnet20 int8 entropy, 1 kept in float (/conv1/Conv)"]
+    assert rep["results"][1]["quantization"] == {"calibrator": "entropy", "kept_fp": ["/conv1/Conv"], "target": "tensorrt"}
+    rows = terminal_table(rep).splitlines()[2:4]
+    assert rows[0] != rows[1] and "entropy" in rows[1]
