@@ -363,3 +363,14 @@ def test_two_int8_models_of_one_network_get_distinct_rows(tmp_path):
     assert rep["results"][1]["quantization"] == {"calibrator": "entropy", "kept_fp": ["/conv1/Conv"], "target": "tensorrt"}
     rows = terminal_table(rep).splitlines()[2:4]
     assert rows[0] != rows[1] and "entropy" in rows[1]
+
+
+@pytest.mark.parametrize("name", ["sweep_cpu.json", "sweep_cpu.streams.json"])
+def test_recorded_sweeps_follow_the_schema(name):
+    """The reports committed under benchmarks/results/ are what this version writes."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / name
+    rep = json.loads(path.read_text(encoding="utf-8"))
+    validate(rep)
+    assert all(r["host_ms"]["count"] >= r["settings"]["min_iterations"] * r["streams"] * len(r["repeats"]) for r in rep["results"])

@@ -4,9 +4,11 @@
     result = benchmark(depth="18,50", backend="torch,onnxruntime", duration="1s", markdown="bench.md")
     result.report["results"][0]["latency_ms"]
 
-Modules: ``options`` (parsing, config), ``harness`` (timing loops), ``stats`` (percentiles and
-spread), ``backends`` (runners per backend), ``prepare`` (artifacts), ``sweep`` (the whole run),
-``results`` / ``report`` / ``plot`` (records and their renderings), ``environment`` (the machine).
+Modules: ``options`` (parsing, config), ``stoprule`` (when a window ends), ``harness`` (timing loops,
+streams), ``stats`` (percentiles and spread), ``backends`` (runners per backend), ``prepare``
+(artifacts), ``sweep`` (the whole run), ``exports`` (trtexec's profile and times files),
+``results`` / ``naming`` / ``notes`` / ``report`` / ``plot`` (records, their labels and notes, and
+their renderings).
 """
 
 from __future__ import annotations
