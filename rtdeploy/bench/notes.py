@@ -25,7 +25,7 @@ def int8_cpu_note(results: list[dict]) -> str | None:
         parent = fp32.get(_key(r))
         if parent is not None and target.startswith("tensorrt") and r["latency_ms"] > parent["latency_ms"]:
             streams = f" x{r['streams']} streams" if r.get("streams", 1) > 1 else ""
-            slower.append(f"{r['model']} b{r['batch']}{streams}: {r['latency_ms']:.3g} vs {parent['latency_ms']:.3g} ms")
+            slower.append(f"{r['model']} b{r['batch']}{streams}: {r['latency_ms']:.4g} vs {parent['latency_ms']:.4g} ms")
     if not slower:
         return None
     shown = "; ".join(slower[:3]) + ("; ..." if len(slower) > 3 else "")
