@@ -212,3 +212,46 @@ def test_torch_cuda_timer_reads_its_events_in_order(monkeypatch):
     with TorchRunner(torch.nn.Flatten()) as runner:
         w = time_window(TorchCudaTimer(runner, {"input": np.zeros((1, 2, 3), np.float32)}), iterations=1, duration_s=0)
     assert w.split_ms == {"h2d": [1.0], "compute": [3.0], "d2h": [5.0]}
+
+
+def test_torch_cuda_timer_on_its_own_stream(monkeypatch):
+    """--streams on torch CUDA: each timer enqueues copies, forward pass and events inside its own CUDA stream."""
+    import contextlib
+
+    import torch
+
+    from rtdeploy.bench.backends import make_timers
+    from rtdeploy.runners.torch_runner import TorchRunner
+
+    entered: list = []
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            self.t = 0.0
+
+        def record(self):
+            self.stream = entered[-1] if entered else None
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return 1.0
+
+    class FakeStream:
+        pass
+
+    @contextlib.contextmanager
+    def on(stream):
+        entered.append(stream)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    with TorchRunner(torch.nn.Flatten()) as runner:
+        timers = make_timers("torch", [runner], {"input": np.zeros((1, 2, 3), np.float32)}, "cuda", 2)
+        for t in timers:
+            t.step()
+    assert len(entered) == 2 and entered[0] is not entered[1] and all(isinstance(s, FakeStream) for s in entered)
+    assert all(e.stream is entered[i] for i, t in enumerate(timers) for e in t._events)
