@@ -167,14 +167,19 @@ def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, pr
           image_size: int | None = None, cuda_graph: bool = False, channels_last: bool = False, compile: bool = False,
           workdir: str | os.PathLike | None = None, json: str | os.PathLike | None = None,
           markdown: str | os.PathLike | None = None, plot: str | os.PathLike | None = None, progress: bool = False,
-          command: str | None = None):
-    """Time ResNets across depths, precisions, backends and batch sizes (``rtdeploy bench``).
+          command: str | None = None, streams: int | str = "1", export_profile: str | os.PathLike | None = None,
+          export_times: str | os.PathLike | None = None):
+    """Time ResNets across depths, precisions, backends, batch sizes and streams (``rtdeploy bench``).
 
     List options take comma-separated strings or lists (``depth="18,50"`` or ``"all"``); durations
-    take ``"200ms"``, ``"3s"`` or seconds. ``iterations`` or ``duration`` (default 1 s) is the length
-    of each of the ``repeats`` interleaved timed windows. Artifacts are prepared in ``workdir``
-    (default ``~/.cache/rtdeploy/bench``) and reused while their manifests match; ``model`` times given
-    ONNX files or engines instead of a depth sweep.
+    take ``"200ms"``, ``"3s"`` or seconds. Each of the ``repeats`` interleaved timed windows runs after
+    ``warmup`` until both ``duration`` (default 1 s; 0: none) and ``iterations`` (default 200 on a GPU,
+    20 on CPU, per stream) are reached. ``streams="1,2,4"`` times each configuration with that many
+    concurrent streams (onnxruntime sessions, torch CUDA streams, TensorRT execution contexts).
+    ``export_profile`` / ``export_times`` write trtexec's ``--exportProfile`` / ``--exportTimes`` JSON
+    for one TensorRT configuration. Artifacts are prepared in ``workdir`` (default
+    ``~/.cache/rtdeploy/bench``) and reused while their manifests match; ``model`` times given ONNX
+    files or engines instead of a depth sweep.
 
     Returns:
         :class:`rtdeploy.bench.BenchResult` (``report``: the dict of ``rtdeploy/bench/schema.json``;
@@ -190,7 +195,8 @@ def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, pr
     return benchmark(depth=depth, model=model, precision=precision, backend=backend, device=device, batch=batch, warmup=warmup,
                      iterations=iterations, duration=duration, repeats=repeats, threads=threads, image_size=image_size,
                      cuda_graph=cuda_graph, channels_last=channels_last, compile=compile, workdir=workdir, json=json,
-                     markdown=markdown, plot=plot, progress=progress, command=command)
+                     markdown=markdown, plot=plot, progress=progress, command=command, streams=streams,
+                     export_profile=export_profile, export_times=export_times)
 
 
 def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,

@@ -64,9 +64,14 @@ def test_parse_lists():
 def test_make_config_defaults_and_lengths(tmp_path):
     cfg = make_config(workdir=tmp_path)
     assert (cfg.depths, cfg.backends, cfg.precisions, cfg.batches, cfg.device) == ((50,), ("onnxruntime",), ("fp32",), (1,), "cpu")
-    assert (cfg.warmup_s, cfg.iterations, cfg.duration_s, cfg.repeats) == (0.2, None, 1.0, 3)
+    assert (cfg.warmup_s, cfg.iterations, cfg.duration_s, cfg.repeats, cfg.streams) == (0.2, None, None, 3, (1,))
+    assert cfg.rule("cpu").min_iterations == 20 and cfg.rule("cuda").min_iterations == 200
+    assert cfg.rule("cpu").min_duration_s == 1.0
     cfg = make_config(iterations="5", batch="1,8", warmup="0", workdir=tmp_path)
     assert cfg.iterations == 5 and cfg.batches == (1, 8) and cfg.warmup_s == 0.0
+    assert (cfg.rule("cuda").min_iterations, cfg.rule("cuda").min_duration_s) == (5, 1.0)  # both minima still apply
+    cfg = make_config(iterations="5", duration="0", streams="1,2", workdir=tmp_path)
+    assert cfg.rule("cpu").min_duration_s == 0.0 and cfg.streams == (1, 2)
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -75,11 +80,15 @@ def test_make_config_defaults_and_lengths(tmp_path):
     (["--device", "tpu"], ["unknown device 'tpu'", "cpu, cuda"]),
     (["--iterations", "0"], ["--iterations '0'", "positive"]),
     (["--iterations", "-5"], ["--iterations '-5'", "positive"]),
-    (["--duration", "0s"], ["--duration '0s'", "positive duration"]),
     (["--duration", "-3s"], ["--duration '-3s'", "negative"]),
     (["--duration", "soon"], ["not a duration"]),
     (["--warmup", "-1s"], ["--warmup"]),
-    (["--iterations", "5", "--duration", "1s"], ["either --iterations or --duration"]),
+    (["--streams", "0"], ["--streams '0'", "positive integers"]),
+    (["--export-profile", "/no/such/dir/p.json", "--backend", "tensorrt"], ["/no/such/dir does not exist"]),
+    (["--export-profile", "p.json"], ["--export-profile", "TensorRT", "--backend tensorrt"]),
+    (["--export-times", "t.json", "--backend", "tensorrt", "--depth", "18,50"], ["--export-times", "one --depth"]),
+    (["--export-profile", "p.json", "--backend", "tensorrt", "--batch", "1,8"], ["single --batch"]),
+    (["--export-profile", "p.json", "--backend", "tensorrt", "--streams", "2"], ["no --streams"]),
     (["--batch", "0"], ["--batch '0'", "positive integers"]),
     (["--repeats", "0"], ["--repeats"]),
     (["--threads", "-2"], ["--threads"]),
@@ -129,7 +138,7 @@ def test_batch_larger_than_engine_profile(invoke, tmp_path):
 
 def test_fixed_batch_onnx_rejects_other_batches(invoke, tmp_path, exported):
     onnx = exported(20, batch=2).path
-    line = one_line_error(invoke("--model", str(onnx), "--batch", "1", "--iterations", "1", "--workdir", str(tmp_path)))
+    line = one_line_error(invoke("--model", str(onnx), "--batch", "1", "--iterations", "1", "--duration", "0", "--workdir", str(tmp_path)))
     assert "fixed batch of 2" in line and "--batch 2" in line
 
 

@@ -35,16 +35,33 @@ def test_percentile_rejects_empty_and_out_of_range():
 def test_summarize_known_sequence_unsorted():
     s = summarize([9, 2, 5, 4, 4, 7, 4, 5])  # sorted: 2 4 4 4 5 5 7 9
     assert (s.count, s.min, s.max, s.mean, s.median) == (8, 2.0, 9.0, 5.0, 4.5)
-    assert s.p90 == pytest.approx(7.6)  # rank 6.3: 7 + 0.3 * (9 - 7)
-    assert s.p95 == pytest.approx(8.3)  # rank 6.65
-    assert s.p99 == pytest.approx(8.86)  # rank 6.93
+    assert (s.p90, s.p95, s.p99) == (None, None, None)  # 8 samples: no tail holds 10
+    assert s.tail_counts == {"p90": 0, "p95": 0, "p99": 0}
     assert s.std == pytest.approx(math.sqrt(32 / 7))  # sample std, n - 1
     assert s.cv == pytest.approx(math.sqrt(32 / 7) / 5)
 
 
+def test_tail_percentiles_interpolate_once_their_tail_holds_ten_samples():
+    xs = [9, 2, 5, 4, 4, 7, 4, 5] * 25  # 200 samples: p90 and p95 tails hold 20 and 10
+    s = summarize(xs)
+    ref = sorted(float(x) for x in xs)
+    assert s.p90 == pytest.approx(percentile(ref, 90)) and s.p95 == pytest.approx(percentile(ref, 95))
+    assert s.p99 is None and s.tail_counts == {"p90": 20, "p95": 10, "p99": 2}
+
+
+@pytest.mark.parametrize("q, n_min", [(90, 100), (95, 200), (99, 1000)])
+def test_a_percentile_needs_ten_samples_beyond_it(q, n_min):
+    from rtdeploy.bench.stats import min_samples_for, tail_count
+
+    assert min_samples_for(q) == n_min
+    assert tail_count(n_min, q) == 10 and tail_count(n_min - 1, q) == 9
+    below, at = summarize([1.0] * (n_min - 1)), summarize([1.0] * n_min)
+    assert getattr(below, f"p{q}") is None and getattr(at, f"p{q}") == 1.0
+
+
 def test_summarize_single_value_has_no_spread():
     s = summarize([3.0])
-    assert (s.min, s.median, s.p99, s.max, s.std, s.cv) == (3.0, 3.0, 3.0, 3.0, 0.0, 0.0)
+    assert (s.min, s.median, s.p99, s.max, s.std, s.cv) == (3.0, 3.0, None, 3.0, 0.0, 0.0)
 
 
 def test_summarize_empty_raises():
@@ -89,7 +106,7 @@ class CountingTimer(HostTimer):
 
 def test_time_window_by_iterations_and_by_duration():
     t = CountingTimer("a", [])
-    w = time_window(t, iterations=7, duration_s=100.0)
+    w = time_window(t, iterations=7, duration_s=0)
     assert t.calls == 7 and len(w.host_ms) == 7 and w.split_ms is None
     assert all(x >= 0 for x in w.host_ms) and w.elapsed_ms >= sum(w.host_ms) - 1e-6
     t2 = CountingTimer("b", [])
@@ -107,7 +124,7 @@ def test_run_interleaved_alternates_order_and_fills_windows():
     log: list[str] = []
     cases = [Case(k, CountingTimer(k, log), batch=1) for k in "abc"]
     seen = []
-    run_interleaved(cases, warmup_s=0, iterations=2, duration_s=1.0, repeats=3, on_window=lambda c, r: seen.append((c.key, r)))
+    run_interleaved(cases, warmup_s=0, iterations=2, duration_s=0, repeats=3, on_window=lambda c, r: seen.append((c.key, r)))
     assert [k for k, _ in seen] == list("abc" "cba" "abc")
     assert "".join(log) == "aabbcc" "ccbbaa" "aabbcc"
     assert all(len(c.windows) == 3 and all(len(w.host_ms) == 2 for w in c.windows) for c in cases)
@@ -127,7 +144,7 @@ class FakeTrtRunner:
 
 
 def test_trt_timer_collects_the_runners_split():
-    w = time_window(TrtTimer(FakeTrtRunner(), {}), iterations=3, duration_s=1.0)
+    w = time_window(TrtTimer(FakeTrtRunner(), {}), iterations=3, duration_s=0)
     assert w.split_ms["compute"] == [1.0, 2.0, 3.0]
     assert w.split_ms["h2d"] == pytest.approx([0.1, 0.2, 0.3]) and w.split_ms["d2h"] == [0.01] * 3
 
@@ -193,5 +210,48 @@ def test_torch_cuda_timer_reads_its_events_in_order(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
     with TorchRunner(torch.nn.Flatten()) as runner:
-        w = time_window(TorchCudaTimer(runner, {"input": np.zeros((1, 2, 3), np.float32)}), iterations=1, duration_s=1.0)
+        w = time_window(TorchCudaTimer(runner, {"input": np.zeros((1, 2, 3), np.float32)}), iterations=1, duration_s=0)
     assert w.split_ms == {"h2d": [1.0], "compute": [3.0], "d2h": [5.0]}
+
+
+def test_torch_cuda_timer_on_its_own_stream(monkeypatch):
+    """--streams on torch CUDA: each timer enqueues copies, forward pass and events inside its own CUDA stream."""
+    import contextlib
+
+    import torch
+
+    from rtdeploy.bench.backends import make_timers
+    from rtdeploy.runners.torch_runner import TorchRunner
+
+    entered: list = []
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            self.t = 0.0
+
+        def record(self):
+            self.stream = entered[-1] if entered else None
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return 1.0
+
+    class FakeStream:
+        pass
+
+    @contextlib.contextmanager
+    def on(stream):
+        entered.append(stream)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    with TorchRunner(torch.nn.Flatten()) as runner:
+        timers = make_timers("torch", [runner], {"input": np.zeros((1, 2, 3), np.float32)}, "cuda", 2)
+        for t in timers:
+            t.step()
+    assert len(entered) == 2 and entered[0] is not entered[1] and all(isinstance(s, FakeStream) for s in entered)
+    assert all(e.stream is entered[i] for i, t in enumerate(timers) for e in t._events)

@@ -27,7 +27,7 @@ def validate(report: dict) -> None:
 def sweep(tmp_path_factory):
     """One real sweep: 2 depths x 2 backends, 2 interleaved repeats of 5 iterations, all three reports."""
     out = tmp_path_factory.mktemp("bench")
-    result = api.bench(depth="20,32", backend="torch,onnxruntime", precision="fp32", iterations=5, repeats=2,
+    result = api.bench(depth="20,32", backend="torch,onnxruntime", precision="fp32", iterations=5, duration=0, repeats=2,
                        warmup="0", threads=1, workdir=out / "work", json=out / "r.json", markdown=out / "r.md", plot=out / "r.png")
     return result, out
 
@@ -39,7 +39,10 @@ def test_sweep_times_every_supported_combination(sweep):
     assert {"resnet20/torch/fp32/b1", "resnet20/onnxruntime/fp32/b1", "resnet32/torch/fp32/b1", "resnet32/onnxruntime/fp32/b1"} <= set(ids)
     for r in rep["results"]:
         assert len(r["repeats"]) == 2 and all(x["count"] == 5 for x in r["repeats"])
-        assert r["host_ms"]["count"] == 10
+        assert r["host_ms"]["count"] == 10 and r["host_ms"]["tail_counts"] == {"p90": 1, "p95": 0, "p99": 0}
+        assert r["host_ms"]["p90"] is None and r["streams"] == 1 and len(r["per_stream"]) == 1
+        assert (r["settings"]["min_iterations"], r["settings"]["min_duration_s"]) == (5, 0.0)
+        assert r["throughput_window"]["images"] == 10
         assert r["host_ms"]["min"] <= r["repeat_low_ms"] <= r["latency_ms"] <= r["repeat_high_ms"] <= r["host_ms"]["max"]
         assert r["settings"]["threads"] == 1 and r["settings"]["timer"] == "host" and r["settings"]["data_transfers"] is False
         assert r["device_ms"] is None
@@ -66,11 +69,12 @@ def test_reports_are_written_and_valid(sweep):
     assert data["results"] == json.loads(json.dumps(result.report["results"]))
     md = (out / "r.md").read_text()
     assert md == markdown(result.report) + "\n"
-    assert "| resnet32 | onnxruntime[CPU] | fp32 | 1 |" in md and "## Latency against GMACs" in md
+    assert "| resnet32 fp32 | onnxruntime[CPU] | 1 | 10 |" in md and "## Latency against GMACs" in md
+    assert "| n/a | n/a | n/a |" in md, "10 samples: no tail percentile may be shown as a number"
     assert (out / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.part")), "no temporary files may be left behind"
     table = terminal_table(result.report)
-    assert "median ms" in table and "resnet20" in table and "device ms" not in table
+    assert "median ms" in table and "resnet20" in table and "device ms" not in table and "streams" not in table
 
 
 def test_schema_rejects_broken_reports(sweep):
@@ -83,6 +87,12 @@ def test_schema_rejects_broken_reports(sweep):
         lambda d: d["results"][0].update(backend="tflite"),
         lambda d: d["settings"].update(repeats=0),
         lambda d: d["environment"].update(load_average_start=[1.0]),
+        lambda d: d["results"][0]["host_ms"].pop("tail_counts"),
+        lambda d: d["results"][0].pop("streams"),
+        lambda d: d["results"][0].pop("throughput_window"),
+        lambda d: d["results"][0]["throughput_window"].pop("wall_ms"),
+        lambda d: d["settings"].pop("streams"),
+        lambda d: d.pop("measured"),
     ]
     for breaker in broken:
         d = json.loads(json.dumps(rep))
@@ -101,11 +111,11 @@ def test_artifacts_are_reused_while_manifests_match(sweep, monkeypatch):
         raise AssertionError("a matching export must be reused")
 
     monkeypatch.setattr("rtdeploy.derive.export_onnx", no_export)
-    api.bench(depth="20", iterations=1, repeats=1, warmup="0", workdir=work)
+    api.bench(depth="20", iterations=1, duration=0, repeats=1, warmup="0", workdir=work)
     assert onnx.stat().st_mtime_ns == before
     monkeypatch.undo()
     onnx.write_bytes(onnx.read_bytes() + b"\0")  # bytes no longer match the manifest's sha256
-    api.bench(depth="20", iterations=1, repeats=1, warmup="0", workdir=work)
+    api.bench(depth="20", iterations=1, duration=0, repeats=1, warmup="0", workdir=work)
     assert onnx.stat().st_mtime_ns != before
 
 
@@ -116,7 +126,7 @@ def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path,
         raise MissingDependency("the quantize stage needs a missing library; install it")
 
     monkeypatch.setattr("rtdeploy.derive.quantize", quantize)
-    rep = api.bench(depth="20", backend="torch,onnxruntime", precision="fp32,int8", iterations=1, repeats=1, warmup="0",
+    rep = api.bench(depth="20", backend="torch,onnxruntime", precision="fp32,int8", iterations=1, duration=0, repeats=1, warmup="0",
                     workdir=tmp_path).report
     assert sorted(r["id"] for r in rep["results"]) == ["resnet20/onnxruntime/fp32/b1", "resnet20/torch/fp32/b1"]
     reasons = {(s["backend"], s["precision"]): s["reason"] for s in rep["skipped"]}
@@ -125,7 +135,7 @@ def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path,
 
 
 def test_int8_and_fp16_onnx_through_the_precision_stage(tmp_path):
-    rep = api.bench(depth="20", precision="fp32,fp16,int8", iterations=2, repeats=1, warmup="0", workdir=tmp_path).report
+    rep = api.bench(depth="20", precision="fp32,fp16,int8", iterations=2, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     validate(rep)
     by_precision = {r["precision"]: r for r in rep["results"]}
     assert set(by_precision) == {"fp32", "fp16", "int8"}
@@ -138,7 +148,7 @@ def test_cli_json_to_stdout(tmp_path):
     from rtdeploy.cli.main import _register, cli
 
     _register()
-    res = CliRunner().invoke(cli, ["bench", "--depth", "20", "--iterations", "2", "--repeats", "1", "--warmup", "0",
+    res = CliRunner().invoke(cli, ["bench", "--depth", "20", "--iterations", "2", "--duration", "0", "--repeats", "1", "--warmup", "0",
                                    "--workdir", str(tmp_path), "--json", "-", "--no-progress"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -202,7 +212,7 @@ def fake_tensorrt(monkeypatch):
 
 
 def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_tensorrt):
-    kw = dict(depth="20", backend="tensorrt", device="cuda", batch="1,2", iterations=3, repeats=2, warmup="0",
+    kw = dict(depth="20", backend="tensorrt", device="cuda", batch="1,2", iterations=3, duration=0, repeats=2, warmup="0",
               cuda_graph=True, workdir=tmp_path)
     rep = api.bench(**kw).report
     validate(rep)
@@ -210,7 +220,9 @@ def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_te
     for r in rep["results"]:
         assert r["runner"] == "tensorrt[graph]" and r["device"] == "cuda"
         assert r["settings"] == {"timer": "tensorrt-cuda-events", "threads": None, "cuda_graph": True, "spin_wait": None,
-                                 "data_transfers": True, "channels_last": False, "compile": False}
+                                 "data_transfers": True, "channels_last": False, "compile": False, "warmup_s": 0.0,
+                                 "min_iterations": 3, "min_duration_s": 0.0, "streams": 1,
+                                 "streams_mode": "one execution context and CUDA stream per stream, each run from its own thread"}
         assert r["device_ms"]["median"] == 1.5 and r["device_ms"]["count"] == 6
         assert r["split_ms"]["h2d"]["median"] == 0.25 and r["split_ms"]["d2h"]["max"] == 0.05
     assert "device ms" in terminal_table(rep)
@@ -224,11 +236,11 @@ def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_te
 def test_given_engine_batch_outside_its_profile(tmp_path, fake_tensorrt):
     from rtdeploy.errors import BenchmarkError
 
-    api.bench(depth="20", backend="tensorrt", device="cuda", batch="2", iterations=1, repeats=1, warmup="0", workdir=tmp_path)
+    api.bench(depth="20", backend="tensorrt", device="cuda", batch="2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path)
     engine = tmp_path / "resnet20_32px.fp32.engine"
     with pytest.raises(BenchmarkError, match="larger than engine resnet20_32px.fp32.engine's optimization profile"):
-        api.bench(model=engine, device="cuda", batch="4", iterations=1, workdir=tmp_path)
-    rep = api.bench(model=engine, device="cuda", batch="1,2", iterations=1, repeats=1, warmup="0", workdir=tmp_path).report
+        api.bench(model=engine, device="cuda", batch="4", iterations=1, duration=0, workdir=tmp_path)
+    rep = api.bench(model=engine, device="cuda", batch="1,2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     assert [r["batch"] for r in rep["results"]] == [1, 2] and all(r["backend"] == "tensorrt" for r in rep["results"])
 
 
@@ -239,6 +251,131 @@ def test_given_onnx_files_of_one_model_get_distinct_ids(tmp_path, exported):
     second = tmp_path / "copy.onnx"
     shutil.copy(first, second)
     shutil.copy(str(first) + ".json", str(second) + ".json")
-    rep = api.bench(model=f"{first},{second}", iterations=1, repeats=1, warmup="0", workdir=tmp_path).report
+    rep = api.bench(model=f"{first},{second}", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     ids = [r["id"] for r in rep["results"]]
     assert len(set(ids)) == 2 and all(i.startswith("resnet20[") for i in ids) and any("copy.onnx" in i for i in ids)
+
+
+# -- streams, exports, artifact names -----------------------------------------------------------------------------
+
+
+def test_streams_on_onnxruntime_cpu(tmp_path):
+    """--streams 1,2 on onnxruntime CPU: a configuration per stream count, one session per stream, per-stream
+    latencies and the aggregate throughput, in every rendering."""
+    out = tmp_path / "r"
+    res = api.bench(depth="20", streams="1,2", iterations=3, duration=0, repeats=2, warmup="0", threads=1, workdir=tmp_path,
+                    markdown=out.with_suffix(".md"), plot=out.with_suffix(".png"))
+    rep = res.report
+    validate(rep)
+    assert [r["id"] for r in rep["results"]] == ["resnet20/onnxruntime/fp32/b1", "resnet20/onnxruntime/fp32/b1/s2"]
+    one, two = rep["results"]
+    assert (one["streams"], two["streams"]) == (1, 2) and rep["settings"]["streams"] == [1, 2]
+    assert [p["count"] for p in two["per_stream"]] == [6, 6] and two["host_ms"]["count"] == 12
+    assert all(r["count"] == 6 for r in two["repeats"])
+    assert two["throughput_window"]["images"] == 12
+    assert "session per stream" in two["settings"]["streams_mode"]
+    md = out.with_suffix(".md").read_text()
+    assert "## Throughput against streams" in md and "session per stream" in md
+    assert "streams" in terminal_table(rep)
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tensorrt_streams_open_one_runner_per_stream(tmp_path, fake_tensorrt, monkeypatch):
+    made = []
+    real = __import__("rtdeploy.bench.backends", fromlist=["trt_runner"]).trt_runner
+
+    def counting(engine, cuda_graph):
+        made.append(engine)
+        return real(engine, cuda_graph=cuda_graph)
+
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", counting)
+    rep = api.bench(depth="20", backend="tensorrt", device="cuda", streams="1,3", iterations=2, duration=0, repeats=1,
+                    warmup="0", workdir=tmp_path).report
+    validate(rep)
+    assert len(made) == 3, "one execution context (runner) per stream"
+    s3 = rep["results"][1]
+    assert s3["streams"] == 3 and len(s3["per_stream"]) == 3 and s3["split_ms"]["compute"]["count"] == 6
+
+
+class ProfiledFake:
+    """A TensorRT runner stand-in whose execution context reports to an attached IProfiler once per layer per
+    inference, in engine order (TensorRT Python API, tensorrt.IProfiler; see tests/test_trt_profiler.py)."""
+
+    LAYERS = ("conv1 + relu", "layer1.0", "fc")
+
+    def __init__(self, profiler):
+        self.profiler, self.calls, self.last_timings = profiler, 0, {}
+        self.input_names = ["input"]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def infer(self, feed):
+        self.calls += 1
+        for i, name in enumerate(self.LAYERS):
+            self.profiler.report_layer_time(name, 0.5 * (i + 1))
+        self.last_timings = {"h2d_ms": 0.1, "compute_ms": 3.0, "d2h_ms": 0.01}
+        return {}
+
+
+def test_export_profile_and_times_in_trtexecs_formats(tmp_path, fake_tensorrt, monkeypatch):
+    from rtdeploy.trt.profiler import TIMES_KEYS, read_profile
+
+    runners = []
+
+    def profiled(engine, times):
+        runners.append(ProfiledFake(times))
+        return runners[-1]
+
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_profiled_runner", profiled)
+    prof, times = tmp_path / "prof.json", tmp_path / "times.json"
+    res = api.bench(depth="20", backend="tensorrt", device="cuda", iterations=4, duration=0, repeats=1, warmup="0",
+                    workdir=tmp_path, export_profile=prof, export_times=times)
+    rep = res.report
+    validate(rep)
+    assert prof in res.written and times in res.written
+    p = read_profile(prof)
+    assert p.count == 4 == rep["exports"]["profile_count"], "warm-up excluded, the window's 4 inferences counted"
+    assert [lp.name for lp in p.layers] == list(ProfiledFake.LAYERS)
+    assert [lp.average_ms for lp in p.layers] == [0.5, 1.0, 1.5] and p.layers[2].percentage == pytest.approx(50.0)
+    recs = json.loads(times.read_text())
+    assert len(recs) == 4 == rep["exports"]["times_count"] and list(recs[0]) == list(TIMES_KEYS)
+    assert all(r["computeMs"] == 1.5 and r["h2dMs"] == 0.25 for r in recs)  # the fake engine's CUDA-event times
+    assert recs[0]["startEnqMs"] == 0 and all(b["startEnqMs"] >= a["endEnqMs"] for a, b in zip(recs, recs[1:]))
+
+
+def test_two_int8_models_of_one_network_get_distinct_rows(tmp_path):
+    """Different calibrators (and kept layers) come from each INT8 model's manifest into its label."""
+    import shutil
+
+    from rtdeploy.artifacts import read_manifest, write_manifest
+
+    api.bench(depth="20", precision="int8", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path)
+    first = tmp_path / "resnet20_32px.int8.onnx"
+    second = tmp_path / "other" / "resnet20_32px.int8.onnx"
+    second.parent.mkdir()
+    shutil.copy(first, second)
+    m = read_manifest(first)
+    m["quantization"] = {**m["quantization"], "method": "entropy", "kept_fp": [{"node": "/conv1/Conv", "op_type": "Conv"}]}
+    write_manifest(second, m)
+    rep = api.bench(model=f"{first},{second}", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
+    validate(rep)
+    labels = [r["label"] for r in rep["results"]]
+    assert labels == ["resnet20 int8 max", "resnet20 int8 entropy, 1 kept in float (/conv1/Conv)"]
+    assert rep["results"][1]["quantization"] == {"calibrator": "entropy", "kept_fp": ["/conv1/Conv"], "target": "tensorrt"}
+    rows = terminal_table(rep).splitlines()[2:4]
+    assert rows[0] != rows[1] and "entropy" in rows[1]
+
+
+@pytest.mark.parametrize("name", ["sweep_cpu.json", "sweep_cpu.streams.json"])
+def test_recorded_sweeps_follow_the_schema(name):
+    """The reports committed under benchmarks/results/ are what this version writes."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / name
+    rep = json.loads(path.read_text(encoding="utf-8"))
+    validate(rep)
+    assert all(r["host_ms"]["count"] >= r["settings"]["min_iterations"] * r["streams"] * len(r["repeats"]) for r in rep["results"])

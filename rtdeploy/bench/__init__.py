@@ -4,9 +4,11 @@
     result = benchmark(depth="18,50", backend="torch,onnxruntime", duration="1s", markdown="bench.md")
     result.report["results"][0]["latency_ms"]
 
-Modules: ``options`` (parsing, config), ``harness`` (timing loops), ``stats`` (percentiles and
-spread), ``backends`` (runners per backend), ``prepare`` (artifacts), ``sweep`` (the whole run),
-``results`` / ``report`` / ``plot`` (records and their renderings), ``environment`` (the machine).
+Modules: ``options`` (parsing, config), ``stoprule`` (when a window ends), ``harness`` (timing loops,
+streams), ``stats`` (percentiles and spread), ``backends`` (runners per backend), ``prepare``
+(artifacts), ``sweep`` (the whole run), ``exports`` (trtexec's profile and times files),
+``results`` / ``naming`` / ``notes`` / ``report`` / ``plot`` (records, their labels and notes, and
+their renderings).
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def benchmark(*, command: str | None = None, **options) -> BenchResult:
 
     cfg = make_config(**options)
     report = run_sweep(cfg, command=command)
+    exported = [Path(p) for p in (report["exports"]["times"], report["exports"]["profile"]) if p]
     written = write_outputs(report, json=cfg.json, markdown_path=cfg.markdown, plot=cfg.plot)
-    return BenchResult(report, written)
+    return BenchResult(report, exported + written)
 
 
 def schema_path() -> Path:

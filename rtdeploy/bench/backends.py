@@ -130,10 +130,56 @@ def trt_runner(engine: Path, *, cuda_graph: bool):
 
 def make_timer(backend: str, runner, feed: dict, device: str):
     """The timer that measures ``runner`` best: CUDA events where the backend allows, host time otherwise."""
+    return make_timers(backend, [runner], feed, device, 1)[0]
+
+
+STREAM_MODES = {
+    "onnxruntime": "one onnxruntime session per stream, each run from its own thread (its own intra-op threads)",
+    "torch-cpu": "one torch model called from one thread per stream (torch's intra-op thread pool is shared)",
+    "torch-cuda": "one torch model, one CUDA stream and one host thread per stream",
+    "tensorrt": "one execution context and CUDA stream per stream, each run from its own thread",
+}
+
+
+def stream_mode(backend: str, device: str) -> str:
+    """How ``--streams N`` runs concurrently on ``backend`` (recorded with every result)."""
+    return STREAM_MODES[f"torch-{device}" if backend == "torch" else backend]
+
+
+def make_timers(backend: str, runners: list, feed: dict, device: str, streams: int) -> list:
+    """One timer per stream: over ``runners[i]`` (one session or context each), or, for torch, over the
+    one model on its own CUDA stream (``device="cuda"``) or thread (CPU)."""
     from rtdeploy.bench.harness import HostTimer, TorchCudaTimer, TrtTimer
 
-    if backend == "torch" and device == "cuda":
-        return TorchCudaTimer(runner, feed)
-    if backend == "tensorrt":
-        return TrtTimer(runner, feed)
-    return HostTimer(runner, feed)
+    if backend == "torch":
+        if device == "cuda":
+            import torch
+
+            if streams == 1:
+                return [TorchCudaTimer(runners[0], feed)]
+            return [TorchCudaTimer(runners[0], feed, stream=torch.cuda.Stream()) for _ in range(streams)]
+        return [HostTimer(runners[0], feed) for _ in range(streams)]
+    if len(runners) < streams:
+        raise ValueError(f"{streams} streams need {streams} runners, got {len(runners)}")
+    timer = TrtTimer if backend == "tensorrt" else HostTimer
+    return [timer(r, feed) for r in runners[:streams]]
+
+
+def trt_profiled_runner(engine: Path, times):
+    """A ``TrtRunner`` whose execution context reports per-layer times to ``times``
+    (a :class:`rtdeploy.trt.profiler.LayerTimes`), without a CUDA graph.
+
+    Raises:
+        BenchmarkError: this install's runner cannot attach a profiler.
+    """
+    import inspect
+
+    from rtdeploy.errors import BenchmarkError
+    from rtdeploy.trt.loader import import_tensorrt
+    from rtdeploy.trt.profiler import make_trt_profiler
+    from rtdeploy.trt.runner import TrtRunner
+
+    if "profiler" not in inspect.signature(TrtRunner).parameters:
+        raise BenchmarkError("this rtdeploy's TensorRT runner cannot attach a per-layer profiler; "
+                             "update rtdeploy, or time without --export-profile")
+    return TrtRunner(engine, cuda_graph=False, profiler=make_trt_profiler(import_tensorrt(), times))

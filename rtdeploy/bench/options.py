@@ -116,9 +116,12 @@ class BenchConfig:
         device: ``cpu`` or ``cuda`` (TensorRT always runs on CUDA).
         batches: batch sizes.
         warmup_s: warm-up time before each timed window (0: none).
-        iterations: timed iterations per repeat, or None to time by ``duration_s``.
-        duration_s: timed seconds per repeat (when ``iterations`` is None).
+        iterations: minimum timed iterations per window and stream (None: the device's default,
+            see :mod:`rtdeploy.bench.stoprule`).
+        duration_s: minimum timed seconds per window (None: the default, 1 s; 0: no minimum).
+            A window ends when both minima are reached.
         repeats: timed windows per configuration, interleaved across configurations.
+        streams: concurrent streams per configuration (each a configuration of its own).
         threads: intra-op threads for torch and onnxruntime (0: the library's default).
         image_size: input height/width (None: the model's default).
         cuda_graph: TensorRT: replay a captured CUDA graph.
@@ -126,6 +129,8 @@ class BenchConfig:
         workdir: where exported / quantized / built artifacts are kept and reused.
         json, markdown, plot: report files to write (None: not written).
         progress: show a progress bar on stderr.
+        export_profile, export_times: TensorRT per-layer profile / per-inference times, written in
+            trtexec's ``--exportProfile`` / ``--exportTimes`` JSON formats (None: not written).
     """
 
     depths: tuple[int, ...] = (50,)
@@ -136,8 +141,9 @@ class BenchConfig:
     batches: tuple[int, ...] = (1,)
     warmup_s: float = 0.2
     iterations: int | None = None
-    duration_s: float = 1.0
+    duration_s: float | None = None
     repeats: int = 3
+    streams: tuple[int, ...] = (1,)
     threads: int = 0
     image_size: int | None = None
     cuda_graph: bool = False
@@ -148,6 +154,14 @@ class BenchConfig:
     markdown: Path | None = None
     plot: Path | None = None
     progress: bool = False
+    export_profile: Path | None = None
+    export_times: Path | None = None
+
+    def rule(self, device: str):
+        """The :class:`~rtdeploy.bench.stoprule.StopRule` of a configuration on ``device`` (``cpu``/``cuda``)."""
+        from rtdeploy.bench.stoprule import default_rule
+
+        return default_rule(device, warmup_s=self.warmup_s, iterations=self.iterations, duration_s=self.duration_s)
 
 
 def default_workdir() -> Path:
@@ -159,7 +173,7 @@ def default_workdir() -> Path:
 def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntime", device="cpu", batch="1",
                 warmup="200ms", iterations=None, duration=None, repeats=3, threads=0, image_size=None,
                 cuda_graph=False, channels_last=False, compile=False, workdir=None, json=None, markdown=None,
-                plot=None, progress=False) -> BenchConfig:
+                plot=None, progress=False, streams="1", export_profile=None, export_times=None) -> BenchConfig:
     """Parse and check the user's options into a :class:`BenchConfig` (see ``rtdeploy bench --help``).
 
     Raises:
@@ -167,8 +181,6 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     """
     from rtdeploy.artifacts import check_output_path
 
-    if iterations is not None and duration is not None:
-        raise BenchmarkError("give either --iterations or --duration, not both")
     if iterations is not None and (not _is_int(iterations) or int(iterations) < 1):
         raise BenchmarkError(f"--iterations {iterations!r} is not accepted; give a positive number of timed iterations such as 100")
     if not _is_int(repeats) or int(repeats) < 1:
@@ -179,24 +191,47 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
         raise BenchmarkError(f"--image-size {image_size!r} is not accepted; give a size of at least 8 pixels, such as 64 or 224")
     if device not in DEVICES:
         raise BenchmarkError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)}")
-    outputs = {k: check_output_path(v) if v is not None else None for k, v in (("json", json), ("markdown", markdown), ("plot", plot))}
+    outputs = {k: check_output_path(v) if v is not None else None
+               for k, v in (("json", json), ("markdown", markdown), ("plot", plot), ("export_profile", export_profile),
+                            ("export_times", export_times))}
     if outputs["plot"] is not None and outputs["plot"].suffix.lower() != ".png":
         raise BenchmarkError(f"--plot {plot} must be a .png file")
     models = tuple(Path(m) for m in _split(model)) if model else ()
     for m in models:
         if not m.is_file():
             raise BenchmarkError(f"--model {m} does not exist; give an ONNX file or a TensorRT engine")
-    return BenchConfig(
+    cfg = BenchConfig(
         depths=parse_depths(depth) if not models else (), models=models,
         precisions=parse_names(precision, "--precision", PRECISIONS), backends=parse_names(backend, "--backend", BACKENDS),
         device=device, batches=parse_positive_ints(batch, "--batch"),
         warmup_s=parse_duration(warmup, "--warmup", allow_zero=True),
         iterations=int(iterations) if iterations is not None else None,
-        duration_s=parse_duration(duration if duration is not None else "1s", "--duration"),
-        repeats=int(repeats), threads=int(threads), image_size=int(image_size) if image_size is not None else None,
+        duration_s=parse_duration(duration, "--duration", allow_zero=True) if duration is not None else None,
+        repeats=int(repeats), streams=parse_positive_ints(streams, "--streams"), threads=int(threads), image_size=int(image_size) if image_size is not None else None,
         cuda_graph=bool(cuda_graph), channels_last=bool(channels_last), compile=bool(compile),
         workdir=Path(workdir) if workdir else default_workdir(), progress=bool(progress), **outputs,
     )
+    _check_trt_exports(cfg)
+    return cfg
+
+
+def _check_trt_exports(cfg: BenchConfig) -> None:
+    """``--export-profile`` / ``--export-times`` describe one TensorRT configuration timed on one stream."""
+    asked = [flag for flag, path in (("--export-profile", cfg.export_profile), ("--export-times", cfg.export_times)) if path]
+    if not asked:
+        return
+    flags = " and ".join(asked)
+    if cfg.models:
+        from rtdeploy.artifacts import ENGINE_SUFFIXES
+
+        if len(cfg.models) != 1 or cfg.models[0].suffix.lower() not in ENGINE_SUFFIXES:
+            raise BenchmarkError(f"{flags} need exactly one TensorRT engine in --model (given: {', '.join(m.name for m in cfg.models)}); "
+                                 "time one engine per run when exporting its profile")
+    elif cfg.backends != ("tensorrt",) or len(cfg.depths) != 1 or len(cfg.precisions) != 1:
+        raise BenchmarkError(f"{flags} describe one TensorRT engine; give --backend tensorrt with one --depth and one "
+                             "--precision, or --model ENGINE")
+    if len(cfg.batches) != 1 or cfg.streams != (1,):
+        raise BenchmarkError(f"{flags} describe one batch size on one stream; give a single --batch and no --streams")
 
 
 def _is_int(v) -> bool:

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TABLE_COLUMNS = ["model", "runner", "precision", "batch", "median ms", "spread", "p90 ms", "p99 ms", "CV", "img/s", "device ms"]
+TABLE_COLUMNS = ["artifact", "runner", "batch", "streams", "n", "median ms", "spread", "p90 ms", "p95 ms", "p99 ms", "CV",
+                 "img/s", "device ms"]
+NOT_AVAILABLE = "n/a"
 
 
 def fmt_ms(x: float | None) -> str:
-    """Milliseconds with about three significant digits."""
+    """Milliseconds with about three significant digits ("-" for None)."""
     if x is None:
         return "-"
     return f"{x:.1f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.3f}"
+
+
+def fmt_tail(x: float | None) -> str:
+    """A tail percentile: its value, or "n/a" when too few samples lie beyond it to report one."""
+    return NOT_AVAILABLE if x is None else fmt_ms(x)
 
 
 def _pct(x: float) -> str:
@@ -26,44 +33,83 @@ def table_rows(report: dict) -> list[dict]:
     """One row per result, with the columns of :data:`TABLE_COLUMNS` as display strings."""
     rows = []
     for r in report["results"]:
+        h = r["host_ms"]
         rows.append({
-            "model": r["model"], "runner": r["runner"], "precision": r["precision"], "batch": r["batch"],
+            "artifact": r.get("label", f"{r['model']} {r['precision']}"), "runner": r["runner"], "batch": r["batch"],
+            "streams": r.get("streams", 1), "n": h["count"],
             "median ms": fmt_ms(r["latency_ms"]), "spread": _pct(r["repeat_spread"]),
-            "p90 ms": fmt_ms(r["host_ms"]["p90"]), "p99 ms": fmt_ms(r["host_ms"]["p99"]), "CV": _pct(r["host_ms"]["cv"]),
+            "p90 ms": fmt_tail(h["p90"]), "p95 ms": fmt_tail(h["p95"]), "p99 ms": fmt_tail(h["p99"]), "CV": _pct(h["cv"]),
             "img/s": f"{r['throughput_ips']:.1f}", "device ms": fmt_ms((r.get("device_ms") or {}).get("median")),
         })
     return rows
 
 
+def columns(report: dict) -> list[str]:
+    """The table's columns: device time only when some result has it, streams only when some result has several."""
+    results = report["results"]
+    return [c for c in TABLE_COLUMNS
+            if (c != "device ms" or any(r.get("device_ms") for r in results))
+            and (c != "streams" or any(r.get("streams", 1) > 1 for r in results))]
+
+
 def terminal_table(report: dict) -> str:
-    """The results as an aligned text table (device time only when some result has it)."""
+    """The results as an aligned text table, then the report's notes (one line each)."""
     from rtdeploy.tables import format_table
 
-    columns = [c for c in TABLE_COLUMNS if c != "device ms" or any(r.get("device_ms") for r in report["results"])]
-    return format_table(table_rows(report), columns)
+    text = format_table(table_rows(report), columns(report))
+    notes = report.get("notes") or []
+    return text + "".join(f"\nnote: {n}" for n in notes)
+
+
+def streams_rows(report: dict) -> list[dict]:
+    """Aggregate throughput against streams, per artifact / runner / batch (only those timed at several stream counts)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in report["results"]:
+        groups.setdefault((r.get("label", r["model"]), r["runner"], r["batch"]), []).append(r)
+    rows = []
+    for (label, runner, batch), items in groups.items():
+        if len({r.get("streams", 1) for r in items}) < 2:
+            continue
+        items = sorted(items, key=lambda r: r.get("streams", 1))
+        base = items[0]["throughput_ips"]
+        for r in items:
+            per = r.get("per_stream") or []
+            rows.append({"artifact": label, "runner": runner, "batch": batch, "streams": r.get("streams", 1),
+                         "img/s (all streams)": f"{r['throughput_ips']:.1f}",
+                         "x first": f"{r['throughput_ips'] / base:.2f}" if base > 0 else "-",
+                         "median ms": fmt_ms(r["latency_ms"]),
+                         "per-stream median ms": " / ".join(fmt_ms(p["median_ms"]) for p in per),
+                         "n": r["host_ms"]["count"]})
+    return rows
 
 
 def markdown(report: dict) -> str:
-    """A self-contained Markdown report: machine, settings, results, scaling with GMACs, notes."""
+    """A self-contained Markdown report: machine, settings, results, streams, scaling with GMACs, notes."""
     env, st = report["environment"], report["settings"]
     lines = ["# rtdeploy benchmark", "", f"Run {report['created']}" + (f": `{report['command']}`" if report.get("command") else ""), ""]
+    measured = report.get("measured")
+    if measured:
+        lines += [f"Measured {measured['start']} to {measured['end']} (UTC).", ""]
     lines += ["## Machine", "", *_machine_lines(env), ""]
-    length = f"{st['iterations']} iterations" if st.get("iterations") else f"{st['duration_s']:g} s"
-    lines += ["## Method", "",
-              f"Each configuration: {st['repeats']} timed windows of {length}, each after {st['warmup_s'] * 1000:g} ms of warm-up; "
-              "windows interleaved across configurations (alternating order). Latency is host wall time per inference "
-              "(time.perf_counter_ns); the headline is the median of the windows' medians, with the spread "
-              "(max - min of those medians) / median. Throughput is images per second, median over windows.",
-              f"Device `{st['device']}`, threads {st['threads'] or 'library default'}"
-              + (f" (torch used {st['torch_threads']})" if st.get("torch_threads") else "") + ".", ""]
-    lines += ["## Results", "", *_md_table(table_rows(report), [c for c in TABLE_COLUMNS]), ""]
+    lines += ["## Method", "", _method_line(report), ""]
+    lines += ["## Results", "", *_md_table(table_rows(report), columns(report)), ""]
+    notes = report.get("notes") or []
+    if notes:
+        lines += [*(f"**Note.** {n}" for n in notes), ""]
+    lines += ["n: timed inferences pooled over all windows (and streams). A tail percentile is shown only when at least "
+              "10 samples lie beyond it (p90: n >= 100, p95: n >= 200, p99: n >= 1000); otherwise n/a.", ""]
+    srows = streams_rows(report)
+    if srows:
+        lines += ["## Throughput against streams", "",
+                  "Images completed by all streams over the measured wall time of the windows; x first: against the "
+                  "fewest streams timed. " + _streams_mode_line(report), "", *_md_table(srows, list(srows[0])), ""]
     if report["scaling"]:
         lines += ["## Latency against GMACs", "",
                   "Each series compared with its smallest model: the GMAC ratio is the cost the architecture predicts, "
                   "the latency ratio the cost measured (median of repeats), the fastest-repeat ratio the same from each "
                   "model's least disturbed repeat; per-GMAC (latency ratio / GMAC ratio) above 1 means the deeper model "
                   "costs more per GMAC.", ""]
-        rows = [{"runner": s["runner"], "precision": s["precision"], "batch": s["batch"], "model": s["model"], "GMACs": f"{s['gmacs']:.3g}",
+        rows = [{"artifact": s.get("label", s["model"]), "runner": s["runner"], "batch": s["batch"], "GMACs": f"{s['gmacs']:.3g}",
                  "latency ms": fmt_ms(s["latency_ms"]), "GMAC ratio": f"{s['gmacs_ratio']:.2f}", "latency ratio": f"{s['latency_ratio']:.2f}",
                  "fastest-repeat ratio": f"{s['fastest_ratio']:.2f}", "per-GMAC": f"{s['per_gmac_ratio']:.2f}"} for s in report["scaling"]]
         lines += [*_md_table(rows, list(rows[0])), ""]
@@ -72,6 +118,26 @@ def markdown(report: dict) -> str:
         if items:
             lines += [f"## {title}", "", *(f"- {i}" for i in items), ""]
     return "\n".join(lines)
+
+
+def _method_line(report: dict) -> str:
+    st = report["settings"]
+    rules = sorted({(r["settings"].get("warmup_s"), r["settings"].get("min_iterations"), r["settings"].get("min_duration_s"))
+                    for r in report["results"] if "min_iterations" in r["settings"]}, key=str)
+    length = "; ".join(f"{w * 1000:g} ms warm-up, then at least {d:g} s and at least {n} iterations" for w, n, d in rules) \
+        or f"{st['warmup_s'] * 1000:g} ms warm-up"
+    return (f"Each configuration: {st['repeats']} timed windows ({length}), interleaved across configurations "
+            "(alternating order). Latency is host wall time per inference (time.perf_counter_ns); the headline is the "
+            "median of the windows' medians, with the spread (max - min of those medians) / median. Throughput is images "
+            "completed / measured wall time of each window (all streams), median over windows. "
+            f"Device `{st['device']}`, threads {st['threads'] or 'library default'}"
+            + (f" (torch used {st['torch_threads']})" if st.get("torch_threads") else "") + ".")
+
+
+def _streams_mode_line(report: dict) -> str:
+    modes = sorted({f"{r['backend']}: {r['settings']['streams_mode']}" for r in report["results"]
+                    if r.get("streams", 1) > 1 and r["settings"].get("streams_mode")})
+    return ("Streams run as " + "; ".join(modes) + ".") if modes else ""
 
 
 def _machine_lines(env: dict) -> list[str]:

@@ -4,6 +4,11 @@ Percentiles use linear interpolation between the two nearest ranks (numpy's defa
 Fan's type 7): for sorted samples ``x[0..n-1]`` the q-th percentile sits at rank ``q/100 * (n-1)``.
 The standard deviation is the sample one (divided by ``n - 1``); the coefficient of variation is
 ``std / mean``. All times here are in milliseconds.
+
+A tail percentile is only as good as the samples beyond it: p99 of 10 samples is an interpolation
+towards the maximum, not a 1-in-100 latency. So p90/p95/p99 are reported only when at least
+:data:`MIN_TAIL` samples lie beyond them (p90 needs 100 samples, p95 200, p99 1000) and are None
+otherwise; ``tail_counts`` says how many samples each tail holds.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 PERCENTILES = (90, 95, 99)
+# A tail percentile resting on fewer samples beyond it than this is not reported (None, "n/a").
+MIN_TAIL = 10
 # Above this coefficient of variation (or relative spread of the repeat medians) a result is flagged.
 HIGH_CV = 0.10
 HIGH_SPREAD = 0.10
@@ -34,20 +41,35 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (rank - lo) * (sorted_values[hi] - sorted_values[lo])
 
 
+def tail_count(n: int, q: int) -> int:
+    """How many of ``n`` samples lie beyond the ``q``-th percentile (``floor(n * (100 - q) / 100)``)."""
+    return n * (100 - q) // 100
+
+
+def min_samples_for(q: int) -> int:
+    """The fewest samples for which the ``q``-th percentile's tail holds :data:`MIN_TAIL` samples."""
+    return -(-MIN_TAIL * 100 // (100 - q))
+
+
 @dataclass(frozen=True)
 class LatencyStats:
-    """Summary of one set of latencies (milliseconds)."""
+    """Summary of one set of latencies (milliseconds).
+
+    ``p90``/``p95``/``p99`` are None when fewer than :data:`MIN_TAIL` samples lie beyond them;
+    ``tail_counts`` maps ``"p90"``.. to the number of samples beyond each.
+    """
 
     count: int
     min: float
     mean: float
     median: float
-    p90: float
-    p95: float
-    p99: float
+    p90: float | None
+    p95: float | None
+    p99: float | None
     max: float
     std: float
     cv: float
+    tail_counts: dict[str, int]
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -66,10 +88,10 @@ def summarize(latencies_ms: Sequence[float]) -> LatencyStats:
     n = len(xs)
     mean = math.fsum(xs) / n
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
-    return LatencyStats(
-        count=n, min=xs[0], mean=mean, median=percentile(xs, 50), p90=percentile(xs, 90),
-        p95=percentile(xs, 95), p99=percentile(xs, 99), max=xs[-1], std=std, cv=std / mean if mean > 0 else 0.0,
-    )
+    tails = {f"p{q}": tail_count(n, q) for q in PERCENTILES}
+    tail = {f"p{q}": percentile(xs, q) if tails[f"p{q}"] >= MIN_TAIL else None for q in PERCENTILES}
+    return LatencyStats(count=n, min=xs[0], mean=mean, median=percentile(xs, 50), **tail, max=xs[-1], std=std,
+                        cv=std / mean if mean > 0 else 0.0, tail_counts=tails)
 
 
 def throughput(batch: int, count: int, elapsed_ms: float) -> float:

@@ -24,6 +24,8 @@ from rtdeploy.artifacts import ENGINE_SUFFIXES
 from rtdeploy.bench.options import BACKENDS, BenchConfig
 from rtdeploy.bench.prepare import prepare_slots
 from rtdeploy.bench.results import SCHEMA_ID, result_record, scaling_table
+from rtdeploy.bench.naming import assign_labels, quantization_facts
+from rtdeploy.bench.notes import int8_cpu_note
 from rtdeploy.bench.stats import NOISE_ADVICE
 from rtdeploy.errors import BenchmarkError, RtDeployError
 from rtdeploy.models import ModelMeta, model_meta
@@ -149,27 +151,74 @@ def run_slots(slots: list[Slot], cfg: BenchConfig, *, skipped: list[dict] | None
     """
     env = env or describe(cfg.device)
     backends = tuple(b for b in BACKENDS if any(s.backend == b for s in slots))
+    exports: dict = {"profile": None, "times": None, "profile_count": None, "times_count": None}
     with contextlib.ExitStack() as stack:
         stack.enter_context(_torch_threads(cfg.threads, "torch" in backends))
         cases = [c for s in slots for c in _open_cases(s, cfg, stack)]
+        started = _now()
         _time(cases, cfg)
+        measured = {"start": started, "end": _now()}
+        if cfg.export_times or cfg.export_profile:
+            exports = _export_trt(slots, cfg)
     env["load_average_end"] = load_average()
-    return _report(cfg, slots, skipped or [], env, command)
+    report = _report(cfg, slots, skipped or [], env, command)
+    report["measured"] = measured
+    report["exports"] = exports
+    return report
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _export_trt(slots: list[Slot], cfg: BenchConfig) -> dict:
+    """trtexec's --exportTimes / --exportProfile for the one TensorRT configuration, each from its own run after
+    the timed windows (like trtexec's --separateProfileRun: the profiler's synchronisation never touches the
+    latencies reported), of the same warm-up and length as a timed window."""
+    from rtdeploy.bench.exports import profile_run, times_run
+
+    slot = next(s for s in slots if s.backend == "tensorrt")
+    case = slot.cases[0]
+    rule = cfg.rule("cuda")
+    out: dict = {"profile": None, "times": None, "profile_count": None, "times_count": None}
+    if cfg.export_times:
+        out["times_count"] = times_run(case.timers[0], rule, cfg.export_times)
+        out["times"] = str(cfg.export_times)
+    if cfg.export_profile:
+        feed = case.timers[0].feed
+        out["profile_count"] = profile_run(lambda times: be.trt_profiled_runner(slot.artifact, times), feed, rule,
+                                           cfg.export_profile)
+        out["profile"] = str(cfg.export_profile)
+    return out
 
 
 def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> list[Case]:
-    runner = _make_runner(slot, cfg)
-    stack.enter_context(runner)
+    device = _device(slot, cfg)
+    # torch runs N streams on one model; onnxruntime and TensorRT need one session / context per stream
+    n_runners = 1 if slot.backend == "torch" else max(cfg.streams)
+    runners = []
+    for _ in range(n_runners):
+        runner = _make_runner(slot, cfg)
+        stack.enter_context(runner)
+        runners.append(runner)
+    runner = runners[0]
     slot.runner_name = runner.name
     slot.spin_wait = getattr(runner, "spin_wait", None)
     for batch in slot.batches:
         _check_batch(slot, runner, batch)
         feed = {slot.meta.input_name: _input(slot.meta, batch, runner)}
-        _first_inference(slot, runner, feed)
-        timer = be.make_timer(slot.backend, runner, feed, "cuda" if slot.backend == "tensorrt" else cfg.device)
-        case = Case(key=f"{slot.label}/b{batch}", timer=timer, batch=batch)
-        slot.cases.append(case)
+        for r in runners:
+            _first_inference(slot, r, feed)
+        for streams in cfg.streams:
+            timers = be.make_timers(slot.backend, runners, feed, device, streams)
+            key = f"{slot.label}/b{batch}" + (f"/s{streams}" if streams > 1 else "")
+            case = Case(key=key, timer=timers if streams > 1 else timers[0], batch=batch, rule=cfg.rule(device))
+            slot.cases.append(case)
     return slot.cases
+
+
+def _device(slot: Slot, cfg: BenchConfig) -> str:
+    return "cuda" if slot.backend == "tensorrt" else cfg.device
 
 
 def _make_runner(slot: Slot, cfg: BenchConfig):
@@ -221,8 +270,7 @@ def _time(cases: list[Case], cfg: BenchConfig) -> None:
             bar.set_postfix_str(f"repeat {repeat + 1}/{cfg.repeats} {case.key}", refresh=False)
             bar.update(1)
 
-        run_interleaved(cases, warmup_s=cfg.warmup_s, iterations=cfg.iterations, duration_s=cfg.duration_s,
-                        repeats=cfg.repeats, on_window=step)
+        run_interleaved(cases, rule=cfg.rule(cfg.device), repeats=cfg.repeats, on_window=step)
 
 
 @contextlib.contextmanager
@@ -245,11 +293,13 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
     results, warnings = [], list(option_notes(cfg))
     for slot in slots:
         for case in slot.cases:
-            record, notes = result_record(_identity(slot, case, cfg), case.batch, case.windows, _settings(slot, cfg, case))
+            record, warns = result_record(_identity(slot, case, cfg), case.batch, case.windows, _settings(slot, cfg, case))
             results.append(record)
-            warnings.extend(notes)
+            warnings.extend(warns)
+    assign_labels(results)
     if len(warnings) > len(option_notes(cfg)):
         warnings.append(NOISE_ADVICE)
+    notes = [n for n in (int8_cpu_note(results),) if n]
     start, end = env["load_average_start"], env["load_average_end"]
     cores = env.get("usable_cores") or 1
     if start and end and max(start[0], end[0]) > 0.5 * cores:
@@ -257,7 +307,7 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
                         "other work shared the CPU — treat small differences with care and re-run on a quiet machine")
     return {
         "schema": SCHEMA_ID,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _now(),
         "command": command,
         "settings": _global_settings(cfg),
         "environment": env,
@@ -265,6 +315,7 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
         "scaling": scaling_table(results),
         "skipped": skipped,
         "warnings": warnings,
+        "notes": notes,
     }
 
 
@@ -278,14 +329,18 @@ def _identity(slot: Slot, case: Case, cfg: BenchConfig) -> dict:
         "id": case.key, "model": slot.meta.name, "depth": slot.meta.depth, "family": slot.meta.family,
         "image_size": slot.meta.image_size, "gmacs": slot.meta.gmacs, "backend": slot.backend,
         "runner": slot.runner_name, "precision": slot.precision,
-        "device": "cuda" if slot.backend == "tensorrt" else cfg.device, "artifact": artifact,
+        "device": _device(slot, cfg), "artifact": artifact,
+        "quantization": quantization_facts(slot.artifact) if slot.precision == "int8" else None,
     }
 
 
 def _settings(slot: Slot, cfg: BenchConfig, case: Case) -> dict:
-    device = "cuda" if slot.backend == "tensorrt" else cfg.device
+    device = _device(slot, cfg)
+    rule = case.rule or cfg.rule(device)
     return {
-        "timer": case.timer.kind,
+        "warmup_s": rule.warmup_s, "min_iterations": rule.min_iterations, "min_duration_s": rule.min_duration_s,
+        "streams": case.streams, "streams_mode": be.stream_mode(slot.backend, device),
+        "timer": case.timers[0].kind,
         "threads": cfg.threads if slot.backend != "tensorrt" else None,
         "cuda_graph": cfg.cuda_graph if slot.backend == "tensorrt" else False,
         "spin_wait": slot.spin_wait,
@@ -300,12 +355,17 @@ def _global_settings(cfg: BenchConfig) -> dict:
     if "torch" in sys.modules:  # the threads torch used: the requested count, or its default
         torch_threads = cfg.threads or sys.modules["torch"].get_num_threads()
     return {
-        "device": cfg.device, "batches": list(cfg.batches), "warmup_s": cfg.warmup_s, "iterations": cfg.iterations,
-        "duration_s": None if cfg.iterations else cfg.duration_s, "repeats": cfg.repeats, "interleaved": True,
+        "device": cfg.device, "batches": list(cfg.batches), "streams": list(cfg.streams), "warmup_s": cfg.warmup_s,
+        "iterations": cfg.iterations, "duration_s": cfg.duration_s, "stop_rule": STOP_RULE, "repeats": cfg.repeats,
+        "interleaved": True,
         "threads": cfg.threads, "torch_threads": torch_threads, "image_size": cfg.image_size,
         "cuda_graph": cfg.cuda_graph, "channels_last": cfg.channels_last, "compile": cfg.compile,
         "workdir": str(cfg.workdir), "clock": "time.perf_counter_ns",
     }
+
+
+STOP_RULE = ("each window: warm-up, then inferences until both the minimum duration and the minimum iterations "
+             "(per stream) are reached; iterations/duration null = the device's default (see each result's settings)")
 
 
 def option_notes(cfg: BenchConfig) -> list[str]:

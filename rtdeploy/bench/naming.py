@@ -1,0 +1,71 @@
+"""What each timed artifact is, in words every table and plot can show.
+
+Two INT8 models of one network differ in their calibrator and in the layers kept in float; both
+are in the INT8 model's manifest (``quantization.method``, ``quantization.kept_fp``), and an engine
+finds them through its ``parent`` chain. A result's ``label`` names the model, the precision and,
+for INT8, the calibrator and the kept layers, so no two artifacts share a row, a bar or a line.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+
+def quantization_facts(artifact: Path | None) -> dict | None:
+    """``calibrator``, ``kept_fp`` (node names) and ``target`` (what the Q/DQ placement is for) of an INT8
+    artifact, from its manifest chain; None for other artifacts, or when no manifest says."""
+    if artifact is None:
+        return None
+    from rtdeploy.artifacts import find_in_chain, read_manifest
+    from rtdeploy.errors import RtDeployError
+
+    try:
+        found = find_in_chain(read_manifest(artifact), "quantization")
+    except (RtDeployError, OSError, ValueError):
+        return None
+    if found is None or not isinstance(found["quantization"], dict):
+        return None
+    q = found["quantization"]
+    kept = [k["node"] if isinstance(k, dict) else str(k) for k in q.get("kept_fp") or []]
+    placement = str(q.get("placement") or "")
+    target = q.get("target") or (placement.split(":", 1)[0].strip() if ":" in placement else None) or "tensorrt"
+    return {"calibrator": q.get("method"), "kept_fp": kept, "target": str(target)}
+
+
+def base_label(model: str, precision: str, quantization: dict | None) -> str:
+    """``resnet50 int8 entropy, 2 kept in float`` (model, precision, and for INT8 the calibrator and kept layers)."""
+    label = f"{model} {precision}"
+    if quantization:
+        label += f" {quantization['calibrator'] or 'from calibration cache'}"
+        kept = quantization["kept_fp"]
+        if kept:
+            label += f", {len(kept)} kept in float ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''})"
+    return label
+
+
+def assign_labels(results: list[dict]) -> None:
+    """Give every result a ``label`` that is unique among results of the same runner, batch and streams.
+
+    Starts from :func:`base_label`; where two artifacts still collide (same model, precision and
+    calibrator), the artifact's file name is added, then its sha256 prefix.
+    """
+    for r in results:
+        r["label"] = base_label(r["model"], r["precision"], r.get("quantization"))
+    for extra in (_file_name, _sha_prefix):
+        keys = Counter(_slot_key(r) for r in results)
+        for r in results:
+            if keys[_slot_key(r)] > 1 and extra(r):
+                r["label"] += f" [{extra(r)}]"
+
+
+def _slot_key(r: dict) -> tuple:
+    return r["label"], r["runner"], r["batch"], r.get("streams", 1), r["backend"]
+
+
+def _file_name(r: dict) -> str | None:
+    return Path(r["artifact"]["path"]).name if r.get("artifact") else None
+
+
+def _sha_prefix(r: dict) -> str | None:
+    return r["artifact"]["sha256"][:8] if r.get("artifact") else None
