@@ -334,8 +334,9 @@ def _artifact_record(d, detail: str, result: Any = None) -> StageRecord:
 
 
 def _measured(report: dict) -> str:
+    when = (report.get("measured") or {}).get("start") or report.get("created", "?")
     load = (report.get("environment") or {}).get("load_average_start")
-    return f"{report.get('created', '?')}" + (f" under load {load}" if load is not None else "")
+    return when + (f" under load average {load[0]:.2f}" if load else "")
 
 
 def _jsonable(obj: Any) -> Any:
