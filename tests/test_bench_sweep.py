@@ -206,7 +206,9 @@ def fake_tensorrt(monkeypatch):
 
     monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)
     monkeypatch.setattr("rtdeploy.bench.backends.check_device", lambda backends, device: None)
-    monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", lambda engine, cuda_graph: FakeTrtRunner(engine, cuda_graph).runner)
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_runner",
+                        lambda engine, cuda_graph, shared=None: FakeTrtRunner(engine, cuda_graph).runner)
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_shared_engine", lambda engine: ("shared", engine))
     monkeypatch.setattr("rtdeploy.trt.build_engine", build_engine)
     return builds
 
@@ -284,17 +286,35 @@ def test_tensorrt_streams_open_one_runner_per_stream(tmp_path, fake_tensorrt, mo
     made = []
     real = __import__("rtdeploy.bench.backends", fromlist=["trt_runner"]).trt_runner
 
-    def counting(engine, cuda_graph):
-        made.append(engine)
-        return real(engine, cuda_graph=cuda_graph)
+    def counting(engine, cuda_graph, shared=None):
+        made.append((engine, shared))
+        return real(engine, cuda_graph=cuda_graph, shared=shared)
 
     monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", counting)
     rep = api.bench(depth="20", backend="tensorrt", device="cuda", streams="1,3", iterations=2, duration=0, repeats=1,
                     warmup="0", workdir=tmp_path).report
     validate(rep)
     assert len(made) == 3, "one execution context (runner) per stream"
+    assert {s for _, s in made} == {("shared", made[0][0])}, "every context runs on the one deserialized engine"
     s3 = rep["results"][1]
     assert s3["streams"] == 3 and len(s3["per_stream"]) == 3 and s3["split_ms"]["compute"]["count"] == 6
+
+
+def test_tensorrt_batches_get_their_own_contexts_on_one_engine(tmp_path, fake_tensorrt, monkeypatch):
+    # A captured CUDA graph belongs to one input shape (TensorRT #3798, see docs/tensorrt.md): interleaving
+    # batch sizes on one execution context would re-capture inside the timed windows.
+    made = []
+    real = __import__("rtdeploy.bench.backends", fromlist=["trt_runner"]).trt_runner
+
+    def counting(engine, cuda_graph, shared=None):
+        runner = real(engine, cuda_graph=cuda_graph, shared=shared)
+        made.append(runner)
+        return runner
+
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", counting)
+    api.bench(depth="20", backend="tensorrt", device="cuda", batch="1,2", cuda_graph=True, iterations=2, duration=0,
+              repeats=2, warmup="0", workdir=tmp_path)
+    assert len(made) == 2 and made[0] is not made[1], "one context per batch size"
 
 
 class ProfiledFake:

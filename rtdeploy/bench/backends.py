@@ -120,12 +120,24 @@ def ort_runner(path: Path, device: str, threads: int):
     return OrtRunner(path, providers=providers, threads=threads)
 
 
-def trt_runner(engine: Path, *, cuda_graph: bool):
-    """A ``TrtRunner`` over a serialized engine (TensorRT itself is imported when the runner is entered,
+def trt_shared_engine(engine: Path):
+    """``engine`` checked and deserialized once, for all the runners (execution contexts) of a slot.
+
+    Raises:
+        MissingDependency: TensorRT, cuda-python or a GPU is absent.
+    """
+    from rtdeploy.trt.runner import load_shared_engine
+
+    return load_shared_engine(engine)
+
+
+def trt_runner(engine: Path, *, cuda_graph: bool, shared=None):
+    """A ``TrtRunner`` over a serialized engine: its own execution context and CUDA stream, on the
+    ``shared`` deserialized engine when given (TensorRT itself is imported when the runner is entered,
     which raises :class:`MissingDependency` if it is absent)."""
     from rtdeploy.trt.runner import TrtRunner
 
-    return TrtRunner(engine, cuda_graph=cuda_graph)
+    return TrtRunner(engine, cuda_graph=cuda_graph, engine=shared)
 
 
 def make_timer(backend: str, runner, feed: dict, device: str):

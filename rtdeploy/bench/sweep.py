@@ -194,17 +194,17 @@ def _export_trt(slots: list[Slot], cfg: BenchConfig) -> dict:
 
 def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> list[Case]:
     device = _device(slot, cfg)
-    # torch runs N streams on one model; onnxruntime and TensorRT need one session / context per stream
-    n_runners = 1 if slot.backend == "torch" else max(cfg.streams)
-    runners = []
-    for _ in range(n_runners):
-        runner = _make_runner(slot, cfg)
-        stack.enter_context(runner)
-        runners.append(runner)
-    runner = runners[0]
-    slot.runner_name = runner.name
-    slot.spin_wait = getattr(runner, "spin_wait", None)
-    for batch in slot.batches:
+    # TensorRT: the engine is deserialized once, and each batch size gets its own execution contexts,
+    # because a captured CUDA graph belongs to one input shape (TensorRT #3798): interleaved batches
+    # on one context would re-capture inside the timed windows.
+    shared = be.trt_shared_engine(slot.artifact) if slot.backend == "tensorrt" else None
+    runners = _open_runners(slot, cfg, stack, shared)
+    slot.runner_name = runners[0].name
+    slot.spin_wait = getattr(runners[0], "spin_wait", None)
+    for i, batch in enumerate(slot.batches):
+        if shared is not None and i:
+            runners = _open_runners(slot, cfg, stack, shared)
+        runner = runners[0]
         _check_batch(slot, runner, batch)
         feed = {slot.meta.input_name: _input(slot.meta, batch, runner)}
         for r in runners:
@@ -221,12 +221,18 @@ def _device(slot: Slot, cfg: BenchConfig) -> str:
     return "cuda" if slot.backend == "tensorrt" else cfg.device
 
 
-def _make_runner(slot: Slot, cfg: BenchConfig):
+def _open_runners(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, shared) -> list:
+    # torch runs N streams on one model; onnxruntime and TensorRT need one session / context per stream
+    n_runners = 1 if slot.backend == "torch" else max(cfg.streams)
+    return [stack.enter_context(_make_runner(slot, cfg, shared)) for _ in range(n_runners)]
+
+
+def _make_runner(slot: Slot, cfg: BenchConfig, shared=None):
     if slot.backend == "torch":
         return be.torch_runner(slot.meta, slot.precision, cfg.device, channels_last=slot.channels_last, compile=slot.compile)
     if slot.backend == "onnxruntime":
         return be.ort_runner(slot.artifact, cfg.device, cfg.threads)
-    return be.trt_runner(slot.artifact, cuda_graph=cfg.cuda_graph)
+    return be.trt_runner(slot.artifact, cuda_graph=cfg.cuda_graph, shared=shared)
 
 
 def _check_batch(slot: Slot, runner, batch: int) -> None:
