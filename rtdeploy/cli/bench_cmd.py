@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rtdeploy.cli.common import emit_json, handle_errors
+from rtdeploy.cli.common import emit_json, handle_errors, progress_option
 
 
 @click.command("bench")
@@ -30,10 +30,10 @@ from rtdeploy.cli.common import emit_json, handle_errors
 @click.option("--json", "json_out", metavar="FILE", help="Write the report as JSON ('-' for stdout); schema in docs/bench.md.")
 @click.option("--markdown", metavar="FILE", help="Write a Markdown report.")
 @click.option("--plot", metavar="FILE.png", help="Write a PNG plot of latency and throughput against depth and GMACs.")
-@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@progress_option()
 @handle_errors
 def bench(depth, model, precision, backend, device, batch, warmup, iterations, duration, repeats, threads, image_size,
-          cuda_graph, channels_last, compile_, workdir, json_out, markdown, plot, no_progress):
+          cuda_graph, channels_last, compile_, workdir, json_out, markdown, plot, progress):
     """Time ResNets: latency percentiles and throughput per depth, precision, backend and batch.
 
     Artifacts (ONNX, FP16/INT8 ONNX, engines) are made through the pipeline's stages in --workdir
@@ -55,7 +55,7 @@ def bench(depth, model, precision, backend, device, batch, warmup, iterations, d
                        warmup=warmup, iterations=iterations, duration=duration, repeats=repeats, threads=threads,
                        image_size=image_size, cuda_graph=cuda_graph, channels_last=channels_last, compile=compile_,
                        workdir=workdir, json=None if json_out == "-" else json_out, markdown=markdown, plot=plot,
-                       progress=not no_progress, command="rtdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                       progress=progress, command="rtdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     report = result.report
     click.echo(terminal_table(report), err=json_out == "-")  # stdout carries the JSON then
     for s in report["skipped"]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, handle_errors
+from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_option, progress_option, say
 
 STATUS_MARK = {"ran": "done", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
 
@@ -28,10 +28,11 @@ STATUS_MARK = {"ran": "done", "reused": "reused", "skipped": "skipped", "failed"
 @click.option("--bench-batch", default="1", show_default=True, help="Benchmark batch sizes, e.g. 1,8.")
 @click.option("-o", "--outdir", type=click.Path(path_type=Path), help="Report folder [default: rtdeploy-out/resnet<depth>].")
 @click.option("--force", is_flag=True, help="Redo every stage, even those whose inputs are unchanged.")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the run summary as JSON to FILE ('-' for stdout).")
+@progress_option()
+@json_option("the run summary")
 @handle_errors
 def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, images, samples, precision, no_engines, no_bench,
-        bench_duration, bench_batch, outdir, force, json_out):
+        bench_duration, bench_batch, outdir, force, progress, json_out):
     """Run the whole pipeline: export, validate, FP16, INT8, engines, bench, report.
 
     Stages whose inputs have not changed since the last run in the same folder are reused
@@ -48,13 +49,13 @@ def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, ima
     from rtdeploy.errors import RtDeployError
 
     def show(rec):
-        click.echo(f"[{STATUS_MARK.get(rec.status, rec.status):>7}] {rec.name:<20} {rec.seconds:7.1f}s  {rec.detail}")
+        say(f"[{STATUS_MARK.get(rec.status, rec.status):>7}] {rec.name:<20} {rec.seconds:7.1f}s  {rec.detail}", json_out)
 
     report = api.run(depth=depth, weights=weights, num_classes=num_classes, calib_dir=calib_dir, calib_size=calib_size,
                      method=method, keep_fp=keep_fp, images=images, samples=samples, precision=precision, engines=not no_engines,
                      bench=not no_bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=outdir,
-                     force=force, progress=True, on_stage=show)
-    click.echo(f"report: {report.report_md}")
+                     force=force, progress=progress, on_stage=show)
+    say(f"report: {report.report_md}", json_out)
     emit_json(report.to_dict(), json_out)
     if report.failed:
         first = report.failed[0]
