@@ -182,6 +182,11 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     outputs = {k: check_output_path(v) if v is not None else None for k, v in (("json", json), ("markdown", markdown), ("plot", plot))}
     if outputs["plot"] is not None and outputs["plot"].suffix.lower() != ".png":
         raise BenchmarkError(f"--plot {plot} must be a .png file")
+    from rtdeploy.checks import check_memory
+
+    size = int(image_size) if image_size is not None else 32  # the smallest default: a lower bound
+    biggest = max(parse_positive_ints(batch, "--batch"))
+    check_memory(biggest, 3, size, error=BenchmarkError, what=f"--batch {biggest} at {size}x{size}")
     models = tuple(Path(m) for m in _split(model)) if model else ()
     for m in models:
         if not m.is_file():

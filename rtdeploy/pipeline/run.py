@@ -93,6 +93,7 @@ def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | No
     bad = [p for p in cfg.precisions if p not in PRECISIONS]
     if bad:
         raise RtDeployError(f"--precision {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
+    _check_numbers(cfg)
     outdir = _prepare_outdir(cfg)
     pipe = _Pipeline(cfg, outdir, StageCache(outdir, force=cfg.force), on_stage)
     pipe.run_all()
@@ -100,6 +101,21 @@ def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | No
 
     pipe.report.report_md, pipe.report.report_json = write_report(pipe.report, cfg)
     return pipe.report
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """The options the stages would refuse only minutes in (or silently ignore), refused first."""
+    from rtdeploy.bench.options import parse_duration, parse_positive_ints
+    from rtdeploy.checks import whole
+
+    if not cfg.precisions:
+        raise RtDeployError(f"--precision is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
+    parse_duration(cfg.bench_duration, "--bench-duration")
+    parse_positive_ints(cfg.bench_batch, "--bench-batch")
+    whole(cfg.keep_fp, "--keep-fp", minimum=0)
+    for option, value in (("--calib-size", cfg.calib_size), ("--samples", cfg.samples)):
+        if value is not None:
+            whole(value, option, minimum=1)
 
 
 def _prepare_outdir(cfg: RunConfig) -> Path:

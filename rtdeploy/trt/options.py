@@ -152,6 +152,10 @@ class BuildOptions:
                                  "or drop it to use the Q/DQ model rtdeploy calibrates (the default)")
         if self.implicit_calibration and not self.calibrate:
             raise PrecisionError("--implicit-calibration and --no-calibrate contradict each other; keep one")
+        if self.output is not None:
+            from rtdeploy.checks import output_file
+
+            output_file(self.output, manifest=True)
 
     def _check_dla(self) -> None:
         if self.dla_core is None:
