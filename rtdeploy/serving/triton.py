@@ -226,10 +226,13 @@ def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, na
                           max_batch=config_kw.get("max_batch"))
     name = check_model_name(name) if name is not None else default_model_name(src)
     if not src.is_file():
-        raise ArtifactError(f"{src} does not exist; give an ONNX model or engine made by rtdeploy")
+        what = "is not a regular file" if src.exists() else "does not exist"
+        raise ArtifactError(f"{src} {what}; give an ONNX model or engine made by rtdeploy")
     repo = Path(repo)
     if not repo.parent.exists():
         raise OutputError(f"the parent of {repo} does not exist; create it first (mkdir -p {repo.parent})")
+    if repo.exists() and not repo.is_dir():
+        raise OutputError(f"--triton {repo} is not a folder; give a model repository folder (it is created if missing)")
     config = build_config(src, name=name, **config_kw)
     dest = repo / name
     if dest.exists() and not force:
