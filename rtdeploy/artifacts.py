@@ -158,8 +158,8 @@ def atomic_path(path: str | os.PathLike, manifest: Callable[[Path], dict] | None
         else:
             data = manifest(tmp_path)
             data["artifact"] = dest.name
-            with _signals_held(), _folder_lock(target.parent):
-                _hold_for_test("commit")
+            with _signals_held() as deferred, _folder_lock(target.parent):
+                _hold_for_test("commit", until=lambda: bool(deferred))
                 os.replace(tmp_path, target)
                 write_json_atomic(manifest_path(dest), data)
     except BaseException as e:
@@ -177,35 +177,43 @@ def _copy_through(src: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP back (main thread only) until the block ends; one that
-    arrived meanwhile is delivered then."""
+def _signals_held() -> Iterator[list[int]]:
+    """Defer SIGINT, SIGTERM and SIGHUP until the block ends (main thread only); one that arrived
+    meanwhile is re-raised then, to the handler that was in place.
+
+    Done with Python handlers, not the signal mask: a process-directed signal goes to any thread
+    that does not block it (onnxruntime and torch run their own), and Python always runs its
+    handlers in the main thread.
+    """
     import signal
     import threading
 
+    caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        yield
+        yield caught
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
-def _hold_for_test(point: str) -> None:
+def _hold_for_test(point: str, until: Callable[[], bool] | None = None) -> None:
     """A deterministic hook for the signal tests: with ``RTDEPLOY_TEST_HOLD=<point>`` the process
-    says so on stderr and waits there for a signal (``write``: until one interrupts it; ``commit``:
-    with signals held back, until one is pending, then finishes the commit)."""
+    says so on stderr and waits there: until a signal interrupts it, or, given ``until``, until
+    that returns True (``commit``: a signal was caught and deferred)."""
     if os.environ.get("RTDEPLOY_TEST_HOLD") != point:
         return
-    import signal
     import sys
     import time
 
     print(f"rtdeploy-test-hold: {point}", file=sys.stderr, flush=True)
-    while point != "commit" or not signal.sigpending():
+    while until is None or not until():
         time.sleep(0.01)
 
 

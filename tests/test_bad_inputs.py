@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -447,32 +446,35 @@ def _no_partials(d: Path) -> list[str]:
     return [p.name for p in d.iterdir() if p.name.endswith(".part") or p.name.startswith(".")]
 
 
-@pytest.mark.slow
+def _held(args: tuple[str, ...], point: str, cwd: Path) -> subprocess.Popen:
+    """Start the CLI and return once it says it waits at ``point`` (``RTDEPLOY_TEST_HOLD``): the
+    signal sent next lands there whatever the machine's load, never before or after the step."""
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env={**os.environ, "RTDEPLOY_TEST_HOLD": point})
+    for line in proc.stderr:
+        if line.startswith("rtdeploy-test-hold: "):
+            return proc
+    proc.wait(timeout=60)
+    pytest.fail(f"the command ended (rc {proc.returncode}) before it reached {point!r}")
+
+
 def test_sigint_during_export_leaves_nothing(tmp_path):
-    out = tmp_path / "r152.onnx"
-    proc = subprocess.Popen(_cli("export", "--depth", "152", "-o", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not _no_partials(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)  # wait until the export has started writing
-    assert proc.poll() is None, "export finished before it could be interrupted"
+    proc = _held(("export", "--depth", "20", "-o", str(tmp_path / "r20.onnx")), "write", tmp_path)
+    assert _no_partials(tmp_path), "the export is inside its write: a .part file exists"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("error: interrupted")
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_sigint_during_quantize_leaves_nothing(tmp_path):
     from rtdeploy import api
 
-    api.export(depth=152, image_size=96, output=tmp_path / "m.onnx")
+    api.export(depth=20, output=tmp_path / "m.onnx")
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = subprocess.Popen(_cli("quantize", str(tmp_path / "m.onnx"), "--int8", "--no-stats-cache", "-o", str(tmp_path / "q.onnx")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)  # imports, then calibration has started
-    assert proc.poll() is None, "quantize finished before it could be interrupted"
+    proc = _held(("quantize", str(tmp_path / "m.onnx"), "--int8", "--no-stats-cache", "-o", str(tmp_path / "q.onnx")), "write", tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
