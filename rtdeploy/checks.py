@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from rtdeploy.errors import OutputError, RtDeployError
@@ -22,6 +23,14 @@ MAX_SEED = 2**63 - 1
 # at half resolution, the 16-channel first CIFAR stage, the 256-channel ImageNet stage at a
 # quarter): a lower bound for any runtime is the input plus that activation and its successor.
 _LARGEST_ACTIVATION_PER_PIXEL = 16
+
+_INT = re.compile(r"^[+-]?[0-9]+$")
+
+
+def is_ascii_int(text) -> bool:
+    """True for a string of ASCII digits with an optional sign (``str.isdigit`` also accepts
+    characters such as '²' that ``int()`` then refuses with a traceback)."""
+    return isinstance(text, str) and _INT.match(text.strip()) is not None
 
 
 def as_number(value, option: str, error: type[RtDeployError] = RtDeployError) -> float:
@@ -76,7 +85,7 @@ def whole(value, option: str, error: type[RtDeployError] = RtDeployError, *, min
         error: not an integer, or out of range.
     """
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        if is_ascii_int(value):
             value = int(value)
         else:
             raise error(f"{option} {value!r} is not a whole number; give one such as {max(minimum, 1)}")

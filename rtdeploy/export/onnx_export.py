@@ -75,7 +75,7 @@ def parse_batch(value: str | int) -> int | str:
     Raises:
         ExportError: anything else.
     """
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isascii() and value.isdigit()):
         if int(value) >= 1:
             return int(value)
     elif value == "dynamic":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,7 @@ def check_config(cfg: QuantizeConfig) -> None:
     seed(cfg.seed, "--seed", PrecisionError)
     if cfg.calib_size is not None:
         whole(cfg.calib_size, "--calib-size", PrecisionError, minimum=1)
-    if not str(cfg.trt_version).isdigit():
+    if not re.fullmatch(r"[0-9]+", str(cfg.trt_version)):
         raise PrecisionError(f"--trt-version {cfg.trt_version!r} is not accepted; give TensorRT's version as digits, e.g. 8601 for 8.6.1")
     if cfg.keep_fp and cfg.target_agreement is not None:
         raise PrecisionError("give --keep-fp N or --target-agreement A, not both")
