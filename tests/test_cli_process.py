@@ -168,7 +168,7 @@ def test_failed_json_write_after_export_is_an_error_and_the_model_pair_is_whole(
     _register()
     result = CliRunner().invoke(cli, ["export", "--depth", "20", "-o", str(tmp_path / "m.onnx"), "--json", "/dev/full"])
     assert result.exit_code == 1, result.output
-    assert result.stderr.strip().splitlines() == [f"error: could not write /dev/full: No space left on device; free space or choose another output path"]
+    assert result.stderr.strip().splitlines() == ["error: could not write /dev/full: No space left on device; free space or choose another output path"]
     m = tmp_path / "m.onnx"
     assert json.loads(manifest_path(m).read_text())["sha256"] == sha256_file(m)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
