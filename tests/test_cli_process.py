@@ -134,7 +134,7 @@ def test_json_to_fifo_writes_through(tmp_path):
     fifo = tmp_path / "report.fifo"
     os.mkfifo(fifo)
     got = {}
-    reader = threading.Thread(target=lambda: got.setdefault("data", fifo.read_text()))
+    reader = threading.Thread(target=lambda: got.setdefault("data", fifo.read_text()), daemon=True)
     reader.start()
     proc = subprocess.run(_cli("summary", "--depth", "20", "--json", str(fifo)), capture_output=True, text=True, timeout=300)
     reader.join(timeout=60)
