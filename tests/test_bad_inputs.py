@@ -247,9 +247,11 @@ def _edited(name: str) -> Callable[[Path], None]:
     return setup
 
 
-def _json_to(target: str) -> Callable[[Path], list[str]]:
-    """``--json`` to a path inside the case folder ('{d}' is replaced by it), or a device."""
-    return lambda d: ["--json", target.format(d=d)]
+def _dev_link(name: str, device: str) -> Callable[[Path], None]:
+    """A link in the case folder to a device. The cases write to the link, never to /dev itself: run
+    against code that renames over its output (as rtdeploy did before issue 11), a test on
+    ``/dev/null`` itself would replace the machine's /dev/null with a regular file."""
+    return lambda d: os.symlink(device, d / name)
 
 
 M = lambda d: str(d / "m.onnx")  # noqa: E731
@@ -258,16 +260,22 @@ USAGE = 2
 
 GROWN = [
     # class 1: outputs that are not regular files, and writes that fail
-    Case("export-output-is-device", lambda d: ["export", "--depth", "20", "-o", "/dev/null"], "not a regular file"),
-    Case("quantize-output-is-device", lambda d: ["quantize", M(d), "--fp16", "-o", "/dev/null"], "not a regular file", setup=_exported()),
-    Case("build-engine-output-is-device", lambda d: ["build-engine", "--onnx", M(d), "-o", "/dev/null"], "not a regular file", setup=_exported()),
-    Case("validate-json-to-full-device", lambda d: ["validate", M(d), "--samples", "2", "--json", "/dev/full"], "No space left", setup=_exported(),
-         stdout_clean=False),
-    Case("summary-json-to-full-device", lambda d: ["summary", "--depth", "20", "--json", "/dev/full"], "No space left", stdout_clean=False),
-    Case("doctor-json-to-full-device", lambda d: ["doctor", "--json", "/dev/full"], "No space left"),
+    Case("export-output-is-device", lambda d: ["export", "--depth", "20", "-o", str(d / "null.onnx")], "not a regular file",
+         setup=_dev_link("null.onnx", "/dev/null")),
+    Case("quantize-output-is-device", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "null.onnx")], "not a regular file",
+         setup=_both(_exported(), _dev_link("null.onnx", "/dev/null"))),
+    Case("build-engine-output-is-device", lambda d: ["build-engine", "--onnx", M(d), "-o", str(d / "null.engine")], "not a regular file",
+         setup=_both(_exported(), _dev_link("null.engine", "/dev/null"))),
+    Case("validate-json-to-full-device", lambda d: ["validate", M(d), "--samples", "2", "--json", str(d / "full.json")], "No space left",
+         setup=_both(_exported(), _dev_link("full.json", "/dev/full")), stdout_clean=False),
+    Case("summary-json-to-full-device", lambda d: ["summary", "--depth", "20", "--json", str(d / "full.json")], "No space left",
+         setup=_dev_link("full.json", "/dev/full"), stdout_clean=False),
+    Case("doctor-json-to-full-device", lambda d: ["doctor", "--json", str(d / "full.json")], "No space left", setup=_dev_link("full.json", "/dev/full")),
     Case("bench-json-to-full-device", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0",
-                                                 "--json", "/dev/full"], "No space left", setup=_exported()),
-    Case("package-repo-is-device", lambda d: ["package", M(d), "--triton", "/dev/null"], "not a folder", setup=_exported()),
+                                                 "--json", str(d / "full.json")], "No space left",
+         setup=_both(_exported(), _dev_link("full.json", "/dev/full"))),
+    Case("package-repo-is-device", lambda d: ["package", M(d), "--triton", str(d / "null")], "not a folder",
+         setup=_both(_exported(), _dev_link("null", "/dev/null"))),
     Case("package-artifact-is-device", lambda d: ["package", "/dev/null", "--triton", str(d / "repo")], "not a regular file"),
     Case("run-outdir-is-device", lambda d: ["run", "--depth", "20", "-o", "/dev/null"], "is a file"),
     # class 2: options checked before any work (a model written before the failure would show in the listing)

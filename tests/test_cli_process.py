@@ -120,14 +120,19 @@ def test_signal_between_model_and_manifest_never_splits_the_pair(tmp_path, expor
 
 # --- class 1: outputs that are not regular files ------------------------------------------------
 
+# The tests write to links to the devices, never to /dev itself: run against code that renames over
+# its output (rtdeploy before issue 11), /dev/stdout or /dev/full themselves would be replaced by
+# regular files on the machine. A link resolves exactly as /dev/stdout does (to /proc/self/fd/1).
+
 def test_json_to_dev_stdout_writes_through(tmp_path):
-    proc = subprocess.run(_cli("summary", "--depth", "20", "--blocks-only", "--json", "/dev/stdout"), capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
+    (tmp_path / "stdout.json").symlink_to("/dev/stdout")
+    proc = subprocess.run(_cli("summary", "--depth", "20", "--blocks-only", "--json", str(tmp_path / "stdout.json")), capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     start = proc.stdout.index("{")
     assert json.loads(proc.stdout[start:])["total_params"] == 269722  # ResNet-20's published 0.27 M
-    assert os.path.islink("/dev/stdout")
-    assert list(tmp_path.iterdir()) == []
+    assert os.readlink(tmp_path / "stdout.json") == "/dev/stdout"
+    assert [p.name for p in tmp_path.iterdir()] == ["stdout.json"]
 
 
 def test_json_to_fifo_writes_through(tmp_path):
@@ -166,9 +171,12 @@ def test_failed_json_write_after_export_is_an_error_and_the_model_pair_is_whole(
     from rtdeploy.cli.main import _register, cli
 
     _register()
-    result = CliRunner().invoke(cli, ["export", "--depth", "20", "-o", str(tmp_path / "m.onnx"), "--json", "/dev/full"])
+    (tmp_path / "full.json").symlink_to("/dev/full")
+    result = CliRunner().invoke(cli, ["export", "--depth", "20", "-o", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "full.json")])
     assert result.exit_code == 1, result.output
-    assert result.stderr.strip().splitlines() == ["error: could not write /dev/full: No space left on device; free space or choose another output path"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: could not write {tmp_path / 'full.json'}: No space left on device; free space or choose another output path"]
     m = tmp_path / "m.onnx"
     assert json.loads(manifest_path(m).read_text())["sha256"] == sha256_file(m)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.json", "m.onnx", "m.onnx.json"]
+    assert (tmp_path / "full.json").is_symlink()

@@ -69,24 +69,32 @@ def test_labels_within_the_models_classes_pass(tmp_path):
 
 # --- class 1: writes ------------------------------------------------------------------------------
 
-def test_write_to_a_full_device_is_an_error():
+# Through links in tmp_path, never /dev itself: code that renames over its output would otherwise
+# replace the machine's /dev/null or /dev/full with a regular file when such a test fails.
+
+def test_write_to_a_full_device_is_an_error(tmp_path):
     from rtdeploy.artifacts import write_json_atomic
 
-    with pytest.raises(OutputError, match="could not write /dev/full: No space left on device"):
-        write_json_atomic("/dev/full", {"a": 1})
+    (tmp_path / "full").symlink_to("/dev/full")
+    with pytest.raises(OutputError, match="full: No space left on device"):
+        write_json_atomic(tmp_path / "full", {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["full"]
 
 
-def test_write_to_dev_null_keeps_the_device():
+def test_write_to_dev_null_keeps_the_device(tmp_path):
     from rtdeploy.artifacts import write_json_atomic
 
-    write_json_atomic("/dev/null", {"a": 1})
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    (tmp_path / "null").symlink_to("/dev/null")
+    write_json_atomic(tmp_path / "null", {"a": 1})
+    assert (tmp_path / "null").is_symlink() and stat.S_ISCHR(os.stat(tmp_path / "null").st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["null"]
 
 
-def test_a_manifest_artifact_refuses_a_device():
+def test_a_manifest_artifact_refuses_a_device(tmp_path):
     from rtdeploy.artifacts import atomic_path
 
-    with pytest.raises(OutputError, match="not a regular file"), atomic_path("/dev/null", manifest=lambda tmp: {}):
+    (tmp_path / "null.onnx").symlink_to("/dev/null")
+    with pytest.raises(OutputError, match="not a regular file"), atomic_path(tmp_path / "null.onnx", manifest=lambda tmp: {}):
         pass
 
 
