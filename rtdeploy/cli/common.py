@@ -67,8 +67,11 @@ def fail(message: str, exit_code: int) -> None:
 
 
 def interrupted(e: BaseException) -> None:
-    """The one line and exit status (128 + signal) of an interrupt; partial files are already gone."""
-    ignore_interrupts()  # a second Ctrl-C must not break the exit with a traceback
+    """The one line and exit status (128 + signal) of an interrupt; partial files are already gone.
+
+    (Under ``rtdeploy`` itself the signal handler has already set further signals to be ignored, so a
+    second Ctrl-C cannot break this exit; in-process callers keep their own handlers.)
+    """
     signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
     name = e.signal_name if isinstance(e, Interrupted) else "SIGINT"
     fail(f"interrupted ({name}); no partial output was kept", 128 + signum)
