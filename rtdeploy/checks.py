@@ -61,8 +61,8 @@ def fraction(value, option: str, error: type[RtDeployError] = RtDeployError, *, 
     if low_ok and number <= 1:
         return number
     accepted = "[0, 1]" if allow_zero else "(0, 1]"
-    hint = f"; it looks like a percent: give {number / 100:g} for {number:g} %" if 1 < number <= 100 else ""
-    raise error(f"{option} {value!r} is outside {accepted}; give a fraction such as 0.99{hint}")
+    hint = f" (if you meant {number:g} %, give {number / 100:g})" if 1 < number <= 100 else ""
+    raise error(f"{option} {value!r} is not a fraction in {accepted}; give one such as 0.99{hint}")
 
 
 def non_negative(value, option: str, error: type[RtDeployError] = RtDeployError) -> float:

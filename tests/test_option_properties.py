@@ -209,7 +209,7 @@ def test_fraction_is_in_range_or_refused(value):
         except (TypeError, ValueError):
             return
         if 1 < number <= 100:
-            assert f"give {number / 100:g} for {number:g} %" in str(e)  # the percent hint
+            assert f"if you meant {number:g} %, give {number / 100:g}" in str(e)  # the percent hint
         return
     assert 0 <= f <= 1
 
