@@ -5,7 +5,10 @@ manifest: what kind of artifact it is, its sha256, which model it holds, which a
 from (with that one's sha256), the versions of the tools that made it, and stage-specific details.
 
 Writes are atomic: content goes to a temporary file in the destination folder and is renamed over
-the destination only when complete, so an interrupted run never leaves a partial file.
+the destination only when complete, so an interrupted run never leaves a partial file. Only regular
+files are replaced so: devices, FIFOs and descriptor aliases (``/dev/null``, ``/dev/stdout``) are
+written through as a shell redirection does, a symbolic link keeps pointing at the (replaced)
+target, and a failed write (a full disk or ``/dev/full``) is an :class:`OutputError`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +40,9 @@ ENGINE_SUFFIXES = (".engine", ".plan")
 # filesystem): reported as an OutputError naming the destination.
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 
+# Links into these name an open descriptor (``/dev/stdout`` -> ``/proc/self/fd/1``): written through.
+_DESCRIPTOR_DIRS = ("/dev/", "/proc/")
+
 
 def manifest_path(artifact: str | os.PathLike) -> Path:
     """The manifest path of an artifact: ``model.onnx`` -> ``model.onnx.json``."""
@@ -52,16 +59,53 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def is_special_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` (after following links) exists and is neither a regular file nor a folder:
+    a character or block device (``/dev/null``, ``/dev/full``), a FIFO, a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def writes_through(path: str | os.PathLike) -> bool:
+    """True when ``path`` is written in place, as a shell redirection does, instead of atomically:
+    a device, FIFO or socket, or a descriptor alias (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``),
+    whose link must never be replaced by a regular file."""
+    p = Path(path)
+    if is_special_file(p):
+        return True
+    if not p.is_symlink():
+        return False
+    real = os.path.realpath(p)
+    return real.startswith(_DESCRIPTOR_DIRS) or str(p).startswith(_DESCRIPTOR_DIRS)
+
+
+def _link_target(p: Path) -> Path:
+    """Where a write to ``p`` lands: ``p`` itself, or the final target of a symbolic link (which
+    then stays a link, as with a shell redirection)."""
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
+
+
 def check_output_path(path: str | os.PathLike) -> Path:
     """Check that ``path`` can be written (its folder exists and is writable) before any work.
+
+    Devices, FIFOs and descriptor aliases (``/dev/null``, ``/dev/stdout``) are written through and
+    only need to be writable themselves; a symbolic link is checked at its target.
 
     Raises:
         OutputError: the folder is missing, is not a folder, or is not writable, or ``path`` is a folder.
     """
     p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise OutputError(f"output {p} is a directory; give a file path such as {p / 'model.onnx'}")
+    if writes_through(p):
+        if not os.access(p, os.W_OK):
+            raise OutputError(f"output {p} is not writable; choose another path or fix its permissions")
+        return p
+    target = _link_target(p)
+    folder = target.parent if str(target.parent) else Path(".")
     if not folder.exists():
         raise OutputError(f"output directory {folder} does not exist; create it (mkdir -p {folder}) or choose another -o path")
     if not folder.is_dir():
@@ -76,36 +120,98 @@ def atomic_path(path: str | os.PathLike, manifest: Callable[[Path], dict] | None
     """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure remove it.
 
     The caller writes the complete file to the yielded path (by any means, e.g. ``onnx.save``).
+    A symbolic link is kept: the file lands at its target. A device, FIFO or descriptor alias
+    (``/dev/stdout``) is written through once the file is complete, as a shell redirection does.
 
     Args:
         path: the destination.
         manifest: called with the finished temporary file to make the artifact's manifest. The
             artifact and its manifest are then put in place together under a lock on the folder,
-            so two runs writing the same path at once never leave one's file beside the other's
-            manifest.
+            with SIGINT/SIGTERM/SIGHUP held back, so neither two runs writing the same path at once
+            nor an interrupt ever leaves a file without its own manifest.
+
+    Raises:
+        OutputError: the destination cannot be written, or is not a regular file but needs a manifest.
     """
     dest = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    through = writes_through(dest)
+    if through and manifest is not None:
+        raise OutputError(f"output {dest} is not a regular file; an artifact and its manifest need a file path such as model.onnx")
+    target = _link_target(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=None if through else target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        _hold_for_test("write")
         yield tmp_path
+        if through:
+            _copy_through(tmp_path, dest)
+            tmp_path.unlink()
+            return
         _fsync(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())
         if manifest is None:
-            os.replace(tmp_path, dest)
+            os.replace(tmp_path, target)
         else:
             data = manifest(tmp_path)
             data["artifact"] = dest.name
-            with _folder_lock(dest.parent):
-                os.replace(tmp_path, dest)
+            with _signals_held() as deferred, _folder_lock(target.parent):
+                _hold_for_test("commit", until=lambda: bool(deferred))
+                os.replace(tmp_path, target)
                 write_json_atomic(manifest_path(dest), data)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         if isinstance(e, OSError) and e.errno in _NO_ROOM:
-            raise OutputError(f"could not write {dest}: {os.strerror(e.errno)}; free space in {dest.parent} or choose another output path") from e
+            raise OutputError(f"could not write {dest}: {os.strerror(e.errno)}; free space in {target.parent} or choose another output path") from e
         raise
+
+
+def _copy_through(src: Path, dest: Path) -> None:
+    with open(src, "rb") as f, open(dest, "wb") as out:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            out.write(block)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[list[int]]:
+    """Defer SIGINT, SIGTERM and SIGHUP until the block ends (main thread only); one that arrived
+    meanwhile is re-raised then, to the handler that was in place.
+
+    Done with Python handlers, not the signal mask: a process-directed signal goes to any thread
+    that does not block it (onnxruntime and torch run their own), and Python always runs its
+    handlers in the main thread.
+    """
+    import signal
+    import threading
+
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield caught
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def _hold_for_test(point: str, until: Callable[[], bool] | None = None) -> None:
+    """A deterministic hook for the signal tests: with ``RTDEPLOY_TEST_HOLD=<point>`` the process
+    says so on stderr and waits there: until a signal interrupts it, or, given ``until``, until
+    that returns True (``commit``: a signal was caught and deferred)."""
+    if os.environ.get("RTDEPLOY_TEST_HOLD") != point:
+        return
+    import sys
+    import time
+
+    print(f"rtdeploy-test-hold: {point}", file=sys.stderr, flush=True)
+    while until is None or not until():
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -133,10 +239,19 @@ def _fsync(path: Path) -> None:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; a full disk surfaces as an :class:`OutputError`."""
+    """Write ``data`` to ``path`` atomically (a device, FIFO or ``/dev/stdout`` is written through).
+
+    Raises:
+        OutputError: the path cannot be written, or the write failed (a full disk or device).
+    """
     try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
+        if writes_through(path):
+            check_output_path(path)
+            with open(path, "wb") as f:
+                f.write(data)
+        else:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
     except OSError as e:
         raise OutputError(f"could not write {path}: {e.strerror or e}; free space or choose another output path") from e
     return Path(path)

@@ -20,6 +20,34 @@ class RtDeployError(Exception):
         super().__init__(" ".join(message.split()))
 
 
+class UsageError(RtDeployError):
+    """Options that contradict each other on the command line (exit 2, the usage-error convention)."""
+
+    exit_code = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (cleaning up partial files on the way)
+    and ends the process with ``128 + signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
 class ModelError(RtDeployError):
     """Unknown depth, family or model option."""
 

@@ -8,6 +8,9 @@ in a subprocess.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import json
 import os
 import resource
@@ -15,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,6 +40,7 @@ class Case:
     exit_code: int | None = None  # None: any non-zero
     setup: Callable[[Path], None] = lambda d: None
     env: dict = field(default_factory=dict)
+    stdout_clean: bool = True  # False: the failure comes after the result was printed (a write at the end)
 
 
 def _write(name: str, data: bytes) -> Callable[[Path], None]:
@@ -58,11 +62,22 @@ def _checkpoint(depth: int, name: str, *, truncate: bool = False, num_classes: i
     return setup
 
 
+@functools.lru_cache(maxsize=None)
+def _template_export(depth: int) -> Path:
+    """One export per depth per test process, copied into each case's folder (exporting takes seconds)."""
+    from rtdeploy import api
+
+    folder = Path(tempfile.mkdtemp(prefix="rtdeploy-matrix-"))
+    atexit.register(shutil.rmtree, folder, True)
+    api.export(depth=depth, output=folder / "m.onnx")
+    return folder / "m.onnx"
+
+
 def _exported(name: str = "m.onnx", depth: int = 20, corrupt: bool = False) -> Callable[[Path], None]:
     def setup(d: Path) -> None:
-        from rtdeploy import api
-
-        api.export(depth=depth, output=d / name)
+        src = _template_export(depth)
+        shutil.copyfile(src, d / name)
+        shutil.copyfile(manifest_path(src), manifest_path(d / name))  # names no path: valid beside any copy
         if corrupt:
             (d / name).write_bytes(b"\x08\x07garbage, not protobuf" * 50)
     return setup
@@ -177,8 +192,214 @@ CASES = [
 ]
 
 
-def _snapshot(d: Path) -> set[str]:
-    return {str(p.relative_to(d)) for p in d.rglob("*")}
+# --- the matrix grown by issue 11: each class of failure on every command it applies to -----------
+
+def _mkdir(*names: str) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        for n in names:
+            (d / n).mkdir(parents=True)
+    return setup
+
+
+def _bad_weights(kind: str) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        import torch
+
+        from rtdeploy.models import build_model, model_meta
+
+        state = build_model(model_meta(20)).state_dict()
+        if kind == "nan":
+            state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+        elif kind == "inf":
+            state["linear.bias"][3] = float("inf")
+        else:
+            state["layer2.1.bn2.running_var"][5] = -0.5
+        torch.save(state, d / "w.pth")
+    return setup
+
+
+def _class_folders(n: int) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        import numpy as np
+        from PIL import Image
+
+        for i in range(n):
+            (d / "imgs" / f"c{i:02d}").mkdir(parents=True)
+            Image.fromarray(np.full((32, 32, 3), 20 * (i % 12), np.uint8)).save(d / "imgs" / f"c{i:02d}" / "a.png")
+    return setup
+
+
+def _labelled_npz(label: int) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        import numpy as np
+
+        np.savez(d / "t.npz", images=np.zeros((2, 3, 32, 32), np.float32), labels=np.array([0, label]))
+    return setup
+
+
+def _broken_link(folder: str, name: str) -> Callable[[Path], None]:
+    return lambda d: os.symlink(d / "gone.png", d / folder / name)
+
+
+def _edited(name: str) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        with open(d / name, "ab") as f:
+            f.write(b"\0")
+    return setup
+
+
+def _dev_link(name: str, device: str) -> Callable[[Path], None]:
+    """A link in the case folder to a device. The cases write to the link, never to /dev itself: run
+    against code that renames over its output (as rtdeploy did before issue 11), a test on
+    ``/dev/null`` itself would replace the machine's /dev/null with a regular file."""
+    return lambda d: os.symlink(device, d / name)
+
+
+M = lambda d: str(d / "m.onnx")  # noqa: E731
+EXPORT = lambda d, *a: ["export", "--depth", "20", "-o", str(d / "x.onnx"), *a]  # noqa: E731
+USAGE = 2
+
+GROWN = [
+    # class 1: outputs that are not regular files, and writes that fail
+    Case("export-output-is-device", lambda d: ["export", "--depth", "20", "-o", str(d / "null.onnx")], "not a regular file",
+         setup=_dev_link("null.onnx", "/dev/null")),
+    Case("quantize-output-is-device", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "null.onnx")], "not a regular file",
+         setup=_both(_exported(), _dev_link("null.onnx", "/dev/null"))),
+    Case("build-engine-output-is-device", lambda d: ["build-engine", "--onnx", M(d), "-o", str(d / "null.engine")], "not a regular file",
+         setup=_both(_exported(), _dev_link("null.engine", "/dev/null"))),
+    Case("validate-json-to-full-device", lambda d: ["validate", M(d), "--samples", "2", "--json", str(d / "full.json")], "No space left",
+         setup=_both(_exported(), _dev_link("full.json", "/dev/full")), stdout_clean=False),
+    Case("summary-json-to-full-device", lambda d: ["summary", "--depth", "20", "--json", str(d / "full.json")], "No space left",
+         setup=_dev_link("full.json", "/dev/full"), stdout_clean=False),
+    Case("doctor-json-to-full-device", lambda d: ["doctor", "--json", str(d / "full.json")], "No space left", setup=_dev_link("full.json", "/dev/full")),
+    Case("bench-json-to-full-device", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0",
+                                                 "--json", str(d / "full.json")], "No space left",
+         setup=_both(_exported(), _dev_link("full.json", "/dev/full"))),
+    Case("package-repo-is-device", lambda d: ["package", M(d), "--triton", str(d / "null")], "not a folder",
+         setup=_both(_exported(), _dev_link("null", "/dev/null"))),
+    Case("package-artifact-is-device", lambda d: ["package", "/dev/null", "--triton", str(d / "repo")], "not a regular file"),
+    Case("run-outdir-is-device", lambda d: ["run", "--depth", "20", "-o", "/dev/null"], "is a file"),
+    # class 2: options checked before any work (a model written before the failure would show in the listing)
+    Case("export-manifest-path-is-folder", lambda d: EXPORT(d), "is a folder", setup=_mkdir("x.onnx.json")),
+    Case("export-json-missing-dir", lambda d: EXPORT(d, "--json", str(d / "no" / "m.json")), "does not exist"),
+    Case("export-json-is-folder", lambda d: EXPORT(d, "--json", str(d)), "is a directory"),
+    Case("quantize-manifest-path-is-folder", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "q.onnx")], "is a folder",
+         setup=_both(_exported(), _mkdir("q.onnx.json"))),
+    Case("quantize-json-missing-dir", lambda d: ["quantize", M(d), "--fp16", "--json", str(d / "no" / "q.json")], "does not exist", setup=_exported()),
+    Case("quantize-bad-trt-version", lambda d: ["quantize", M(d), "--int8", "--trt-version", "8.6"], "--trt-version '8.6'", setup=_exported()),
+    Case("validate-json-missing-dir", lambda d: ["validate", M(d), "--json", str(d / "no" / "v.json")], "does not exist", setup=_exported()),
+    Case("summary-json-missing-dir", lambda d: ["summary", "--depth", "20", "--json", str(d / "no" / "s.json")], "does not exist"),
+    Case("doctor-json-missing-dir", lambda d: ["doctor", "--json", str(d / "no" / "d.json")], "does not exist"),
+    Case("build-engine-manifest-path-is-folder", lambda d: ["build-engine", "--onnx", M(d), "-o", str(d / "e.engine")], "is a folder",
+         setup=_both(_exported(), _mkdir("e.engine.json"))),
+    Case("build-engine-json-missing-dir", lambda d: ["build-engine", "--onnx", M(d), "--json", str(d / "no" / "e.json")], "does not exist",
+         setup=_exported()),
+    Case("build-engine-bad-workspace", lambda d: ["build-engine", "--onnx", M(d), "--workspace", "lots"], "is not a size", setup=_exported()),
+    Case("run-json-missing-dir", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--json", str(d / "no" / "r.json")], "does not exist"),
+    Case("run-bad-bench-duration", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--bench-duration", "abc"], "--bench-duration 'abc'"),
+    Case("run-bad-bench-batch", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--bench-batch", "1,x"], "--bench-batch '1,x'"),
+    Case("bench-bad-duration", lambda d: ["bench", "--depth", "20", "--duration", "abc"], "--duration 'abc' is not a duration"),
+    Case("package-bad-preferred-batch", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--preferred-batch", "4,x"], "--preferred-batch '4,x'",
+         setup=_exported()),
+    # class 3: numbers that are not sane
+    Case("export-nan-weights", lambda d: EXPORT(d, "--weights", str(d / "w.pth")), "NaN or Inf", setup=_bad_weights("nan")),
+    Case("export-inf-weights", lambda d: EXPORT(d, "--weights", str(d / "w.pth")), "'linear.bias' holds NaN or Inf", setup=_bad_weights("inf")),
+    Case("export-negative-bn-variance", lambda d: EXPORT(d, "--weights", str(d / "w.pth")), "'layer2.1.bn2.running_var' has negative values",
+         setup=_bad_weights("negvar")),
+    Case("validate-tolerance-percent", lambda d: ["validate", M(d), "--tol-top1", "95"], "if you meant 95 %, give 0.95", setup=_exported()),
+    Case("validate-tolerance-nan", lambda d: ["validate", M(d), "--tol-cosine", "nan"], "--tol-cosine", setup=_exported()),
+    Case("validate-tolerance-negative", lambda d: ["validate", M(d), "--tol-max-abs", "-1"], "--tol-max-abs -1.0 is negative" , setup=_exported()),
+    Case("validate-tolerance-inf-drop", lambda d: ["validate", M(d), "--tol-accuracy-drop", "inf"], "--tol-accuracy-drop", setup=_exported()),
+    Case("validate-negative-seed", lambda d: ["validate", M(d), "--seed", "-1"], "--seed -1", setup=_exported()),
+    Case("validate-zero-samples", lambda d: ["validate", M(d), "--samples", "0"], "--samples 0", setup=_exported()),
+    Case("quantize-negative-seed", lambda d: ["quantize", M(d), "--int8", "--seed", "-3"], "--seed -3", setup=_exported()),
+    Case("quantize-calib-size-zero", lambda d: ["quantize", M(d), "--int8", "--calib-size", "0"], "--calib-size 0", setup=_exported()),
+    Case("quantize-target-agreement-percent", lambda d: ["quantize", M(d), "--int8", "--target-agreement", "99"], "if you meant 99 %, give 0.99", setup=_exported()),
+    Case("quantize-target-agreement-nan", lambda d: ["quantize", M(d), "--int8", "--target-agreement", "nan"], "--target-agreement", setup=_exported()),
+    Case("quantize-percentile-nan", lambda d: ["quantize", M(d), "--int8", "--method", "percentile", "--percentile", "nan"], "outside (0, 100]",
+         setup=_exported()),
+    Case("quantize-negative-keep-fp", lambda d: ["quantize", M(d), "--int8", "--keep-fp", "-1"], "--keep-fp -1", setup=_exported()),
+    Case("run-calib-size-zero", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--calib-size", "0"], "--calib-size 0"),
+    Case("run-negative-keep-fp", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--keep-fp", "-2"], "--keep-fp -2"),
+    Case("run-empty-precision", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--precision", ","], "--precision is empty"),
+    Case("run-zero-samples", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--samples", "0"], "--samples 0"),
+    Case("bench-negative-threads", lambda d: ["bench", "--depth", "20", "--threads", "-1"], "--threads"),
+    Case("bench-zero-repeats", lambda d: ["bench", "--depth", "20", "--repeats", "0"], "--repeats"),
+    Case("bench-negative-warmup", lambda d: ["bench", "--depth", "20", "--warmup", "-1s"], "--warmup"),
+    Case("bench-zero-batch", lambda d: ["bench", "--depth", "20", "--batch", "0"], "--batch"),
+    Case("bench-repeats-superscript-digit", lambda d: ["bench", "--depth", "20", "--repeats", "²"], "--repeats '²'"),
+    Case("bench-infinite-duration", lambda d: ["bench", "--depth", "20", "--duration", "1e999s"], "--duration '1e999s' is not accepted"),
+    Case("export-batch-superscript-digit", lambda d: EXPORT(d, "--batch", "²"), "--batch '²' is not accepted"),
+    Case("build-engine-batch-superscript-digit", lambda d: ["build-engine", "--onnx", M(d), "--batch", "1:²:8"], "--batch '1:²:8'", setup=_exported()),
+    Case("package-negative-queue-delay", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--max-queue-delay-us", "-5"],
+         "--max-queue-delay-us -5", setup=_exported()),
+    Case("package-zero-instances", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--instances", "0"], "--instances 0", setup=_exported()),
+    Case("package-zero-version", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--version", "0"], "--version 0", setup=_exported()),
+    Case("package-negative-max-batch", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--max-batch", "-1"], "--max-batch -1", setup=_exported()),
+    Case("package-zero-preferred-batch", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--preferred-batch", "0"], "--preferred-batch '0'",
+         setup=_exported()),
+    Case("build-engine-optimization-level", lambda d: ["build-engine", "--onnx", M(d), "--builder-optimization-level", "9"], "give 0..5", setup=_exported()),
+    Case("build-engine-negative-dla-core", lambda d: ["build-engine", "--onnx", M(d), "--dla-core", "-1", "--int8", "--batch", "8"], "--dla-core -1",
+         setup=_exported()),
+    Case("build-engine-zero-workspace", lambda d: ["build-engine", "--onnx", M(d), "--workspace", "0"], "larger than 0", setup=_exported()),
+    Case("summary-zero-classes", lambda d: ["summary", "--depth", "20", "--num-classes", "0"], "num_classes must be a positive integer"),
+    # class 4: data that does not match the model
+    Case("validate-more-class-folders-than-classes", lambda d: ["validate", M(d), "--images", str(d / "imgs")], "11 class folders, the model has 10",
+         setup=_both(_exported(), _class_folders(11))),
+    Case("validate-label-beyond-classes", lambda d: ["validate", M(d), "--images", str(d / "t.npz")], "holds label 10", setup=_both(_exported(), _labelled_npz(10))),
+    Case("validate-negative-label", lambda d: ["validate", M(d), "--images", str(d / "t.npz")], "holds label -1", setup=_both(_exported(), _labelled_npz(-1))),
+    Case("validate-broken-image-link", lambda d: ["validate", M(d), "--images", str(d / "imgs")], "x.png cannot be read",
+         setup=_both(_exported(), _images("imgs", good=2), _broken_link("imgs", "x.png"))),
+    Case("quantize-broken-image-link", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "imgs")], "x.png cannot be read",
+         setup=_both(_exported(), _images("imgs", good=2), _broken_link("imgs", "x.png"))),
+    Case("package-artifact-edited-after-export", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--kind", "cpu"], "does not match its manifest",
+         setup=_both(_exported(), _edited("m.onnx"))),
+    # class 5: resource limits, estimated before allocating
+    Case("export-huge-batch", lambda d: EXPORT(d, "--batch", "99999999"), "GiB of memory"),
+    Case("export-huge-image-size", lambda d: EXPORT(d, "--image-size", "100000"), "GiB of memory"),
+    Case("validate-huge-batch", lambda d: ["validate", M(d), "--batch", "99999999"], "GiB of memory", setup=_exported()),
+    Case("bench-huge-batch", lambda d: ["bench", "--depth", "20", "--batch", "99999999"], "GiB of memory"),
+    Case("bench-huge-image-size", lambda d: ["bench", "--depth", "20", "--image-size", "100000"], "GiB of memory"),
+    # class 8: names that become paths or configs
+    Case("package-name-with-quote", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--name", 'a"b'], "is not accepted", setup=_exported()),
+    Case("package-name-parent-dir", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--name", "../x"], "is not accepted", setup=_exported()),
+    Case("package-name-hidden", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--name", ".x"], "not starting with '.'", setup=_exported()),
+    Case("package-name-empty", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--name", ""], "is not accepted", setup=_exported()),
+    Case("package-name-slash", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--name", "a/b"], "is not accepted", setup=_exported()),
+    # class 9: usage errors: exit 2, one `error:` line naming the accepted values or a near name
+    Case("usage-mistyped-command", lambda d: ["exprt", "--depth", "20"], "Did you mean 'export'", exit_code=USAGE),
+    Case("usage-export-bad-variant", lambda d: ["export", "--variant", "v3"], "'v1.5', 'v1'", exit_code=USAGE),
+    Case("usage-export-unknown-option", lambda d: ["export", "--dept", "20"], "--depth", exit_code=USAGE),
+    Case("usage-validate-missing-model", lambda d: ["validate"], "Missing argument 'MODEL'", exit_code=USAGE),
+    Case("usage-validate-batch-not-int", lambda d: ["validate", "m.onnx", "--batch", "abc"], "'abc' is not a valid integer", exit_code=USAGE),
+    Case("usage-quantize-bad-method", lambda d: ["quantize", "m.onnx", "--method", "foo"], "'entropy', 'max', 'percentile', 'mse'", exit_code=USAGE),
+    Case("usage-build-engine-bad-compatibility", lambda d: ["build-engine", "--hardware-compatibility", "x"], "'ampere+', 'same-cc'", exit_code=USAGE),
+    Case("usage-build-engine-depth-and-onnx", lambda d: ["build-engine", "--depth", "20", "--onnx", M(d)], "give --depth or --onnx, not both",
+         exit_code=USAGE, setup=_exported()),
+    Case("usage-package-bad-kind", lambda d: ["package", "m.onnx", "--triton", "r", "--kind", "tpu"], "'gpu', 'cpu'", exit_code=USAGE),
+    Case("usage-package-missing-triton", lambda d: ["package", "m.onnx"], "Missing option '--triton'", exit_code=USAGE),
+    Case("usage-run-bad-method", lambda d: ["run", "--method", "foo"], "'entropy', 'max', 'percentile', 'mse'", exit_code=USAGE),
+    Case("usage-summary-bad-variant", lambda d: ["summary", "--variant", "v9"], "'v1.5', 'v1'", exit_code=USAGE),
+    Case("usage-bench-unknown-option", lambda d: ["bench", "--bogus"], "No such option '--bogus'", exit_code=USAGE),
+    Case("usage-doctor-unknown-option", lambda d: ["doctor", "--bogus"], "No such option '--bogus'", exit_code=USAGE),
+]
+
+ALL_CASES = CASES + GROWN
+
+
+def _snapshot(d: Path) -> dict[str, str]:
+    """Every path under ``d`` with a hash of its bytes (folders and links by kind), so a file that
+    was changed in place shows as well as one left behind."""
+    out = {}
+    for p in sorted(d.rglob("*")):
+        key = str(p.relative_to(d))
+        if p.is_symlink():
+            out[key] = "link->" + os.readlink(p)
+        elif p.is_dir():
+            out[key] = "dir"
+        else:
+            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -187,16 +408,21 @@ def cli_runner():
     return CliRunner()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path: Path, cli_runner):
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.id for c in ALL_CASES])
+def test_bad_input(case: Case, tmp_path: Path, cli_runner, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default output path would land here, and show in the snapshot
     case.setup(tmp_path)
     before = _snapshot(tmp_path)
     result = cli_runner.invoke(cli, case.argv(tmp_path), catch_exceptions=False)
     stderr = result.stderr.strip()
     assert result.exit_code != 0, f"exit 0 for a bad input; stdout: {result.stdout}"
     if case.exit_code is not None:
-        assert result.exit_code == case.exit_code
+        assert result.exit_code == case.exit_code, result.stderr
+    else:
+        assert result.exit_code != USAGE, f"a library check exited as a usage error: {result.stderr}"
     assert "Traceback" not in result.output
+    if case.stdout_clean:
+        assert result.stdout == "", f"stdout is not clean: {result.stdout!r}"
     lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("INFO", "WARNING", "DEBUG"))]
     assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
     assert lines[0].startswith(("error:", "Error:")), lines[0]
@@ -204,8 +430,23 @@ def test_bad_input(case: Case, tmp_path: Path, cli_runner):
     assert _snapshot(tmp_path) == before, "the failed command left files behind"
 
 
+# Cases per command when issue 11 was filed; the grown matrix must at least double each.
+CASES_BEFORE = {"export": 10, "validate": 6, "quantize": 8, "summary": 1, "bench": 5, "build-engine": 1, "package": 2, "run": 2}
+
+
+def _command_of(case: Case) -> str:
+    argv = case.argv(Path("/nonexistent"))
+    return "usage" if argv[0] not in CASES_BEFORE and argv[0] != "doctor" else argv[0]
+
+
 def test_matrix_is_large_enough():
-    assert len(CASES) + 5 >= 25  # five process-level cases below
+    counts = {}
+    for case in ALL_CASES:
+        counts[_command_of(case)] = counts.get(_command_of(case), 0) + 1
+    for command, before in CASES_BEFORE.items():
+        assert counts.get(command, 0) >= 2 * before, f"{command}: {counts.get(command, 0)} cases, fewer than twice {before}"
+    assert counts.get("doctor", 0) >= 2
+    assert len(ALL_CASES) >= 2 * len(CASES)
 
 
 # --- process-level failures --------------------------------------------------------------------
@@ -218,32 +459,35 @@ def _no_partials(d: Path) -> list[str]:
     return [p.name for p in d.iterdir() if p.name.endswith(".part") or p.name.startswith(".")]
 
 
-@pytest.mark.slow
+def _held(args: tuple[str, ...], point: str, cwd: Path) -> subprocess.Popen:
+    """Start the CLI and return once it says it waits at ``point`` (``RTDEPLOY_TEST_HOLD``): the
+    signal sent next lands there whatever the machine's load, never before or after the step."""
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env={**os.environ, "RTDEPLOY_TEST_HOLD": point})
+    for line in proc.stderr:
+        if line.startswith("rtdeploy-test-hold: "):
+            return proc
+    proc.wait(timeout=60)
+    pytest.fail(f"the command ended (rc {proc.returncode}) before it reached {point!r}")
+
+
 def test_sigint_during_export_leaves_nothing(tmp_path):
-    out = tmp_path / "r152.onnx"
-    proc = subprocess.Popen(_cli("export", "--depth", "152", "-o", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not _no_partials(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)  # wait until the export has started writing
-    assert proc.poll() is None, "export finished before it could be interrupted"
+    proc = _held(("export", "--depth", "20", "-o", str(tmp_path / "r20.onnx")), "write", tmp_path)
+    assert _no_partials(tmp_path), "the export is inside its write: a .part file exists"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("error: interrupted")
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_sigint_during_quantize_leaves_nothing(tmp_path):
     from rtdeploy import api
 
-    api.export(depth=152, image_size=96, output=tmp_path / "m.onnx")
+    api.export(depth=20, output=tmp_path / "m.onnx")
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = subprocess.Popen(_cli("quantize", str(tmp_path / "m.onnx"), "--int8", "--no-stats-cache", "-o", str(tmp_path / "q.onnx")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)  # imports, then calibration has started
-    assert proc.poll() is None, "quantize finished before it could be interrupted"
+    proc = _held(("quantize", str(tmp_path / "m.onnx"), "--int8", "--no-stats-cache", "-o", str(tmp_path / "q.onnx")), "write", tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

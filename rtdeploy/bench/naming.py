@@ -17,16 +17,19 @@ def quantization_facts(artifact: Path | None) -> dict | None:
     artifact, from its manifest chain; None for other artifacts, or when no manifest says."""
     if artifact is None:
         return None
-    from rtdeploy.artifacts import find_in_chain, read_manifest
+    from rtdeploy.artifacts import ancestors, read_manifest
     from rtdeploy.errors import RtDeployError
 
+    q = None
     try:
-        found = find_in_chain(read_manifest(artifact), "quantization")
+        for path in ancestors(artifact):  # the INT8 ONNX itself, or an engine's parent
+            q = (read_manifest(path, required=False) or {}).get("quantization")
+            if q is not None:
+                break
     except (RtDeployError, OSError, ValueError):
         return None
-    if found is None or not isinstance(found["quantization"], dict):
+    if not isinstance(q, dict):
         return None
-    q = found["quantization"]
     kept = [k["node"] if isinstance(k, dict) else str(k) for k in q.get("kept_fp") or []]
     placement = str(q.get("placement") or "")
     target = q.get("target") or (placement.split(":", 1)[0].strip() if ":" in placement else None) or "tensorrt"

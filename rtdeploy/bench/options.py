@@ -38,7 +38,7 @@ def parse_duration(text: str | float | int, option: str = "--duration", *, allow
                 raise BenchmarkError(f"{option} {text!r} is negative; give a positive duration such as 200ms or 3s")
             raise BenchmarkError(f"{option} {text!r} is not a duration; write it like 200ms, 3s or 1.5 (seconds)")
         seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower() if m.group(2) else None]
-    if seconds < 0 or (seconds == 0 and not allow_zero):
+    if not seconds < float("inf") or seconds < 0 or (seconds == 0 and not allow_zero):  # NaN and inf fail the first
         accepted = "0 or a positive duration" if allow_zero else "a positive duration"
         raise BenchmarkError(f"{option} {text!r} is not accepted; give {accepted} such as 200ms or 3s")
     return seconds
@@ -196,6 +196,11 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
                             ("export_times", export_times))}
     if outputs["plot"] is not None and outputs["plot"].suffix.lower() != ".png":
         raise BenchmarkError(f"--plot {plot} must be a .png file")
+    from rtdeploy.checks import check_memory
+
+    size = int(image_size) if image_size is not None else 32  # the smallest default: a lower bound
+    biggest = max(parse_positive_ints(batch, "--batch"))
+    check_memory(biggest, 3, size, error=BenchmarkError, what=f"--batch {biggest} at {size}x{size}")
     models = tuple(Path(m) for m in _split(model)) if model else ()
     for m in models:
         if not m.is_file():
@@ -239,4 +244,4 @@ def _is_int(v) -> bool:
         return False
     if isinstance(v, int):
         return True
-    return isinstance(v, str) and v.strip().lstrip("-").isdigit()
+    return isinstance(v, str) and v.strip().lstrip("-").isascii() and v.strip().lstrip("-").isdigit()

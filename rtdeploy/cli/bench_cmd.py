@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rtdeploy.cli.common import emit_json, handle_errors
+from rtdeploy.cli.common import emit_json, handle_errors, progress_option
 
 
 @click.command("bench")
@@ -33,10 +33,10 @@ from rtdeploy.cli.common import emit_json, handle_errors
 @click.option("--plot", metavar="FILE.png", help="Write a PNG plot of latency and throughput against depth and GMACs.")
 @click.option("--export-profile", metavar="FILE", help="TensorRT: per-layer times in trtexec's --exportProfile JSON (a separate profiled run).")
 @click.option("--export-times", metavar="FILE", help="TensorRT: per-inference times in trtexec's --exportTimes JSON (a separate run).")
-@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@progress_option()
 @handle_errors
 def bench(depth, model, precision, backend, device, batch, warmup, iterations, duration, streams, repeats, threads, image_size,
-          cuda_graph, channels_last, compile_, workdir, json_out, markdown, plot, export_profile, export_times, no_progress):
+          cuda_graph, channels_last, compile_, workdir, json_out, markdown, plot, export_profile, export_times, progress):
     """Time ResNets: latency percentiles and throughput per depth, precision, backend and batch.
 
     Artifacts (ONNX, FP16/INT8 ONNX, engines) are made through the pipeline's stages in --workdir
@@ -63,7 +63,7 @@ def bench(depth, model, precision, backend, device, batch, warmup, iterations, d
                        image_size=image_size, cuda_graph=cuda_graph, channels_last=channels_last, compile=compile_,
                        workdir=workdir, json=None if json_out == "-" else json_out, markdown=markdown, plot=plot,
                        export_profile=export_profile, export_times=export_times,
-                       progress=not no_progress, command="rtdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                       progress=progress, command="rtdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     report = result.report
     click.echo(terminal_table(report), err=json_out == "-")  # stdout carries the JSON then
     for s in report["skipped"]:

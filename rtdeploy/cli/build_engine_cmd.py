@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, handle_errors
+from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_option, say
 
 
 @click.command("build-engine")
@@ -27,7 +27,7 @@ from rtdeploy.cli.common import depth_option, emit_json, handle_errors
 @click.option("--version-compatible", is_flag=True, help="Plan that later TensorRT runtimes can load.")
 @click.option("--hardware-compatibility", type=click.Choice(["ampere+", "same-cc"]), help="Plan for all Ampere+ GPUs, or any GPU of this compute capability.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Engine file [default: <onnx stem>.<precision>.engine beside the ONNX].")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the manifest as JSON to FILE ('-' for stdout).")
+@json_option("the manifest")
 @handle_errors
 def build_engine(depth, onnx, precision, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
                  builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, output, json_out):
@@ -45,9 +45,10 @@ def build_engine(depth, onnx, precision, calib_dir, no_calibrate, implicit_calib
       rtdeploy build-engine --onnx r18.onnx --int8 --dla-core 0 --gpu-fallback --batch 8
     """
     from rtdeploy import api
+    from rtdeploy.errors import UsageError
 
     if depth is not None and onnx is not None:
-        raise click.UsageError("give --depth or --onnx, not both")
+        raise UsageError(f"give --depth or --onnx, not both (got --depth {depth} and --onnx {onnx})")
     result = api.build_engine(onnx, depth=depth or 50, precision=precision, calib_dir=calib_dir, calibrate=not no_calibrate,
                               batch=batch, workspace=workspace, timing_cache=timing_cache,
                               builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
@@ -56,7 +57,7 @@ def build_engine(depth, onnx, precision, calib_dir, no_calibrate, implicit_calib
     m = result.manifest
     counts = ", ".join(f"{n} {p.upper()}" for p, n in sorted(m["layers"]["by_precision"].items()))
     placement = f", DLA {m['dla']['dla']} / GPU {m['dla']['gpu']} layers" if m.get("dla") else ""
-    click.echo(f"wrote {result.path} ({m['bytes'] / 1e6:.1f} MB, TensorRT {m['tensorrt']['version']}, {m['precision']}, "
+    say(f"wrote {result.path} ({m['bytes'] / 1e6:.1f} MB, TensorRT {m['tensorrt']['version']}, {m['precision']}, "
                f"batch {m['profile']['min']}:{m['profile']['opt']}:{m['profile']['max']}, layers: {counts}{placement}, "
-               f"{m['build']['seconds']:.1f}s)")
+               f"{m['build']['seconds']:.1f}s)", json_out)
     emit_json(m, json_out)

@@ -1,47 +1,111 @@
-"""Helpers shared by the CLI commands: error handling, JSON output, option types.
+"""Helpers shared by the CLI commands: error handling, JSON output, progress, option types.
 
 A command is a thin layer: parse options, build the stage's config, call one library function,
 print the result. An :class:`RtDeployError` becomes one line on stderr and its exit code.
+
+Output policy, the same for every command:
+
+- ``--json -``: stdout carries the JSON alone; every human line goes to stderr (:func:`say`).
+- ``--json FILE``: FILE is checked before any work, and written atomically (devices, FIFOs and
+  ``/dev/stdout`` are written through).
+- progress bars go to stderr, by default only when stderr is a terminal; ``--progress`` /
+  ``--no-progress`` force them on or off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from rtdeploy.errors import RtDeployError
+from rtdeploy.errors import Interrupted, RtDeployError
 from rtdeploy.tables import format_table  # noqa: F401  (re-exported for the commands)
 
 log = logging.getLogger("rtdeploy")
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Turn RtDeployError into ``error: <message>`` and a non-zero exit; Ctrl-C into exit 130."""
+    """Run a command with the shared checks and its failures as one line.
+
+    Before the command runs: a ``json_out`` target is checked (so a bad ``--json`` fails before any
+    work) and a ``progress`` of None becomes "is stderr a terminal". Then an RtDeployError becomes
+    ``error: <message>`` and its exit code; an interrupt (Ctrl-C, SIGTERM, SIGHUP) ``128 + signal``.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            check_json_target(kwargs.get("json_out"))
+            if "progress" in kwargs and kwargs["progress"] is None:
+                kwargs["progress"] = stderr_is_terminal()
             return fn(*args, **kwargs)
         except RtDeployError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
+            fail(str(e), e.exit_code)
         except OSError as e:
             # Environmental failures outside the stages' own checks (permissions, a vanished file):
             # still one line, naming the file.
             where = f" ({e.filename})" if e.filename else ""
-            click.echo(f"error: {e.strerror or e}{where}; check the path and its permissions", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted; no partial output was kept", err=True)
-            sys.exit(130)
+            fail(f"{e.strerror or e}{where}; check the path and its permissions", 1)
+        except KeyboardInterrupt as e:
+            interrupted(e)
 
     return wrapper
+
+
+def fail(message: str, exit_code: int) -> None:
+    """Print ``error: <message>`` as one line on stderr and exit with ``exit_code``."""
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(exit_code)
+
+
+def interrupted(e: BaseException) -> None:
+    """The one line and exit status (128 + signal) of an interrupt; partial files are already gone.
+
+    (Under ``rtdeploy`` itself the signal handler has already set further signals to be ignored, so a
+    second Ctrl-C cannot break this exit; in-process callers keep their own handlers.)
+    """
+    signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+    name = e.signal_name if isinstance(e, Interrupted) else "SIGINT"
+    fail(f"interrupted ({name}); no partial output was kept", 128 + signum)
+
+
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def install_signal_handlers() -> None:
+    """Make SIGINT, SIGTERM and SIGHUP alike: each unwinds as :class:`Interrupted` (so partial files
+    are removed on the way out); any further one is ignored while that happens."""
+
+    def on_signal(signum, frame):
+        ignore_interrupts()
+        raise Interrupted(signum)
+
+    for s in INTERRUPT_SIGNALS:
+        signal.signal(s, on_signal)
+
+
+def ignore_interrupts() -> None:
+    """Ignore further SIGINT/SIGTERM/SIGHUP (main thread only; elsewhere nothing to do)."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        for s in INTERRUPT_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+
+def check_json_target(target: str | None) -> None:
+    """Check a ``--json FILE`` target before any work ('-' is stdout)."""
+    if target is None or target == "-":
+        return
+    from rtdeploy.artifacts import check_output_path
+
+    check_output_path(Path(target))
 
 
 def emit_json(data: Any, target: str | None) -> None:
@@ -54,6 +118,31 @@ def emit_json(data: Any, target: str | None) -> None:
     from rtdeploy.artifacts import write_json_atomic
 
     write_json_atomic(Path(target), data)
+
+
+def say(message: str, json_out: str | None = None) -> None:
+    """A human line: on stdout, or on stderr when stdout carries the JSON (``--json -``)."""
+    click.echo(message, err=json_out == "-")
+
+
+def stderr_is_terminal() -> bool:
+    """True when stderr is a terminal (progress bars are shown there by default)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_option() -> Callable:
+    """``--progress/--no-progress``: bars on stderr; by default only when stderr is a terminal."""
+    return click.option("--progress/--no-progress", default=None,
+                        help="Progress bars on stderr  [default: when stderr is a terminal].")
+
+
+def json_option(what: str = "the report") -> Callable:
+    """``--json FILE``: also write ``what`` as JSON to FILE, or to stdout alone with ``-``."""
+    return click.option("--json", "json_out", metavar="FILE",
+                        help=f"Also write {what} as JSON to FILE ('-': stdout carries the JSON alone, other lines go to stderr).")
 
 
 def depth_option(**kwargs) -> Callable:

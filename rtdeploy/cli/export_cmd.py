@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, handle_errors
+from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_option, say
 
 
 @click.command("export")
@@ -19,7 +19,7 @@ from rtdeploy.cli.common import depth_option, emit_json, handle_errors
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 13..20 (TensorRT 8.6 reads up to 17).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' batch axis, or a fixed batch size.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write [default: resnet<depth>.onnx].")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the manifest as JSON to FILE ('-' for stdout).")
+@json_option("the manifest")
 @handle_errors
 def export(depth, weights, num_classes, in_channels, variant, image_size, opset, batch, output, json_out):
     """Export a ResNet to ONNX (dynamic batch, BatchNorm folded, fully checked).
@@ -38,6 +38,6 @@ def export(depth, weights, num_classes, in_channels, variant, image_size, opset,
     result = api.export(depth=depth, weights=weights, num_classes=num_classes, in_channels=in_channels, variant=variant,
                         image_size=image_size, opset=opset, batch=batch, output=output)
     m = result.manifest
-    click.echo(f"wrote {result.path} ({m['bytes'] / 1e6:.1f} MB, opset {opset}, batch {m['export']['batch']}, "
-               f"{sum(m['ops'].values())} nodes, {m['export']['seconds']:.1f}s)")
+    say(f"wrote {result.path} ({m['bytes'] / 1e6:.1f} MB, opset {opset}, batch {m['export']['batch']}, "
+               f"{sum(m['ops'].values())} nodes, {m['export']['seconds']:.1f}s)", json_out)
     emit_json(m, json_out)

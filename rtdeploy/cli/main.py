@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
 from rtdeploy import __version__
-from rtdeploy.cli.common import setup_logging
+from rtdeploy.cli.common import fail, install_signal_handlers, interrupted, setup_logging
 
 # (module, attribute): each stage's command lives beside the others; a module not written yet is
 # simply absent from --help.
@@ -25,7 +26,35 @@ COMMANDS = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class RtDeployGroup(click.Group):
+    """The command group, with click's failures as one line each.
+
+    A usage error (unknown command or option, a value outside a choice, a missing argument) is
+    ``error: <what> (see 'rtdeploy CMD --help')`` and exit 2, the usage-error convention; click's
+    own message names the accepted values and suggests a near command or option name.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:  # a bare `rtdeploy`: the help, not an error line
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            path = e.ctx.command_path if e.ctx is not None else (prog_name or "rtdeploy")
+            fail(f"{e.format_message()} (see '{path} --help')", e.exit_code)
+        except click.ClickException as e:
+            fail(e.format_message(), e.exit_code)
+        except click.Abort as e:  # an interrupt while click parsed the command line
+            interrupted(e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else KeyboardInterrupt())
+        except KeyboardInterrupt as e:
+            interrupted(e)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+@click.group(cls=RtDeployGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rtdeploy")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 def cli(verbose: int) -> None:
@@ -56,6 +85,7 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    install_signal_handlers()
     _register()
     cli(prog_name="rtdeploy")
 

@@ -10,14 +10,21 @@ from rtdeploy.cli.common import handle_errors
 
 
 def _batches(value: str | None) -> tuple[int, ...]:
-    if not value:
+    """``"4,8,16"`` -> (4, 8, 16); empty -> ().
+
+    Raises:
+        PackageError: not a list of positive integers.
+    """
+    from rtdeploy.errors import PackageError
+
+    if value is None:
         return ()
     try:
         sizes = tuple(int(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of batch sizes such as 4,8") from None
-    if any(s < 1 for s in sizes):
-        raise click.BadParameter(f"{value!r}: batch sizes must be positive")
+        sizes = ()
+    if not sizes or any(s < 1 for s in sizes):
+        raise PackageError(f"--preferred-batch {value!r} is not accepted; give positive batch sizes, comma-separated, such as 4,8")
     return sizes
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import emit_json, handle_errors
+from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_option, say
 
 
 @click.command("quantize")
@@ -25,9 +25,9 @@ from rtdeploy.cli.common import emit_json, handle_errors
 @click.option("--from-trt-cache", type=click.Path(path_type=Path), help="Take activation scales from this TensorRT calibration cache (no calibration).")
 @click.option("--trt-version", default="8601", show_default=True, help="TensorRT version written in the cache header (8601 = 8.6.1).")
 @click.option("--no-stats-cache", is_flag=True, help="Do not read or write the collected-statistics cache (~/.cache/rtdeploy).")
-@click.option("--progress/--no-progress", default=False, help="Progress bar on stderr.")
+@progress_option()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the report as JSON to FILE ('-' for stdout).")
+@json_option("the report")
 @handle_errors
 def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed, keep_fp, target_agreement, fp16_io,
              trt_cache, from_trt_cache, trt_version, no_stats_cache, progress, output, json_out):
@@ -55,7 +55,7 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
                           calib_size=calib_size, seed=seed, keep_fp=keep_fp, target_agreement=target_agreement,
                           fp16_io=fp16_io, trt_cache=trt_cache, from_trt_cache=from_trt_cache, trt_version=trt_version,
                           output=output, stats_cache=not no_stats_cache, progress=progress)
-    click.echo(_summary(result.report))
+    say(_summary(result.report), json_out)
     emit_json(result.report, json_out)
 
 

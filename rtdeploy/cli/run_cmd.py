@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, handle_errors
+from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_option, progress_option, say
 
 STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
 
@@ -31,10 +31,11 @@ STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed
               help="Redo STAGE (export, quantize, validate, build-engine, bench; comma list) and what depends on it; "
                    "--force alone redoes every stage.")
 @click.option("--rebench", is_flag=True, help="Re-time the benchmark; reuse every other stage whose inputs are unchanged.")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the run summary as JSON to FILE ('-' for stdout).")
+@progress_option()
+@json_option("the run summary")
 @handle_errors
 def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, images, samples, precision, no_engines, no_bench,
-        bench_duration, bench_batch, outdir, force, rebench, json_out):
+        bench_duration, bench_batch, outdir, force, rebench, progress, json_out):
     """Run the whole pipeline: export, validate, FP16, INT8, engines, bench, report.
 
     Stages whose inputs have not changed since the last run in the same folder are reused, and
@@ -52,13 +53,13 @@ def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, ima
     from rtdeploy.errors import RtDeployError
 
     def show(rec):
-        click.echo(f"[{STATUS_MARK.get(rec.status, rec.status):>7}] {rec.name:<20} {rec.seconds:7.1f}s  {rec.detail}")
+        say(f"[{STATUS_MARK.get(rec.status, rec.status):>7}] {rec.name:<20} {rec.seconds:7.1f}s  {rec.detail}", json_out)
 
     report = api.run(depth=depth, weights=weights, num_classes=num_classes, calib_dir=calib_dir, calib_size=calib_size,
                      method=method, keep_fp=keep_fp, images=images, samples=samples, precision=precision, engines=not no_engines,
                      bench=not no_bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=outdir,
-                     force=force or False, rebench=rebench, progress=True, on_stage=show)
-    click.echo(f"report: {report.report_md}")
+                     force=force or False, rebench=rebench, progress=progress, on_stage=show)
+    say(f"report: {report.report_md}", json_out)
     emit_json(report.to_dict(), json_out)
     if report.failed:
         first = report.failed[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, format_table, handle_errors
+from rtdeploy.cli.common import depth_option, emit_json, format_table, handle_errors, json_option
 
 
 @click.command("summary")
@@ -14,7 +14,7 @@ from rtdeploy.cli.common import depth_option, emit_json, format_table, handle_er
 @click.option("--in-channels", type=int, default=3, show_default=True, help="Input channels.")
 @click.option("--variant", type=click.Choice(["v1.5", "v1"]), help="ImageNet block variant: v1.5 (default) or v1.")
 @click.option("--blocks-only", is_flag=True, help="List residual blocks and top-level layers only.")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the summary as JSON to FILE ('-' for stdout).")
+@json_option("the summary")
 @handle_errors
 def summary(depth, image_size, num_classes, in_channels, variant, blocks_only, json_out):
     """Per-layer table of a ResNet: output shape, parameters and MACs, with totals.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import emit_json, format_table, handle_errors
+from rtdeploy.cli.common import emit_json, format_table, handle_errors, json_option, progress_option, say
 
 # statistic -> tolerance field that limits it (None: reported only)
 _ROWS = [
@@ -31,8 +31,8 @@ _ROWS = [
 @click.option("--tol-top1", type=float, help="Min top-1 agreement (0..1).")
 @click.option("--tol-top5", type=float, help="Min top-5 agreement (0..1).")
 @click.option("--tol-accuracy-drop", type=float, help="Max top-1 accuracy drop in points when labels are given.")
-@click.option("--progress/--no-progress", default=False, help="Progress bars on stderr.")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the report as JSON to FILE ('-' for stdout).")
+@progress_option()
+@json_option("the report")
 @handle_errors
 def validate(model, images, samples, batch, reference, seed, providers, tol_cosine, tol_cosine_worst, tol_max_abs,
              tol_max_rel, tol_top1, tol_top5, tol_accuracy_drop, progress, json_out):
@@ -54,14 +54,14 @@ def validate(model, images, samples, batch, reference, seed, providers, tol_cosi
                   "top1": tol_top1, "top5": tol_top5, "accuracy_drop": tol_accuracy_drop}
     report = api.validate(model, images=images, samples=samples, batch=batch, reference=reference, tolerances=tolerances,
                           seed=seed, providers=tuple(providers), progress=progress)
-    click.echo(f"{report.model} ({report.precision}, {report.candidate}) vs reference {report.reference}")
+    say(f"{report.model} ({report.precision}, {report.candidate}) vs reference {report.reference}", json_out)
     limits = report.tolerance.to_dict() | {"nonfinite": 0}
     for s in report.sets:
-        click.echo(f"\n{s.description}: {s.samples} samples, {s.seconds:.1f}s")
-        click.echo(format_table(_rows(s, limits), ["output", "statistic", "value", "limit", "status"]))
+        say(f"\n{s.description}: {s.samples} samples, {s.seconds:.1f}s", json_out)
+        say(format_table(_rows(s, limits), ["output", "statistic", "value", "limit", "status"]), json_out)
     emit_json(report.to_dict(), json_out)
     report.raise_for_failure()
-    click.echo("\nPASS: within tolerance")
+    say("\nPASS: within tolerance", json_out)
 
 
 def _rows(s, limits: dict) -> list[dict]:

@@ -56,12 +56,36 @@ def load_image(path: str | os.PathLike, meta: ModelMeta) -> np.ndarray:
     try:
         with Image.open(p) as img:
             img.load()  # decode now, so a truncated file fails here and not later
-            img = img.convert("L" if meta.in_channels == 1 else "RGB")
+            img = _to_8bit(img, p).convert("L" if meta.in_channels == 1 else "RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = first_line(e, 120)
         raise DataError(f"cannot read image {p}: {reason}; remove or replace this file") from e
     img = _resize_and_crop(img, meta)
     return normalize(np.asarray(img, dtype=np.float32), meta)
+
+
+# Pillow modes of 16-bit (and 32-bit integer) grayscale images, e.g. a 16-bit PNG. Pillow's convert()
+# to "L"/"RGB" clips these to 255 instead of scaling, so nearly every pixel would turn white.
+_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_8bit(img, path: Path):
+    """16-bit grayscale -> 8-bit by scaling 0..65535 to 0..255 (rounded); other modes unchanged.
+
+    Raises:
+        DataError: a floating-point image (mode F), whose value range is unknown, or a 32-bit
+            integer image with values outside 0..65535.
+    """
+    from PIL import Image
+
+    if img.mode == "F":
+        raise DataError(f"image {path} holds floating-point pixels (mode F) of unknown range; save it as 8- or 16-bit PNG")
+    if img.mode not in _WIDE_GRAY_MODES:
+        return img
+    pixels = np.asarray(img, dtype=np.float64)
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+        raise DataError(f"image {path} holds 32-bit pixel values outside 0..65535; save it as 8- or 16-bit PNG")
+    return Image.fromarray(np.round(pixels * (255.0 / 65535.0)).astype(np.uint8), "L")
 
 
 def _resize_and_crop(img, meta: ModelMeta):

@@ -106,7 +106,7 @@ class ImageFolderSource:
         self.root, self.meta, self.seed = Path(root), meta, seed
         if not self.root.is_dir():
             raise DataError(f"images folder {self.root} does not exist or is not a folder; give a folder of .jpg/.png/.bmp images")
-        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = list_images(self.root)
         if not files:
             raise DataError(f"images folder {self.root} holds no images ({'/'.join(IMAGE_SUFFIXES)}); put images in it or in one subfolder per class")
         self.classes, labels = _class_labels(self.root, files)
@@ -139,6 +139,52 @@ class ImageFolderSource:
             h.update(f"{f.relative_to(self.root).as_posix()}\0{label}\0".encode())
             h.update(hashlib.sha256(f.read_bytes()).digest())
         return h.hexdigest()
+
+
+def list_images(root: Path) -> list[Path]:
+    """Every image file under ``root`` (recursively, links to folders not followed), sorted.
+
+    Raises:
+        DataError: a folder that cannot be listed or an image name that cannot be read (a broken
+            link): its images would otherwise be silently left out.
+    """
+    def refuse(e: OSError) -> None:
+        raise DataError(f"cannot read folder {e.filename}: {e.strerror or e}; fix its permissions or move it out of {root} "
+                        "(its images would be silently left out)")
+
+    files = []
+    for folder, _, names in os.walk(root, onerror=refuse):
+        for name in names:
+            p = Path(folder) / name
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if not p.is_file():
+                raise DataError(f"image {p} cannot be read (a broken link or not a file); fix or remove it")
+            files.append(p)
+    return sorted(files)
+
+
+def check_labels(source, num_classes: int) -> None:
+    """Refuse labels the model cannot output: a class folder or label index at or beyond
+    ``num_classes`` would score as always wrong, and the accuracy would be meaningless.
+
+    Raises:
+        DataError: more class folders than classes, or a label outside 0..num_classes-1.
+    """
+    classes = getattr(source, "classes", None)
+    where = getattr(source, "root", None) or getattr(source, "path", "the data")
+    if classes and len(classes) > num_classes:
+        raise DataError(f"{where} has {len(classes)} class folders, the model has {num_classes} classes; "
+                        f"give images of the model's classes only (one folder per class, sorted in class order)")
+    labels = getattr(source, "labels", None)
+    if labels is None:
+        labels = getattr(source, "_labels", None)
+    if labels is not None and len(labels):
+        low, high = int(np.min(labels)), int(np.max(labels))
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise DataError(f"{where} holds label {bad}, the model has {num_classes} classes (labels 0..{num_classes - 1}); "
+                            "fix the labels or give the model's --num-classes at export")
 
 
 def _class_labels(root: Path, files: list[Path]) -> tuple[list[str], np.ndarray | None]:

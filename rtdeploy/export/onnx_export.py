@@ -25,9 +25,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, config_fields, derivation, refuse_overwriting_inputs
-from rtdeploy.artifacts import sha256_file
-from rtdeploy.errors import ExportError, RtDeployError, first_line
+from rtdeploy.artifacts import atomic_path, config_fields, derivation, refuse_overwriting_inputs, sha256_file
+from rtdeploy.checks import check_memory, output_file
+from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
 from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
 from rtdeploy.models import ModelMeta, build_model, load_weights, model_meta
 
@@ -76,7 +76,7 @@ def parse_batch(value: str | int) -> int | str:
     Raises:
         ExportError: anything else.
     """
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isascii() and value.isdigit()):
         if int(value) >= 1:
             return int(value)
     elif value == "dynamic":
@@ -95,9 +95,13 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
         raise ExportError(f"--opset {cfg.opset} is not supported; accepted: {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.6 reads up to 17, the default)")
     batch = parse_batch(cfg.batch)
     meta = model_meta(cfg.depth, num_classes=cfg.num_classes, in_channels=cfg.in_channels, variant=cfg.variant, image_size=cfg.image_size)
-    out = check_output_path(export_path(cfg))
+    out = output_file(export_path(cfg), manifest=True)
     refuse_overwriting_inputs(out, cfg.weights)
+    size = _trace_size(meta)
+    traced = 1 if batch == "dynamic" else batch
+    check_memory(traced, meta.in_channels, size, error=ExportError, what=f"tracing {meta.name} at batch {traced}, {size}x{size}")
     model = build_torch_model(meta, cfg.weights)
+    check_weight_values(model, cfg.weights)
     start = time.perf_counter()
     fold_batchnorms(model)
     done: dict = {}
@@ -159,6 +163,26 @@ def torch_model_from_manifest(manifest: dict | OnnxManifest | PrecisionManifest)
     if sha256_file(path) != w.sha256:
         raise ArtifactError(f"the weights file {path} changed since export (sha256 differs); re-export with `rtdeploy export --weights {path}`")
     return build_torch_model(meta, path)
+
+
+def check_weight_values(model, weights: str | Path | None) -> None:
+    """Refuse weights no trained network has: NaN or Inf anywhere, or a negative BatchNorm variance
+    (the export would fold them into every convolution and the model would output NaN).
+
+    Raises:
+        WeightsError: naming the first bad tensor.
+    """
+    import torch
+
+    source = f"weights {weights}" if weights is not None else "the initialised model"
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{source}: {name!r} holds NaN or Inf; the checkpoint is corrupt or diverged — use another checkpoint")
+    for name, module in model.named_modules():
+        var = getattr(module, "running_var", None)
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and var is not None and bool((var < 0).any()):
+            raise WeightsError(f"{source}: '{name}.running_var' has negative values (min {float(var.min()):.4g}); "
+                               "a variance is never negative, so the checkpoint is corrupt — use another checkpoint")
 
 
 @contextlib.contextmanager
@@ -236,13 +260,17 @@ def _fold_into(conv, bn) -> None:
 TRACE_SIZE = 64
 
 
+def _trace_size(meta: ModelMeta) -> int:
+    return min(meta.image_size, TRACE_SIZE) if meta.family == "imagenet" else meta.image_size
+
+
 def _torch_export(model, meta: ModelMeta, opset: int, batch: int | str) -> bytes:
     """Run the TorchScript exporter into memory; returns the ONNX bytes."""
     import io
 
     import torch
 
-    size = min(meta.image_size, TRACE_SIZE) if meta.family == "imagenet" else meta.image_size
+    size = _trace_size(meta)
     example = torch.zeros((1 if batch == "dynamic" else batch, meta.in_channels, size, size))
     axes = {meta.input_name: {0: "batch"}, meta.output_name: {0: "batch"}} if batch == "dynamic" else None
     buffer = io.BytesIO()

@@ -76,13 +76,14 @@ class RunConfig:
 
         family_of(self.depth)
         if not self.precisions:
-            raise RtDeployError(f"precision: an empty list is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
+            raise RtDeployError(f"--precision is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad:
-            raise RtDeployError(f"precision {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
+            raise RtDeployError(f"--precision {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
         unknown = [f for f in self.force if f not in (*STAGES, "all")]
         if unknown:
-            raise RtDeployError(f"force {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)} or all")
+            raise RtDeployError(f"--force {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)}, or --force alone for all")
+        _check_numbers(self)
 
 
 @dataclass
@@ -143,6 +144,19 @@ def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | No
 def default_outdir(depth: int) -> Path:
     """``rtdeploy-out/resnet<depth>``."""
     return Path("rtdeploy-out") / f"resnet{depth}"
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """The options the stages would refuse only minutes in (or silently ignore), refused first."""
+    from rtdeploy.bench.options import parse_duration, parse_positive_ints
+    from rtdeploy.checks import whole
+
+    parse_duration(cfg.bench_duration, "--bench-duration")
+    parse_positive_ints(cfg.bench_batch, "--bench-batch")
+    whole(cfg.keep_fp, "--keep-fp", minimum=0)
+    for option, value in (("--calib-size", cfg.calib_size), ("--samples", cfg.samples)):
+        if value is not None:
+            whole(value, option, minimum=1)
 
 
 def _prepare_outdir(cfg: RunConfig) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ def check_config(cfg: QuantizeConfig) -> None:
     Raises:
         PrecisionError: one of the option rules is broken (the message names it).
     """
+    from rtdeploy.checks import fraction, output_file, seed, whole
     from rtdeploy.precision.int8.calibrators import check_method
 
     if cfg.int8 == cfg.fp16:
@@ -65,8 +67,13 @@ def check_config(cfg: QuantizeConfig) -> None:
     check_method(cfg.method, cfg.percentile)
     if isinstance(cfg.keep_fp, bool) or not isinstance(cfg.keep_fp, int) or cfg.keep_fp < 0:
         raise PrecisionError(f"--keep-fp {cfg.keep_fp!r} must be a whole number >= 0")
-    if cfg.target_agreement is not None and not 0 < cfg.target_agreement <= 1:
-        raise PrecisionError(f"--target-agreement {cfg.target_agreement!r} must be a fraction in (0, 1], e.g. 0.99")
+    if cfg.target_agreement is not None:
+        fraction(cfg.target_agreement, "--target-agreement", PrecisionError, allow_zero=False)
+    seed(cfg.seed, "--seed", PrecisionError)
+    if cfg.calib_size is not None:
+        whole(cfg.calib_size, "--calib-size", PrecisionError, minimum=1)
+    if not re.fullmatch(r"[0-9]+", str(cfg.trt_version)):
+        raise PrecisionError(f"--trt-version {cfg.trt_version!r} is not accepted; give TensorRT's version as digits, e.g. 8601 for 8.6.1")
     if cfg.keep_fp and cfg.target_agreement is not None:
         raise PrecisionError("give --keep-fp N or --target-agreement A, not both")
     if cfg.fp16:
@@ -79,6 +86,7 @@ def check_config(cfg: QuantizeConfig) -> None:
         raise PrecisionError("--fp16-io applies to --fp16 only")
     if cfg.trt_cache and cfg.from_trt_cache:
         raise PrecisionError("give --trt-cache (write) or --from-trt-cache (read), not both")
+    output_file(cfg.output or default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16"), manifest=True)
 
 
 def default_output(model: Path, precision: str) -> Path:

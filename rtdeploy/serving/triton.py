@@ -16,16 +16,24 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES
+from rtdeploy.artifacts import ENGINE_SUFFIXES, sha256_file
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
 from rtdeploy.manifests import EngineManifest, read_engine, read_onnx
 
 log = logging.getLogger(__name__)
+
+# A Triton model name is the name of its folder in the model repository, the quoted ``name`` of its
+# config.pbtxt (the two must match), and a path segment of the HTTP/GRPC API (/v2/models/<name>);
+# see https://github.com/triton-inference-server/server/blob/main/docs/user_guide/model_repository.md.
+# Only names safe in all three are written: letters, digits, '_', '-' and '.', not starting with '.'
+# (hidden folders, '.' and '..'), at most 255 bytes (a folder name).
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}$")
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
 
@@ -101,6 +109,9 @@ def build_config(
     """
     is_engine = artifact.suffix in ENGINE_SUFFIXES
     manifest = read_engine(artifact) if is_engine else read_onnx(artifact)
+    if manifest.sha256 != sha256_file(artifact):
+        raise ArtifactError(f"{artifact} does not match its manifest (sha256 differs): it was changed after the stage that made it; "
+                            "re-run that stage, or restore the file")
     onnx_path = _onnx_for(artifact, manifest) if is_engine else artifact
     inputs, outputs = onnx_io(onnx_path)  # an engine binds the I/O names and types of the ONNX it was built from
     batch_dim = inputs[0][2][0] if inputs and inputs[0][2] else None
@@ -140,6 +151,44 @@ def _max_batch_size(manifest, is_engine: bool, batch_dim: int | None, asked: int
     return asked if asked is not None else 32
 
 
+def check_model_name(name: str) -> str:
+    """A Triton model name, checked (see ``_NAME``).
+
+    Raises:
+        PackageError: a name that would not be a plain folder, a valid config string or URL segment.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise PackageError(f"--name {name!r} is not accepted; a Triton model name is a folder name and a URL segment: "
+                           "letters, digits, '_', '-' and '.', not starting with '.', at most 255 characters (e.g. resnet50_int8)")
+    return name
+
+
+def default_model_name(artifact: Path) -> str:
+    """``resnet50.int8.onnx`` -> ``resnet50_int8``; characters a model name cannot hold become '_'."""
+    parts = artifact.name.split(".")
+    name = parts[0] + "".join("_" + p for p in parts[1:-1])
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".")
+    return name[:255] or "model"
+
+
+def check_serving_options(*, version: int, max_queue_delay_us: int = 100, instances: int = 1,
+                          preferred: tuple[int, ...] = (), max_batch: int | None = None) -> None:
+    """The numeric options, before anything is read or written.
+
+    Raises:
+        PackageError: naming the option and the accepted range.
+    """
+    from rtdeploy.checks import whole
+
+    whole(version, "--version", PackageError, minimum=1)
+    whole(max_queue_delay_us, "--max-queue-delay-us", PackageError, minimum=0)
+    whole(instances, "--instances", PackageError, minimum=1)
+    if max_batch is not None:
+        whole(max_batch, "--max-batch", PackageError, minimum=0)
+    for b in preferred:
+        whole(b, "--preferred-batch", PackageError, minimum=1)
+
+
 def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, name: str | None = None, version: int = 1,
                      force: bool = False, **config_kw) -> Path:
     """Write ``repo/<name>/config.pbtxt`` and ``repo/<name>/<version>/model.{onnx,plan}``.
@@ -156,14 +205,18 @@ def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, na
         The model folder.
     """
     src = Path(artifact)
+    check_serving_options(version=version, max_queue_delay_us=config_kw.get("max_queue_delay_us", 100),
+                          instances=config_kw.get("instances", 1), preferred=tuple(config_kw.get("preferred", ())),
+                          max_batch=config_kw.get("max_batch"))
+    name = check_model_name(name) if name is not None else default_model_name(src)
     if not src.is_file():
-        raise ArtifactError(f"{src} does not exist; give an ONNX model or engine made by rtdeploy")
-    if version < 1:
-        raise PackageError(f"--version {version} is not accepted; Triton versions are positive integers")
-    name = name or src.name.split(".")[0] + "".join("_" + p for p in src.name.split(".")[1:-1])
+        what = "is not a regular file" if src.exists() else "does not exist"
+        raise ArtifactError(f"{src} {what}; give an ONNX model or engine made by rtdeploy")
     repo = Path(repo)
     if not repo.parent.exists():
         raise OutputError(f"the parent of {repo} does not exist; create it first (mkdir -p {repo.parent})")
+    if repo.exists() and not repo.is_dir():
+        raise OutputError(f"--triton {repo} is not a folder; give a model repository folder (it is created if missing)")
     config = build_config(src, name=name, **config_kw)
     dest = repo / name
     if dest.exists() and not force:

@@ -37,7 +37,7 @@ class BatchProfile:
             EngineError: not of that form, not positive, or not ordered.
         """
         parts = str(text).strip().split(":")
-        if len(parts) not in (1, 3) or not all(p.strip().isdigit() for p in parts):
+        if len(parts) not in (1, 3) or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
             raise EngineError(f"--batch {text!r} is not accepted; give MIN:OPT:MAX (e.g. 1:8:32) or one size N for a static profile")
         values = [int(p) for p in parts] * (3 if len(parts) == 1 else 1)
         profile = cls(*values)
@@ -152,6 +152,10 @@ class BuildOptions:
                                  "or drop it to use the Q/DQ model rtdeploy calibrates (the default)")
         if self.implicit_calibration and not self.calibrate:
             raise PrecisionError("--implicit-calibration and --no-calibrate contradict each other; keep one")
+        if self.output is not None:
+            from rtdeploy.checks import output_file
+
+            output_file(self.output, manifest=True)
 
     def _check_dla(self) -> None:
         if self.dla_core is None:

@@ -11,7 +11,7 @@ from rtdeploy.errors import ArtifactError, DataError
 from rtdeploy.validate.compare import OutputStats, check
 from rtdeploy.validate.report import SetReport, ValidationReport
 from rtdeploy.validate.targets import candidate_runner, load_target, reference_runner
-from rtdeploy.validate.tolerances import Tolerance, tolerance_for
+from rtdeploy.validate.tolerances import Tolerance, check_limit, tolerance_for
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,25 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
         MissingDependency: an engine was given and TensorRT is not available.
     """
     from rtdeploy.data import SyntheticSource, open_source
+    from rtdeploy.data.sources import check_labels
 
-    if cfg.batch < 1 or (cfg.samples is not None and cfg.samples < 1):
-        raise DataError(f"--batch and --samples must be positive, got {cfg.batch} and {cfg.samples}")
+    from rtdeploy.checks import check_memory, seed, whole
+
+    whole(cfg.batch, "--batch", DataError, minimum=1)
+    if cfg.samples is not None:
+        whole(cfg.samples, "--samples", DataError, minimum=1)
+    seed(cfg.seed, "--seed", DataError)
+    for name, value in cfg.tolerances.items():  # before the model is read: a bad limit fails at once
+        if value is not None and name in Tolerance.__dataclass_fields__:
+            check_limit(name, value)
     target = load_target(cfg.model)
     tol = tolerance_for(target.precision, cfg.tolerances)
+    check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
+                 what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
     sources = [("random", SyntheticSource(target.meta, cfg.samples or DEFAULT_RANDOM_SAMPLES, seed=cfg.seed))]
     if cfg.images is not None:  # opened before any model runs, so bad data fails fast
         sources.append(("images", open_source(cfg.images, target.meta, limit=cfg.samples, seed=cfg.seed)))
+        check_labels(sources[-1][1], target.meta.num_classes)
     reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
     report = ValidationReport(str(target.path), target.precision, candidate.name, _label(reference), tol)
     with reference, candidate:

@@ -76,4 +76,27 @@ def tolerance_for(precision: str, overrides: dict[str, float | None] | None = No
     unknown = sorted(set(given) - fields)
     if unknown:
         raise RtDeployError(f"unknown tolerance {unknown[0]!r}; accepted: {', '.join(sorted(fields))}")
-    return dataclasses.replace(DEFAULT_TOLERANCES[precision], **given)
+    return dataclasses.replace(DEFAULT_TOLERANCES[precision], **{k: check_limit(k, v) for k, v in given.items()})
+
+
+# Limits that are fractions in [0, 1] (a lower bound); the others are errors or points (>= 0).
+FRACTIONS = ("cosine", "cosine_worst", "top1", "top5")
+
+
+def check_limit(name: str, value) -> float:
+    """One tolerance limit, checked: finite (a NaN limit would pass everything), a fraction in
+    [0, 1] for cosines and agreements (95 is taken for a percent and refused with the fraction
+    meant), >= 0 for errors; an accuracy drop in points at most 100.
+
+    Raises:
+        RtDeployError: naming the option (``--tol-top1``) and the accepted range.
+    """
+    from rtdeploy.checks import fraction, non_negative
+
+    option = "--tol-" + name.replace("_", "-")
+    if name in FRACTIONS:
+        return fraction(value, option)
+    number = non_negative(value, option)
+    if name == "accuracy_drop" and number > 100:
+        raise RtDeployError(f"{option} {value!r} is not accepted; give percentage points in 0..100, such as 0.5")
+    return number
