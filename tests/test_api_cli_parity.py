@@ -80,7 +80,7 @@ def _configs():
         (api.run, RunConfig, {"precision": "precisions", "on_stage": None}, set(), {"precisions", "force"}),
         (api.bench, BenchConfig, {"depth": "depths", "model": "models", "precision": "precisions", "backend": "backends",
                                   "batch": "batches", "warmup": "warmup_s", "duration": "duration_s", "command": None},
-         set(), {"depths", "models", "precisions", "backends", "batches", "warmup_s", "duration_s", "workdir",
+         set(), {"depths", "models", "precisions", "backends", "batches", "streams", "warmup_s", "duration_s", "workdir",
                  "json", "markdown", "plot"}),
     ]
 
