@@ -14,6 +14,7 @@ from rtdeploy.cli.common import setup_logging
 COMMANDS = [
     ("rtdeploy.cli.summary_cmd", "summary"),
     ("rtdeploy.cli.export_cmd", "export"),
+    ("rtdeploy.cli.import_cmd", "import_"),
     ("rtdeploy.cli.validate_cmd", "validate"),
     ("rtdeploy.cli.quantize_cmd", "quantize"),
     ("rtdeploy.cli.build_engine_cmd", "build_engine"),
