@@ -182,7 +182,10 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     outputs = {k: check_output_path(v) if v is not None else None for k, v in (("json", json), ("markdown", markdown), ("plot", plot))}
     if outputs["plot"] is not None and outputs["plot"].suffix.lower() != ".png":
         raise BenchmarkError(f"--plot {plot} must be a .png file")
-    models = tuple(Path(m) for m in _split(model)) if model else ()
+    named, files = _names_and_files(model)
+    if named:
+        depth = ",".join(str(d) for d in named)  # --model resnet18,resnet50: the same sweep as --depth 18,50
+    models = tuple(Path(m) for m in files)
     for m in models:
         if not m.is_file():
             raise BenchmarkError(f"--model {m} does not exist; give an ONNX file or a TensorRT engine")
@@ -197,6 +200,23 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
         cuda_graph=bool(cuda_graph), channels_last=bool(channels_last), compile=bool(compile),
         workdir=Path(workdir) if workdir else default_workdir(), progress=bool(progress), **outputs,
     )
+
+
+def _names_and_files(model) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """``--model``'s items split into registry models (as depths) and files: an item with a path
+    (a folder part, a model suffix, or an existing file) is a file, anything else a name.
+
+    Raises:
+        BenchmarkError: names and files mixed; ModelError: an unknown name.
+    """
+    from rtdeploy.models.specs import resolve_depth
+
+    items = _split(model) if model else []
+    files = [i for i in items if Path(i).suffix or Path(i).name != i or Path(i).exists()]
+    names = [i for i in items if i not in files]
+    if names and files:
+        raise BenchmarkError(f"--model mixes model names ({names[0]}) and files ({files[0]}); give one kind per run")
+    return tuple(dict.fromkeys(resolve_depth(n, None) for n in names)), tuple(files)
 
 
 def _is_int(v) -> bool:

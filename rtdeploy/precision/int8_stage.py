@@ -140,6 +140,7 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
         "layers": len(plan.units),
         "quantized_layers": len(plan.units) - len(kept),
         "kept_fp": [{"node": n, "op_type": by_node[n].op_type} for n in kept],
+        "left_in_float": _left_in_float(parent.model, plan),
         "qdq_nodes": qdq_counts(qmodel),
         "scales": observed,
     }
@@ -167,6 +168,12 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
     return QuantizeResult(out, manifest, report)
 
 
+def _left_in_float(model, plan) -> list[dict]:
+    from rtdeploy.precision.int8.coverage import left_in_float
+
+    return left_in_float(model, plan)
+
+
 def _report(q: dict, calibration: dict, out: Path) -> dict:
     report = {
         "output": str(out),
@@ -178,6 +185,7 @@ def _report(q: dict, calibration: dict, out: Path) -> dict:
         "layers": q["layers"],
         "quantized_layers": q["quantized_layers"],
         "kept_fp": [k["node"] for k in q["kept_fp"]],
+        "left_in_float": q["left_in_float"],
         "qdq_nodes": q["qdq_nodes"],
         "seconds": q["seconds"],
     }

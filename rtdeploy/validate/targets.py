@@ -1,6 +1,8 @@
 """What is validated against what: the candidate artifact, its manifest, and its reference runner.
 
 - FP32 ONNX from ``export``: the reference is the PyTorch model rebuilt from the manifest.
+- FP32 ONNX from ``import`` (no PyTorch source): onnxruntime on the imported file itself, so the
+  check is that it runs, stays finite and (with labelled ``--images``) how accurate it is.
 - FP16 / INT8 ONNX (manifest with a ``parent``): the parent ONNX in onnxruntime.
 - TensorRT engine (``.engine`` / ``.plan``): the ONNX it was built from, in onnxruntime.
 """
@@ -102,6 +104,8 @@ def reference_runner(target: Target, choice: str | None = None):
     from rtdeploy.runners.ort_runner import OrtRunner
 
     parent = parent_path(target.manifest)
+    if choice is None and parent is None and target.meta.family == "imported":
+        return OrtRunner(target.path)  # an imported model is its own FP32 reference
     if choice == "torch" or (choice is None and parent is None):
         return _torch_reference(target)
     if choice in (None, "onnx"):
@@ -126,6 +130,9 @@ def _torch_reference(target: Target):
     from rtdeploy.export import torch_model_from_manifest
     from rtdeploy.runners.torch_runner import TorchRunner
 
+    if target.meta.family == "imported":
+        raise ArtifactError(f"{target.path.name} was imported (`rtdeploy import`), so there is no PyTorch model to compare with; "
+                            "drop --reference (onnxruntime on the imported FP32 file) or give --reference PATH")
     found = find_in_chain(target.manifest, "weights")
     if found is None:
         raise ArtifactError(f"neither {target.path.name}'s manifest nor its parents' record the weights; use --reference onnx or --reference PATH")
