@@ -257,3 +257,26 @@ def test_commands_point_a_foreign_onnx_to_import(tmp_path, runner):
     res = runner.invoke(cli, ["run", "--onnx", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "out")])
     assert res.exit_code == 1 and "rtdeploy import" in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_package_and_build_engine_take_an_imported_model(tmp_path, runner):
+    path = save(classifier(batch=2), tmp_path / "tiny.onnx")
+    assert runner.invoke(cli, ["import", str(path), "--preprocess", "none"]).exit_code == 0
+    calib = _random_calibration(tmp_path / "c.npy")
+    res = runner.invoke(cli, ["bench", "--model", str(path), "--batch", "2", "--duration", "20ms", "--repeats", "1",
+                              "--warmup", "0", "--json", str(tmp_path / "b.json"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert [(r["model"], r["family"], r["depth"]) for r in rows] == [("tiny", "imported", None)]
+    res = runner.invoke(cli, ["package", str(path), "--triton", str(tmp_path / "repo"), "--kind", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "max_batch_size: 0" in (tmp_path / "repo" / "tiny" / "config.pbtxt").read_text()  # fixed batch: dims carry it
+    # build-engine makes the FP16 graph from the imported FP32 model, then needs TensorRT (exit 4 here).
+    res = runner.invoke(cli, ["build-engine", "--onnx", str(path), "--fp16", "--calib-dir", str(calib)])
+    assert res.exit_code in (0, 4), res.output
+    assert (tmp_path / "tiny.fp16.onnx").is_file() and manifest_path(tmp_path / "tiny.fp16.onnx").is_file()
+
+
+def _random_calibration(path: Path) -> Path:
+    np.save(path, np.random.default_rng(1).random((8, 3, 8, 8), dtype=np.float32))
+    return path
