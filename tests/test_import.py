@@ -280,3 +280,10 @@ def test_bench_package_and_build_engine_take_an_imported_model(tmp_path, runner)
 def _random_calibration(path: Path) -> Path:
     np.save(path, np.random.default_rng(1).random((8, 3, 8, 8), dtype=np.float32))
     return path
+
+
+def test_a_foreign_onnx_without_manifest_is_pointed_to_import(tmp_path, runner):
+    _good(tmp_path)
+    for argv in (["validate", str(tmp_path / "m.onnx")], ["quantize", str(tmp_path / "m.onnx"), "--int8"]):
+        res = runner.invoke(cli, argv)
+        assert res.exit_code == 1 and "rtdeploy import" in res.stderr and res.stderr.count("\n") == 1, res.stderr

@@ -47,7 +47,8 @@ def load_target(path: str | Path) -> Target:
             _check_onnx_parses(p)
         raise ArtifactError(
             f"{p} has no manifest ({manifest_path(p).name} beside it), so rtdeploy cannot tell which model it holds; "
-            "make it with `rtdeploy export` (or the stage that made it) and keep the .json beside it"
+            "make it with `rtdeploy export` (or the stage that made it) and keep the .json beside it, "
+            f"or adopt an ONNX made elsewhere with `rtdeploy import {p.name} --preprocess imagenet|cifar|none`"
         )
     manifest = read_manifest(p)
     if manifest.get("sha256") != sha256_file(p):
