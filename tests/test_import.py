@@ -287,3 +287,17 @@ def test_a_foreign_onnx_without_manifest_is_pointed_to_import(tmp_path, runner):
     for argv in (["validate", str(tmp_path / "m.onnx")], ["quantize", str(tmp_path / "m.onnx"), "--int8"]):
         res = runner.invoke(cli, argv)
         assert res.exit_code == 1 and "rtdeploy import" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_bench_plots_imported_models_beside_an_export(tmp_path):
+    # Imported models have no depth: the plot shows bars per model instead of lines against depth
+    # (with an exported ResNet beside them, the lines plot used to get None depths).
+    from rtdeploy import api
+
+    paths = [save(classifier(), tmp_path / f"{n}.onnx") for n in ("net_a", "net_b")]
+    for p in paths:
+        api.import_model(p, preprocess="none")
+    paths.append(api.export(model="resnet20", output=tmp_path / "r20.onnx").path)
+    res = api.bench(model=",".join(map(str, paths)), duration="20ms", repeats=1, warmup="0", plot=tmp_path / "b.png")
+    assert (tmp_path / "b.png").stat().st_size > 0
+    assert sorted(r["model"] for r in res.report["results"]) == ["net_a", "net_b", "resnet20"]

@@ -10,7 +10,7 @@ def _series(report: dict) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = defaultdict(list)
     for r in report["results"]:
         out[f"{r['runner']} {r['precision']} b{r['batch']}"].append(r)
-    return {k: sorted(v, key=lambda r: (r["gmacs"] or 0, r["depth"])) for k, v in out.items()}
+    return {k: sorted(v, key=lambda r: (r["gmacs"] or 0, r["depth"] or 0, r["model"])) for k, v in out.items()}
 
 
 def save_plot(report: dict, path: Path) -> Path:
@@ -24,8 +24,9 @@ def save_plot(report: dict, path: Path) -> Path:
 
     from rtdeploy.artifacts import atomic_path
 
-    if len({r["depth"] for r in report["results"]}) == 1:
-        fig = _bars(report)  # one depth: lines against depth would be single points
+    depths = {r["depth"] for r in report["results"]}
+    if len(depths) == 1 or None in depths:
+        fig = _bars(report)  # one depth, or imported models (no depth): lines against depth would not mean anything
     else:
         fig = _lines(report)
     env = report["environment"]
@@ -40,15 +41,18 @@ def _bars(report: dict):
     """Latency and throughput as bars, one per runner / precision / batch (a single-depth run)."""
     from matplotlib.figure import Figure
 
-    rows = [items[0] for items in _series(report).values()]
-    labels = [f"{r['precision']} b{r['batch']}\n{r['runner'].replace('onnxruntime', 'ORT')}" for r in rows]
+    rows = [r for items in _series(report).values() for r in items]
+    several = len({r["model"] for r in rows}) > 1
+    labels = [(f"{r['model']}\n" if several else "") + f"{r['precision']} b{r['batch']}\n{r['runner'].replace('onnxruntime', 'ORT')}"
+              for r in rows]
     fig = Figure(figsize=(max(7, 2.2 * len(rows) + 2), 4.5), constrained_layout=True)
     lat_ax, ips_ax = fig.subplots(1, 2)
     err = [[r["latency_ms"] - r["repeat_low_ms"] for r in rows], [r["repeat_high_ms"] - r["latency_ms"] for r in rows]]
     lat_ax.bar(labels, [r["latency_ms"] for r in rows], yerr=err, capsize=4, color="tab:blue")
-    lat_ax.set(ylabel="latency per batch, ms (whiskers: repeat range)", title=rows[0]["model"])
+    title = "" if several else rows[0]["model"]
+    lat_ax.set(ylabel="latency per batch, ms (whiskers: repeat range)", title=title)
     ips_ax.bar(labels, [r["throughput_ips"] for r in rows], color="tab:green")
-    ips_ax.set(ylabel="throughput, images/s", title=rows[0]["model"])
+    ips_ax.set(ylabel="throughput, images/s", title=title)
     for ax in (lat_ax, ips_ax):
         ax.tick_params(axis="x", labelsize="small")
         ax.grid(True, axis="y", alpha=0.3)
