@@ -47,7 +47,7 @@ def build_engine(model, onnx, precision, calib_dir, no_calibrate, implicit_calib
     from rtdeploy import api
 
     if model is not None and onnx is not None:
-        raise click.UsageError("give --model/--depth or --onnx, not both")
+        raise click.UsageError("give --depth or --onnx, not both (--model NAME is the long form of --depth)")
     result = api.build_engine(onnx, model=model, precision=precision, calib_dir=calib_dir, calibrate=not no_calibrate,
                               batch=batch, workspace=workspace, timing_cache=timing_cache,
                               builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
