@@ -29,7 +29,7 @@ def export(model, weights, num_classes, in_channels, variant, image_size, opset,
 
     \b
     Examples:
-      rtdeploy export --depth 50
+      rtdeploy export --model resnet50
       rtdeploy export --depth 56 --weights resnet56-4bfd9763.th -o r56.onnx
       rtdeploy export --depth 18 --num-classes 5 --batch 8
     """

@@ -33,7 +33,8 @@ def cli(verbose: int) -> None:
 
     \b
     Typical flow:
-      rtdeploy export --depth 50                 # resnet50.onnx + resnet50.onnx.json
+      rtdeploy export --model resnet50           # resnet50.onnx + resnet50.onnx.json
+      rtdeploy import mynet.onnx --preprocess imagenet   # or adopt an ONNX made elsewhere
       rtdeploy validate resnet50.onnx            # onnxruntime vs PyTorch
       rtdeploy quantize resnet50.onnx --int8     # calibrated Q/DQ model
       rtdeploy build-engine --onnx resnet50.int8.onnx
