@@ -88,3 +88,27 @@ def test_imported_cifar_resnet_int8_agrees_like_rtdeploys_own_export(tmp_path, c
     assert abs(row["imported_fp32_accuracy"] - row["own_fp32_accuracy"]) <= 0.001, row
     assert row["imported_int8_layers"] == row["own_int8_layers"], row
     assert abs(row["imported_agreement"] - row["own_agreement"]) <= 0.003, row
+
+
+def test_int8_folds_a_batchnorm_left_after_a_conv_as_tensorrt_does(tmp_path):
+    """The INT8 model of an unfolded export has the folded structure of rtdeploy's own export (no
+    BatchNormalization left, the same Q/DQ counts), and its FP32 function is unchanged."""
+    import onnx
+
+    from rtdeploy import api
+    from rtdeploy.precision.int8.fold_bn import fold_batchnorms
+    from rtdeploy.runners.ort_runner import OrtRunner
+
+    torch.manual_seed(0)
+    path = export_plain(trained_briefly(PaperCifarResNet(20)), tmp_path / "f.onnx")
+    model = onnx.load(str(path))
+    assert fold_batchnorms(model) == 19 and not any(n.op_type == "BatchNormalization" for n in model.graph.node)
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(tmp_path / "folded.onnx"))
+    x = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    with OrtRunner(path) as a, OrtRunner(tmp_path / "folded.onnx") as b:
+        np.testing.assert_allclose(b.infer({"images": x})["scores"], a.infer({"images": x})["scores"], rtol=1e-4, atol=1e-4)
+    api.import_model(path, preprocess="cifar")
+    q = api.quantize(path, int8=True, calib_dir=_random_calibration(tmp_path / "c.npy"), stats_cache=False)
+    assert q.report["batchnorm_folded"] == 19 and "BatchNormalization" not in q.manifest["ops"]
+    assert q.report["qdq_nodes"] == {"QuantizeLinear": 22, "DequantizeLinear": 42}  # as rtdeploy's ResNet-20 (precision.md)

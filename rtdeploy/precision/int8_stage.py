@@ -22,6 +22,7 @@ def run_int8(cfg, parent, out: Path):
     opset = opset_of(parent.model)
     if opset < MIN_QDQ_OPSET:
         raise PrecisionError(f"{parent.path} uses opset {opset}; per-channel Q/DQ needs opset >= {MIN_QDQ_OPSET} — re-export with --opset 17")
+    folded = _fold_batchnorms(parent.model)  # as TensorRT will; the file on disk is not changed
     plan = plan_qdq(parent.model)
     if not plan.units:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
@@ -39,7 +40,15 @@ def run_int8(cfg, parent, out: Path):
         kept, sens = _fallback(cfg, parent, plan, scales, split)
         timer.lap("sensitivity")
     calib_fingerprint = split.source.fingerprint() if split is not None else None
-    return _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, calib_fingerprint)
+    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, calib_fingerprint)
+    result.report["batchnorm_folded"] = folded
+    return result
+
+
+def _fold_batchnorms(model) -> int:
+    from rtdeploy.precision.int8.fold_bn import fold_batchnorms
+
+    return fold_batchnorms(model)
 
 
 def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
