@@ -15,33 +15,36 @@ import os
 from pathlib import Path
 
 
-def summary(*, depth: int = 50, image_size: int | None = None, num_classes: int | None = None, in_channels: int = 3,
+def summary(*, depth: int = 50, model: str | None = None, image_size: int | None = None, num_classes: int | None = None, in_channels: int = 3,
             variant: str | None = None):
     """Per-layer output shapes, parameters and MACs of a ResNet (``rtdeploy summary``).
 
     Returns:
         :class:`rtdeploy.models.summary.ModelSummary` (``rows``, ``total_params``, ``total_macs``, ``to_dict()``).
     """
-    from rtdeploy.models import model_meta
+    from rtdeploy.models.specs import get_spec
     from rtdeploy.models.summary import summarize
 
-    meta = model_meta(depth, num_classes=num_classes, in_channels=in_channels, variant=variant, image_size=image_size)
+    spec = get_spec(model if model is not None else depth)
+    meta = spec.meta(num_classes=num_classes, in_channels=in_channels, variant=variant, image_size=image_size)
     return summarize(meta)
 
 
-def export(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,
+def export(*, depth: int = 50, model: str | None = None, weights: str | os.PathLike | None = None, num_classes: int | None = None,
            in_channels: int = 3, variant: str | None = None, image_size: int | None = None, opset: int = 17,
            batch: int | str = "dynamic", output: str | os.PathLike | None = None):
-    """Export a ResNet to ONNX with its manifest (``rtdeploy export``).
+    """Export a registry model to ONNX with its manifest (``rtdeploy export``).
+
+    ``model`` names it (``resnet50``); ``depth`` is the short alias used when ``model`` is None.
 
     Returns:
         :class:`rtdeploy.export.ExportResult` (``path``, ``manifest``, ``meta``).
     """
     from rtdeploy.export import ExportConfig, export_onnx
-    from rtdeploy.models import family_of
+    from rtdeploy.models.specs import get_spec
 
-    family_of(depth)  # an unknown depth fails before anything else is checked
-    cfg = ExportConfig(depth=depth, output=Path(output) if output is not None else None, weights=Path(weights) if weights else None, num_classes=num_classes,
+    get_spec(model if model is not None else depth)  # an unknown model fails before anything else is checked
+    cfg = ExportConfig(depth=depth, model=model, output=Path(output) if output is not None else None, weights=Path(weights) if weights else None, num_classes=num_classes,
                        in_channels=in_channels, variant=variant, image_size=image_size, opset=opset, batch=batch)
     return export_onnx(cfg)
 
@@ -115,7 +118,7 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
     return _quantize(cfg)
 
 
-def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, precision: str | None = None,
+def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, model: str | None = None, precision: str | None = None,
                  calib_dir: str | os.PathLike | None = None, calibrate: bool = True, batch: str | int | None = None,
                  max_batch: int | None = None, workspace: str | int | None = None,
                  timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
@@ -129,7 +132,8 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, prec
     layers really run in ``precision``, and writes ``output`` and ``output.json``.
 
     Args:
-        onnx: an FP32, FP16 or INT8 Q/DQ ONNX file; None exports ResNet-``depth``.
+        onnx: an FP32, FP16 or INT8 Q/DQ ONNX file (exported or imported); None exports ``model``
+            (a registry name; ``depth`` is its short alias).
         precision: ``fp32``, ``fp16``, ``int8``; None takes the ONNX's own precision.
         calib_dir: INT8 calibration images/tensors (None: the quantize stage's default data).
         calibrate: False never calibrates: INT8 then needs a Q/DQ ONNX.
@@ -151,7 +155,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, prec
 
     if batch is None and max_batch is not None:
         batch = f"1:{min(8, max_batch)}:{max_batch}" if max_batch > 1 else "1"
-    opts = BuildOptions(depth=depth, onnx=Path(onnx) if onnx is not None else None, precision=precision,
+    opts = BuildOptions(depth=depth, model=model, onnx=Path(onnx) if onnx is not None else None, precision=precision,
                         calib_dir=Path(calib_dir) if calib_dir is not None else None, calibrate=calibrate,
                         batch=str(batch) if batch is not None else None, workspace=workspace,
                         timing_cache=Path(timing_cache) if timing_cache is not None else None,
@@ -199,7 +203,7 @@ def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, pr
                      export_profile=export_profile, export_times=export_times)
 
 
-def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classes: int | None = None,
+def run(*, depth: int = 50, model: str | None = None, onnx: str | os.PathLike | None = None, weights: str | os.PathLike | None = None, num_classes: int | None = None,
         calib_dir: str | os.PathLike | None = None, calib_size: int | None = None, method: str = "entropy",
         keep_fp: int = 0, images: str | os.PathLike | None = None, samples: int | None = None, precision: str = "fp32,fp16,int8",
         engines: bool = True, bench: bool = True, bench_duration: str = "1s", bench_batch: str = "1",
@@ -210,7 +214,9 @@ def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classe
     Artifacts and reports whose inputs are unchanged since the last run in ``outdir`` are reused
     (each stage says why). ``force``: True or ``"all"`` redoes every stage; a stage family
     (``export``, ``quantize``, ``validate``, ``build-engine``, ``bench``, or a comma list) redoes
-    it and what depends on it; ``rebench`` re-times only.
+    it and what depends on it; ``rebench`` re-times only. ``model`` names the registry model to
+    export (``depth`` is its alias); ``onnx`` runs the stages on an ONNX that already has a
+    manifest (made by ``rtdeploy export`` or ``rtdeploy import``) instead of exporting.
 
     Returns:
         :class:`rtdeploy.pipeline.RunReport` (``stages``, ``failed``, ``report_md``, ``report_json``).
@@ -218,7 +224,7 @@ def run(*, depth: int = 50, weights: str | os.PathLike | None = None, num_classe
     from rtdeploy.pipeline import RunConfig, run_pipeline
 
     opt = lambda p: Path(p) if p is not None else None  # noqa: E731
-    cfg = RunConfig(depth=depth, weights=opt(weights), num_classes=num_classes, calib_dir=opt(calib_dir),
+    cfg = RunConfig(depth=depth, model=model, onnx=opt(onnx), weights=opt(weights), num_classes=num_classes, calib_dir=opt(calib_dir),
                     calib_size=calib_size, method=method, keep_fp=keep_fp, images=opt(images), samples=samples,
                     precisions=tuple(p.strip() for p in precision.split(",") if p.strip()), engines=engines,
                     bench=bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=opt(outdir),
@@ -282,3 +288,39 @@ def inspect(path: str | os.PathLike, *, expect: str | None = None):
     from rtdeploy.trt.inspect_file import inspect_file
 
     return inspect_file(path, expect=expect)
+
+
+def import_model(model: str | os.PathLike, *, output: str | os.PathLike | None = None, name: str | None = None,
+                 preprocess: str | None = None, size: int | None = None, mean: str | tuple[float, ...] | None = None,
+                 std: str | tuple[float, ...] | None = None, layout: str = "NCHW", classes: int | None = None):
+    """Adopt an ONNX image classifier that rtdeploy did not write (``rtdeploy import``).
+
+    Checks the file (ONNX checker, one float32 NCHW input, opset >= 13 or upgradable, external data
+    present, output size vs ``classes``) and writes the manifest every later stage reads; the
+    model is then taken by ``validate``, ``quantize``, ``build-engine``, ``bench --model``,
+    ``package`` and ``run --onnx``. (``import`` is a Python keyword, hence the name.)
+
+    Args:
+        model: the ONNX file.
+        output: where the adopted file lies (None: in place, or ``<stem>.imported.onnx`` when it
+            has to be rewritten: opset upgrade, external data inlined).
+        name: its name in reports and derived files (None: the file's stem).
+        preprocess: ``imagenet``, ``cifar`` or ``none`` (see :mod:`rtdeploy.export.onnx_import`).
+        size: input height = width (None: the model's).
+        mean, std: per-channel normalization, ``"0.485,0.456,0.406"`` or a tuple (override ``preprocess``).
+        layout: ``NCHW``.
+        classes: the output size the model must have (None: the model's).
+
+    Returns:
+        :class:`rtdeploy.export.onnx_import.ImportResult` (``path``, ``manifest``, ``meta``).
+
+    Raises:
+        ExportError: the file is not an ONNX image classifier rtdeploy can take; OutputError.
+    """
+    from rtdeploy.export.onnx_import import ImportConfig, import_onnx, parse_floats
+
+    cfg = ImportConfig(model=Path(model), output=Path(output) if output is not None else None, name=name,
+                       preprocess=preprocess, size=size,
+                       mean=parse_floats(mean, "--mean") if isinstance(mean, str) else mean,
+                       std=parse_floats(std, "--std") if isinstance(std, str) else std, layout=layout, classes=classes)
+    return import_onnx(cfg)

@@ -344,7 +344,8 @@ def read_manifest(artifact: str | os.PathLike, *, required: bool = True) -> dict
         if required:
             raise ArtifactError(
                 f"{artifact} has no manifest ({mp.name} beside it); rtdeploy needs it to know the model — "
-                "keep the manifest beside the file, or re-export with `rtdeploy export`"
+                "keep the manifest beside the file, re-export with `rtdeploy export`, or adopt an ONNX made elsewhere "
+                "with `rtdeploy import FILE --preprocess imagenet|cifar|none`"
             )
         return None
     try:

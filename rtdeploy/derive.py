@@ -130,7 +130,9 @@ def engine_wanted(opts: BuildOptions, precision: str) -> dict:
 def source_onnx(opts: BuildOptions, *, force: bool = False) -> tuple[Path, str]:
     """The ONNX ``opts`` builds from, in the precision it asks, made or reused; and that precision.
 
-    ``opts.onnx`` None: ResNet-``opts.depth`` is exported to ``resnet<depth>.onnx`` (seed-0 weights).
+    ``opts.onnx`` None: ``opts.model`` (or ResNet-``opts.depth``) is exported to ``<name>.onnx``
+    (seed-0 weights). A given ONNX may come from ``rtdeploy export`` or ``rtdeploy import``: only
+    its manifest is read, never the export's options.
     An FP32 ONNX with ``--fp16``/``--int8`` gets its precision model beside it
     (:func:`quantized`, calibrated on ``opts.calib_dir``), except for implicit calibration.
 
@@ -144,7 +146,7 @@ def source_onnx(opts: BuildOptions, *, force: bool = False) -> tuple[Path, str]:
     onnx = Path(opts.onnx) if opts.onnx is not None else None
     if onnx is None:
         depth = opts.depth if opts.depth is not None else 50
-        onnx = exported(ExportConfig(depth=depth), force=force).path
+        onnx = exported(ExportConfig(depth=depth, model=opts.model), force=force).path
     facts = read_graph_facts(onnx)
     precision = opts.precision or facts.precision
     if facts.precision == "fp32" and precision != "fp32" and opts.calibrate and not opts.implicit_calibration:

@@ -40,7 +40,7 @@ def _unset(default) -> bool:
 
 @pytest.mark.parametrize("name,command", _commands(), ids=[n for n, _ in _commands()])
 def test_command_has_an_api_function_with_the_same_options(name, command):
-    fn = getattr(api, name.replace("-", "_"), None)
+    fn = getattr(api, {"import": "import_model"}.get(name, name.replace("-", "_")), None)
     assert fn is not None, f"rtdeploy.api has no function for `rtdeploy {name}`"
     params = inspect.signature(fn).parameters
     for p in command.params:

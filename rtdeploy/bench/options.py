@@ -201,7 +201,10 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     size = int(image_size) if image_size is not None else 32  # the smallest default: a lower bound
     biggest = max(parse_positive_ints(batch, "--batch"))
     check_memory(biggest, 3, size, error=BenchmarkError, what=f"--batch {biggest} at {size}x{size}")
-    models = tuple(Path(m) for m in _split(model)) if model else ()
+    named, files = _names_and_files(model)
+    if named:
+        depth = ",".join(str(d) for d in named)  # --model resnet18,resnet50: the same sweep as --depth 18,50
+    models = tuple(Path(m) for m in files)
     for m in models:
         if not m.is_file():
             raise BenchmarkError(f"--model {m} does not exist; give an ONNX file or a TensorRT engine")
@@ -237,6 +240,23 @@ def _check_trt_exports(cfg: BenchConfig) -> None:
                              "--precision, or --model ENGINE")
     if len(cfg.batches) != 1 or cfg.streams != (1,):
         raise BenchmarkError(f"{flags} describe one batch size on one stream; give a single --batch and no --streams")
+
+
+def _names_and_files(model) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """``--model``'s items split into registry models (as depths) and files: an item with a path
+    (a folder part, a model suffix, or an existing file) is a file, anything else a name.
+
+    Raises:
+        BenchmarkError: names and files mixed; ModelError: an unknown name.
+    """
+    from rtdeploy.models.specs import resolve_depth
+
+    items = _split(model) if model else []
+    files = [i for i in items if Path(i).suffix or Path(i).name != i or Path(i).exists()]
+    names = [i for i in items if i not in files]
+    if names and files:
+        raise BenchmarkError(f"--model mixes model names ({names[0]}) and files ({files[0]}); give one kind per run")
+    return tuple(dict.fromkeys(resolve_depth(n, None) for n in names)), tuple(files)
 
 
 def _is_int(v) -> bool:

@@ -25,7 +25,7 @@ def _series(report: dict) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = defaultdict(list)
     for r in report["results"]:
         out[f"{_variant(r)} {_short(r['runner'])} b{r['batch']}{_streams_suffix(r)}"].append(r)
-    return {k: sorted(v, key=lambda r: (r["gmacs"] or 0, r["depth"])) for k, v in out.items()}
+    return {k: sorted(v, key=lambda r: (r["gmacs"] or 0, r["depth"] or 0, r["model"])) for k, v in out.items()}
 
 
 def _short(runner: str) -> str:
@@ -52,8 +52,9 @@ def save_plot(report: dict, path: Path) -> Path:
     from rtdeploy.artifacts import atomic_path
 
     streams = _stream_series(report)
-    if len({r["depth"] for r in report["results"]}) == 1:
-        fig = _bars(report, streams)  # one depth: lines against depth would be single points
+    depths = {r["depth"] for r in report["results"]}
+    if len(depths) == 1 or None in depths:
+        fig = _bars(report, streams)  # one depth, or imported models (no depth): lines against depth would mean nothing
     else:
         fig = _lines(report, streams)
     env = report["environment"]
@@ -69,6 +70,8 @@ def _bars(report: dict, streams: dict):
     from matplotlib.figure import Figure
 
     rows = report["results"]
+    several = len({r["model"] for r in rows}) > 1
+    title = "" if several else rows[0]["model"]
     labels = [f"{r.get('label', r['model'])}\n{_short(r['runner'])} b{r['batch']}{_streams_suffix(r)}" for r in rows]
     width = max(7, 2.2 * len(rows) + 2) + (5 if streams else 0)
     fig = Figure(figsize=(width, 5), constrained_layout=True)
@@ -76,9 +79,10 @@ def _bars(report: dict, streams: dict):
     lat_ax, ips_ax = axes[0], axes[1]
     err = [[r["latency_ms"] - r["repeat_low_ms"] for r in rows], [r["repeat_high_ms"] - r["latency_ms"] for r in rows]]
     lat_ax.bar(labels, [r["latency_ms"] for r in rows], yerr=err, capsize=4, color="tab:blue")
-    lat_ax.set(ylabel="latency per batch, ms (whiskers: repeat range)", title=rows[0]["model"])
+    title = "" if several else rows[0]["model"]
+    lat_ax.set(ylabel="latency per batch, ms (whiskers: repeat range)", title=title)
     ips_ax.bar(labels, [r["throughput_ips"] for r in rows], color="tab:green")
-    ips_ax.set(ylabel="throughput, images/s (all streams)", title=rows[0]["model"])
+    ips_ax.set(ylabel="throughput, images/s (all streams)", title=title)
     for ax in (lat_ax, ips_ax):
         ax.tick_params(axis="x", labelsize="x-small", labelrotation=30)
         ax.grid(True, axis="y", alpha=0.3)

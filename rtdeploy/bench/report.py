@@ -85,7 +85,7 @@ def streams_rows(report: dict) -> list[dict]:
 
 def markdown(report: dict) -> str:
     """A self-contained Markdown report: machine, settings, results, streams, scaling with GMACs, notes."""
-    env, st = report["environment"], report["settings"]
+    env = report["environment"]
     lines = ["# rtdeploy benchmark", "", f"Run {report['created']}" + (f": `{report['command']}`" if report.get("command") else ""), ""]
     measured = report.get("measured")
     if measured:

@@ -12,7 +12,7 @@ from rtdeploy.cli.common import emit_json, handle_errors, progress_option
 
 @click.command("bench")
 @click.option("--depth", default="50", show_default=True, metavar="LIST", help="Depths, comma-separated (18,34,50,101,152; CIFAR 20..110), or 'all' (the five ImageNet depths).")
-@click.option("--model", "model", metavar="FILES", help="Time these ONNX files / TensorRT engines (comma-separated) instead of a depth sweep.")
+@click.option("--model", "model", metavar="NAMES|FILES", help="Models by name (resnet18,resnet50: a sweep like --depth), or ONNX files / TensorRT engines to time, exported or imported (comma-separated).")
 @click.option("--precision", default="fp32", show_default=True, metavar="LIST", help="fp32, fp16, int8 (comma-separated).")
 @click.option("--backend", default="onnxruntime", show_default=True, metavar="LIST", help="torch, onnxruntime, tensorrt (comma-separated).")
 @click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda", help="cpu or cuda for torch and onnxruntime (TensorRT always runs on the GPU).")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_option, say
+from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, say
 
 
 @click.command("build-engine")
-@depth_option(default=None, show_default=False)
+@model_option(default_text="resnet50, when no --onnx")
 @click.option("--onnx", type=click.Path(path_type=Path), help="Build from this ONNX (FP32, FP16 graph or INT8 Q/DQ) instead of exporting --depth (default 50).")
 @click.option("--fp32", "precision", flag_value="fp32", help="FP32 engine.")
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16 engine (from an FP16 ONNX graph, made if needed).")
@@ -29,7 +29,7 @@ from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_opt
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Engine file [default: <onnx stem>.<precision>.engine beside the ONNX].")
 @json_option("the manifest")
 @handle_errors
-def build_engine(depth, onnx, precision, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
+def build_engine(model, onnx, precision, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
                  builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, output, json_out):
     """Build a TensorRT engine (a plain plan file) and its JSON manifest.
 
@@ -47,9 +47,9 @@ def build_engine(depth, onnx, precision, calib_dir, no_calibrate, implicit_calib
     from rtdeploy import api
     from rtdeploy.errors import UsageError
 
-    if depth is not None and onnx is not None:
-        raise UsageError(f"give --depth or --onnx, not both (got --depth {depth} and --onnx {onnx})")
-    result = api.build_engine(onnx, depth=depth or 50, precision=precision, calib_dir=calib_dir, calibrate=not no_calibrate,
+    if model is not None and onnx is not None:
+        raise UsageError(f"give --depth or --onnx, not both (got --model/--depth {model} and --onnx {onnx}; --model NAME is the long form of --depth)")
+    result = api.build_engine(onnx, model=model, precision=precision, calib_dir=calib_dir, calibrate=not no_calibrate,
                               batch=batch, workspace=workspace, timing_cache=timing_cache,
                               builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                               version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,

@@ -154,6 +154,20 @@ def depth_option(**kwargs) -> Callable:
     return click.option("--depth", type=int, help=f"ResNet depth: {valid_depths_text()}.", **kwargs)
 
 
+def model_option(**kwargs) -> Callable:
+    """``--model NAME`` (``resnet50``), with ``--depth N`` as its short alias (``resnetN``).
+
+    Both spell one option, so the command receives one ``model`` value: a name, or the depth as
+    text; the registry checks it (an unknown one lists the valid names).
+    """
+    from rtdeploy.models.specs import valid_names_text
+
+    default = kwargs.pop("default_text", "resnet50")
+    return click.option("--model", "--depth", "model", default=None, metavar="NAME|N",
+                        help=f"Model by name ({valid_names_text()}), or --depth N for resnetN "
+                             f"[default: {default}].", **kwargs)
+
+
 def setup_logging(verbose: int) -> None:
     """Log to stderr: warnings by default, info with -v, debug with -vv."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_option, say
+from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, say
 
 
 @click.command("export")
-@depth_option()
+@model_option()
 @click.option("--weights", type=click.Path(path_type=Path), help="Checkpoint (.pth/.pt/.th) to load with weights_only=True; default: seed-0 initialisation.")
 @click.option("--num-classes", type=int, help="Output classes (default: 1000 ImageNet, 10 CIFAR).")
 @click.option("--in-channels", type=int, default=3, show_default=True, help="Input channels.")
@@ -18,10 +18,10 @@ from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_opt
 @click.option("--image-size", type=int, help="Input height/width (default 224 ImageNet, 32 CIFAR).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 13..20 (TensorRT 8.6 reads up to 17).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' batch axis, or a fixed batch size.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write [default: resnet<depth>.onnx].")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write [default: <model>.onnx].")
 @json_option("the manifest")
 @handle_errors
-def export(depth, weights, num_classes, in_channels, variant, image_size, opset, batch, output, json_out):
+def export(model, weights, num_classes, in_channels, variant, image_size, opset, batch, output, json_out):
     """Export a ResNet to ONNX (dynamic batch, BatchNorm folded, fully checked).
 
     Writes MODEL.onnx and MODEL.onnx.json (family, depth, preprocessing, opset, tool versions,
@@ -29,13 +29,13 @@ def export(depth, weights, num_classes, in_channels, variant, image_size, opset,
 
     \b
     Examples:
-      rtdeploy export --depth 50
+      rtdeploy export --model resnet50
       rtdeploy export --depth 56 --weights resnet56-4bfd9763.th -o r56.onnx
       rtdeploy export --depth 18 --num-classes 5 --batch 8
     """
     from rtdeploy import api
 
-    result = api.export(depth=depth, weights=weights, num_classes=num_classes, in_channels=in_channels, variant=variant,
+    result = api.export(model=model, weights=weights, num_classes=num_classes, in_channels=in_channels, variant=variant,
                         image_size=image_size, opset=opset, batch=batch, output=output)
     m = result.manifest
     say(f"wrote {result.path} ({m['bytes'] / 1e6:.1f} MB, opset {opset}, batch {m['export']['batch']}, "

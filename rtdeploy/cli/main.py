@@ -15,6 +15,7 @@ from rtdeploy.cli.common import fail, install_signal_handlers, interrupted, setu
 COMMANDS = [
     ("rtdeploy.cli.summary_cmd", "summary"),
     ("rtdeploy.cli.export_cmd", "export"),
+    ("rtdeploy.cli.import_cmd", "import_"),
     ("rtdeploy.cli.validate_cmd", "validate"),
     ("rtdeploy.cli.quantize_cmd", "quantize"),
     ("rtdeploy.cli.build_engine_cmd", "build_engine"),
@@ -62,7 +63,8 @@ def cli(verbose: int) -> None:
 
     \b
     Typical flow:
-      rtdeploy export --depth 50                 # resnet50.onnx + resnet50.onnx.json
+      rtdeploy export --model resnet50           # resnet50.onnx + resnet50.onnx.json
+      rtdeploy import mynet.onnx --preprocess imagenet   # or adopt an ONNX made elsewhere
       rtdeploy validate resnet50.onnx            # onnxruntime vs PyTorch
       rtdeploy quantize resnet50.onnx --int8     # calibrated Q/DQ model
       rtdeploy build-engine --onnx resnet50.int8.onnx

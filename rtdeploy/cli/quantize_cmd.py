@@ -68,6 +68,9 @@ def _summary(r: dict) -> str:
     source = f"{r['method']} on {r['images']} images" if r.get("method") else "scales from the TensorRT cache"
     lines = [f"wrote {r['output']} (INT8, {source}; {r['quantized_layers']}/{r['layers']} layers int8, "
              f"{r['qdq_nodes']['QuantizeLinear']} Q / {r['qdq_nodes']['DequantizeLinear']} DQ; {seconds:.1f}s)"]
+    if r.get("left_in_float"):
+        ops = sorted({f["op_type"] for f in r["left_in_float"]})
+        lines.append(f"left in float (no Q/DQ rule): {len(r['left_in_float'])} node(s), {', '.join(ops)}; see the report's left_in_float")
     if r.get("kept_fp"):
         lines.append(f"kept in floating point: {', '.join(r['kept_fp'])}")
     if r.get("held_out_agreement") is not None:

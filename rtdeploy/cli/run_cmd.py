@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, handle_errors, json_option, progress_option, say
+from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, progress_option, say
 
 STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
 
 
 @click.command("run")
-@depth_option()
+@model_option()
+@click.option("--onnx", type=click.Path(path_type=Path), help="Run on this ONNX (made by `rtdeploy export` or `rtdeploy import`) instead of exporting --model.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Trained checkpoint (loaded with weights_only=True); default: seed-0 initialisation.")
 @click.option("--num-classes", type=int, help="Output classes (default 1000 ImageNet, 10 CIFAR).")
 @click.option("--calib-dir", type=click.Path(path_type=Path), help="INT8 calibration images or .npy/.npz [default: bundled calib_data/].")
@@ -26,7 +27,7 @@ STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed
 @click.option("--no-bench", is_flag=True, help="Skip the benchmark stage.")
 @click.option("--bench-duration", default="1s", show_default=True, help="Timed window per benchmark repeat.")
 @click.option("--bench-batch", default="1", show_default=True, help="Benchmark batch sizes, e.g. 1,8.")
-@click.option("-o", "--outdir", type=click.Path(path_type=Path), help="Report folder [default: rtdeploy-out/resnet<depth>].")
+@click.option("-o", "--outdir", type=click.Path(path_type=Path), help="Report folder [default: rtdeploy-out/<model>].")
 @click.option("--force", "force", is_flag=False, flag_value="all", default=None, metavar="[STAGE]",
               help="Redo STAGE (export, quantize, validate, build-engine, bench; comma list) and what depends on it; "
                    "--force alone redoes every stage.")
@@ -34,7 +35,7 @@ STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed
 @progress_option()
 @json_option("the run summary")
 @handle_errors
-def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, images, samples, precision, no_engines, no_bench,
+def run(model, onnx, weights, num_classes, calib_dir, calib_size, method, keep_fp, images, samples, precision, no_engines, no_bench,
         bench_duration, bench_batch, outdir, force, rebench, progress, json_out):
     """Run the whole pipeline: export, validate, FP16, INT8, engines, bench, report.
 
@@ -55,7 +56,7 @@ def run(depth, weights, num_classes, calib_dir, calib_size, method, keep_fp, ima
     def show(rec):
         say(f"[{STATUS_MARK.get(rec.status, rec.status):>7}] {rec.name:<20} {rec.seconds:7.1f}s  {rec.detail}", json_out)
 
-    report = api.run(depth=depth, weights=weights, num_classes=num_classes, calib_dir=calib_dir, calib_size=calib_size,
+    report = api.run(model=model, onnx=onnx, weights=weights, num_classes=num_classes, calib_dir=calib_dir, calib_size=calib_size,
                      method=method, keep_fp=keep_fp, images=images, samples=samples, precision=precision, engines=not no_engines,
                      bench=not no_bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=outdir,
                      force=force or False, rebench=rebench, progress=progress, on_stage=show)

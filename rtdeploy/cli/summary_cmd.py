@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from rtdeploy.cli.common import depth_option, emit_json, format_table, handle_errors, json_option
+from rtdeploy.cli.common import emit_json, format_table, handle_errors, json_option, model_option
 
 
 @click.command("summary")
-@depth_option()
+@model_option()
 @click.option("--image-size", type=int, help="Input height/width (default 224 ImageNet, 32 CIFAR).")
 @click.option("--num-classes", type=int, help="Output classes (default: 1000 ImageNet, 10 CIFAR).")
 @click.option("--in-channels", type=int, default=3, show_default=True, help="Input channels.")
@@ -16,7 +16,7 @@ from rtdeploy.cli.common import depth_option, emit_json, format_table, handle_er
 @click.option("--blocks-only", is_flag=True, help="List residual blocks and top-level layers only.")
 @json_option("the summary")
 @handle_errors
-def summary(depth, image_size, num_classes, in_channels, variant, blocks_only, json_out):
+def summary(model, image_size, num_classes, in_channels, variant, blocks_only, json_out):
     """Per-layer table of a ResNet: output shape, parameters and MACs, with totals.
 
     MACs count convolutions and linear layers (the published GMACs convention), per image.
@@ -29,7 +29,7 @@ def summary(depth, image_size, num_classes, in_channels, variant, blocks_only, j
     """
     from rtdeploy import api
 
-    s = api.summary(depth=depth, image_size=image_size, num_classes=num_classes, in_channels=in_channels, variant=variant)
+    s = api.summary(model=model, image_size=image_size, num_classes=num_classes, in_channels=in_channels, variant=variant)
     if json_out == "-":
         emit_json(s.to_dict(), json_out)
         return

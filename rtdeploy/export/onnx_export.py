@@ -29,7 +29,8 @@ from rtdeploy.artifacts import atomic_path, config_fields, derivation, refuse_ov
 from rtdeploy.checks import check_memory, output_file
 from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
 from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
-from rtdeploy.models import ModelMeta, build_model, load_weights, model_meta
+from rtdeploy.models import ModelMeta, build_model, load_weights
+from rtdeploy.models.specs import get_spec, model_names
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ class ExportConfig:
     """What to export.
 
     Attributes:
-        depth: ResNet depth (see ``rtdeploy.models``).
-        output: the ONNX path to write, its manifest beside it (None: ``resnet<depth>.onnx`` here).
+        depth: ResNet depth (see ``rtdeploy.models``); the short alias of ``model``.
+        model: the registry name (``resnet50``; see :mod:`rtdeploy.models.specs`); wins over ``depth``.
+        output: the ONNX path to write, its manifest beside it (None: ``<name>.onnx`` here).
         weights: a checkpoint file; None exports a deterministically initialised model (seed 0).
         num_classes, in_channels, variant, image_size: model options (family defaults when None).
         opset: ONNX opset, 13..20.
@@ -51,6 +53,7 @@ class ExportConfig:
     """
 
     depth: int = 50
+    model: str | None = None
     output: Path | None = None
     weights: Path | None = None
     num_classes: int | None = None
@@ -85,7 +88,7 @@ def parse_batch(value: str | int) -> int | str:
 
 
 def export_onnx(cfg: ExportConfig) -> ExportResult:
-    """Export the ResNet of ``cfg.depth`` to ONNX, check it, and write it with its manifest.
+    """Export the model ``cfg.model`` (or ResNet-``cfg.depth``) to ONNX, check it, and write it with its manifest.
 
     Raises:
         ModelError, WeightsError, OutputError: bad options, weights or output path.
@@ -94,7 +97,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     if not MIN_OPSET <= cfg.opset <= MAX_OPSET:
         raise ExportError(f"--opset {cfg.opset} is not supported; accepted: {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.6 reads up to 17, the default)")
     batch = parse_batch(cfg.batch)
-    meta = model_meta(cfg.depth, num_classes=cfg.num_classes, in_channels=cfg.in_channels, variant=cfg.variant, image_size=cfg.image_size)
+    meta = _spec(cfg).meta(num_classes=cfg.num_classes, in_channels=cfg.in_channels, variant=cfg.variant, image_size=cfg.image_size)
     out = output_file(export_path(cfg), manifest=True)
     refuse_overwriting_inputs(out, cfg.weights)
     size = _trace_size(meta)
@@ -135,7 +138,7 @@ def build_torch_model(meta: ModelMeta, weights: str | Path | None):
     same model from the manifest.
     """
     with _seeded(INIT_SEED):
-        model = build_model(meta)
+        model = get_spec(meta.name).build(meta) if meta.name in model_names() else build_model(meta)
     if weights is not None:
         load_weights(model, weights, model_name=f"{meta.name} ({meta.num_classes} classes)")
     return model.eval()
@@ -198,13 +201,22 @@ def _seeded(seed: int):
 
 
 def export_path(cfg: ExportConfig) -> Path:
-    """Where ``cfg`` writes: ``cfg.output``, or ``resnet<depth>.onnx`` in the working folder."""
-    return Path(cfg.output) if cfg.output is not None else Path(f"resnet{cfg.depth}.onnx")
+    """Where ``cfg`` writes: ``cfg.output``, or ``<name>.onnx`` (``resnet50.onnx``) in the working folder."""
+    return Path(cfg.output) if cfg.output is not None else Path(f"{_spec(cfg).name}.onnx")
+
+
+def _spec(cfg: ExportConfig):
+    return get_spec(cfg.model if cfg.model is not None else cfg.depth)
 
 
 def export_derivation(cfg: ExportConfig) -> dict:
-    """The derivation record of what ``cfg`` exports (see :func:`rtdeploy.artifacts.reuse_verdict`)."""
-    config = config_fields(cfg, exclude={"output", "weights"}) | {"batch": parse_batch(cfg.batch)}
+    """The derivation record of what ``cfg`` exports (see :func:`rtdeploy.artifacts.reuse_verdict`).
+
+    The model is recorded by depth for ResNets (as before names existed), by name otherwise.
+    """
+    spec = _spec(cfg)
+    named = {"depth": spec.depth} if spec.depth is not None else {"depth": None, "model": spec.name}
+    config = config_fields(cfg, exclude={"output", "weights", "model"}) | named | {"batch": parse_batch(cfg.batch)}
     weights = sha256_file(cfg.weights) if cfg.weights is not None else f"init-seed-{INIT_SEED}"
     return derivation("export", config, {"weights": weights})
 

@@ -16,8 +16,8 @@ class ModelMeta:
     """What a stage needs to know about a model without building it.
 
     Attributes:
-        family: ``imagenet`` or ``cifar``.
-        depth: number of weighted layers (18, 50, 56 ...).
+        family: ``imagenet`` or ``cifar`` (registry models), ``imported`` (``rtdeploy import``).
+        depth: number of weighted layers (18, 50, 56 ...); None for a model that is not a ResNet.
         name: ``resnet50``, ``resnet56``.
         num_classes: size of the output.
         in_channels: input channels.
@@ -29,10 +29,11 @@ class ModelMeta:
         variant: ``v1.5`` (stride on the 3x3 conv, torchvision) or ``v1`` (paper, stride on the 1x1);
             ``option-a`` for the CIFAR models.
         gmacs: multiply-accumulates per image at ``image_size``, in billions (for plots and ratios).
+        layout: the input's memory layout; ``NCHW`` (the only one the stages feed).
     """
 
     family: str
-    depth: int
+    depth: int | None
     name: str
     num_classes: int
     in_channels: int
@@ -44,6 +45,7 @@ class ModelMeta:
     output_name: str = OUTPUT_NAME
     variant: str = "v1.5"
     gmacs: float | None = field(default=None, compare=False)
+    layout: str = "NCHW"
 
     def input_shape(self, batch: int | str = "batch") -> tuple:
         """The NCHW input shape, with ``batch`` as the first dimension."""

@@ -47,7 +47,7 @@ def _markdown(report, cfg, data: dict) -> str:
     weights = str(cfg.weights) if cfg.weights else "none given: a seed-0 initialised model, so agreement and error " \
         "figures check the conversion, not task accuracy"
     parts = [
-        f"# rtdeploy run: ResNet-{cfg.depth}", "",
+        f"# rtdeploy run: {cfg.name}", "",
         f"- created: {data['created']}", f"- weights: {weights}",
         f"- calibration data: {cfg.calib_dir or 'the bundled calib_data/ (real deployments should calibrate on their own data)'}",
         "", "## Stages", "", _code(format_table(stage_rows)),

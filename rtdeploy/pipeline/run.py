@@ -37,10 +37,14 @@ class RunConfig:
     """Options of ``rtdeploy run`` (see its --help).
 
     ``force`` names the stage families to redo with everything that depends on them (``all``:
-    every stage); ``rebench`` is ``force=("bench",)``.
+    every stage); ``rebench`` is ``force=("bench",)``. ``model`` names the registry model to export
+    (``depth`` is its alias); ``onnx`` takes an ONNX with a manifest (from ``rtdeploy export`` or
+    ``rtdeploy import``) in place of the export stage.
     """
 
     depth: int = 50
+    model: str | None = None
+    onnx: Path | None = None
     weights: Path | None = None
     num_classes: int | None = None
     calib_dir: Path | None = None
@@ -66,15 +70,30 @@ class RunConfig:
             return frozenset(STAGES)
         return frozenset(s for f in wanted for s in _DEPENDENTS[f])
 
+    @property
+    def name(self) -> str:
+        """The model's name: the registry name, or the given ONNX's base stem."""
+        from rtdeploy.artifacts import base_stem
+        from rtdeploy.models.specs import model_name
+
+        return base_stem(self.onnx) if self.onnx is not None else model_name(self.model, self.depth)
+
     def check(self) -> None:
         """Every option rule, before any work.
 
         Raises:
             RtDeployError: the first broken rule, naming the option and what is accepted.
         """
-        from rtdeploy.models import family_of
+        from rtdeploy.models.specs import get_spec
 
-        family_of(self.depth)
+        if self.onnx is not None and self.model is not None:
+            raise RtDeployError(f"give --model {self.model} or --onnx {self.onnx}, not both")
+        if self.onnx is not None:
+            from rtdeploy.pipeline.given_onnx import check_given_onnx
+
+            check_given_onnx(self)
+        else:
+            get_spec(self.model if self.model is not None else self.depth)
         if not self.precisions:
             raise RtDeployError(f"--precision is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -141,9 +160,9 @@ def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | No
     return pipe.report
 
 
-def default_outdir(depth: int) -> Path:
-    """``rtdeploy-out/resnet<depth>``."""
-    return Path("rtdeploy-out") / f"resnet{depth}"
+def default_outdir(name: str | int) -> Path:
+    """``rtdeploy-out/<name>`` (a depth gives ``resnet<depth>``)."""
+    return Path("rtdeploy-out") / (f"resnet{name}" if isinstance(name, int) else name)
 
 
 def _check_numbers(cfg: RunConfig) -> None:
@@ -160,7 +179,7 @@ def _check_numbers(cfg: RunConfig) -> None:
 
 
 def _prepare_outdir(cfg: RunConfig) -> Path:
-    outdir = cfg.outdir or default_outdir(cfg.depth)
+    outdir = cfg.outdir or default_outdir(cfg.name)
     existing = next(p for p in (outdir, *outdir.parents) if p.exists())
     if not existing.is_dir():
         raise OutputError(f"--outdir {outdir}: {existing} is a file; give a folder path")
@@ -239,8 +258,14 @@ class _Pipeline:
         from rtdeploy.export import ExportConfig
 
         c = self.cfg
-        out = self.outdir / f"resnet{c.depth}.onnx"
-        d = exported(ExportConfig(depth=c.depth, output=out, weights=c.weights, num_classes=c.num_classes), force=force)
+        if c.onnx is not None:
+            from rtdeploy.pipeline.given_onnx import adopt_given_onnx
+
+            d = adopt_given_onnx(c.onnx, self.outdir, force=force)
+            self.models["fp32"] = d.path
+            return _artifact_record(d, f"{d.path.name} (from {c.onnx})")
+        out = self.outdir / f"{c.name}.onnx"
+        d = exported(ExportConfig(depth=c.depth, model=c.model, output=out, weights=c.weights, num_classes=c.num_classes), force=force)
         self.models["fp32"] = d.path
         weights = "trained weights" if c.weights else "no weights given: seed-0 initialisation"
         return _artifact_record(d, f"{out.name} ({weights})")

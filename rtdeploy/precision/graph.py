@@ -33,11 +33,6 @@ class Parent:
     sha256: str
 
 
-def _fixed_batch(model) -> int | None:
-    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
-    return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
-
-
 def load_fp32_parent(path: str | os.PathLike) -> Parent:
     """Read an FP32 ONNX model made by ``rtdeploy export`` and check it can be converted.
 
@@ -67,13 +62,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
         raise PrecisionError(f"{p} already holds quantization nodes ({', '.join(found)}); give the FP32 model it was made from")
     if any(_is_float16(i.type) for i in model.graph.input):
         raise PrecisionError(f"{p} has FP16 inputs, so it is not an FP32 model; give the FP32 export")
-    batch = _fixed_batch(model)
-    if batch is not None:
-        depth = record.model.depth
-        raise PrecisionError(
-            f"{p} has a fixed batch of {batch}; calibration streams batches of its own size, so quantize a dynamic-batch "
-            f"export (rtdeploy export --depth {depth} --batch dynamic) and fix the batch when building the engine (--batch {batch})"
-        )
+    # A fixed-batch model is calibrated in batches of its own size (precision/int8/fixed_batch.py).
     return Parent(p, model, manifest, sha256_file(p))
 
 

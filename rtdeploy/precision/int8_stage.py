@@ -22,6 +22,7 @@ def run_int8(cfg, parent, out: Path):
     opset = opset_of(parent.model)
     if opset < MIN_QDQ_OPSET:
         raise PrecisionError(f"{parent.path} uses opset {opset}; per-channel Q/DQ needs opset >= {MIN_QDQ_OPSET} — re-export with --opset 17")
+    folded = _fold_batchnorms(parent.model)  # as TensorRT will; the file on disk is not changed
     plan = plan_qdq(parent.model)
     if not plan.units:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
@@ -39,7 +40,15 @@ def run_int8(cfg, parent, out: Path):
         kept, sens = _fallback(cfg, parent, plan, scales, split)
         timer.lap("sensitivity")
     calib_fingerprint = split.source.fingerprint() if split is not None else None
-    return _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, calib_fingerprint)
+    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, calib_fingerprint)
+    result.report["batchnorm_folded"] = folded
+    return result
+
+
+def _fold_batchnorms(model) -> int:
+    from rtdeploy.precision.int8.fold_bn import fold_batchnorms
+
+    return fold_batchnorms(model)
 
 
 def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
@@ -140,6 +149,7 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
         "layers": len(plan.units),
         "quantized_layers": len(plan.units) - len(kept),
         "kept_fp": [{"node": n, "op_type": by_node[n].op_type} for n in kept],
+        "left_in_float": _left_in_float(parent.model, plan),
         "qdq_nodes": qdq_counts(qmodel),
         "scales": observed,
     }
@@ -167,6 +177,12 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
     return QuantizeResult(out, manifest, report)
 
 
+def _left_in_float(model, plan) -> list[dict]:
+    from rtdeploy.precision.int8.coverage import left_in_float
+
+    return left_in_float(model, plan)
+
+
 def _report(q: dict, calibration: dict, out: Path) -> dict:
     report = {
         "output": str(out),
@@ -178,6 +194,7 @@ def _report(q: dict, calibration: dict, out: Path) -> dict:
         "layers": q["layers"],
         "quantized_layers": q["quantized_layers"],
         "kept_fp": [k["node"] for k in q["kept_fp"]],
+        "left_in_float": q["left_in_float"],
         "qdq_nodes": q["qdq_nodes"],
         "seconds": q["seconds"],
     }

@@ -17,7 +17,7 @@ from rtdeploy.artifacts import read_manifest, sha256_file
 from rtdeploy.errors import ArtifactError, EngineError, MissingDependency
 from rtdeploy.manifests import EngineManifest, typed
 from rtdeploy.trt.device_memory import DeviceInfo
-from rtdeploy.trt.loader import major_of, trt_version
+from rtdeploy.trt.loader import trt_version
 
 log = logging.getLogger(__name__)
 

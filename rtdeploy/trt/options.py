@@ -95,6 +95,7 @@ class BuildOptions:
 
     Attributes:
         depth: the ResNet to export when ``onnx`` is not given.
+        model: the registry model to export when ``onnx`` is not given (wins over ``depth``).
         onnx: an existing ONNX file (FP32, FP16 graph, or INT8 Q/DQ).
         precision: ``fp32``, ``fp16``, ``int8``, or None to take the ONNX's own precision.
         calib_dir: calibration images or tensor file for INT8 (None: the precision stage's default).
@@ -113,6 +114,7 @@ class BuildOptions:
     """
 
     depth: int | None = 50
+    model: str | None = None
     onnx: Path | None = None
     precision: str | None = None
     calib_dir: Path | None = None
@@ -192,7 +194,7 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
 
 
 # Options that do not change the plan's bytes, or whose content is recorded as an input instead.
-OUTPUT_NEUTRAL = frozenset({"depth", "onnx", "calib_dir", "timing_cache", "output", "calibrate"})
+OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate"})
 
 
 def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None) -> dict:

@@ -1,6 +1,8 @@
 """What is validated against what: the candidate artifact, its manifest, and its reference runner.
 
 - FP32 ONNX from ``export``: the reference is the PyTorch model rebuilt from the manifest.
+- FP32 ONNX from ``import`` (no PyTorch source): onnxruntime on the imported file itself, so the
+  check is that it runs, stays finite and (with labelled ``--images``) how accurate it is.
 - FP16 / INT8 ONNX (manifest with a ``parent``): the parent ONNX in onnxruntime.
 - TensorRT engine (``.engine`` / ``.plan``): the ONNX it was built from, in onnxruntime.
 """
@@ -45,7 +47,8 @@ def load_target(path: str | Path) -> Target:
             _check_onnx_parses(p)
         raise ArtifactError(
             f"{p} has no manifest ({manifest_path(p).name} beside it), so rtdeploy cannot tell which model it holds; "
-            "make it with `rtdeploy export` (or the stage that made it) and keep the .json beside it"
+            "make it with `rtdeploy export` (or the stage that made it) and keep the .json beside it, "
+            f"or adopt an ONNX made elsewhere with `rtdeploy import {p.name} --preprocess imagenet|cifar|none`"
         )
     manifest = read_artifact(p)
     if manifest.sha256 != sha256_file(p):
@@ -99,6 +102,8 @@ def reference_runner(target: Target, choice: str | None = None):
     from rtdeploy.runners.ort_runner import OrtRunner
 
     parent = None if isinstance(target.manifest, OnnxManifest) else target.manifest.parent.file
+    if choice is None and parent is None and target.meta.family == "imported":
+        return OrtRunner(target.path)  # an imported model is its own FP32 reference
     if choice == "torch" or (choice is None and parent is None):
         return _torch_reference(target)
     if choice in (None, "onnx"):
@@ -123,6 +128,9 @@ def _torch_reference(target: Target):
     from rtdeploy.export import torch_model_from_manifest
     from rtdeploy.runners.torch_runner import TorchRunner
 
+    if target.meta.family == "imported":
+        raise ArtifactError(f"{target.path.name} was imported (`rtdeploy import`), so there is no PyTorch model to compare with; "
+                            "drop --reference (onnxruntime on the imported FP32 file) or give --reference PATH")
     found = target.manifest
     if isinstance(found, EngineManifest):  # the weights are recorded by the ONNX the engine was built from
         if not found.parent.file.is_file():

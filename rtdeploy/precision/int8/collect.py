@@ -52,7 +52,8 @@ def batch_size_for(model, tensors: list[str], memory_budget: int = DEFAULT_MEMOR
 
 def make_session(model, *, threads: int = 0):
     """An onnxruntime CPU session over an in-memory model, without the memory arena (its pools
-    keep the peak of every batch shape alive)."""
+    keep the peak of every batch shape alive). A fixed-batch model gets a session that takes any
+    number of samples in chunks of its own batch size (:mod:`rtdeploy.precision.int8.fixed_batch`)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -60,7 +61,11 @@ def make_session(model, *, threads: int = 0):
     opts.enable_cpu_mem_arena = False
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    from rtdeploy.precision.int8.fixed_batch import FixedBatchSession, fixed_batch_of
+
+    batch = fixed_batch_of(model)
+    return session if batch is None else FixedBatchSession(session, batch, graph_input_names(model.graph)[0])
 
 
 def collect_stats(model, tensors: list[str], batches: Iterable[np.ndarray], *, histogram: bool, bins: int = DEFAULT_BINS) -> dict[str, TensorStats]:

@@ -9,7 +9,8 @@ Rules (the placement TensorRT fuses best in CNNs):
   *shortcut* input only. The conv-branch input stays in float so that TensorRT fuses the Add (and
   the ReLU after it) into that convolution as its epilogue. When both inputs come from
   convolutions (a projection shortcut), the shortcut is the shallower one (fewer ops from the
-  graph input).
+  graph input). A BatchNormalization left after a convolution (a model exported without folding)
+  counts as part of that convolution: TensorRT folds it in before fusing the Add.
 - No Q/DQ on biases (TensorRT folds them in int32/float) and none on outputs: a layer's output is
   quantized where its consumer wants int8 input, so it appears once, before the consumer.
 
@@ -32,6 +33,8 @@ from rtdeploy.precision.graph import NameMaker, initializers, name_nodes, produc
 
 INT8_MAX = 127
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+# Ops TensorRT folds into the convolution before them; a tensor they write still "comes from" it.
+FOLDED_INTO_CONV = ("BatchNormalization",)
 TRANSPARENT_OPS = ("Slice", "Pad", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity")
 
 
@@ -135,7 +138,7 @@ def _depths(graph) -> dict[str, int]:
 
 
 def _shortcut_index(node, prod: dict, depth: dict) -> int | None:
-    from_conv = [prod.get(t) is not None and prod[t].op_type in WEIGHTED_OPS for t in node.input]
+    from_conv = [_from_weighted(t, prod) for t in node.input]
     if from_conv == [True, False]:
         return 1
     if from_conv == [False, True]:
@@ -143,6 +146,13 @@ def _shortcut_index(node, prod: dict, depth: dict) -> int | None:
     if from_conv == [True, True]:
         return 0 if depth.get(node.input[0], 0) < depth.get(node.input[1], 0) else 1
     return None  # an Add of two non-conv tensors has no conv to fuse into: left in float
+
+
+def _from_weighted(tensor: str, prod: dict) -> bool:
+    node = prod.get(tensor)
+    while node is not None and node.op_type in FOLDED_INTO_CONV and node.input:
+        node = prod.get(node.input[0])
+    return node is not None and node.op_type in WEIGHTED_OPS
 
 
 def scale_from_amax(amax: float) -> float:

@@ -1,0 +1,295 @@
+"""``rtdeploy import``: adopt an ONNX image classifier that rtdeploy did not write.
+
+The file is checked (it parses, ``onnx.checker`` passes, one float32 input of rank 4 in NCHW, an
+output whose size agrees with ``--classes``, its external data present, a default-domain opset of
+at least 13 or one that upgrades to 13), its input shape is read (a fixed or a dynamic batch), and
+the manifest every later stage needs is written beside it: family ``imported``, the input size,
+the preprocessing (``--preprocess imagenet|cifar|none`` or explicit ``--size/--mean/--std``), the
+class count and the tensor names. An FP32 model that needs no change is adopted in place (only
+``X.onnx.json`` is written); one whose opset was upgraded or whose external data was inlined is
+written as a new self-contained file (``-o``, default ``<stem>.imported.onnx`` beside it).
+
+Everything is checked before anything is written: a refused model leaves no manifest and no file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtdeploy.artifacts import atomic_path, base_stem, check_output_path, derivation, new_manifest, sha256_file
+from rtdeploy.artifacts import write_manifest
+from rtdeploy.errors import ExportError, OutputError, first_line
+from rtdeploy.models.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
+from rtdeploy.models.specs import IMPORTED_FAMILY
+
+log = logging.getLogger(__name__)
+
+MIN_IMPORT_OPSET = 13   # per-channel Q/DQ and the ops rtdeploy's passes read
+MAX_IMPORT_OPSET = 21   # the newest opset the import is tested on
+PREPROCESS = ("imagenet", "cifar", "none")
+LAYOUTS = ("NCHW",)
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """What to import, and how its inputs are made (see :func:`rtdeploy.api.import_model`).
+
+    Attributes:
+        model: the ONNX file to adopt.
+        output: where the adopted ONNX lies (None: the file itself, or ``<stem>.imported.onnx``
+            beside it when it has to be rewritten).
+        name: the model's name in reports and derived files (None: the output's stem).
+        preprocess: ``imagenet`` (resize the short side to size*256/224, center crop, ImageNet
+            mean/std), ``cifar`` (resize to size, ImageNet mean/std, as the CIFAR ResNets here),
+            ``none`` (resize to size, pixels in [0, 1]).
+        size: input height = width in pixels (None: read from the model).
+        mean, std: per-channel normalization of pixels in [0, 1] (override ``preprocess``'s).
+        layout: the input layout; ``NCHW`` only.
+        classes: expected output size (None: read from the model).
+    """
+
+    model: Path
+    output: Path | None = None
+    name: str | None = None
+    preprocess: str | None = None
+    size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    layout: str = "NCHW"
+    classes: int | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """The adopted ONNX, its manifest and the model metadata read from it."""
+
+    path: Path
+    manifest: dict
+    meta: ModelMeta
+
+
+def import_onnx(cfg: ImportConfig) -> ImportResult:
+    """Check ``cfg.model``, then write its manifest (and a rewritten copy when needed).
+
+    Raises:
+        ExportError: the file is not an ONNX image classifier rtdeploy can take (one line, the fix).
+        OutputError: the output cannot be written.
+    """
+    _check_options(cfg)
+    src = Path(cfg.model)
+    model, external = _load(src)
+    upgraded_from = _opset_fixed(model, src)
+    inp, batch, channels, size = _check_input(model, src, cfg)
+    out_name, classes = _check_output(model, src, cfg)
+    rewrite = upgraded_from is not None or external
+    out = Path(cfg.output) if cfg.output is not None else (src.with_name(f"{base_stem(src)}.imported.onnx") if rewrite else src)
+    if rewrite and out.resolve() == src.resolve():
+        raise OutputError(f"-o {out} would overwrite the model being imported, which has to be rewritten "
+                          f"({'opset upgrade' if upgraded_from else 'external data inlined'}); write it to another path")
+    rewrite = rewrite or out.resolve() != src.resolve()
+    check_output_path(out)
+    meta = _meta(cfg, out, inp, out_name, channels, size, classes)
+    details = {"source": str(src.resolve()), "source_sha256": sha256_file(src), "opset": _opset(model),
+               "opset_upgraded_from": upgraded_from, "batch": batch, "inlined_external_data": external}
+    ops = dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+
+    def make_manifest(path: Path) -> dict:
+        return new_manifest("onnx", path, precision="fp32", model=meta.to_dict(), weights=None,
+                            export={"exporter": "imported", "opset": details["opset"], "batch": batch},
+                            imported=details, ops=ops, checks={"onnx_checker": True, "shape_inference": True},
+                            derivation=import_derivation(cfg, details["source_sha256"]))
+
+    if rewrite:
+        import onnx
+
+        with atomic_path(out, manifest=make_manifest) as tmp:
+            onnx.save_model(model, str(tmp))
+        from rtdeploy.artifacts import read_manifest
+
+        manifest = read_manifest(out)
+    else:
+        manifest = make_manifest(out)
+        write_manifest(out, manifest)
+    log.info("imported %s as %s (%s, batch %s)", src, out, meta.name, batch)
+    return ImportResult(out, manifest, meta)
+
+
+def import_derivation(cfg: ImportConfig, source_sha256: str) -> dict:
+    """The derivation record of an import: its options and the source file's bytes."""
+    config = {"name": cfg.name, "preprocess": cfg.preprocess, "size": cfg.size, "mean": cfg.mean, "std": cfg.std,
+              "layout": cfg.layout, "classes": cfg.classes}
+    return derivation("import", config, {"source": source_sha256})
+
+
+def _check_options(cfg: ImportConfig) -> None:
+    if cfg.preprocess is not None and cfg.preprocess not in PREPROCESS:
+        raise ExportError(f"--preprocess {cfg.preprocess!r} is not accepted; give {', '.join(PREPROCESS)}")
+    if cfg.preprocess is None and (cfg.mean is None or cfg.std is None):
+        raise ExportError("say how images become inputs: --preprocess imagenet|cifar|none, or --mean R,G,B and --std R,G,B")
+    if cfg.layout not in LAYOUTS:
+        raise ExportError(f"--layout {cfg.layout!r} is not accepted; rtdeploy feeds {', '.join(LAYOUTS)} inputs "
+                          "(export the model with a channels-first input)")
+    for label, value in (("--size", cfg.size), ("--classes", cfg.classes)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ExportError(f"{label} {value!r} is not accepted; give a positive integer")
+    for label, value in (("--mean", cfg.mean), ("--std", cfg.std)):
+        if value is not None and (not value or any(not isinstance(v, (int, float)) for v in value)):
+            raise ExportError(f"{label} {value!r} is not accepted; give one number per channel, e.g. 0.485,0.456,0.406")
+    if cfg.std is not None and any(v <= 0 for v in cfg.std):
+        raise ExportError(f"--std {','.join(map(str, cfg.std))} is not accepted; every value must be > 0")
+    if not Path(cfg.model).is_file():
+        raise ExportError(f"{cfg.model} does not exist; give the path of an .onnx file")
+
+
+def _load(src: Path):
+    """The model with its external data read in, and whether it had any."""
+    import onnx
+
+    try:
+        model = onnx.load(str(src), load_external_data=False)
+        ok = model.ir_version > 0 and len(model.graph.node) > 0
+    except Exception as e:  # protobuf raises DecodeError and friends for non-ONNX bytes
+        log.debug("onnx.load(%s): %s", src, e)
+        ok = False
+    if not ok:
+        raise ExportError(f"{src} is not an ONNX model (it does not parse as one); give an .onnx file")
+    external = _load_external_data(model, src)
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as e:
+        raise ExportError(f"{src} fails onnx.checker: {first_line(e, 200)}; fix or re-export the model") from e
+    return model, external
+
+
+def _load_external_data(model, src: Path) -> bool:
+    """Read external tensors into the model (they are written back inline) or refuse missing ones."""
+    from onnx import external_data_helper as ext
+
+    tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
+    if not tensors:
+        return False
+    for t in tensors:
+        info = ext.ExternalDataInfo(t)
+        where = src.parent / info.location
+        if not where.is_file():
+            raise ExportError(f"{src} keeps tensor {t.name!r} in the external file {info.location!r}, which is missing beside it; "
+                              "copy that file next to the model (or re-export with the weights inside)")
+    try:
+        ext.load_external_data_for_model(model, str(src.parent))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"cannot read the external data of {src}: {first_line(e)}; check the files beside it") from e
+    return True
+
+
+def _opset(model) -> int:
+    return next((int(i.version) for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
+
+
+def _opset_fixed(model, src: Path) -> int | None:
+    """Upgrade an opset below 13 in place; returns the old opset (None when unchanged)."""
+    import onnx
+    from onnx import version_converter
+
+    opset = _opset(model)
+    if opset > MAX_IMPORT_OPSET:
+        raise ExportError(f"{src} uses opset {opset}; rtdeploy takes opsets {MIN_IMPORT_OPSET}..{MAX_IMPORT_OPSET} — re-export at opset 17")
+    if opset >= MIN_IMPORT_OPSET:
+        return None
+    try:
+        upgraded = version_converter.convert_version(model, MIN_IMPORT_OPSET)
+        onnx.checker.check_model(upgraded)
+    except Exception as e:  # the converter raises RuntimeError/ValidationError/ConvertError, untyped
+        raise ExportError(f"{src} uses opset {opset}, older than {MIN_IMPORT_OPSET}, and onnx cannot upgrade it "
+                          f"({first_line(e, 120)}); re-export it at opset {MIN_IMPORT_OPSET} or newer") from e
+    model.CopyFrom(upgraded)
+    return opset
+
+
+def _real_inputs(model) -> list:
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def _check_input(model, src: Path, cfg: ImportConfig) -> tuple[str, int | str, int, int]:
+    """(input name, batch or "dynamic", channels, size)."""
+    from onnx import TensorProto
+
+    inputs = _real_inputs(model)
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise ExportError(f"{src} has {len(inputs)} inputs ({names}); rtdeploy takes image classifiers with exactly one image input")
+    inp = inputs[0]
+    t = inp.type.tensor_type
+    if t.elem_type != TensorProto.FLOAT:
+        raise ExportError(f"{src}'s input {inp.name!r} is {TensorProto.DataType.Name(t.elem_type).lower()}; rtdeploy takes a float32 "
+                          "image input (N, C, H, W)")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] if t.HasField("shape") else []
+    if len(dims) != 4:
+        raise ExportError(f"{src}'s input {inp.name!r} has rank {len(dims)}; rtdeploy takes images, rank 4 (N, C, H, W)")
+    _, c, h, w = dims
+    if c is None:
+        raise ExportError(f"{src}'s input {inp.name!r} has no fixed channel count (dim 1); re-export with a fixed number of channels")
+    if cfg.size is not None and any(v is not None and v != cfg.size for v in (h, w)):
+        raise ExportError(f"--size {cfg.size} contradicts {src}'s input {inp.name!r} of {h}x{w}; drop --size or give --size {h}")
+    if h is not None and w is not None and h != w:
+        raise ExportError(f"{src}'s input is {h}x{w}; rtdeploy takes square inputs (H = W) for now")
+    size = cfg.size or h or w
+    if size is None:
+        raise ExportError(f"{src}'s input {inp.name!r} has no fixed height/width; give --size N")
+    return inp.name, (dims[0] if dims[0] else "dynamic"), c, size
+
+
+def _check_output(model, src: Path, cfg: ImportConfig) -> tuple[str, int]:
+    """(first output name, classes), checked against ``--classes``."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as e:  # shape inference raises InferenceError and friends
+        raise ExportError(f"{src} fails ONNX shape inference: {first_line(e, 160)}; fix or re-export the model") from e
+    out = inferred.graph.output[0]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
+    found = dims[-1] if dims else None
+    if len(dims) != 2 and dims:
+        raise ExportError(f"{src}'s output {out.name!r} has rank {len(dims)}; rtdeploy takes classifiers with (N, classes) logits")
+    if cfg.classes is not None and found is not None and found != cfg.classes:
+        raise ExportError(f"--classes {cfg.classes} contradicts {src}'s output {out.name!r} of size {found}; "
+                          f"give --classes {found} or check the file")
+    classes = cfg.classes or found
+    if classes is None:
+        raise ExportError(f"{src}'s output {out.name!r} has no fixed size; give --classes N")
+    return out.name, classes
+
+
+def _meta(cfg: ImportConfig, out: Path, inp: str, output: str, channels: int, size: int, classes: int) -> ModelMeta:
+    preset = cfg.preprocess or "none"
+    if preset == "none":
+        mean, std, resize = (0.0,) * channels, (1.0,) * channels, None
+    else:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        resize = round(size * 256 / 224) if preset == "imagenet" else None
+    mean = tuple(float(v) for v in cfg.mean) if cfg.mean is not None else mean
+    std = tuple(float(v) for v in cfg.std) if cfg.std is not None else std
+    for label, values in (("--mean", mean), ("--std", std)):
+        if len(values) not in (1, channels):
+            raise ExportError(f"{label} has {len(values)} values but the model takes {channels} channels; give {channels} (or 1)")
+    return ModelMeta(family=IMPORTED_FAMILY, depth=None, name=cfg.name or base_stem(out), num_classes=classes,
+                     in_channels=channels, image_size=size, resize=resize, mean=mean, std=std, input_name=inp,
+                     output_name=output, variant="", gmacs=None, layout=cfg.layout)
+
+
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """``"0.485,0.456,0.406"`` -> a tuple of floats (None stays None).
+
+    Raises:
+        ExportError: not comma-separated numbers.
+    """
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise ExportError(f"{option} {text!r} is not accepted; give comma-separated numbers, e.g. 0.485,0.456,0.406") from None

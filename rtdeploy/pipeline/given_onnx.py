@@ -1,0 +1,64 @@
+"""``rtdeploy run --onnx FILE``: a given FP32 ONNX takes the export stage's place.
+
+The file must carry its manifest (``rtdeploy export`` or ``rtdeploy import`` wrote it). It is
+copied into the run folder with its manifest, so every derived file (``X.int8.onnx``, engines)
+lands in the run folder and the user's own folder is left untouched; a copy whose bytes already
+match is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from rtdeploy.artifacts import atomic_path, base_stem, manifest_path, read_manifest, sha256_file
+from rtdeploy.errors import ArtifactError
+
+
+def check_given_onnx(cfg) -> None:
+    """Refuse a ``--onnx`` that is missing, has no manifest, is not FP32 or changed since its manifest.
+
+    Raises:
+        ArtifactError: one line naming the file and the fix.
+    """
+    p = Path(cfg.onnx)
+    if not p.is_file():
+        raise ArtifactError(f"--onnx {p} does not exist; give an .onnx file (run `rtdeploy import {p.name}` first for one made elsewhere)")
+    if not manifest_path(p).exists():
+        raise ArtifactError(f"--onnx {p} has no manifest ({manifest_path(p).name}); adopt it first with "
+                            f"`rtdeploy import {p} --preprocess imagenet|cifar|none`, then run again")
+    manifest = read_manifest(p)
+    if manifest.get("precision", "fp32") != "fp32" or manifest.get("kind") != "onnx":
+        raise ArtifactError(f"--onnx {p} is a {manifest.get('precision')} model (kind {manifest.get('kind')}); give the FP32 ONNX it was made from")
+    if manifest.get("sha256") != sha256_file(p):
+        raise ArtifactError(f"--onnx {p} does not match its manifest (sha256 differs); re-import or re-export it")
+
+
+def adopt_given_onnx(src: Path, outdir: Path, *, force: bool = False):
+    """``src`` and its manifest, copied into ``outdir`` as ``<stem>.onnx`` (reused when identical).
+
+    Returns:
+        :class:`rtdeploy.derive.Derived` for the copy.
+    """
+    from rtdeploy.derive import Derived
+
+    src = Path(src)
+    dest = outdir / f"{base_stem(src)}.onnx"
+    if dest.resolve() == src.resolve():
+        return Derived(dest, False, "it is the given file")
+    wanted = read_manifest(src)
+    if not force and dest.is_file() and manifest_path(dest).exists():
+        try:
+            same = read_manifest(dest).get("sha256") == wanted["sha256"] == sha256_file(dest)
+        except ArtifactError:
+            same = False
+        if same:
+            return Derived(dest, False, "same bytes as the given ONNX")
+
+    def manifest(tmp: Path) -> dict:
+        return json.loads(json.dumps(wanted)) | {"copied_from": str(src.resolve())}
+
+    with atomic_path(dest, manifest=manifest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Derived(dest, True, "forced" if force else "not made yet")

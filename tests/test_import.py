@@ -1,0 +1,303 @@
+"""``rtdeploy import``: adopting ONNX models rtdeploy did not write, and every refusal in one line.
+
+The models here are built with ``onnx.helper`` (milliseconds, no torch export), each shaped like
+a case a user meets: a good classifier (dynamic or fixed batch, old opset), two inputs, a rank-2
+input, an int input, an output that contradicts ``--classes``, missing external data, an opset
+the converter cannot upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.cli.main import _register, cli
+
+
+def classifier(opset: int = 13, *, batch: int | str = "N", classes: int = 10, channels: int = 3, size: int = 8,
+               in_type=None, extra_input: bool = False, rank: int = 4, extra_node=None):
+    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm: a tiny image classifier."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    shape = [batch, channels, size, size][:rank] if rank <= 4 else [batch, channels, size, size, 1]
+    inputs = [helper.make_tensor_value_info("pixels", in_type or TensorProto.FLOAT, shape)]
+    nodes = []
+    first = "pixels"
+    if in_type is not None:
+        nodes.append(helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT))
+        first = "as_float"
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [batch, channels, size, size]))
+        nodes.append(helper.make_node("Mul", ["pixels", "mask"], ["masked"]))
+        first = "masked"
+    inits = [numpy_helper.from_array(rng.normal(size=(8, channels, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(size=(8,)).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.normal(size=(classes, 8)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.normal(size=(classes,)).astype(np.float32), "b2")]
+    if rank == 4:
+        nodes += [helper.make_node("Conv", [first, "w1", "b1"], ["c"], pads=[1, 1, 1, 1])]
+        last = "c"
+        if extra_node is not None:
+            nodes.append(extra_node)
+            last = extra_node.output[0]
+        nodes += [helper.make_node("Relu", [last], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+                  helper.make_node("Flatten", ["g"], ["f"])]
+        head_in = "f"
+    else:
+        inits[2] = numpy_helper.from_array(rng.normal(size=(classes, size)).astype(np.float32), "w2")
+        head_in = first
+    nodes.append(helper.make_node("Gemm", [head_in, "w2", "b2"], ["probs"], transB=1))
+    out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, classes])
+    graph = helper.make_graph(nodes, "foreign", inputs, [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model
+
+
+def save(model, path: Path) -> Path:
+    import onnx
+
+    onnx.save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runner():
+    _register()
+    return CliRunner()
+
+
+def _snapshot(d: Path) -> set[str]:
+    return {str(p.relative_to(d)) for p in d.rglob("*")}
+
+
+def test_import_adopts_a_dynamic_batch_model_in_place(tmp_path, runner):
+    path = save(classifier(), tmp_path / "net.onnx")
+    digest = sha256_file(path)
+    res = runner.invoke(cli, ["import", str(path), "--preprocess", "imagenet", "--classes", "10"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert sha256_file(path) == digest  # the user's file is not touched, only its manifest is written
+    m = json.loads(manifest_path(path).read_text())
+    assert m["kind"] == "onnx" and m["precision"] == "fp32" and m["sha256"] == digest
+    model = m["model"]
+    assert (model["family"], model["depth"], model["name"]) == ("imported", None, "net")
+    assert (model["input_name"], model["output_name"], model["num_classes"], model["image_size"]) == ("pixels", "probs", 10, 8)
+    assert model["resize"] == round(8 * 256 / 224) and model["layout"] == "NCHW"
+    assert m["imported"]["batch"] == "dynamic" and m["imported"]["opset"] == 13
+    assert "imported net.onnx" in res.output.replace(str(tmp_path) + "/", "")
+
+
+def test_import_reads_a_fixed_batch_and_explicit_normalisation(tmp_path):
+    from rtdeploy import api
+
+    path = save(classifier(batch=4, channels=1), tmp_path / "gray.onnx")
+    r = api.import_model(path, mean="0.5", std="0.25", name="gray-net")
+    assert r.manifest["imported"]["batch"] == 4
+    assert (r.meta.name, r.meta.mean, r.meta.std, r.meta.resize, r.meta.in_channels) == ("gray-net", (0.5,), (0.25,), None, 1)
+
+
+def test_old_opset_is_upgraded_into_a_new_file(tmp_path):
+    import onnx
+
+    from rtdeploy import api
+
+    path = save(classifier(opset=9), tmp_path / "old.onnx")
+    r = api.import_model(path, preprocess="none")
+    assert r.path == tmp_path / "old.imported.onnx"
+    assert r.manifest["imported"]["opset_upgraded_from"] == 9 and r.manifest["imported"]["opset"] == 13
+    assert next(i.version for i in onnx.load(str(r.path)).opset_import if i.domain == "") == 13
+    assert not manifest_path(path).exists()  # the original stays as it was
+
+
+def test_external_data_is_inlined(tmp_path):
+    import onnx
+
+    from rtdeploy import api
+
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(classifier(), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="ext.weights", size_threshold=0)
+    r = api.import_model(path, preprocess="cifar")
+    assert r.path.name == "ext.imported.onnx" and r.manifest["imported"]["inlined_external_data"]
+    (tmp_path / "ext.weights").unlink()
+    model = onnx.load(str(r.path))  # self-contained now
+    assert len(model.graph.initializer) == 4
+
+
+def test_imported_model_validates_against_itself_and_quantizes(tmp_path):
+    from rtdeploy import api
+
+    path = save(classifier(), tmp_path / "net.onnx")
+    api.import_model(path, preprocess="none")
+    rep = api.validate(path, samples=4)
+    assert rep.passed and "net.onnx" in rep.reference
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).random((16, 3, 8, 8), dtype=np.float32))
+    q = api.quantize(path, int8=True, calib_dir=calib, stats_cache=False)
+    assert q.report["quantized_layers"] == q.report["layers"] == 2  # the Conv and the Gemm
+    assert api.validate(q.path, samples=4).reference.endswith("net.onnx")
+    f = api.quantize(path, fp16=True, calib_dir=calib)
+    assert api.validate(f.path, samples=4).passed
+
+
+def test_run_takes_an_imported_onnx(tmp_path):
+    from rtdeploy import api
+
+    path = save(classifier(), tmp_path / "net.onnx")
+    api.import_model(path, preprocess="none")
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).random((16, 3, 8, 8), dtype=np.float32))
+    out = tmp_path / "run"
+    report = api.run(onnx=path, calib_dir=calib, precision="fp32,int8", engines=False, bench=False, outdir=out, samples=4)
+    statuses = {s.name: s.status for s in report.stages}
+    assert statuses["export"] == "made" and statuses["quantize-int8"] == "made", report.stages
+    assert (out / "net.onnx").is_file() and (out / "net.int8.onnx").is_file()
+    assert "net.onnx" in report.report_md.read_text()
+    again = api.run(onnx=path, calib_dir=calib, precision="fp32,int8", engines=False, bench=False, outdir=out, samples=4)
+    assert {s.name: s.status for s in again.stages}["export"] == "reused"
+
+
+def test_unquantizable_ops_are_listed_not_guessed(tmp_path):
+    from onnx import helper
+
+    from rtdeploy import api
+
+    # An Add of a conv output with itself squared (Mul of two activations): no Q/DQ rule covers the Mul.
+    extra = helper.make_node("Mul", ["c", "c"], ["sq"])
+    path = save(classifier(extra_node=extra), tmp_path / "mul.onnx")
+    api.import_model(path, preprocess="none")
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).random((8, 3, 8, 8), dtype=np.float32))
+    q = api.quantize(path, int8=True, calib_dir=calib, stats_cache=False)
+    assert [(f["op_type"]) for f in q.report["left_in_float"]] == ["Mul"]
+    assert q.manifest["quantization"]["left_in_float"][0]["why"] == "the Q/DQ placement has no rule for this op"
+
+
+# --- bad input: one line, exit 1, no manifest left -------------------------------------------------
+
+def _two_inputs(d):
+    save(classifier(extra_input=True), d / "m.onnx")
+
+
+def _rank2(d):
+    save(classifier(rank=2), d / "m.onnx")
+
+
+def _int_input(d):
+    from onnx import TensorProto
+
+    save(classifier(in_type=TensorProto.INT64), d / "m.onnx")
+
+
+def _good(d):
+    save(classifier(classes=10), d / "m.onnx")
+
+
+def _missing_external(d):
+    import onnx
+
+    onnx.save_model(classifier(), str(d / "m.onnx"), save_as_external_data=True, location="m.weights", size_threshold=0)
+    (d / "m.weights").unlink()
+
+
+def _too_old(d):
+    from onnx import helper
+
+    # ImageScaler (an experimental op of old opsets) has no adapter in onnx's version converter.
+    save(classifier(opset=9, extra_node=helper.make_node("ImageScaler", ["c"], ["s"], scale=1.0)), d / "m.onnx")
+
+
+def _text(d):
+    (d / "m.onnx").write_text("not a model")
+
+
+BAD = [
+    ("not-onnx", _text, [], "is not an ONNX model"),
+    ("two-inputs", _two_inputs, [], "has 2 inputs (pixels, mask)"),
+    ("rank-2", _rank2, [], "has rank 2; rtdeploy takes images, rank 4"),
+    ("int-input", _int_input, [], "is int64; rtdeploy takes a float32 image input"),
+    ("classes-contradict", _good, ["--classes", "5"], "--classes 5 contradicts"),
+    ("missing-external-data", _missing_external, [], "which is missing beside it"),
+    ("opset-too-old", _too_old, [], "onnx cannot upgrade it"),
+    ("missing-file", lambda d: None, [], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("setup,extra,needle", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_import_is_one_line_exit_1_and_leaves_nothing(tmp_path, runner, setup, extra, needle):
+    setup(tmp_path)
+    before = _snapshot(tmp_path)
+    argv = ["import", str(tmp_path / "m.onnx"), "--preprocess", "cifar", *extra]
+    res = runner.invoke(cli, argv, catch_exceptions=False)
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert res.exit_code == 1, res.output
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+    assert "Traceback" not in res.output
+    assert _snapshot(tmp_path) == before
+    assert not manifest_path(tmp_path / "m.onnx").exists()
+
+
+def test_import_needs_to_be_told_the_preprocessing(tmp_path, runner):
+    _good(tmp_path)
+    res = runner.invoke(cli, ["import", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 1 and "--preprocess imagenet|cifar|none" in res.stderr
+    assert not manifest_path(tmp_path / "m.onnx").exists()
+
+
+def test_commands_point_a_foreign_onnx_to_import(tmp_path, runner):
+    _good(tmp_path)
+    res = runner.invoke(cli, ["run", "--onnx", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "rtdeploy import" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_package_and_build_engine_take_an_imported_model(tmp_path, runner):
+    path = save(classifier(batch=2), tmp_path / "tiny.onnx")
+    assert runner.invoke(cli, ["import", str(path), "--preprocess", "none"]).exit_code == 0
+    calib = _random_calibration(tmp_path / "c.npy")
+    res = runner.invoke(cli, ["bench", "--model", str(path), "--batch", "2", "--duration", "20ms", "--repeats", "1",
+                              "--warmup", "0", "--json", str(tmp_path / "b.json"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert [(r["model"], r["family"], r["depth"]) for r in rows] == [("tiny", "imported", None)]
+    res = runner.invoke(cli, ["package", str(path), "--triton", str(tmp_path / "repo"), "--kind", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "max_batch_size: 0" in (tmp_path / "repo" / "tiny" / "config.pbtxt").read_text()  # fixed batch: dims carry it
+    # build-engine makes the FP16 graph from the imported FP32 model, then needs TensorRT (exit 4 here).
+    res = runner.invoke(cli, ["build-engine", "--onnx", str(path), "--fp16", "--calib-dir", str(calib)])
+    assert res.exit_code in (0, 4), res.output
+    assert (tmp_path / "tiny.fp16.onnx").is_file() and manifest_path(tmp_path / "tiny.fp16.onnx").is_file()
+
+
+def _random_calibration(path: Path) -> Path:
+    np.save(path, np.random.default_rng(1).random((8, 3, 8, 8), dtype=np.float32))
+    return path
+
+
+def test_a_foreign_onnx_without_manifest_is_pointed_to_import(tmp_path, runner):
+    _good(tmp_path)
+    for argv in (["validate", str(tmp_path / "m.onnx")], ["quantize", str(tmp_path / "m.onnx"), "--int8"]):
+        res = runner.invoke(cli, argv)
+        assert res.exit_code == 1 and "rtdeploy import" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_bench_plots_imported_models_beside_an_export(tmp_path):
+    # Imported models have no depth: the plot shows bars per model instead of lines against depth
+    # (with an exported ResNet beside them, the lines plot used to get None depths).
+    from rtdeploy import api
+
+    paths = [save(classifier(), tmp_path / f"{n}.onnx") for n in ("net_a", "net_b")]
+    for p in paths:
+        api.import_model(p, preprocess="none")
+    paths.append(api.export(model="resnet20", output=tmp_path / "r20.onnx").path)
+    res = api.bench(model=",".join(map(str, paths)), duration="20ms", repeats=1, warmup="0", plot=tmp_path / "b.png")
+    assert (tmp_path / "b.png").stat().st_size > 0
+    assert sorted(r["model"] for r in res.report["results"]) == ["net_a", "net_b", "resnet20"]
