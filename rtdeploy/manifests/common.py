@@ -15,8 +15,8 @@ Precision = Literal["fp32", "fp16", "int8"]
 class ModelSection(Record):
     """Which model an artifact holds (``rtdeploy.models.ModelMeta.to_dict()``)."""
 
-    family: Literal["imagenet", "cifar"]
-    depth: int
+    family: str
+    depth: int | None
     name: str
     num_classes: int
     in_channels: int
@@ -28,6 +28,7 @@ class ModelSection(Record):
     output_name: str
     variant: str
     gmacs: float | None
+    layout: str = "NCHW"
 
 
 @dataclass(frozen=True, kw_only=True)

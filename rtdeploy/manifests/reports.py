@@ -154,8 +154,8 @@ class BenchResult(Record):
 
     id: str
     model: str
-    depth: int
-    family: Literal["imagenet", "cifar"]
+    depth: int | None
+    family: str
     image_size: int
     gmacs: float | None
     backend: Literal["torch", "onnxruntime", "tensorrt"]
@@ -189,9 +189,9 @@ class SkippedConfig(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class BenchReportRecord(Record):
-    """``rtdeploy bench --json``'s report (schema id ``rtdeploy.bench/1``)."""
+    """``rtdeploy bench --json``'s report (schema id ``rtdeploy.bench/2``)."""
 
-    schema: Literal["rtdeploy.bench/1"]
+    schema: Literal["rtdeploy.bench/2"]
     created: str
     command: str | None
     settings: dict[str, Any]
@@ -200,3 +200,6 @@ class BenchReportRecord(Record):
     scaling: tuple[dict[str, Any], ...]
     skipped: tuple[SkippedConfig, ...]
     warnings: tuple[str, ...]
+    measured: dict[str, Any]
+    exports: dict[str, Any]
+    notes: tuple[str, ...]
