@@ -50,7 +50,6 @@ ADAROUND_METHODS = ("entropy", "mse", "consumer-mse")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 TARGETS = {"agreement": 0.985, "drop_points": 0.2, "fp16_agreement": 0.999, "r56_max_s": 11.5, "r56_entropy_s": 37.6,
            "r50_rss_gib": 4.0, "r56_new_s": 60.0, "r56_new_rss_mib": 2048.0, "keep_fp_for_agreement": 10}
-SWEEP = {56: {"nearest": (8, 12, 20), "adaround": (4, 6, 8, 10)}, 20: {"nearest": (2, 6), "adaround": (2, 4)}}
 SECTIONS = ("accuracy", "imagenet", "analysis", "heldout")
 
 
@@ -94,17 +93,19 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
     fp32 = api.export(depth=depth, weights=weights, output=work / f"r{depth}.onnx").path
     calib, dev = root / "calib", root / "dev"
     rows = []
+    evaluate = _Evaluator(fp32, dev) if args.fast_eval else (lambda path: _evaluate(path, dev))
 
     def add(label: str, path: Path, **extra) -> None:
-        row = {"config": label, **extra, **_evaluate(path, dev)}
+        row = {"config": label, **extra, **evaluate(path)}
         rows.append(row)
         print(json.dumps({"depth": depth, **row}), flush=True)
 
-    r = api.quantize(fp32, fp16=True, calib_dir=calib, output=work / f"r{depth}.fp16.onnx", stats_cache=False)
-    add("rtdeploy fp16 (fp32 I/O)", r.path, precision="fp16", kept_fp32=len(r.report["kept_fp32"]))
+    if "fp16" in args.rows:
+        r = api.quantize(fp32, fp16=True, calib_dir=calib, output=work / f"r{depth}.fp16.onnx", stats_cache=False)
+        add("rtdeploy fp16 (fp32 I/O)", r.path, precision="fp16", kept_fp32=len(r.report["kept_fp32"]))
     timing = {}
     combos = [(m, "nearest") for m in METHODS] + [(m, "adaround") for m in ADAROUND_METHODS]
-    for method, weights in combos:
+    for method, weights in [c for c in combos if _label(*c) in args.rows or "all" in args.rows]:
         label = _label(method, weights)
         out = work / f"r{depth}.{method}.{weights}.int8.onnx"
         repeats = args.repeats if (method, weights) in {(m, "nearest") for m in METHODS[:4]} else args.new_repeats
@@ -116,7 +117,7 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
             continue
         add(label, out, precision="int8", method=method, weights=weights, keep_fp=0,
             calib_s=timing[label]["median_s"], peak_rss_mib=timing[label]["peak_rss_mib"])
-    for method in ORT_METHODS if args.ort else ():
+    for method in args.ort_methods if args.ort else ():
         out = work / f"r{depth}.ort-{method.lower()}.int8.onnx"
         run = _calibrate_in_subprocess({"kind": "ort", "model": str(fp32), "calib": str(calib), "method": method, "output": str(out)},
                                        timeout=args.ort_timeout)
@@ -126,12 +127,15 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
             continue
         add(f"onnxruntime quantize_static {method}", out, precision="int8", method=method,
             calib_s=run["seconds"], peak_rss_mib=run["peak_rss_mib"])
-    for weights, counts in SWEEP.get(depth, {}).items():
-        for n in counts:
+    for sweep in args.sweep:
+        sweep_depth, method, weights, counts = sweep.split(":")
+        if int(sweep_depth) != depth:
+            continue
+        for n in (int(c) for c in counts.split(",")):
             t = time.perf_counter()
-            r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", keep_fp=n, weights=weights,
-                             output=work / f"r{depth}.keep{n}.{weights}.int8.onnx")
-            add(f"{_label('entropy', weights)} --keep-fp {n}", r.path, precision="int8", method="entropy", weights=weights,
+            r = api.quantize(fp32, int8=True, calib_dir=calib, method=method, keep_fp=n, weights=weights,
+                             output=work / f"r{depth}.keep{n}.{method}.{weights}.int8.onnx")
+            add(f"{_label(method, weights)} --keep-fp {n}", r.path, precision="int8", method=method, weights=weights,
                 keep_fp=n, kept=r.report["kept_fp"], held_out_agreement=r.report.get("held_out_agreement"),
                 calib_s=round(time.perf_counter() - t, 2))
     for target in args.target_agreement:
@@ -142,6 +146,46 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
             keep_fp=len(r.report["kept_fp"]), kept=r.report["kept_fp"], held_out_agreement=r.report.get("held_out_agreement"),
             calib_s=round(time.perf_counter() - t, 2))
     return {"weights": weights.name, "rows": rows, "timing": timing}
+
+
+class _Evaluator:
+    """Agreement and top-1 on ``dev`` like ``rtdeploy validate`` (onnxruntime CPU, default graph
+    optimizations), with the FP32 logits computed once per model and batches of 50: what makes a
+    re-run of many rows fit on a loaded 2-core machine."""
+
+    def __init__(self, fp32: Path, dev: Path, batch: int = 50):
+        import numpy as np
+
+        from rtdeploy.artifacts import read_manifest
+        from rtdeploy.data import open_source
+        from rtdeploy.models import ModelMeta
+
+        self.meta = ModelMeta.from_dict(read_manifest(fp32)["model"])
+        parts = list(open_source(dev, self.meta).batches(500))
+        self.images = np.concatenate([b.images for b in parts])
+        self.labels = np.concatenate([b.labels for b in parts])
+        self.batch = batch
+        self.reference = self._logits(fp32)
+
+    def _logits(self, path: Path):
+        import numpy as np
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return np.concatenate([sess.run(None, {name: self.images[i:i + self.batch]})[0] for i in range(0, len(self.images), self.batch)])
+
+    def __call__(self, path: Path) -> dict:
+        import numpy as np
+
+        out = self._logits(path)
+        ref = self.reference
+        cos = np.sum(out * ref, axis=1) / np.maximum(np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1), 1e-30)
+        fp32_acc = float(np.mean(ref.argmax(1) == self.labels)) * 100
+        acc = float(np.mean(out.argmax(1) == self.labels)) * 100
+        return {"images": len(self.images), "agreement": round(float(np.mean(out.argmax(1) == ref.argmax(1))), 5),
+                "cosine_mean": round(float(cos.mean()), 6), "fp32_accuracy": round(fp32_acc, 2), "accuracy": round(acc, 2),
+                "drop_points": round(fp32_acc - acc, 2)}
 
 
 def _label(method: str, weights: str) -> str:
@@ -472,6 +516,8 @@ def _markdown(r: dict) -> str:
              "Calibration seconds and peak RSS come from a fresh process per run, statistics cache off; ours are the "
              f"median of {r['settings']['repeats']} runs. `--keep-fp`/`--target-agreement` rows rank layers on a held-out "
              "20 % of the calibration images (their seconds include that ranking).", ""]
+    lines += [f"Evaluation: {r['settings'].get('evaluation', 'rtdeploy validate, batch 8')}. "
+              f"Command: `{r['settings'].get('command', '')}`.", ""]
     for depth, d in r["depths"].items():
         lines += [f"## ResNet-{depth} ({d['weights']})", "",
                   "| configuration | agreement | FP32 top-1 | top-1 | drop | cosine | layers kept in FP | calib s | peak RSS MiB |",
@@ -518,7 +564,8 @@ def _markdown(r: dict) -> str:
 def _settings(args, root: Path) -> dict:
     return {"depths": args.depths, "repeats": args.repeats, "calib_images": len(list((root / "calib").rglob("*.jpg"))),
             "dev_images": len(list((root / "dev").rglob("*.jpg"))), "validate_batch": 8,
-            "ort_methods": list(ORT_METHODS) if args.ort else [], "command": " ".join(sys.argv)}
+            "ort_methods": list(args.ort_methods) if args.ort else [], "command": " ".join(sys.argv),
+            "evaluation": "FP32 logits once, batch 50" if args.fast_eval else "rtdeploy validate, batch 8"}
 
 
 def _machine() -> dict:
@@ -536,6 +583,13 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--depths", default="56,20", type=lambda s: [int(d) for d in s.split(",")])
     p.add_argument("--repeats", type=int, default=3, help="timed calibration runs per method (median reported)")
     p.add_argument("--new-repeats", type=int, default=1, help="timed runs of consumer-mse and the adaround rows")
+    p.add_argument("--rows", default="all", type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+                   help="which rows to run: 'all', 'fp16', or labels like 'rtdeploy mse --weights adaround'")
+    p.add_argument("--ort-methods", default=",".join(ORT_METHODS), type=lambda v: [x for x in v.split(",") if x])
+    p.add_argument("--sweep", nargs="*", default=["56:entropy:nearest:8,12,20", "56:entropy:adaround:4,6,8,10", "20:entropy:adaround:2,4"],
+                   help="--keep-fp sweeps as DEPTH:METHOD:WEIGHTS:N,N,...")
+    p.add_argument("--fast-eval", action="store_true", help="evaluate with FP32 logits computed once and batches of 50 "
+                   "(instead of one `rtdeploy validate` per row, batch 8)")
     p.add_argument("--target-agreement", type=float, nargs="*", default=[])
     p.add_argument("--no-ort", dest="ort", action="store_false", help="skip onnxruntime quantize_static")
     p.add_argument("--ort-timeout", type=float, default=900, help="seconds before an onnxruntime calibration is abandoned")

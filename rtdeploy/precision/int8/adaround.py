@@ -162,12 +162,13 @@ def solve_group(w: np.ndarray, h: np.ndarray, p: np.ndarray, max_sweeps: float =
         ``adaround_error`` (the objective relative to the layer's output energy ``w H w'``) and
         ``flipped`` (weights not rounded to nearest)).
     """
-    w = w.astype(np.float64)
-    amax = np.abs(w).max(axis=2, keepdims=True)
-    s = np.where(amax > 0, amax / INT8_MAX, 1.0)  # (L, C, 1), as quantize_weight
-    scaled = w / s
-    low = np.floor(scaled)
-    nearest = np.rint(scaled)
+    w32 = w.astype(np.float32)
+    amax = np.abs(w32).max(axis=2, keepdims=True)
+    s32 = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)  # (L, C, 1), as quantize_weight
+    scaled = w32 / s32  # in float32 like quantize_weight, so that "nearest" is exactly what it writes
+    low = np.floor(scaled).astype(np.float64)
+    nearest = np.rint(scaled).astype(np.float64)
+    w, s = w.astype(np.float64), s32.astype(np.float64)
     up = nearest > low  # rounded up (to low + 1)
     no_up = low + 1 > INT8_MAX
     Q = w @ p.transpose(0, 2, 1)  # rows q_c = P w_c
