@@ -27,13 +27,13 @@ from rtdeploy.cli.common import emit_json, handle_errors
 @click.option("--trt-version", default="8601", show_default=True, help="TensorRT version written in the cache header (8601 = 8.6.1).")
 @click.option("--no-stats-cache", is_flag=True, help="Do not read or write the collected-statistics cache (~/.cache/rtdeploy).")
 @click.option("--progress/--no-progress", default=False, help="Progress bar on stderr.")
-@click.option("--weights", "weight_rounding", type=click.Choice(["nearest", "adaround"]), default="nearest", show_default=True,
+@click.option("--weights", type=click.Choice(["nearest", "adaround"]), default="nearest", show_default=True,
               help="INT8 weight rounding: to nearest, or adaptive (each weight up or down to minimise its layer's output error).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the report as JSON to FILE ('-' for stdout).")
 @handle_errors
 def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed, keep_fp, target_agreement, fp16_io,
-             trt_cache, from_trt_cache, trt_version, no_stats_cache, progress, weight_rounding, output, json_out):
+             trt_cache, from_trt_cache, trt_version, no_stats_cache, progress, weights, output, json_out):
     """Make an INT8 (Q/DQ) or FP16 ONNX from an FP32 ONNX made by `rtdeploy export`.
 
     INT8: activation statistics are gathered with onnxruntime on the calibration images (cached, so
@@ -58,7 +58,7 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     result = api.quantize(model, int8=int8, fp16=fp16, calib_dir=calib_dir, method=method, percentile=percentile,
                           calib_size=calib_size, seed=seed, keep_fp=keep_fp, target_agreement=target_agreement,
                           fp16_io=fp16_io, trt_cache=trt_cache, from_trt_cache=from_trt_cache, trt_version=trt_version,
-                          output=output, stats_cache=not no_stats_cache, progress=progress, weights=weight_rounding)
+                          output=output, stats_cache=not no_stats_cache, progress=progress, weights=weights)
     click.echo(_summary(result.report))
     emit_json(result.report, json_out)
 
