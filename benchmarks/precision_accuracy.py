@@ -105,17 +105,17 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
         add("rtdeploy fp16 (fp32 I/O)", r.path, precision="fp16", kept_fp32=len(r.report["kept_fp32"]))
     timing = {}
     combos = [(m, "nearest") for m in METHODS] + [(m, "adaround") for m in ADAROUND_METHODS]
-    for method, weights in [c for c in combos if _label(*c) in args.rows or "all" in args.rows]:
-        label = _label(method, weights)
-        out = work / f"r{depth}.{method}.{weights}.int8.onnx"
-        repeats = args.repeats if (method, weights) in {(m, "nearest") for m in METHODS[:4]} else args.new_repeats
+    for method, rounding in [c for c in combos if _label(*c) in args.rows or "all" in args.rows]:
+        label = _label(method, rounding)
+        out = work / f"r{depth}.{method}.{rounding}.int8.onnx"
+        repeats = args.repeats if (method, rounding) in {(m, "nearest") for m in METHODS[:4]} else args.new_repeats
         runs = [_calibrate_in_subprocess({"kind": "ours", "model": str(fp32), "calib": str(calib), "method": method,
-                                          "weights": weights, "output": str(out)}) for _ in range(repeats)]
+                                          "weights": rounding, "output": str(out)}) for _ in range(repeats)]
         timing[label] = _timing(runs)
         if timing[label].get("error"):
             rows.append({"config": label, "error": timing[label]["error"]})
             continue
-        add(label, out, precision="int8", method=method, weights=weights, keep_fp=0,
+        add(label, out, precision="int8", method=method, weights=rounding, keep_fp=0,
             calib_s=timing[label]["median_s"], peak_rss_mib=timing[label]["peak_rss_mib"])
     for method in args.ort_methods if args.ort else ():
         out = work / f"r{depth}.ort-{method.lower()}.int8.onnx"
@@ -128,14 +128,14 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
         add(f"onnxruntime quantize_static {method}", out, precision="int8", method=method,
             calib_s=run["seconds"], peak_rss_mib=run["peak_rss_mib"])
     for sweep in args.sweep:
-        sweep_depth, method, weights, counts = sweep.split(":")
+        sweep_depth, method, rounding, counts = sweep.split(":")
         if int(sweep_depth) != depth:
             continue
         for n in (int(c) for c in counts.split(",")):
             t = time.perf_counter()
-            r = api.quantize(fp32, int8=True, calib_dir=calib, method=method, keep_fp=n, weights=weights,
-                             output=work / f"r{depth}.keep{n}.{method}.{weights}.int8.onnx")
-            add(f"{_label(method, weights)} --keep-fp {n}", r.path, precision="int8", method=method, weights=weights,
+            r = api.quantize(fp32, int8=True, calib_dir=calib, method=method, keep_fp=n, weights=rounding,
+                             output=work / f"r{depth}.keep{n}.{method}.{rounding}.int8.onnx")
+            add(f"{_label(method, rounding)} --keep-fp {n}", r.path, precision="int8", method=method, weights=rounding,
                 keep_fp=n, kept=r.report["kept_fp"], held_out_agreement=r.report.get("held_out_agreement"),
                 calib_s=round(time.perf_counter() - t, 2))
     for target in args.target_agreement:
@@ -516,6 +516,8 @@ def _markdown(r: dict) -> str:
              "Calibration seconds and peak RSS come from a fresh process per run, statistics cache off; ours are the "
              f"median of {r['settings']['repeats']} runs. `--keep-fp`/`--target-agreement` rows rank layers on a held-out "
              "20 % of the calibration images (their seconds include that ranking).", ""]
+    if m.get("note"):
+        lines += [f"Note: {m['note']}", ""]
     lines += [f"Evaluation: {r['settings'].get('evaluation', 'rtdeploy validate, batch 8')}. "
               f"Command: `{r['settings'].get('command', '')}`.", ""]
     for depth, d in r["depths"].items():
@@ -553,7 +555,8 @@ def _markdown(r: dict) -> str:
                   "of the softmax to FP32 (the decision metric; 200 training images are too easy for agreement to separate "
                   "the variants) and top-1 agreement. Internal calls; seconds on this loaded machine.", ""]
         for depth, h in r["heldout"].items():
-            lines += [f"ResNet-{depth}:", "", "| method | weights | mean KL | agreement | s |", "|---|---|---:|---:|---:|"]
+            lines += [f"ResNet-{depth}" + (f" ({h['source']})" if h.get("source") else "") + ":", "",
+                      "| method | weights | mean KL | agreement | s |", "|---|---|---:|---:|---:|"]
             lines += [f"| {x['method']} | {x['weights']} | {x['kl']:.5f} | {x['agreement'] * 100:.1f} % | {x['seconds']} |" for x in h["rows"]]
             lines.append("")
     if "summary" in r:
