@@ -511,7 +511,7 @@ def _markdown(r: dict) -> str:
              + (f", {m.get('load_average_after')} after" if m.get("load_average_after") else "")
              + f" · Python {m['python']}, onnxruntime {m['onnxruntime']}, onnx {m['onnx']}, numpy {m['numpy']}", "",
              f"Calibrate on `calib/` (1,000 CIFAR-10 training images), evaluate on `dev/` ({r['settings']['dev_images']:,} "
-             "labelled test images) with `rtdeploy validate` (onnxruntime CPU, candidate vs its FP32 parent). "
+             "labelled test images), candidate vs its FP32 parent on onnxruntime CPU (see Evaluation below). "
              "Agreement = top-1 agreement with FP32; drop = FP32 top-1 minus candidate top-1, in points. "
              "Calibration seconds and peak RSS come from a fresh process per run, statistics cache off; ours are the "
              f"median of {r['settings']['repeats']} runs. `--keep-fp`/`--target-agreement` rows rank layers on a held-out "
