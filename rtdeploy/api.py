@@ -76,7 +76,7 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
              keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
              trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
              trt_version: str = "8601", output: str | os.PathLike | None = None,
-             stats_cache: str | os.PathLike | bool = True, progress: bool = False):
+             stats_cache: str | os.PathLike | bool = True, progress: bool = False, weights: str = "nearest"):
     """FP32 ONNX -> calibrated INT8 Q/DQ ONNX or FP16 ONNX, with manifest (``rtdeploy quantize``).
 
     Args:
@@ -84,7 +84,8 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         int8, fp16: which precision to make (exactly one).
         calib_dir: calibration images (folder, recursive) or a .npy/.npz tensor file; None: the
             bundled ``calib_data/`` photos.
-        method: INT8 calibrator: ``entropy``, ``max``, ``percentile`` or ``mse``.
+        method: INT8 calibrator: ``entropy``, ``max``, ``percentile``, ``mse`` or ``consumer-mse``
+            (the threshold minimising the error of the ops that read each tensor).
         percentile: for ``percentile``, in (0, 100].
         calib_size: how many calibration images (a seeded random subset); None: all, up to 1,000.
         seed: seed of that subset and of the held-out split.
@@ -99,6 +100,8 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         stats_cache: reuse collected statistics from a cache: True for ``$RTDEPLOY_CACHE_DIR`` or
             ``~/.cache/rtdeploy``, a folder path, or False for no cache.
         progress: show a progress bar on stderr.
+        weights: INT8 weight rounding: ``nearest`` or ``adaround`` (each weight rounded up or down
+            to minimise its layer's output error on the calibration images).
 
     Returns:
         :class:`rtdeploy.precision.quantize.QuantizeResult` (``path``, ``manifest``, ``report``).
@@ -114,7 +117,7 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
                          percentile=percentile, calib_size=calib_size, seed=seed, keep_fp=keep_fp,
                          target_agreement=target_agreement, fp16_io=fp16_io, trt_cache=opt(trt_cache),
                          from_trt_cache=opt(from_trt_cache), trt_version=str(trt_version), output=opt(output),
-                         cache_dir=stats_cache, progress=progress)
+                         cache_dir=stats_cache, progress=progress, weights=weights)
     return _quantize(cfg)
 
 

@@ -14,7 +14,8 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_
 @click.option("--int8", is_flag=True, help="Calibrated INT8 with Q/DQ nodes placed for TensorRT.")
 @click.option("--fp16", is_flag=True, help="FP16 graph (overflowing ops kept in FP32).")
 @click.option("--calib-dir", type=click.Path(path_type=Path), help="Calibration images (folder, recursive) or .npy/.npz [default: the bundled calib_data/ photos].")
-@click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse"]), default="entropy", show_default=True, help="INT8 calibrator.")
+@click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse", "consumer-mse"]), default="entropy", show_default=True,
+              help="INT8 activation calibrator (consumer-mse: the threshold minimising the error of the ops that read each tensor).")
 @click.option("--percentile", type=float, default=99.99, show_default=True, help="Percentile for --method percentile, in (0, 100].")
 @click.option("--calib-size", type=int, help="Number of calibration images (seeded random subset) [default: all, up to 1000].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and of the held-out split.")
@@ -26,11 +27,13 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_
 @click.option("--trt-version", default="8601", show_default=True, help="TensorRT version written in the cache header (8601 = 8.6.1).")
 @click.option("--no-stats-cache", is_flag=True, help="Do not read or write the collected-statistics cache (~/.cache/rtdeploy).")
 @progress_option()
+@click.option("--weights", type=click.Choice(["nearest", "adaround"]), default="nearest", show_default=True,
+              help="INT8 weight rounding: to nearest, or adaptive (each weight up or down to minimise its layer's output error).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
 @json_option("the report")
 @handle_errors
 def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed, keep_fp, target_agreement, fp16_io,
-             trt_cache, from_trt_cache, trt_version, no_stats_cache, progress, output, json_out):
+             trt_cache, from_trt_cache, trt_version, no_stats_cache, progress, weights, output, json_out):
     """Make an INT8 (Q/DQ) or FP16 ONNX from an FP32 ONNX made by `rtdeploy export`.
 
     INT8: activation statistics are gathered with onnxruntime on the calibration images (cached, so
@@ -44,6 +47,7 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     Examples:
       rtdeploy quantize resnet50.onnx --int8
       rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --keep-fp 20
+      rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --weights adaround --method consumer-mse
       rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --target-agreement 0.995
       rtdeploy quantize resnet50.onnx --int8 --trt-cache resnet50.calib
       rtdeploy quantize resnet50.onnx --int8 --from-trt-cache resnet50.calib
@@ -54,7 +58,7 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     result = api.quantize(model, int8=int8, fp16=fp16, calib_dir=calib_dir, method=method, percentile=percentile,
                           calib_size=calib_size, seed=seed, keep_fp=keep_fp, target_agreement=target_agreement,
                           fp16_io=fp16_io, trt_cache=trt_cache, from_trt_cache=from_trt_cache, trt_version=trt_version,
-                          output=output, stats_cache=not no_stats_cache, progress=progress)
+                          output=output, stats_cache=not no_stats_cache, progress=progress, weights=weights)
     say(_summary(result.report), json_out)
     emit_json(result.report, json_out)
 
@@ -66,6 +70,8 @@ def _summary(r: dict) -> str:
         return (f"wrote {r['output']} (FP16, {r['io'].upper()} I/O, max |activation| {r['max_abs_activation']:.4g} on "
                 f"{r['images']} images{kept}; {seconds:.1f}s)")
     source = f"{r['method']} on {r['images']} images" if r.get("method") else "scales from the TensorRT cache"
+    if r.get("weight_rounding") not in (None, "nearest"):
+        source += f", {r['weight_rounding']} weights"
     lines = [f"wrote {r['output']} (INT8, {source}; {r['quantized_layers']}/{r['layers']} layers int8, "
              f"{r['qdq_nodes']['QuantizeLinear']} Q / {r['qdq_nodes']['DequantizeLinear']} DQ; {seconds:.1f}s)"]
     if r.get("left_in_float"):

@@ -18,10 +18,11 @@ OUTPUT_NEUTRAL = frozenset({"model", "output", "cache_dir", "progress", "calib_d
 
 def uses_calibration_images(cfg) -> bool:
     """True when the stage reads calibration images (FP16 for its overflow guard; INT8 unless it
-    takes its scales from a TensorRT cache without a fallback search)."""
+    takes its scales from a TensorRT cache with neither a fallback search nor adaptive rounding).
+    The INT8 stage decides by this function too, so the reuse record cannot miss an input."""
     if cfg.fp16:
         return True
-    return cfg.from_trt_cache is None or cfg.keep_fp > 0 or cfg.target_agreement is not None
+    return cfg.from_trt_cache is None or cfg.keep_fp > 0 or cfg.target_agreement is not None or cfg.weights != "nearest"
 
 
 def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | None) -> dict:

@@ -18,6 +18,8 @@ def run_int8(cfg, parent, out: Path):
     from rtdeploy.precision.int8.qdq import plan_qdq
     from rtdeploy.precision.quantize import Timer
 
+    from rtdeploy.precision.derivation import uses_calibration_images
+
     timer = Timer()
     opset = opset_of(parent.model)
     if opset < MIN_QDQ_OPSET:
@@ -29,18 +31,24 @@ def run_int8(cfg, parent, out: Path):
     meta = ModelMeta.from_dict(parent.manifest["model"])
     fallback = cfg.keep_fp > 0 or cfg.target_agreement is not None
     split = None
-    if cfg.from_trt_cache is None or fallback:
+    if uses_calibration_images(cfg):
         source = open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed)
         held = holdout_count(len(source), meta.gmacs, len(plan.units)) if fallback else 0
         split = SplitSource(source, held, cfg.seed)
     timer.lap("setup")
     scales, calibration = _scales(cfg, parent, plan, split, timer)
+    rounding = None
+    if cfg.weights == "adaround":
+        from rtdeploy.precision.int8_methods import adaptive_rounding
+
+        rounding = adaptive_rounding(parent, plan, scales, split)
+        timer.lap("adaround")
     kept, sens = [], None
     if fallback:
-        kept, sens = _fallback(cfg, parent, plan, scales, split)
+        kept, sens = _fallback(cfg, parent, plan, scales, split, rounding)
         timer.lap("sensitivity")
     calib_fingerprint = split.source.fingerprint() if split is not None else None
-    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, calib_fingerprint)
+    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint)
     result.report["batchnorm_folded"] = folded
     return result
 
@@ -69,7 +77,12 @@ def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
         tensors = list(dict.fromkeys(tensors + float_tensors(parent.model)))
     stats, cache_state = gather_stats(parent, tensors, split, cfg.method, cfg.cache_dir, cfg.progress)
     timer.lap("collect")
-    thresholds = compute_thresholds(stats, cfg.method, cfg.percentile)
+    if cfg.method == "consumer-mse":
+        from rtdeploy.precision.int8_methods import consumer_mse_scales
+
+        thresholds = consumer_mse_scales(parent, plan, stats, split)
+    else:
+        thresholds = compute_thresholds(stats, cfg.method, cfg.percentile)
     timer.lap("thresholds")
     scales = {t: scale_from_amax(a) for t, a in thresholds.items()}
     calibration = {
@@ -112,18 +125,20 @@ def gather_stats(parent, tensors: list[str], split, method: str, cache_dir, prog
     return stats, "miss" if cache.folder is not None else "off"
 
 
-def _fallback(cfg, parent, plan, scales, split):
+def _fallback(cfg, parent, plan, scales, split, rounding=None):
     from rtdeploy.precision.int8.collect import batch_size_for
     from rtdeploy.precision.int8.sensitivity import SwitchableEvaluator, choose_fallback
 
     images = split.holdout_images()
     batch = max(1, batch_size_for(parent.model, plan.observed()) // 2)
-    evaluator = SwitchableEvaluator(parent.model, plan, {t: scales[t] for t in plan.observed()}, images, batch_size=batch)
+    evaluator = SwitchableEvaluator(parent.model, plan, {t: scales[t] for t in plan.observed()}, images, batch_size=batch,
+                                    weights=rounding.weights if rounding is not None else None)
     result = choose_fallback(evaluator, keep_fp=cfg.keep_fp, target_agreement=cfg.target_agreement)
     return result.kept, result
 
 
-def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, calib_fingerprint: str | None = None):
+def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, rounding=None,
+           calib_fingerprint: str | None = None):
     import onnx
 
     from rtdeploy.manifests import new_manifest
@@ -133,7 +148,7 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
     from rtdeploy.precision.quantize import QuantizeResult, base_fields, op_inventory, write_model
 
     observed = {t: scales[t] for t in plan.observed()}
-    qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept))
+    qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept), weights=rounding.weights if rounding is not None else None)
     try:
         onnx.checker.check_model(qmodel)
     except onnx.checker.ValidationError as e:
@@ -153,6 +168,12 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
         "qdq_nodes": qdq_counts(qmodel),
         "scales": observed,
     }
+    if rounding is not None or cfg.method == "consumer-mse":
+        from rtdeploy.precision.int8_methods import method_fields
+
+        quantization.update(method_fields(cfg, rounding))
+    else:
+        quantization["weight_rounding"] = "nearest"
     if sens is not None:
         quantization["fallback"] = {
             "keep_fp": cfg.keep_fp, "target_agreement": cfg.target_agreement,
@@ -188,6 +209,7 @@ def _report(q: dict, calibration: dict, out: Path) -> dict:
         "output": str(out),
         "precision": "int8",
         "method": q["method"],
+        "weight_rounding": q.get("weight_rounding"),
         "images": calibration.get("images"),
         "held_out": calibration.get("held_out"),
         "stats_cache": calibration.get("stats_cache"),

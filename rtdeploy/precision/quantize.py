@@ -42,6 +42,7 @@ class QuantizeConfig:
     output: Path | None = None
     cache_dir: Path | bool | None = True
     progress: bool = False
+    weights: str = "nearest"
 
 
 @dataclass
@@ -86,7 +87,18 @@ def check_config(cfg: QuantizeConfig) -> None:
         raise PrecisionError("--fp16-io applies to --fp16 only")
     if cfg.trt_cache and cfg.from_trt_cache:
         raise PrecisionError("give --trt-cache (write) or --from-trt-cache (read), not both")
+    _check_weights(cfg)
     output_file(cfg.output or default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16"), manifest=True)
+
+
+WEIGHT_ROUNDINGS = ("nearest", "adaround")
+
+
+def _check_weights(cfg: QuantizeConfig) -> None:
+    if cfg.weights not in WEIGHT_ROUNDINGS:
+        raise PrecisionError(f"unknown weight rounding --weights {cfg.weights!r}; accepted: {', '.join(WEIGHT_ROUNDINGS)}")
+    if cfg.fp16 and cfg.weights != "nearest":
+        raise PrecisionError(f"--weights {cfg.weights} applies to --int8 only")
 
 
 def default_output(model: Path, precision: str) -> Path:

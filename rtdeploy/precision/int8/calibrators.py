@@ -7,6 +7,8 @@
   TensorRT", GTC 2017), searched at every bin edge from bin 128 up.
 - ``mse``: the threshold that minimises the expected squared error of quantize-dequantize, with each
   bin's count at its centre.
+- ``consumer-mse``: the threshold that minimises the error of the ops that read the tensor; it
+  needs the model and images, not just statistics (see :mod:`consumer_mse`).
 
 All work on the histogram of |x| (see :mod:`histogram`); ``max`` needs only the maximum.
 """
@@ -18,7 +20,8 @@ import numpy as np
 from rtdeploy.errors import PrecisionError
 from rtdeploy.precision.int8.histogram import TensorStats
 
-METHODS = ("entropy", "max", "percentile", "mse")
+METHODS = ("entropy", "max", "percentile", "mse", "consumer-mse")
+STATS_METHODS = ("entropy", "max", "percentile", "mse")  # computable from a tensor's statistics alone
 DEFAULT_PERCENTILE = 99.99
 QUANT_LEVELS = 128  # 0..127 on the positive side of symmetric int8
 
@@ -43,6 +46,8 @@ def compute_threshold(stats: TensorStats, method: str, percentile: float = DEFAU
         PrecisionError: bad method/percentile, or a histogram method given max-only statistics.
     """
     check_method(method, percentile)
+    if method not in STATS_METHODS:
+        raise PrecisionError(f"the {method} calibrator needs the model and images; use consumer_mse_thresholds")
     if stats.amax == 0.0 or method == "max":
         return float(stats.amax)
     if stats.hist is None:

@@ -172,7 +172,7 @@ def quantize_weight(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def insert_qdq(model, plan: QdqPlan, scales: dict[str, float], keep: frozenset[str] | set[str] = frozenset(),
-               unit_scales: dict[str, float] | None = None):
+               unit_scales: dict[str, float] | None = None, weights: dict | None = None):
     """A copy of ``model`` with Q/DQ pairs and int8 weights for every unit not in ``keep``.
 
     Units that quantize the same tensor with the same scale share one Q/DQ pair.
@@ -183,6 +183,8 @@ def insert_qdq(model, plan: QdqPlan, scales: dict[str, float], keep: frozenset[s
         scales: activation scale per observed tensor (``plan.observed()``).
         keep: node names left in floating point (no Q/DQ on their inputs or weights).
         unit_scales: activation scales by node name that override ``scales`` for that node.
+        weights: weight initializer name -> (int8 weights, per-channel scales) that replace
+            round-to-nearest for that weight (adaptive rounding); same layout and scale format.
 
     Raises:
         PrecisionError: a needed scale is missing.
@@ -199,7 +201,7 @@ def insert_qdq(model, plan: QdqPlan, scales: dict[str, float], keep: frozenset[s
         raise PrecisionError(f"no scale for {len(missing)} tensor(s), e.g. {', '.join(missing[:3])}; re-run the calibration for this model")
     scale_of = {u.node: float(unit_scales.get(u.node, scales.get(u.observe, 0.0))) for u in active}
     act_q = _activation_qdq(active, scale_of, names)
-    w_dq, new_inits = _weight_dq(active, initializers(g), names)
+    w_dq, new_inits = _weight_dq(active, initializers(g), names, weights or {})
     slot = {(u.node, u.input_index): act_q[(u.activation, scale_of[u.node])]["dq_out"] for u in active}
     after: dict[str, list] = {}
     for (t, _), q in act_q.items():
@@ -248,7 +250,7 @@ def _activation_qdq(units: list[QuantUnit], scale_of: dict[str, float], names: N
     return out
 
 
-def _weight_dq(units: list[QuantUnit], inits: dict, names: NameMaker) -> tuple[dict, list]:
+def _weight_dq(units: list[QuantUnit], inits: dict, names: NameMaker, overrides: dict) -> tuple[dict, list]:
     from onnx import helper, numpy_helper
 
     by_node, by_weight, new_inits = {}, {}, []
@@ -257,7 +259,7 @@ def _weight_dq(units: list[QuantUnit], inits: dict, names: NameMaker) -> tuple[d
             continue
         if u.weight not in by_weight:
             w = numpy_helper.to_array(inits[u.weight])
-            q, s = quantize_weight(w, u.axis)
+            q, s = overrides[u.weight] if u.weight in overrides else quantize_weight(w, u.axis)
             qn, sn, zn = names(f"{u.weight}_quantized"), names(f"{u.weight}_scale"), names(f"{u.weight}_zero_point")
             dq_out = names(f"{u.weight}_dequantized")
             new_inits += [(qn, q), (sn, s), (zn, np.zeros(s.shape, dtype=np.int8))]

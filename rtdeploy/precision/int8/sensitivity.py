@@ -70,8 +70,11 @@ class FallbackResult:
     images: int = 0
 
 
-def build_switchable(model, plan: QdqPlan, scales: dict[str, float]):
-    """The FP32 model with every unit's quantization behind one mask input (see module docstring)."""
+def build_switchable(model, plan: QdqPlan, scales: dict[str, float], weights: dict | None = None):
+    """The FP32 model with every unit's quantization behind one mask input (see module docstring).
+
+    ``weights`` (initializer name -> (int8, scales)) replaces round-to-nearest where given.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -102,7 +105,7 @@ def build_switchable(model, plan: QdqPlan, scales: dict[str, float]):
         node.input[u.input_index] = mixed
         if u.weight is not None:
             w = numpy_helper.to_array(inits[u.weight])
-            q, s = quantize_weight(w, u.axis)
+            q, s = weights[u.weight] if weights and u.weight in weights else quantize_weight(w, u.axis)
             shape = [1] * w.ndim
             shape[u.axis] = -1
             d = (q.astype(np.float32) * s.reshape(shape) - w).astype(np.float32)
@@ -142,15 +145,17 @@ class SwitchableEvaluator:
         scales: activation scales by observed tensor.
         images: held-out float32 NCHW images.
         batch_size: images per run.
+        weights: adaptively rounded weights (see :func:`build_switchable`).
     """
 
-    def __init__(self, model, plan: QdqPlan, scales: dict[str, float], images: np.ndarray, batch_size: int = 64):
+    def __init__(self, model, plan: QdqPlan, scales: dict[str, float], images: np.ndarray, batch_size: int = 64,
+                 weights: dict | None = None):
         from rtdeploy.precision.int8.collect import make_session
 
         self.plan = plan
         self.images = images
         self.batch_size = batch_size
-        self.session = make_session(build_switchable(model, plan, scales))
+        self.session = make_session(build_switchable(model, plan, scales, weights))
         self.input_name = graph_input_names(model.graph)[0]
         self.output_name = model.graph.output[0].name
         self.reference = self.logits(np.zeros(len(plan.units), dtype=np.float32))
