@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from rtdeploy.manifests.common import ArtifactManifest, ExportInfo, ModelSection, ParentRef, Weights
 from rtdeploy.manifests.typed import Record
@@ -108,6 +108,15 @@ class Fallback(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LeftInFloat(Record):
+    """A node with work to quantize that no Q/DQ rule covers: it runs in float, and says why."""
+
+    node: str
+    op_type: str
+    why: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Quantization(Record):
     """How the INT8 Q/DQ model was made: calibrator, placement, scales, fallback."""
 
@@ -123,6 +132,10 @@ class Quantization(Record):
     scales: dict[str, float]
     seconds: dict[str, float]
     fallback: Fallback | None = None
+    left_in_float: tuple[LeftInFloat, ...] = ()
+    weight_rounding: str | None = None
+    adaround: dict[str, Any] | None = None
+    consumer_mse: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,15 +126,16 @@ class RunReportRecord(Record):
 # -- rtdeploy bench --json ------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class TimeStats(Record):
-    """Summary statistics of a set of times, in milliseconds."""
+    """Summary statistics of a set of times, in milliseconds (a tail percentile is None when fewer
+    than 10 samples lie beyond it)."""
 
     count: int
     min: float
     mean: float
     median: float
-    p90: float
-    p95: float
-    p99: float
+    p90: float | None
+    p95: float | None
+    p99: float | None
     max: float
     std: float
     cv: float
