@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rtdeploy.manifests.typed import Record
 
@@ -60,7 +60,16 @@ class ExportInfo(Record):
     exporter: str
     opset: int
     batch: Literal["dynamic"] | int
-    seconds: float
+    seconds: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Derivation(Record):
+    """The stage that made an artifact, its output-deciding options, and a fingerprint per input read."""
+
+    stage: str
+    config: dict[str, Any]
+    inputs: dict[str, str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +84,7 @@ class ArtifactManifest(Record):
         created: UTC ISO-8601 time of writing.
         versions: Python, rtdeploy and the libraries that shaped the artifact.
         precision: the precision the artifact carries.
+        derivation: what decides its bytes, for the reuse rule (:func:`rtdeploy.artifacts.reuse_verdict`).
     """
 
     format: Literal[1]
@@ -85,4 +95,5 @@ class ArtifactManifest(Record):
     created: str
     versions: dict[str, str]
     precision: Precision
+    derivation: Derivation | None = None
 

@@ -177,6 +177,7 @@ class EngineManifest(ArtifactManifest):
     dla: DlaPlacement | None
     layers: LayersSection
     rebuild_command: str
+    platform: str | None = None
 
     @property
     def max_batch(self) -> int:

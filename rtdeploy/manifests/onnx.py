@@ -16,7 +16,7 @@ class OnnxManifest(ArtifactManifest):
     kind: Literal["onnx"]
     precision: Literal["fp32"]
     model: ModelSection
-    weights: Weights
+    weights: Weights | None
     export: ExportInfo
     ops: dict[str, int]
     checks: dict[str, bool]
@@ -48,7 +48,7 @@ class PrecisionManifest(ArtifactManifest):
 
     model: ModelSection
     parent: ParentRef
-    weights: Weights
+    weights: Weights | None
     export: ExportInfo
     calibration: QuantizeCalibration
     ops: dict[str, int]
