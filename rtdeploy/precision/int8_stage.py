@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from rtdeploy.errors import PrecisionError, first_line
+from rtdeploy.precision.stats import gather_stats
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ def run_int8(cfg, parent, out: Path):
     from rtdeploy.precision.calibration_data import SplitSource, holdout_count, open_calibration
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
-    from rtdeploy.precision.quantize import Timer
+    from rtdeploy.precision.stage_common import Timer
 
     timer = Timer()
     opset = opset_of(parent.model)
@@ -75,33 +76,6 @@ def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
     return scales, calibration
 
 
-def gather_stats(parent, tensors: list[str], split, method: str, cache_dir, progress: bool):
-    """Statistics of ``tensors`` on the statistics part of ``split``, from the cache when possible.
-
-    Returns:
-        ``(stats by tensor, "hit" | "miss" | "off")``.
-    """
-    from rtdeploy.precision.int8.calibrators import needs_histogram
-    from rtdeploy.precision.int8.collect import StatsCache, batch_size_for, collect_stats
-    from rtdeploy.precision.int8.histogram import DEFAULT_BINS
-    from rtdeploy.precision.quantize import resolve_cache_dir
-
-    cache = StatsCache(resolve_cache_dir(cache_dir))
-    fingerprint = split.fingerprint()
-    hist_key = cache.key(parent.sha256, fingerprint, tensors, True, DEFAULT_BINS)
-    keys = [hist_key] if needs_histogram(method) else [cache.key(parent.sha256, fingerprint, tensors, False, 0), hist_key]
-    for key in keys:
-        stats = cache.load(key, tensors)
-        if stats is not None:
-            log.info("calibration statistics from the cache (%s)", key)
-            return stats, "hit"
-    batch = batch_size_for(parent.model, tensors)
-    histogram = needs_histogram(method)
-    stats = collect_stats(parent.model, tensors, split.stats_batches(batch, progress=progress), histogram=histogram)
-    cache.save(keys[0], stats)
-    return stats, "miss" if cache.folder is not None else "off"
-
-
 def _fallback(cfg, parent, plan, scales, split):
     from rtdeploy.precision.int8.collect import batch_size_for
     from rtdeploy.precision.int8.sensitivity import SwitchableEvaluator, choose_fallback
@@ -119,7 +93,7 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer)
     from rtdeploy.artifacts import new_manifest
     from rtdeploy.precision.int8 import trt_cache
     from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts
-    from rtdeploy.precision.quantize import QuantizeResult, base_fields, op_inventory, write_model
+    from rtdeploy.precision.stage_common import QuantizeResult, base_fields, op_inventory, write_model
 
     observed = {t: scales[t] for t in plan.observed()}
     qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept))

@@ -10,12 +10,13 @@ maximum -> keep overflowing nodes in FP32 -> write the FP16 model.
 from __future__ import annotations
 
 import logging
-import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.errors import PrecisionError
+# Re-exported: callers name the result and the shared helpers through this module.
+from rtdeploy.precision.stage_common import QuantizeResult, Timer, base_fields, op_inventory, write_model  # noqa: F401
+from rtdeploy.precision.stats import resolve_cache_dir  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,6 @@ class QuantizeConfig:
     output: Path | None = None
     cache_dir: Path | bool | None = True
     progress: bool = False
-
-
-@dataclass
-class QuantizeResult:
-    """The written model, its manifest, and a JSON-ready report of what was done."""
-
-    path: Path
-    manifest: dict
-    report: dict = field(default_factory=dict)
 
 
 def check_config(cfg: QuantizeConfig) -> None:
@@ -113,60 +105,3 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     from rtdeploy.precision.fp16_stage import run_fp16
 
     return run_fp16(cfg, parent, out)
-
-
-def write_model(model, out: Path, make_manifest) -> dict:
-    """Save ``model`` to ``out`` atomically with the manifest ``make_manifest(tmp_path)`` returns."""
-    from rtdeploy.artifacts import atomic_path
-    from rtdeploy.precision.graph import save_model
-
-    holder: dict = {}
-
-    def manifest(tmp: Path) -> dict:
-        holder["m"] = make_manifest(tmp)
-        return holder["m"]
-
-    with atomic_path(out, manifest=manifest) as tmp:
-        save_model(model, tmp)
-    return holder["m"]
-
-
-def base_fields(parent) -> dict:
-    """Manifest fields every precision artifact copies from its FP32 parent."""
-    from rtdeploy.artifacts import parent_entry
-
-    fields = {"model": parent.manifest.get("model"), "parent": parent_entry(parent.path)}
-    for key in ("weights", "export"):
-        if key in parent.manifest:
-            fields[key] = parent.manifest[key]
-    return fields
-
-
-def op_inventory(model) -> dict[str, int]:
-    """Node count per op type, sorted by op."""
-    from collections import Counter
-
-    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
-
-
-class Timer:
-    """Named wall-clock phases, in seconds."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._start = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        """Record the time since the previous lap under ``name``."""
-        now = time.perf_counter()
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._start, 3)
-        self._start = now
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None):
-    """``True``/``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""
-    from rtdeploy.artifacts import default_cache_dir
-
-    if cache_dir is False:
-        return None
-    return default_cache_dir() if cache_dir in (True, None) else Path(cache_dir)
