@@ -24,13 +24,15 @@ from rtdeploy.cli.common import emit_json, handle_errors
 @click.option("--trt-cache", type=click.Path(path_type=Path), help="Also write a TensorRT calibration cache (TRT-<ver>-EntropyCalibration2) here.")
 @click.option("--from-trt-cache", type=click.Path(path_type=Path), help="Take activation scales from this TensorRT calibration cache (no calibration).")
 @click.option("--trt-version", default="8601", show_default=True, help="TensorRT version written in the cache header (8601 = 8.6.1).")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime-cpu"]), default="tensorrt", show_default=True, help="INT8 form: Q/DQ placed for TensorRT, or uint8 Q/DQ that onnxruntime's CPU kernels fuse.")
+@click.option("--high-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Type of the float parts of an INT8 --target tensorrt graph (fp16: INT8+FP16 in a strongly typed build).")
 @click.option("--no-stats-cache", is_flag=True, help="Do not read or write the collected-statistics cache (~/.cache/rtdeploy).")
 @click.option("--progress/--no-progress", default=False, help="Progress bar on stderr.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the report as JSON to FILE ('-' for stdout).")
 @handle_errors
 def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed, keep_fp, target_agreement, fp16_io,
-             trt_cache, from_trt_cache, trt_version, no_stats_cache, progress, output, json_out):
+             trt_cache, from_trt_cache, trt_version, target, high_precision, no_stats_cache, progress, output, json_out):
     """Make an INT8 (Q/DQ) or FP16 ONNX from an FP32 ONNX made by `rtdeploy export`.
 
     INT8: activation statistics are gathered with onnxruntime on the calibration images (cached, so
@@ -47,6 +49,8 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
       rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --target-agreement 0.995
       rtdeploy quantize resnet50.onnx --int8 --trt-cache resnet50.calib
       rtdeploy quantize resnet50.onnx --int8 --from-trt-cache resnet50.calib
+      rtdeploy quantize resnet50.onnx --int8 --target onnxruntime-cpu
+      rtdeploy quantize resnet50.onnx --int8 --high-precision fp16
       rtdeploy quantize resnet50.onnx --fp16
     """
     from rtdeploy import api
@@ -54,7 +58,8 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     result = api.quantize(model, int8=int8, fp16=fp16, calib_dir=calib_dir, method=method, percentile=percentile,
                           calib_size=calib_size, seed=seed, keep_fp=keep_fp, target_agreement=target_agreement,
                           fp16_io=fp16_io, trt_cache=trt_cache, from_trt_cache=from_trt_cache, trt_version=trt_version,
-                          output=output, stats_cache=not no_stats_cache, progress=progress)
+                          output=output, stats_cache=not no_stats_cache, progress=progress, target=target,
+                          high_precision=high_precision)
     click.echo(_summary(result.report))
     emit_json(result.report, json_out)
 
@@ -66,6 +71,10 @@ def _summary(r: dict) -> str:
         return (f"wrote {r['output']} (FP16, {r['io'].upper()} I/O, max |activation| {r['max_abs_activation']:.4g} on "
                 f"{r['images']} images{kept}; {seconds:.1f}s)")
     source = f"{r['method']} on {r['images']} images" if r.get("method") else "scales from the TensorRT cache"
+    if r.get("target", "tensorrt") != "tensorrt":
+        source += f", for {r['target']}"
+    if r.get("high_precision", "fp32") != "fp32":
+        source += f", float parts {r['high_precision'].upper()}"
     lines = [f"wrote {r['output']} (INT8, {source}; {r['quantized_layers']}/{r['layers']} layers int8, "
              f"{r['qdq_nodes']['QuantizeLinear']} Q / {r['qdq_nodes']['DequantizeLinear']} DQ; {seconds:.1f}s)"]
     if r.get("kept_fp"):

@@ -20,6 +20,9 @@ from rtdeploy.precision.stats import resolve_cache_dir  # noqa: F401
 
 log = logging.getLogger(__name__)
 
+TARGETS = ("tensorrt", "onnxruntime-cpu")  # the first is the default
+HIGH_PRECISIONS = ("fp32", "fp16")
+
 
 @dataclass(frozen=True)
 class QuantizeConfig:
@@ -42,6 +45,8 @@ class QuantizeConfig:
     output: Path | None = None
     cache_dir: Path | bool | None = True
     progress: bool = False
+    target: str = "tensorrt"
+    high_precision: str = "fp32"
 
 
 def check_config(cfg: QuantizeConfig) -> None:
@@ -71,6 +76,23 @@ def check_config(cfg: QuantizeConfig) -> None:
         raise PrecisionError("--fp16-io applies to --fp16 only")
     if cfg.trt_cache and cfg.from_trt_cache:
         raise PrecisionError("give --trt-cache (write) or --from-trt-cache (read), not both")
+    _check_target(cfg)
+
+
+def _check_target(cfg: QuantizeConfig) -> None:
+    """``target`` and ``high_precision``: known values, INT8 only, and the options each target allows."""
+    if cfg.target not in TARGETS:
+        raise PrecisionError(f"--target {cfg.target!r} is not known; accepted: {', '.join(TARGETS)}")
+    if cfg.high_precision not in HIGH_PRECISIONS:
+        raise PrecisionError(f"--high-precision {cfg.high_precision!r} is not known; accepted: {', '.join(HIGH_PRECISIONS)}")
+    if cfg.fp16 and (cfg.target != TARGETS[0] or cfg.high_precision != HIGH_PRECISIONS[0]):
+        raise PrecisionError("--target and --high-precision apply to --int8 only")
+    if cfg.target == "onnxruntime-cpu":
+        trt_only = {"--keep-fp": cfg.keep_fp, "--target-agreement": cfg.target_agreement, "--trt-cache": cfg.trt_cache,
+                    "--from-trt-cache": cfg.from_trt_cache, "--high-precision fp16": cfg.high_precision == "fp16"}
+        given = [k for k, v in trt_only.items() if v]
+        if given:
+            raise PrecisionError(f"{', '.join(given)} apply to --target tensorrt only; drop them or use --target tensorrt")
 
 
 def default_output(model: Path, precision: str) -> Path:
@@ -98,6 +120,10 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
         check_output_path(cfg.trt_cache)
     parent = load_fp32_parent(cfg.model)
     name_nodes(parent.model)
+    if cfg.int8 and cfg.target == "onnxruntime-cpu":
+        from rtdeploy.precision.int8_cpu_stage import run_int8_cpu
+
+        return run_int8_cpu(cfg, parent, out)
     if cfg.int8:
         from rtdeploy.precision.int8_stage import run_int8
 
