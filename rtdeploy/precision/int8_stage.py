@@ -39,7 +39,13 @@ def run_int8(cfg, parent, out: Path):
     if fallback:
         kept, sens = _fallback(cfg, parent, plan, scales, split)
         timer.lap("sensitivity")
-    return _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer)
+    ranges = None
+    if cfg.high_precision == "fp16":
+        from rtdeploy.precision.fp16_float_parts import measure_ranges
+
+        ranges, _ = measure_ranges(parent, split, cfg.cache_dir, cfg.progress)
+        timer.lap("fp16_guard")
+    return _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, ranges)
 
 
 def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
@@ -87,7 +93,7 @@ def _fallback(cfg, parent, plan, scales, split):
     return result.kept, result
 
 
-def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer):
+def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, ranges=None):
     import onnx
 
     from rtdeploy.artifacts import new_manifest
@@ -97,6 +103,11 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer)
 
     observed = {t: scales[t] for t in plan.observed()}
     qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept))
+    high_precision = None
+    if ranges is not None:
+        from rtdeploy.precision.fp16_float_parts import to_fp16_float_parts
+
+        qmodel, high_precision = to_fp16_float_parts(qmodel, ranges)
     try:
         onnx.checker.check_model(qmodel)
     except onnx.checker.ValidationError as e:
@@ -104,6 +115,8 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer)
     timer.lap("write")
     by_node = {u.node: u for u in plan.units}
     quantization = {
+        "target": "tensorrt",
+        "high_precision": cfg.high_precision,
         "method": None if cfg.from_trt_cache else cfg.method,
         "percentile": cfg.percentile if cfg.method == "percentile" and not cfg.from_trt_cache else None,
         "weights": "int8 symmetric, per output channel (max)",
@@ -123,6 +136,8 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer)
             "trace": [{"kept": k, "agreement": round(a, 6), "kl": kl} for k, a, kl in sens.trace],
             "sensitivity": [{"node": s.node, "op_type": s.op_type, "kl": s.kl} for s in sens.ranking],
         }
+    if high_precision is not None:
+        quantization["high_precision_fp16"] = high_precision
     quantization["seconds"] = dict(timer.seconds)
 
     def make_manifest(tmp: Path) -> dict:
@@ -142,6 +157,8 @@ def _report(q: dict, calibration: dict, out: Path) -> dict:
     report = {
         "output": str(out),
         "precision": "int8",
+        "target": q["target"],
+        "high_precision": q["high_precision"],
         "method": q["method"],
         "images": calibration.get("images"),
         "held_out": calibration.get("held_out"),

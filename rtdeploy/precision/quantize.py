@@ -87,6 +87,9 @@ def _check_target(cfg: QuantizeConfig) -> None:
         raise PrecisionError(f"--high-precision {cfg.high_precision!r} is not known; accepted: {', '.join(HIGH_PRECISIONS)}")
     if cfg.fp16 and (cfg.target != TARGETS[0] or cfg.high_precision != HIGH_PRECISIONS[0]):
         raise PrecisionError("--target and --high-precision apply to --int8 only")
+    if cfg.high_precision == "fp16" and cfg.from_trt_cache:
+        raise PrecisionError("--high-precision fp16 measures activation ranges on calibration images for its overflow guard, "
+                             "so it cannot start from --from-trt-cache; give --calib-dir instead")
     if cfg.target == "onnxruntime-cpu":
         trt_only = {"--keep-fp": cfg.keep_fp, "--target-agreement": cfg.target_agreement, "--trt-cache": cfg.trt_cache,
                     "--from-trt-cache": cfg.from_trt_cache, "--high-precision fp16": cfg.high_precision == "fp16"}
