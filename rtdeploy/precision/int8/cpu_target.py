@@ -166,6 +166,8 @@ def _observe(tensor: str, prod: dict, const: set) -> str:
 
 def _non_negative(tensor: str, prod: dict, const: set) -> bool:
     """True when ``tensor`` is a ReLU output, or one seen through value-preserving ops (zero Pad included)."""
+    from rtdeploy.precision.int8.qdq import _zero_pad
+
     seen = set()
     while tensor in prod and tensor not in seen:
         seen.add(tensor)
@@ -173,6 +175,8 @@ def _non_negative(tensor: str, prod: dict, const: set) -> bool:
         if node.op_type in NON_NEGATIVE_OPS:
             return True
         if node.op_type not in (*TRANSPARENT_OPS, "MaxPool") or not node.input or node.input[0] in const:
+            return False
+        if node.op_type == "Pad" and not _zero_pad(node, const):
             return False
         tensor = node.input[0]
     return False
