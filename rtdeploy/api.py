@@ -76,7 +76,8 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
              keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
              trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
              trt_version: str = "8601", output: str | os.PathLike | None = None,
-             stats_cache: str | os.PathLike | bool = True, progress: bool = False, weights: str = "nearest"):
+             stats_cache: str | os.PathLike | bool = True, progress: bool = False, weights: str = "nearest",
+             target: str = "tensorrt", high_precision: str = "fp32"):
     """FP32 ONNX -> calibrated INT8 Q/DQ ONNX or FP16 ONNX, with manifest (``rtdeploy quantize``).
 
     Args:
@@ -102,6 +103,11 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         progress: show a progress bar on stderr.
         weights: INT8 weight rounding: ``nearest`` or ``adaround`` (each weight rounded up or down
             to minimise its layer's output error on the calibration images).
+        target: INT8 form: ``tensorrt`` (int8 Q/DQ placed for TensorRT) or ``onnxruntime-cpu``
+            (uint8 activations with zero points and int32 biases, placed so that onnxruntime's CPU
+            kernels fuse every layer; no --keep-fp/--target-agreement/TensorRT cache).
+        high_precision: type of the float parts of an INT8 ``tensorrt`` graph: ``fp32`` or ``fp16``
+            (FP16 outside the Q/DQ layers, the FP16 overflow guard keeping large activations FP32).
 
     Returns:
         :class:`rtdeploy.precision.quantize.QuantizeResult` (``path``, ``manifest``, ``report``).
@@ -117,7 +123,7 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
                          percentile=percentile, calib_size=calib_size, seed=seed, keep_fp=keep_fp,
                          target_agreement=target_agreement, fp16_io=fp16_io, trt_cache=opt(trt_cache),
                          from_trt_cache=opt(from_trt_cache), trt_version=str(trt_version), output=opt(output),
-                         cache_dir=stats_cache, progress=progress, weights=weights)
+                         cache_dir=stats_cache, progress=progress, weights=weights, target=target, high_precision=high_precision)
     return _quantize(cfg)
 
 

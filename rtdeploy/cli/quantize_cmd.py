@@ -25,6 +25,8 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_
 @click.option("--trt-cache", type=click.Path(path_type=Path), help="Also write a TensorRT calibration cache (TRT-<ver>-EntropyCalibration2) here.")
 @click.option("--from-trt-cache", type=click.Path(path_type=Path), help="Take activation scales from this TensorRT calibration cache (no calibration).")
 @click.option("--trt-version", default="8601", show_default=True, help="TensorRT version written in the cache header (8601 = 8.6.1).")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime-cpu"]), default="tensorrt", show_default=True, help="INT8 form: Q/DQ placed for TensorRT, or uint8 Q/DQ that onnxruntime's CPU kernels fuse.")
+@click.option("--high-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Type of the float parts of an INT8 --target tensorrt graph (fp16: INT8+FP16 in a strongly typed build).")
 @click.option("--no-stats-cache", is_flag=True, help="Do not read or write the collected-statistics cache (~/.cache/rtdeploy).")
 @progress_option()
 @click.option("--weights", type=click.Choice(["nearest", "adaround"]), default="nearest", show_default=True,
@@ -33,7 +35,7 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_
 @json_option("the report")
 @handle_errors
 def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed, keep_fp, target_agreement, fp16_io,
-             trt_cache, from_trt_cache, trt_version, no_stats_cache, progress, weights, output, json_out):
+             trt_cache, from_trt_cache, trt_version, target, high_precision, no_stats_cache, progress, weights, output, json_out):
     """Make an INT8 (Q/DQ) or FP16 ONNX from an FP32 ONNX made by `rtdeploy export`.
 
     INT8: activation statistics are gathered with onnxruntime on the calibration images (cached, so
@@ -51,6 +53,8 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
       rtdeploy quantize r56.onnx --int8 --calib-dir calib/ --target-agreement 0.995
       rtdeploy quantize resnet50.onnx --int8 --trt-cache resnet50.calib
       rtdeploy quantize resnet50.onnx --int8 --from-trt-cache resnet50.calib
+      rtdeploy quantize resnet50.onnx --int8 --target onnxruntime-cpu
+      rtdeploy quantize resnet50.onnx --int8 --high-precision fp16
       rtdeploy quantize resnet50.onnx --fp16
     """
     from rtdeploy import api
@@ -58,7 +62,8 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     result = api.quantize(model, int8=int8, fp16=fp16, calib_dir=calib_dir, method=method, percentile=percentile,
                           calib_size=calib_size, seed=seed, keep_fp=keep_fp, target_agreement=target_agreement,
                           fp16_io=fp16_io, trt_cache=trt_cache, from_trt_cache=from_trt_cache, trt_version=trt_version,
-                          output=output, stats_cache=not no_stats_cache, progress=progress, weights=weights)
+                          output=output, stats_cache=not no_stats_cache, progress=progress, weights=weights, target=target,
+                          high_precision=high_precision)
     say(_summary(result.report), json_out)
     emit_json(result.report, json_out)
 
@@ -72,6 +77,10 @@ def _summary(r: dict) -> str:
     source = f"{r['method']} on {r['images']} images" if r.get("method") else "scales from the TensorRT cache"
     if r.get("weight_rounding") not in (None, "nearest"):
         source += f", {r['weight_rounding']} weights"
+    if r.get("target", "tensorrt") != "tensorrt":
+        source += f", for {r['target']}"
+    if r.get("high_precision", "fp32") != "fp32":
+        source += f", float parts {r['high_precision'].upper()}"
     lines = [f"wrote {r['output']} (INT8, {source}; {r['quantized_layers']}/{r['layers']} layers int8, "
              f"{r['qdq_nodes']['QuantizeLinear']} Q / {r['qdq_nodes']['DequantizeLinear']} DQ; {seconds:.1f}s)"]
     if r.get("left_in_float"):

@@ -136,6 +136,11 @@ class Quantization(Record):
     weight_rounding: str | None = None
     adaround: dict[str, Any] | None = None
     consumer_mse: dict[str, Any] | None = None
+    target: Literal["tensorrt", "onnxruntime-cpu"] = "tensorrt"
+    high_precision: Literal["fp32", "fp16"] = "fp32"
+    biases: str | None = None
+    zero_points: dict[str, int] | None = None
+    high_precision_fp16: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

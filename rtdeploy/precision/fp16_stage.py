@@ -20,8 +20,8 @@ def run_fp16(cfg, parent, out: Path):
     from rtdeploy.precision.calibration_data import SplitSource, open_calibration
     from rtdeploy.precision.derivation import quantize_derivation
     from rtdeploy.precision.fp16 import DEFAULT_SAFETY, FP16_MAX, convert_fp16, float_tensors, guard_nodes
-    from rtdeploy.precision.int8_stage import gather_stats
-    from rtdeploy.precision.quantize import QuantizeResult, Timer, base_fields, op_inventory, write_model
+    from rtdeploy.precision.stats import gather_stats
+    from rtdeploy.precision.stage_common import QuantizeResult, Timer, base_fields, op_inventory, write_model
 
     timer = Timer()
     meta = ModelMeta.from_dict(parent.manifest["model"])

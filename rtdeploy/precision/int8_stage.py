@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from rtdeploy.errors import PrecisionError, first_line
+from rtdeploy.precision.stats import gather_stats
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ def run_int8(cfg, parent, out: Path):
     from rtdeploy.precision.calibration_data import SplitSource, holdout_count, open_calibration
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
-    from rtdeploy.precision.quantize import Timer
+    from rtdeploy.precision.stage_common import Timer
 
     from rtdeploy.precision.derivation import uses_calibration_images
 
@@ -48,7 +49,13 @@ def run_int8(cfg, parent, out: Path):
         kept, sens = _fallback(cfg, parent, plan, scales, split, rounding)
         timer.lap("sensitivity")
     calib_fingerprint = split.source.fingerprint() if split is not None else None
-    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint)
+    ranges = None
+    if cfg.high_precision == "fp16":
+        from rtdeploy.precision.fp16_float_parts import measure_ranges
+
+        ranges, _ = measure_ranges(parent, split, cfg.cache_dir, cfg.progress)
+        timer.lap("fp16_guard")
+    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint, ranges)
     result.report["batchnorm_folded"] = folded
     return result
 
@@ -98,33 +105,6 @@ def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
     return scales, calibration
 
 
-def gather_stats(parent, tensors: list[str], split, method: str, cache_dir, progress: bool):
-    """Statistics of ``tensors`` on the statistics part of ``split``, from the cache when possible.
-
-    Returns:
-        ``(stats by tensor, "hit" | "miss" | "off")``.
-    """
-    from rtdeploy.precision.int8.calibrators import needs_histogram
-    from rtdeploy.precision.int8.collect import StatsCache, batch_size_for, collect_stats
-    from rtdeploy.precision.int8.histogram import DEFAULT_BINS
-    from rtdeploy.precision.quantize import resolve_cache_dir
-
-    cache = StatsCache(resolve_cache_dir(cache_dir))
-    fingerprint = split.fingerprint()
-    hist_key = cache.key(parent.sha256, fingerprint, tensors, True, DEFAULT_BINS)
-    keys = [hist_key] if needs_histogram(method) else [cache.key(parent.sha256, fingerprint, tensors, False, 0), hist_key]
-    for key in keys:
-        stats = cache.load(key, tensors)
-        if stats is not None:
-            log.info("calibration statistics from the cache (%s)", key)
-            return stats, "hit"
-    batch = batch_size_for(parent.model, tensors)
-    histogram = needs_histogram(method)
-    stats = collect_stats(parent.model, tensors, split.stats_batches(batch, progress=progress), histogram=histogram)
-    cache.save(keys[0], stats)
-    return stats, "miss" if cache.folder is not None else "off"
-
-
 def _fallback(cfg, parent, plan, scales, split, rounding=None):
     from rtdeploy.precision.int8.collect import batch_size_for
     from rtdeploy.precision.int8.sensitivity import SwitchableEvaluator, choose_fallback
@@ -138,17 +118,22 @@ def _fallback(cfg, parent, plan, scales, split, rounding=None):
 
 
 def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, rounding=None,
-           calib_fingerprint: str | None = None):
+           calib_fingerprint: str | None = None, ranges=None):
     import onnx
 
     from rtdeploy.manifests import new_manifest
     from rtdeploy.precision.int8 import trt_cache
     from rtdeploy.precision.derivation import quantize_derivation
     from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts
-    from rtdeploy.precision.quantize import QuantizeResult, base_fields, op_inventory, write_model
+    from rtdeploy.precision.stage_common import QuantizeResult, base_fields, op_inventory, write_model
 
     observed = {t: scales[t] for t in plan.observed()}
     qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept), weights=rounding.weights if rounding is not None else None)
+    high_precision = None
+    if ranges is not None:
+        from rtdeploy.precision.fp16_float_parts import to_fp16_float_parts
+
+        qmodel, high_precision = to_fp16_float_parts(qmodel, ranges)
     try:
         onnx.checker.check_model(qmodel)
     except onnx.checker.ValidationError as e:
@@ -156,6 +141,8 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
     timer.lap("write")
     by_node = {u.node: u for u in plan.units}
     quantization = {
+        "target": "tensorrt",
+        "high_precision": cfg.high_precision,
         "method": None if cfg.from_trt_cache else cfg.method,
         "percentile": cfg.percentile if cfg.method == "percentile" and not cfg.from_trt_cache else None,
         "weights": "int8 symmetric, per output channel (max)",
@@ -182,6 +169,8 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
             "trace": [{"kept": k, "agreement": round(a, 6), "kl": kl} for k, a, kl in sens.trace],
             "sensitivity": [{"node": s.node, "op_type": s.op_type, "kl": s.kl} for s in sens.ranking],
         }
+    if high_precision is not None:
+        quantization["high_precision_fp16"] = high_precision
     quantization["seconds"] = dict(timer.seconds)
 
     def make_manifest(tmp: Path) -> dict:
@@ -208,6 +197,8 @@ def _report(q: dict, calibration: dict, out: Path) -> dict:
     report = {
         "output": str(out),
         "precision": "int8",
+        "target": q["target"],
+        "high_precision": q["high_precision"],
         "method": q["method"],
         "weight_rounding": q.get("weight_rounding"),
         "images": calibration.get("images"),

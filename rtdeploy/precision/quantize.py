@@ -10,15 +10,19 @@ maximum -> keep overflowing nodes in FP32 -> write the FP16 model.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.errors import PrecisionError
+# Re-exported: callers name the result and the shared helpers through this module.
+from rtdeploy.precision.stage_common import QuantizeResult, Timer, base_fields, op_inventory, write_model  # noqa: F401
+from rtdeploy.precision.stats import resolve_cache_dir  # noqa: F401
 
 log = logging.getLogger(__name__)
+
+TARGETS = ("tensorrt", "onnxruntime-cpu")  # the first is the default
+HIGH_PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -43,15 +47,8 @@ class QuantizeConfig:
     cache_dir: Path | bool | None = True
     progress: bool = False
     weights: str = "nearest"
-
-
-@dataclass
-class QuantizeResult:
-    """The written model, its manifest, and a JSON-ready report of what was done."""
-
-    path: Path
-    manifest: dict
-    report: dict = field(default_factory=dict)
+    target: str = "tensorrt"
+    high_precision: str = "fp32"
 
 
 def check_config(cfg: QuantizeConfig) -> None:
@@ -88,6 +85,7 @@ def check_config(cfg: QuantizeConfig) -> None:
     if cfg.trt_cache and cfg.from_trt_cache:
         raise PrecisionError("give --trt-cache (write) or --from-trt-cache (read), not both")
     _check_weights(cfg)
+    _check_target(cfg)
     output_file(cfg.output or default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16"), manifest=True)
 
 
@@ -99,6 +97,27 @@ def _check_weights(cfg: QuantizeConfig) -> None:
         raise PrecisionError(f"unknown weight rounding --weights {cfg.weights!r}; accepted: {', '.join(WEIGHT_ROUNDINGS)}")
     if cfg.fp16 and cfg.weights != "nearest":
         raise PrecisionError(f"--weights {cfg.weights} applies to --int8 only")
+    if cfg.target == "onnxruntime-cpu" and cfg.weights != "nearest":
+        raise PrecisionError(f"--weights {cfg.weights} applies to --target tensorrt only; drop it or use --target tensorrt")
+
+
+def _check_target(cfg: QuantizeConfig) -> None:
+    """``target`` and ``high_precision``: known values, INT8 only, and the options each target allows."""
+    if cfg.target not in TARGETS:
+        raise PrecisionError(f"--target {cfg.target!r} is not known; accepted: {', '.join(TARGETS)}")
+    if cfg.high_precision not in HIGH_PRECISIONS:
+        raise PrecisionError(f"--high-precision {cfg.high_precision!r} is not known; accepted: {', '.join(HIGH_PRECISIONS)}")
+    if cfg.fp16 and (cfg.target != TARGETS[0] or cfg.high_precision != HIGH_PRECISIONS[0]):
+        raise PrecisionError("--target and --high-precision apply to --int8 only")
+    if cfg.high_precision == "fp16" and cfg.from_trt_cache:
+        raise PrecisionError("--high-precision fp16 measures activation ranges on calibration images for its overflow guard, "
+                             "so it cannot start from --from-trt-cache; give --calib-dir instead")
+    if cfg.target == "onnxruntime-cpu":
+        trt_only = {"--keep-fp": cfg.keep_fp, "--target-agreement": cfg.target_agreement, "--trt-cache": cfg.trt_cache,
+                    "--from-trt-cache": cfg.from_trt_cache, "--high-precision fp16": cfg.high_precision == "fp16"}
+        given = [k for k, v in trt_only.items() if v]
+        if given:
+            raise PrecisionError(f"{', '.join(given)} apply to --target tensorrt only; drop them or use --target tensorrt")
 
 
 def default_output(model: Path, precision: str) -> Path:
@@ -130,6 +149,10 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     if cfg.trt_cache:
         refuse_overwriting_inputs(cfg.trt_cache, cfg.model, cfg.from_trt_cache, option="--trt-cache")
     name_nodes(parent.model)
+    if cfg.int8 and cfg.target == "onnxruntime-cpu":
+        from rtdeploy.precision.int8_cpu_stage import run_int8_cpu
+
+        return run_int8_cpu(cfg, parent, out)
     if cfg.int8:
         from rtdeploy.precision.int8_stage import run_int8
 
@@ -137,57 +160,3 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     from rtdeploy.precision.fp16_stage import run_fp16
 
     return run_fp16(cfg, parent, out)
-
-
-def write_model(model, out: Path, make_manifest) -> dict:
-    """Save ``model`` to ``out`` atomically with the manifest ``make_manifest(tmp_path)`` returns."""
-    from rtdeploy.artifacts import atomic_path
-    from rtdeploy.precision.graph import save_model
-
-    holder: dict = {}
-
-    def manifest(tmp: Path) -> dict:
-        holder["m"] = make_manifest(tmp)
-        return holder["m"]
-
-    with atomic_path(out, manifest=manifest) as tmp:
-        save_model(model, tmp)
-    return holder["m"]
-
-
-def base_fields(parent) -> dict:
-    """Manifest fields every precision artifact copies from its FP32 parent."""
-    from rtdeploy.artifacts import parent_entry
-
-    m = parent.manifest  # an ``onnx`` manifest, checked by its typed record when the parent was loaded
-    return {"model": m["model"], "parent": parent_entry(parent.path), "weights": m["weights"], "export": m["export"]}
-
-
-def op_inventory(model) -> dict[str, int]:
-    """Node count per op type, sorted by op."""
-    from collections import Counter
-
-    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
-
-
-class Timer:
-    """Named wall-clock phases, in seconds."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._start = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        """Record the time since the previous lap under ``name``."""
-        now = time.perf_counter()
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._start, 3)
-        self._start = now
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None):
-    """``True``/``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""
-    from rtdeploy.artifacts import default_cache_dir
-
-    if cache_dir is False:
-        return None
-    return default_cache_dir() if cache_dir in (True, None) else Path(cache_dir)

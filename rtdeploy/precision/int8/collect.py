@@ -13,6 +13,7 @@ method, so switching ``--method`` re-reads the cache instead of re-running the d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -101,6 +102,27 @@ def collect_stats(model, tensors: list[str], batches: Iterable[np.ndarray], *, h
     return {t: a.result() for t, a in acc.items()}
 
 
+def _read_stats(path: Path, tensors: list[str]) -> dict[str, TensorStats]:
+    """Read one cache file; raises on anything missing, mis-shaped or not finite."""
+    with np.load(path, allow_pickle=False) as z:
+        names = [str(n) for n in z["names"]]
+        if names != tensors:
+            raise ValueError(f"it holds {len(names)} other tensors")
+        amax, count = z["amax"], z["count"]
+        hists = z["hist"] if "hist" in z.files else None
+        ranges = z["range"] if hists is not None else None
+    n = len(tensors)
+    if amax.shape != (n,) or count.shape != (n,) or (amax < 0).any() or (count < 0).any():
+        raise ValueError("maxima or counts are malformed")
+    if hists is not None and (hists.ndim != 2 or hists.shape[0] != n or ranges.shape != (n,) or (hists < 0).any()):
+        raise ValueError("histograms are malformed")
+    return {
+        t: TensorStats(float(amax[i]), int(count[i]), None if hists is None else hists[i].copy(),
+                       float(ranges[i]) if hists is not None else 0.0)
+        for i, t in enumerate(tensors)
+    }
+
+
 class StatsCache:
     """Collected statistics on disk, one ``.npz`` per (model, data, tensors, kind).
 
@@ -119,22 +141,24 @@ class StatsCache:
         return h.hexdigest()[:32]
 
     def load(self, key: str, tensors: list[str]) -> dict[str, TensorStats] | None:
-        """The cached statistics under ``key``, or None (absent, unreadable or not matching)."""
+        """The cached statistics under ``key``, or None when absent.
+
+        A file that cannot be read back whole and consistent (truncated, bit-flipped: the zip's
+        CRC-32 catches flipped data) is ignored with one warning and removed, so the statistics are
+        collected again and the entry rewritten.
+        """
         if self.folder is None:
             return None
         path = self.folder / f"{key}.npz"
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if list(z["names"]) != tensors:
-                    return None
-                hists = z["hist"] if "hist" in z.files else None
-                return {
-                    t: TensorStats(float(z["amax"][i]), int(z["count"][i]),
-                                   None if hists is None else hists[i].copy(),
-                                   float(z["range"][i]) if hists is not None else 0.0)
-                    for i, t in enumerate(tensors)
-                }
-        except (OSError, KeyError, ValueError):
+            return _read_stats(path, tensors)
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError ...: all mean "unusable"
+            log.warning("ignoring the corrupt calibration statistics cache %s (%s: %s); collecting them again",
+                        path, type(e).__name__, str(e).splitlines()[0][:120] if str(e) else "")
+            with contextlib.suppress(OSError):
+                path.unlink()
             return None
 
     def save(self, key: str, stats: dict[str, TensorStats]) -> Path | None:
