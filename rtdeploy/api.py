@@ -255,22 +255,19 @@ def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str
             instances: int = 1, kind: str = "gpu", force: bool = False) -> Path:
     """Write a Triton model repository entry for an ONNX model or engine (``rtdeploy package --triton``).
 
+    With ``kind="cpu"``, an INT8 model placed for TensorRT is replaced by its onnxruntime-CPU form
+    (``X.int8-cpu.onnx``, from ``quantize --int8 --target onnxruntime-cpu``) when one was made from
+    the same parent.
+
     Returns:
         The model folder ``triton/<name>``.
     """
-    from rtdeploy.artifacts import ENGINE_SUFFIXES
-    from rtdeploy.errors import PackageError
-    from rtdeploy.serving.triton import write_repository
+    from rtdeploy.serving.package import PackageConfig
+    from rtdeploy.serving.package import package as _package
 
-    if instances < 1:
-        raise PackageError(f"--instances {instances} is not accepted; give 1 or more")
-    if kind not in ("gpu", "cpu"):
-        raise PackageError(f"--kind {kind!r} is not accepted; give gpu or cpu")
-    if kind == "cpu" and Path(artifact).suffix in ENGINE_SUFFIXES:
-        raise PackageError("a TensorRT engine runs only on a GPU; use --kind gpu, or package the ONNX model for CPU serving")
-    return write_repository(artifact, triton, name=name, version=version, force=force, max_batch=max_batch,
-                            preferred=tuple(preferred_batch), instances=instances,
-                            kind=f"KIND_{kind.upper()}", max_queue_delay_us=max_queue_delay_us)
+    return _package(PackageConfig(artifact=Path(artifact), triton=Path(triton), name=name, version=version,
+                                  max_batch=max_batch, preferred_batch=tuple(preferred_batch),
+                                  max_queue_delay_us=max_queue_delay_us, instances=instances, kind=kind, force=force))
 
 
 def doctor():

@@ -382,7 +382,8 @@ def default_cache_dir() -> Path:
 
 
 # -- lineage: one naming rule, one reuse rule, ancestors, folder locks ------------------------------
-PRECISION_TAGS = ("fp32", "fp16", "int8")
+# File-name tags of derived models: the precision, or the INT8 form for onnxruntime's CPU kernels.
+PRECISION_TAGS = ("fp32", "fp16", "int8", "int8-cpu")
 
 
 def base_stem(path: str | os.PathLike) -> str:
@@ -399,7 +400,8 @@ def base_stem(path: str | os.PathLike) -> str:
 def derived_path(source: str | os.PathLike, precision: str, suffix: str = ".onnx") -> Path:
     """The one naming rule for derived files, beside ``source``.
 
-    ``resnet50.onnx`` -> ``resnet50.int8.onnx``, ``resnet50.fp16.onnx``; engines always carry their
+    ``resnet50.onnx`` -> ``resnet50.int8.onnx``, ``resnet50.fp16.onnx``, ``resnet50.int8-cpu.onnx``
+    (the INT8 form for onnxruntime's CPU kernels); engines always carry their
     precision: ``resnet50.onnx`` -> ``resnet50.fp32.engine``, ``resnet50.int8.onnx`` -> ``resnet50.int8.engine``.
     The FP32 ONNX of ``resnet50.onnx`` is the file itself.
     """
@@ -509,9 +511,12 @@ def refuse_overwriting_inputs(output: str | os.PathLike, *inputs: str | os.PathL
 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, *, what: str = "folder") -> Iterator[None]:
-    """Hold ``folder``'s writer lock (``.rtdeploy.lock`` inside it) for the duration.
+    """Hold ``folder``'s writer lock for the duration; nothing is left in the folder afterwards.
 
-    A second writer does not wait and never interleaves: it gets one line naming the holder.
+    The lock is a ``.rtdeploy.lock`` file holding the holder's pid and command; it is removed on
+    release (before unlocking, and a taker checks that the file it locked is still the one in
+    place, so removal cannot let two holders in). A second writer does not wait and never
+    interleaves: it gets one line naming the holder.
 
     Raises:
         OutputError: another process holds the lock.
@@ -520,19 +525,24 @@ def folder_lock(folder: str | os.PathLike, *, what: str = "folder") -> Iterator[
     import sys
 
     lock = Path(folder) / ".rtdeploy.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 400, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise OutputError(f"{what} {folder} is in use by {holder}; wait for it to finish or choose another {what}") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # the previous holder removed the file between our open and our lock: take the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: {' '.join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:300]}".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -70,9 +70,11 @@ def _configs():
     from rtdeploy.pipeline import RunConfig
     from rtdeploy.precision.quantize import QuantizeConfig
     from rtdeploy.trt import BuildOptions
+    from rtdeploy.serving.package import PackageConfig
     from rtdeploy.validate import ValidateConfig
 
     return [
+        (api.package, PackageConfig, {}, set(), set()),
         (api.export, ExportConfig, {}, set(), set()),
         (api.quantize, QuantizeConfig, {"stats_cache": "cache_dir"}, set(), set()),
         (api.validate, ValidateConfig, {}, set(), {"providers"}),

@@ -108,6 +108,7 @@ def test_a_second_writer_of_a_run_folder_gets_one_line_naming_the_holder(tmp_pat
         with pytest.raises(OutputError, match=r"run folder .* is in use by pid \d+"):
             api.run(depth=20, outdir=out, precision="fp32", bench=False, samples=4)
     assert not (out / "resnet20.onnx").exists(), "nothing may be written while another run holds the folder"
+    assert not list(out.iterdir()), "the lock leaves nothing behind"
 
 
 def test_rebench_retimes_without_redoing_other_stages(tmp_path):
@@ -179,3 +180,32 @@ def test_run_and_build_engine_name_the_fp32_engine_alike(tmp_path, monkeypatch):
 
         engine(BuildOptions(onnx=onnx, precision="fp32"))
     assert built == [tmp_path / "resnet50.fp32.engine"]
+
+
+def test_a_second_packager_of_a_triton_repository_gets_one_line_naming_the_holder(fp32, tmp_path):
+    from rtdeploy.serving.triton import write_repository
+
+    repo = tmp_path / "models"
+    repo.mkdir()
+    with folder_lock(repo, what="Triton model repository"):
+        with pytest.raises(OutputError, match=r"Triton model repository .* is in use by pid \d+"):
+            write_repository(fp32, repo, kind="KIND_CPU")
+    assert not list(repo.iterdir()), "nothing written while another packager holds it, and the lock leaves nothing"
+    assert (write_repository(fp32, repo, kind="KIND_CPU") / "config.pbtxt").is_file()
+    assert [p.name for p in repo.iterdir()] == ["resnet20"], "the lock leaves nothing behind"
+
+
+def test_package_for_cpu_prefers_the_cpu_form_of_an_int8_model(fp32, tmp_path, caplog):
+    from rtdeploy.derive import quantized as make
+
+    calib = _images(tmp_path / "calib", seed=1)
+    trt_form = _int8(fp32, calib).path
+    out = api.package(trt_form, triton=tmp_path / "a", kind="cpu")
+    assert "--target onnxruntime-cpu" in caplog.text, "without a CPU form, say how to make one"
+    assert (out / "1" / "model.onnx").read_bytes() == trt_form.read_bytes()
+    cpu_form = make(QuantizeConfig(model=fp32, int8=True, calib_dir=calib, method="max", cache_dir=False,
+                                   target="onnxruntime-cpu", output=derived_path(fp32, "int8-cpu"))).path
+    out = api.package(trt_form, triton=tmp_path / "b", kind="cpu")
+    assert (out / "1" / "model.onnx").read_bytes() == cpu_form.read_bytes()
+    out = api.package(trt_form, triton=tmp_path / "c", kind="gpu")
+    assert (out / "1" / "model.onnx").read_bytes() == trt_form.read_bytes(), "a GPU package keeps the TensorRT form"

@@ -37,10 +37,13 @@ def quantization_facts(artifact: Path | None) -> dict | None:
 
 
 def base_label(model: str, precision: str, quantization: dict | None) -> str:
-    """``resnet50 int8 entropy, 2 kept in float`` (model, precision, and for INT8 the calibrator and kept layers)."""
+    """``resnet50 int8 entropy, 2 kept in float`` (model, precision, and for INT8 the calibrator, the form
+    when it is not TensorRT's — ``[onnxruntime-cpu form]`` — and the kept layers)."""
     label = f"{model} {precision}"
     if quantization:
         label += f" {quantization['calibrator'] or 'from calibration cache'}"
+        if quantization.get("target", "tensorrt") != "tensorrt":
+            label += f" [{quantization['target']} form]"
         kept = quantization["kept_fp"]
         if kept:
             label += f", {len(kept)} kept in float ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''})"

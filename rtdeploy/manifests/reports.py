@@ -98,9 +98,9 @@ class StageRow(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class ValidationRow(Record):
-    """One line of the run's validation table (one precision, input set and output)."""
+    """One line of the run's validation table (one model — its precision, or ``int8-cpu`` — input set and output)."""
 
-    precision: Precision
+    precision: Literal["fp32", "fp16", "int8", "int8-cpu"]
     inputs: str
     samples: int
     cosine_worst: float | None

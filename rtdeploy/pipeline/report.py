@@ -32,7 +32,7 @@ def validation_rows(report) -> list[dict]:
             continue
         for s in stage.result.get("sets", []):
             for stats in s["outputs"].values():
-                rows.append({"precision": stage.result["precision"], "inputs": s["name"], "samples": s["samples"],
+                rows.append({"precision": stage.name.removeprefix("validate-"), "inputs": s["name"], "samples": s["samples"],
                              **{k: stats.get(k) for k in VALIDATION_COLUMNS[3:-1]},
                              "verdict": "pass" if not s["failures"] else "FAIL"})
     return rows

@@ -224,7 +224,7 @@ class _Pipeline:
     def run_all(self) -> None:
         c = self.cfg
         if self._stage("export", "export", self._export):
-            for prec in c.precisions:
+            for prec in [*c.precisions, *self._cpu_form()]:
                 if prec != "fp32":
                     self._stage(f"quantize-{prec}", "quantize", lambda force, p=prec: self._quantize(p, force))
                 if prec in self.models:
@@ -270,13 +270,24 @@ class _Pipeline:
         weights = "trained weights" if c.weights else "no weights given: seed-0 initialisation"
         return _artifact_record(d, f"{out.name} ({weights})")
 
+    def _cpu_form(self) -> list[str]:
+        """``int8-cpu`` when INT8 is asked and TensorRT cannot run here: the INT8 form onnxruntime's CPU
+        kernels fuse, made and timed beside the TensorRT-placed one, so a CPU user sees both."""
+        from rtdeploy.trt.loader import availability
+
+        return ["int8-cpu"] if "int8" in self.cfg.precisions and not availability()["ok"] else []
+
     def _quantize(self, prec: str, force: bool) -> StageRecord:
         from rtdeploy.derive import quantized
         from rtdeploy.precision.quantize import QuantizeConfig
 
         c, fp32 = self.cfg, self.models["fp32"]
-        kw = {"method": c.method, "keep_fp": c.keep_fp, "calib_size": c.calib_size} if prec == "int8" else {}
-        cfg = QuantizeConfig(model=fp32, int8=prec == "int8", fp16=prec == "fp16", calib_dir=c.calib_dir,
+        kw = {"method": c.method, "calib_size": c.calib_size} if prec.startswith("int8") else {}
+        if prec == "int8":
+            kw["keep_fp"] = c.keep_fp
+        if prec == "int8-cpu":
+            kw["target"] = "onnxruntime-cpu"
+        cfg = QuantizeConfig(model=fp32, int8=prec.startswith("int8"), fp16=prec == "fp16", calib_dir=c.calib_dir,
                              output=derived_path(fp32, prec), progress=c.progress, **kw)
         d = quantized(cfg, force=force)
         self.models[prec] = d.path

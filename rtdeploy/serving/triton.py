@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, folder_lock, sha256_file
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
 from rtdeploy.manifests import EngineManifest, read_engine, read_onnx
 
@@ -222,6 +222,15 @@ def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, na
     if dest.exists() and not force:
         raise OutputError(f"{dest} already exists; pass --force to replace it or choose another --name")
     repo.mkdir(exist_ok=True)
+    with folder_lock(repo, what="Triton model repository"):  # two packagers never interleave in one repository
+        if dest.exists() and not force:
+            raise OutputError(f"{dest} already exists; pass --force to replace it or choose another --name")
+        _write_model_folder(src, repo, dest, name, version, config)
+    log.info("wrote Triton model %s", dest)
+    return dest
+
+
+def _write_model_folder(src: Path, repo: Path, dest: Path, name: str, version: int, config) -> None:
     filename = "model.plan" if config.platform == "tensorrt_plan" else "model.onnx"
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
     try:
@@ -237,5 +246,3 @@ def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, na
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("wrote Triton model %s", dest)
-    return dest
