@@ -264,10 +264,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically."""
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default`` for what stages hold: paths as strings, numpy values as numbers and lists."""
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):
@@ -421,7 +422,7 @@ def derivation(stage: str, config: dict[str, Any], inputs: dict[str, str]) -> di
         inputs: a fingerprint per input read (``parent``: the parent's sha256; ``calibration``: the
             calibration data's content fingerprint; ``weights``: the checkpoint's sha256 ...).
     """
-    return {"stage": stage, "config": json.loads(json.dumps(config, sort_keys=True, default=_json_default)),
+    return {"stage": stage, "config": json.loads(json.dumps(config, sort_keys=True, default=json_default)),
             "inputs": dict(sorted(inputs.items()))}
 
 

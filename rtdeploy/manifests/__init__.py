@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rtdeploy.artifacts import json_default
 from rtdeploy.manifests.common import ArtifactManifest, ExportInfo, ModelSection, ParentRef, Weights
 from rtdeploy.manifests.engine import EngineManifest, Profile
 from rtdeploy.manifests.onnx import Fp16Manifest, Int8Manifest, OnnxManifest, PrecisionManifest, QuantizeCalibration
@@ -102,17 +103,7 @@ def check_report(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 def as_json(data: Any) -> Any:
     """``data`` as it reads back from its JSON file: numpy scalars and arrays become numbers and
     lists, paths strings, tuples lists (so the check sees what the file will hold)."""
-    return json.loads(json.dumps(data, default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    return json.loads(json.dumps(data, default=json_default))
 
 
 def read_artifact(artifact: str | os.PathLike, *, required: bool = True) -> ArtifactManifest | None:
