@@ -7,17 +7,36 @@ traceback for these.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
+_OPTION = re.compile(r"\{opt:([a-z][a-z0-9_]*)\}")
+
+
+def opt(field: str) -> str:
+    """How a library message names an option: by its config field. ``str(error)`` shows the field
+    (``keep_fp``) to API users; the CLI shows the flag of the command that ran (``--keep-fp``)."""
+    return "{opt:" + field + "}"
+
 
 class RtDeployError(Exception):
     """Base class of every error a user can act on.
 
-    ``exit_code`` is the process exit status the CLI uses for it.
+    ``exit_code`` is the process exit status the CLI uses for it. A message names options with
+    :func:`opt`, so it reads right both from Python and from the command line (:meth:`render`).
     """
 
     exit_code = 1
 
     def __init__(self, message: str):
         super().__init__(" ".join(message.split()))
+
+    def __str__(self) -> str:
+        return self.render(lambda field: field)
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        """The message with each option named by ``name_of(field)`` (the CLI passes field -> flag)."""
+        return _OPTION.sub(lambda m: name_of(m.group(1)), str(self.args[0]) if self.args else "")
 
 
 class UsageError(RtDeployError):

@@ -113,3 +113,21 @@ def test_api_parameters_are_the_config_fields_with_the_same_defaults(fn, config,
             f"api.{fn.__name__}({name}={p.default!r}) but {config.__name__}.{target} defaults to {default!r}"
     missing = set(fields) - seen - filled
     assert not missing, f"{config.__name__} fields with no api.{fn.__name__} parameter: {sorted(missing)}"
+
+
+def test_errors_name_fields_and_the_cli_flags(tmp_path):
+    """One message, two renderings: the library names the config field, the CLI the flag that sets it."""
+    from click.testing import CliRunner
+
+    from rtdeploy.errors import PrecisionError
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    with pytest.raises(PrecisionError) as e:
+        api.quantize(model, fp16=True, keep_fp=2, stats_cache=False)
+    assert str(e.value) == "keep_fp apply to int8 only"
+    _register()
+    res = CliRunner().invoke(cli, ["quantize", str(model), "--fp16", "--keep-fp", "2", "--no-stats-cache"])
+    assert res.exit_code == 1 and res.output.strip() == "error: --keep-fp apply to --int8 only"
+    with pytest.raises(PrecisionError, match="^give exactly one of int8 or fp16$"):
+        api.quantize(model)

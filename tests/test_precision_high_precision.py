@@ -9,7 +9,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rtdeploy import api
-from rtdeploy.artifacts import new_manifest, read_manifest, write_manifest
+from manifest_fakes import write_onnx_manifest
+
+from rtdeploy.artifacts import read_manifest
 from rtdeploy.models import model_meta
 from rtdeploy.precision.fp16_float_parts import FP16_MIN_NORMAL, HIGH_PRECISION_OPSET, to_fp16_float_parts
 from rtdeploy.precision.graph import initializers, producers
@@ -46,7 +48,7 @@ def _model(dead_channel: bool = False):
 
 def _artifact(model, path):
     onnx.save(model, str(path))
-    write_manifest(path, new_manifest("onnx", path, precision="fp32", model=model_meta(20, image_size=8).to_dict()))
+    write_onnx_manifest(path, model_meta(20, image_size=8).to_dict())  # the complete manifest export writes
     return path
 
 

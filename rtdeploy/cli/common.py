@@ -47,7 +47,7 @@ def handle_errors(fn: Callable) -> Callable:
                 kwargs["progress"] = stderr_is_terminal()
             return fn(*args, **kwargs)
         except RtDeployError as e:
-            fail(str(e), e.exit_code)
+            fail(e.render(flag_namer()), e.exit_code)
         except OSError as e:
             # Environmental failures outside the stages' own checks (permissions, a vanished file):
             # still one line, naming the file.
@@ -57,6 +57,27 @@ def handle_errors(fn: Callable) -> Callable:
             interrupted(e)
 
     return wrapper
+
+
+# Config fields whose flag is not ``--`` + the field with dashes (a negative flag, another name).
+FIELD_FLAGS = {"cache_dir": "--no-stats-cache", "stats_cache": "--no-stats-cache", "output": "-o", "outdir": "-o",
+               "precisions": "--precision", "engines": "--no-engines", "bench": "--no-bench", "calibrate": "--no-calibrate",
+               "triton": "--triton", "preferred_batch": "--preferred-batch"}
+
+
+def flag_namer() -> Callable[[str], str]:
+    """field -> the flag of the running command that sets it (its click option), else ``--field-name``."""
+    ctx = click.get_current_context(silent=True)
+    flags = {}
+    for p in (ctx.command.params if ctx is not None else []):
+        long = [o for o in getattr(p, "opts", []) if o.startswith("--")]
+        if long:
+            flags[p.name] = long[0]
+
+    def name(field: str) -> str:
+        return FIELD_FLAGS.get(field) or flags.get(field) or "--" + field.replace("_", "-")
+
+    return name
 
 
 def fail(message: str, exit_code: int) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from rtdeploy.artifacts import check_output_path, derivation, derived_path, folder_lock, reuse_verdict, sha256_file
 from rtdeploy.artifacts import write_json_atomic
-from rtdeploy.errors import MissingDependency, OutputError, RtDeployError
+from rtdeploy.errors import MissingDependency, OutputError, RtDeployError, opt
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,13 @@ class RunConfig:
         else:
             get_spec(self.model if self.model is not None else self.depth)
         if not self.precisions:
-            raise RtDeployError(f"--precision is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
+            raise RtDeployError(f"{opt('precisions')} is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad:
-            raise RtDeployError(f"--precision {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
+            raise RtDeployError(f"{opt('precisions')} {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
         unknown = [f for f in self.force if f not in (*STAGES, "all")]
         if unknown:
-            raise RtDeployError(f"--force {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)}, or --force alone for all")
+            raise RtDeployError(f"{opt('force')} {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)}, or {opt('force')} alone for all")
         _check_numbers(self)
 
 
@@ -170,10 +170,10 @@ def _check_numbers(cfg: RunConfig) -> None:
     from rtdeploy.bench.options import parse_duration, parse_positive_ints
     from rtdeploy.checks import whole
 
-    parse_duration(cfg.bench_duration, "--bench-duration")
-    parse_positive_ints(cfg.bench_batch, "--bench-batch")
-    whole(cfg.keep_fp, "--keep-fp", minimum=0)
-    for option, value in (("--calib-size", cfg.calib_size), ("--samples", cfg.samples)):
+    parse_duration(cfg.bench_duration, opt("bench_duration"))
+    parse_positive_ints(cfg.bench_batch, opt("bench_batch"))
+    whole(cfg.keep_fp, opt("keep_fp"), minimum=0)
+    for option, value in ((opt("calib_size"), cfg.calib_size), (opt("samples"), cfg.samples)):
         if value is not None:
             whole(value, option, minimum=1)
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.errors import PrecisionError
+from rtdeploy.errors import PrecisionError, opt
 # Re-exported: callers name the result and the shared helpers through this module.
 from rtdeploy.precision.stage_common import QuantizeResult, Timer, base_fields, op_inventory, write_model  # noqa: F401
 from rtdeploy.precision.stats import resolve_cache_dir  # noqa: F401
@@ -61,29 +61,29 @@ def check_config(cfg: QuantizeConfig) -> None:
     from rtdeploy.precision.int8.calibrators import check_method
 
     if cfg.int8 == cfg.fp16:
-        raise PrecisionError("give exactly one of --int8 or --fp16")
+        raise PrecisionError(f"give exactly one of {opt('int8')} or {opt('fp16')}")
     check_method(cfg.method, cfg.percentile)
     if isinstance(cfg.keep_fp, bool) or not isinstance(cfg.keep_fp, int) or cfg.keep_fp < 0:
-        raise PrecisionError(f"--keep-fp {cfg.keep_fp!r} must be a whole number >= 0")
+        raise PrecisionError(f"{opt('keep_fp')} {cfg.keep_fp!r} must be a whole number >= 0")
     if cfg.target_agreement is not None:
-        fraction(cfg.target_agreement, "--target-agreement", PrecisionError, allow_zero=False)
-    seed(cfg.seed, "--seed", PrecisionError)
+        fraction(cfg.target_agreement, opt("target_agreement"), PrecisionError, allow_zero=False)
+    seed(cfg.seed, opt("seed"), PrecisionError)
     if cfg.calib_size is not None:
-        whole(cfg.calib_size, "--calib-size", PrecisionError, minimum=1)
+        whole(cfg.calib_size, opt("calib_size"), PrecisionError, minimum=1)
     if not re.fullmatch(r"[0-9]+", str(cfg.trt_version)):
-        raise PrecisionError(f"--trt-version {cfg.trt_version!r} is not accepted; give TensorRT's version as digits, e.g. 8601 for 8.6.1")
+        raise PrecisionError(f"{opt('trt_version')} {cfg.trt_version!r} is not accepted; give TensorRT's version as digits, e.g. 8601 for 8.6.1")
     if cfg.keep_fp and cfg.target_agreement is not None:
-        raise PrecisionError("give --keep-fp N or --target-agreement A, not both")
+        raise PrecisionError(f"give {opt('keep_fp')} N or {opt('target_agreement')} A, not both")
     if cfg.fp16:
-        int8_only = {"--keep-fp": cfg.keep_fp, "--target-agreement": cfg.target_agreement,
-                     "--trt-cache": cfg.trt_cache, "--from-trt-cache": cfg.from_trt_cache}
+        int8_only = {opt("keep_fp"): cfg.keep_fp, opt("target_agreement"): cfg.target_agreement,
+                     opt("trt_cache"): cfg.trt_cache, opt("from_trt_cache"): cfg.from_trt_cache}
         given = [k for k, v in int8_only.items() if v]
         if given:
-            raise PrecisionError(f"{', '.join(given)} apply to --int8 only")
+            raise PrecisionError(f"{', '.join(given)} apply to {opt('int8')} only")
     if cfg.int8 and cfg.fp16_io:
-        raise PrecisionError("--fp16-io applies to --fp16 only")
+        raise PrecisionError(f"{opt('fp16_io')} applies to {opt('fp16')} only")
     if cfg.trt_cache and cfg.from_trt_cache:
-        raise PrecisionError("give --trt-cache (write) or --from-trt-cache (read), not both")
+        raise PrecisionError(f"give {opt('trt_cache')} (write) or {opt('from_trt_cache')} (read), not both")
     _check_weights(cfg)
     _check_target(cfg)
     output_file(cfg.output or default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16"), manifest=True)
@@ -94,30 +94,30 @@ WEIGHT_ROUNDINGS = ("nearest", "adaround")
 
 def _check_weights(cfg: QuantizeConfig) -> None:
     if cfg.weights not in WEIGHT_ROUNDINGS:
-        raise PrecisionError(f"unknown weight rounding --weights {cfg.weights!r}; accepted: {', '.join(WEIGHT_ROUNDINGS)}")
+        raise PrecisionError(f"unknown weight rounding {opt('weights')} {cfg.weights!r}; accepted: {', '.join(WEIGHT_ROUNDINGS)}")
     if cfg.fp16 and cfg.weights != "nearest":
-        raise PrecisionError(f"--weights {cfg.weights} applies to --int8 only")
+        raise PrecisionError(f"{opt('weights')} {cfg.weights} applies to {opt('int8')} only")
     if cfg.target == "onnxruntime-cpu" and cfg.weights != "nearest":
-        raise PrecisionError(f"--weights {cfg.weights} applies to --target tensorrt only; drop it or use --target tensorrt")
+        raise PrecisionError(f"{opt('weights')} {cfg.weights} applies to {opt('target')} tensorrt only; drop it or use {opt('target')} tensorrt")
 
 
 def _check_target(cfg: QuantizeConfig) -> None:
     """``target`` and ``high_precision``: known values, INT8 only, and the options each target allows."""
     if cfg.target not in TARGETS:
-        raise PrecisionError(f"--target {cfg.target!r} is not known; accepted: {', '.join(TARGETS)}")
+        raise PrecisionError(f"{opt('target')} {cfg.target!r} is not known; accepted: {', '.join(TARGETS)}")
     if cfg.high_precision not in HIGH_PRECISIONS:
-        raise PrecisionError(f"--high-precision {cfg.high_precision!r} is not known; accepted: {', '.join(HIGH_PRECISIONS)}")
+        raise PrecisionError(f"{opt('high_precision')} {cfg.high_precision!r} is not known; accepted: {', '.join(HIGH_PRECISIONS)}")
     if cfg.fp16 and (cfg.target != TARGETS[0] or cfg.high_precision != HIGH_PRECISIONS[0]):
-        raise PrecisionError("--target and --high-precision apply to --int8 only")
+        raise PrecisionError(f"{opt('target')} and {opt('high_precision')} apply to {opt('int8')} only")
     if cfg.high_precision == "fp16" and cfg.from_trt_cache:
-        raise PrecisionError("--high-precision fp16 measures activation ranges on calibration images for its overflow guard, "
-                             "so it cannot start from --from-trt-cache; give --calib-dir instead")
+        raise PrecisionError(f"{opt('high_precision')} fp16 measures activation ranges on calibration images for its overflow guard, "
+                             f"so it cannot start from {opt('from_trt_cache')}; give {opt('calib_dir')} instead")
     if cfg.target == "onnxruntime-cpu":
-        trt_only = {"--keep-fp": cfg.keep_fp, "--target-agreement": cfg.target_agreement, "--trt-cache": cfg.trt_cache,
-                    "--from-trt-cache": cfg.from_trt_cache, "--high-precision fp16": cfg.high_precision == "fp16"}
+        trt_only = {opt("keep_fp"): cfg.keep_fp, opt("target_agreement"): cfg.target_agreement, opt("trt_cache"): cfg.trt_cache,
+                    opt("from_trt_cache"): cfg.from_trt_cache, f"{opt('high_precision')} fp16": cfg.high_precision == "fp16"}
         given = [k for k, v in trt_only.items() if v]
         if given:
-            raise PrecisionError(f"{', '.join(given)} apply to --target tensorrt only; drop them or use --target tensorrt")
+            raise PrecisionError(f"{', '.join(given)} apply to {opt('target')} tensorrt only; drop them or use {opt('target')} tensorrt")
 
 
 def default_output(model: Path, precision: str) -> Path:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import ENGINE_SUFFIXES, derived_path, read_manifest
-from rtdeploy.errors import PackageError, RtDeployError
+from rtdeploy.errors import PackageError, RtDeployError, opt
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,11 @@ class PackageConfig:
             PackageError: the first broken rule, naming the option and what is accepted.
         """
         if self.instances < 1:
-            raise PackageError(f"--instances {self.instances} is not accepted; give 1 or more")
+            raise PackageError(f"{opt('instances')} {self.instances} is not accepted; give 1 or more")
         if self.kind not in KINDS:
-            raise PackageError(f"--kind {self.kind!r} is not accepted; give gpu or cpu")
+            raise PackageError(f"{opt('kind')} {self.kind!r} is not accepted; give gpu or cpu")
         if self.kind == "cpu" and Path(self.artifact).suffix in ENGINE_SUFFIXES:
-            raise PackageError("a TensorRT engine runs only on a GPU; use --kind gpu, or package the ONNX model for CPU serving")
+            raise PackageError(f"a TensorRT engine runs only on a GPU; use {opt('kind')} gpu, or package the ONNX model for CPU serving")
 
 
 def cpu_form_of(artifact: Path) -> Path | None:
