@@ -64,7 +64,7 @@ INT8_SECTION = {"method": "max", "percentile": None, "weights": "stand-in", "act
                 "layers": 0, "quantized_layers": 0, "kept_fp": [], "qdq_nodes": {}, "scales": {}, "seconds": {}}
 
 
-def write_derived_manifest(child: Path, parent: Path, precision: str) -> dict:
+def write_derived_manifest(child: Path, parent: Path, precision: str, *, derivation: dict | None = None) -> dict:
     """Write the manifest ``quantize`` writes for ``child``, a stand-in FP16/INT8 model made from ``parent``
     (an ONNX with its export manifest beside it)."""
     from rtdeploy.artifacts import read_manifest
@@ -74,6 +74,7 @@ def write_derived_manifest(child: Path, parent: Path, precision: str) -> dict:
                    "stats_cache": "off"}
     section = {"fp16": FP16_SECTION} if precision == "fp16" else {"quantization": INT8_SECTION}
     manifest = new_manifest(f"onnx-{precision}", child, precision=precision, model=pm["model"], parent=parent_entry(parent),
-                            weights=pm["weights"], export=pm["export"], calibration=calibration, ops={}, **section)
+                            weights=pm["weights"], export=pm["export"], calibration=calibration, ops={}, **section,
+                            **({"derivation": derivation} if derivation is not None else {}))
     write_manifest(child, manifest)
     return manifest

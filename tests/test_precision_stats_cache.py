@@ -15,7 +15,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rtdeploy import api
-from rtdeploy.artifacts import new_manifest, read_manifest, write_manifest
+from manifest_fakes import write_onnx_manifest
+
+from rtdeploy.artifacts import read_manifest
 from rtdeploy.models import model_meta
 
 
@@ -32,7 +34,7 @@ def _tiny_fp32(path: Path) -> Path:
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
-    write_manifest(path, new_manifest("onnx", path, precision="fp32", model=model_meta(20, image_size=8).to_dict()))
+    write_onnx_manifest(path, model_meta(20, image_size=8).to_dict())  # the complete manifest export writes
     return path
 
 

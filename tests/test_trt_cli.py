@@ -98,8 +98,7 @@ def test_without_tensorrt_the_qdq_onnx_is_kept_and_the_line_says_how_to_get_it(t
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here; this checks the message without it")
 def test_without_tensorrt_the_precision_onnx_is_still_made_and_reused(tmp_path, monkeypatch):
     """FP16 from an FP32 ONNX: the FP16 model is made (via api.quantize) before TensorRT is needed."""
-    from rtdeploy import api
-    from rtdeploy.artifacts import new_manifest, parent_entry, write_manifest
+    from manifest_fakes import write_derived_manifest, write_onnx_manifest
 
     calls = []
 
@@ -115,8 +114,7 @@ def test_without_tensorrt_the_precision_onnx_is_still_made_and_reused(tmp_path, 
         for init in m.graph.initializer:
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
         onnx.save(m, str(output))
-        write_manifest(output, new_manifest("onnx-fp16", output, precision="fp16", parent=parent_entry(model),
-                                            derivation=quantize_wanted(cfg)))
+        write_derived_manifest(output, model, "fp16", derivation=quantize_wanted(cfg))
         return type("R", (), {"path": output})()
 
     monkeypatch.setattr("rtdeploy.derive.quantize", quantize)
@@ -124,7 +122,7 @@ def test_without_tensorrt_the_precision_onnx_is_still_made_and_reused(tmp_path, 
     from rtdeploy.models import model_meta
 
     # Reuse needs the calibration data's fingerprint, hence the model's preprocessing from its manifest.
-    write_manifest(onnx, new_manifest("onnx", onnx, precision="fp32", model=model_meta(20, image_size=8).to_dict()))
+    write_onnx_manifest(onnx, model_meta(20, image_size=8).to_dict())
     for _ in range(2):
         code, lines = run("--onnx", onnx, "--fp16")
         one_line_error(code, lines, 4, "TensorRT is not available")

@@ -93,7 +93,7 @@ def compatibility_problem(manifest: EngineManifest | dict[str, Any], *, runtime_
             return f"hardware compatibility ampere+ (compute >= 8.0), this GPU ({device.name}) has compute {here_cc}"
         return None
     if built_cc != here_cc:
-        built_gpu = manifest.device.name
+        built_gpu = manifest.get("device", {}).get("name", "?")
         return f"compute capability {built_cc} ({built_gpu}), this GPU ({device.name}) has compute {here_cc}"
     return None
 

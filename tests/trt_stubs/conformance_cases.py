@@ -595,7 +595,7 @@ def _fp16_model_with_guard(models, tmp_path, kept=("fc",)):
     path = tmp_path / "guarded.fp16.onnx"
     shutil.copy(models["fp16"], path)
     m = read_manifest(models["fp16"])
-    m["fp16"] = {"kept_fp32": [{"node": n, "reason": "test"} for n in kept]}
+    m["fp16"] = {**m["fp16"], "kept_fp32": [{"node": n, "reason": "test"} for n in kept]}
     write_manifest(path, {**m, "sha256": m["sha256"]})
     return path
 
