@@ -50,6 +50,19 @@ def manifest_path(artifact: str | os.PathLike) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def load_onnx_graph(path: str | os.PathLike):
+    """The ONNX model at ``path`` without its external data, or None when the bytes are not an ONNX
+    model (not a protobuf, or one with no IR version or no nodes)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and friends for non-ONNX bytes
+        log.debug("onnx.load(%s): %s", path, e)
+        return None
+    return model if model.ir_version > 0 and len(model.graph.node) > 0 else None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()

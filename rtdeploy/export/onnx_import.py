@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, base_stem, check_output_path, derivation, new_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, base_stem, check_output_path, derivation, load_onnx_graph, new_manifest, sha256_file
 from rtdeploy.artifacts import write_manifest
 from rtdeploy.errors import ExportError, OutputError, first_line
 from rtdeploy.models.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
@@ -148,13 +148,8 @@ def _load(src: Path):
     """The model with its external data read in, and whether it had any."""
     import onnx
 
-    try:
-        model = onnx.load(str(src), load_external_data=False)
-        ok = model.ir_version > 0 and len(model.graph.node) > 0
-    except Exception as e:  # protobuf raises DecodeError and friends for non-ONNX bytes
-        log.debug("onnx.load(%s): %s", src, e)
-        ok = False
-    if not ok:
+    model = load_onnx_graph(src)
+    if model is None:
         raise ExportError(f"{src} is not an ONNX model (it does not parse as one); give an .onnx file")
     external = _load_external_data(model, src)
     try:

@@ -60,15 +60,9 @@ def load_target(path: str | Path) -> Target:
 
 
 def _check_onnx_parses(path: Path) -> None:
-    import onnx
+    from rtdeploy.artifacts import load_onnx_graph
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-        ok = model.ir_version > 0 and len(model.graph.node) > 0
-    except Exception as e:  # protobuf raises DecodeError and friends for non-ONNX bytes
-        log.debug("onnx.load(%s) failed: %s", path, e)
-        ok = False
-    if not ok:
+    if load_onnx_graph(path) is None:
         raise ArtifactError(f"{path} is not an ONNX model (it does not parse as one); give an .onnx file made by `rtdeploy export`")
 
 
