@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from dev_accuracy import evaluate  # beside this script
+
 import numpy as np
 
 from rtdeploy.machine import cpu_model, load_average
@@ -135,7 +137,7 @@ def _accuracy(depth: int, root: Path, work: Path) -> dict:
     rows = []
 
     def add(label: str, path: Path, **extra) -> None:
-        row = {"config": label, **extra, **_evaluate(path, dev)}
+        row = {"config": label, **extra, **evaluate(path, dev)}
         rows.append(row)
         print(json.dumps({"depth": depth, **row}), flush=True)
 
@@ -152,16 +154,6 @@ def _accuracy(depth: int, root: Path, work: Path) -> dict:
         add(f"onnxruntime quantize_static MinMax ({label})", out)
     add("analysis: CPU target, entropy, weights over -127..127 (internal call)", _full_range_variant(fp32, calib, work, depth))
     return {"weights": weights.name, "rows": rows}
-
-
-def _evaluate(path: Path, dev: Path) -> dict:
-    from rtdeploy import api
-
-    report = api.validate(path, images=dev).to_dict()
-    images = next(s for s in report["sets"] if s["name"] == "images")
-    st = next(iter(images["outputs"].values()))
-    return {"images": images["samples"], "agreement": round(st["top1_agreement"], 5), "fp32_accuracy": round(st["reference_accuracy"] * 100, 2),
-            "accuracy": round(st["candidate_accuracy"] * 100, 2), "drop_points": round(st["accuracy_drop_points"], 2)}
 
 
 def _full_range_variant(fp32: Path, calib: Path, work: Path, depth: int) -> Path:

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from dev_accuracy import evaluate  # beside this script
+
 import numpy as np
 
 from rtdeploy.machine import cpu_model, load_average
@@ -65,20 +67,10 @@ def _depth(depth: int, root: Path, work: Path, method: str) -> dict:
         rows.append({"config": f"INT8 {method}, --high-precision {hp}", "high_precision": hp, "seconds": seconds,
                      "kept_fp32": len(q.get("high_precision_fp16", {}).get("kept_fp32", [])),
                      "scales_raised": q.get("high_precision_fp16", {}).get("scales_raised_to_fp16_normal"),
-                     **_evaluate(r.path, root / "dev")})
+                     **evaluate(r.path, root / "dev")})
         print(json.dumps({"depth": depth, **rows[-1]}), flush=True)
     between = _agreement_between(paths["fp32"], paths["fp16"], fp32, root / "dev")
     return {"weights": weights.name, "rows": rows, "fp16_vs_fp32_parts": between}
-
-
-def _evaluate(path: Path, dev: Path) -> dict:
-    from rtdeploy import api
-
-    report = api.validate(path, images=dev).to_dict()
-    images = next(s for s in report["sets"] if s["name"] == "images")
-    st = next(iter(images["outputs"].values()))
-    return {"images": images["samples"], "agreement": round(st["top1_agreement"], 5), "fp32_accuracy": round(st["reference_accuracy"] * 100, 2),
-            "accuracy": round(st["candidate_accuracy"] * 100, 2), "drop_points": round(st["accuracy_drop_points"], 2)}
 
 
 def _agreement_between(a: Path, b: Path, fp32: Path, dev: Path) -> dict:
