@@ -133,7 +133,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                  timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
                  dla_core: int | None = None, gpu_fallback: bool = False, version_compatible: bool = False,
                  hardware_compatibility: str | None = None, implicit_calibration: bool = False,
-                 output: str | os.PathLike | None = None):
+                 output: str | os.PathLike | None = None, progress: bool = False):
     """Build a TensorRT engine with its manifest (``rtdeploy build-engine``).
 
     Exports (``depth``, when no ``onnx`` is given) and quantizes (FP16 graph, or calibrated INT8
@@ -151,6 +151,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
         workspace, timing_cache, builder_optimization_level, dla_core, gpu_fallback, version_compatible,
         hardware_compatibility, implicit_calibration: as the CLI options of the same names.
         output: the engine path (default: beside the ONNX, ``<stem>.<precision>.engine``).
+        progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
 
     Returns:
         :class:`rtdeploy.trt.EngineBuildResult` (``path``, ``manifest``, ``onnx``, ``layers``).
@@ -170,7 +171,8 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                         timing_cache=Path(timing_cache) if timing_cache is not None else None,
                         builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                        implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None)
+                        implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None,
+                        progress=progress)
     return engine_from(opts)
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.errors import ArtifactError, OutputError
+from rtdeploy.errors import ArtifactError, OutputError, RtDeployError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,24 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_matches_manifest(path: str | os.PathLike, recorded_sha256: str | None, *, remedy: str,
+                           error: type[RtDeployError] = ArtifactError) -> str:
+    """The sha256 of ``path``, after checking that it is the one its manifest recorded.
+
+    A file edited, truncated or replaced after the stage that made it no longer holds what its
+    manifest describes (model, preprocessing, precision), so every stage that trusts a manifest
+    checks this before using the file.
+
+    Raises:
+        error: the bytes differ; the message ends with ``remedy``.
+    """
+    actual = sha256_file(path)
+    if recorded_sha256 != actual:
+        raise error(f"{path} does not match its manifest (sha256 differs): it was changed, truncated or replaced after "
+                    f"the stage that made it; {remedy}")
+    return actual
 
 
 def is_special_file(path: str | os.PathLike) -> bool:
@@ -175,9 +193,18 @@ def atomic_path(path: str | os.PathLike, manifest: Callable[[Path], dict] | None
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        if isinstance(e, OSError) and e.errno in _NO_ROOM:
-            raise OutputError(f"could not write {dest}: {os.strerror(e.errno)}; free space in {target.parent} or choose another output path") from e
+        if isinstance(e, OSError) and (e.errno in _NO_ROOM or e.errno == errno.EPIPE):
+            raise write_failure(dest, e, target.parent) from e
         raise
+
+
+def write_failure(dest: str | os.PathLike, e: OSError, folder: Path | None = None) -> OutputError:
+    """The one-line error of a failed write to ``dest``: no room (in ``folder``), or a pipe or FIFO
+    whose reader has gone, or another OS error."""
+    if e.errno == errno.EPIPE:
+        return OutputError(f"could not write {dest}: nothing reads it any more (broken pipe); start its reader first, or give a file path")
+    where = f" in {folder}" if folder is not None else ""
+    return OutputError(f"could not write {dest}: {e.strerror or e}; free space{where} or choose another output path")
 
 
 def _copy_through(src: Path, dest: Path) -> None:
@@ -266,7 +293,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
     except OSError as e:
-        raise OutputError(f"could not write {path}: {e.strerror or e}; free space or choose another output path") from e
+        raise write_failure(path, e) from e
     return Path(path)
 
 

@@ -150,7 +150,8 @@ def source_onnx(opts: BuildOptions, *, force: bool = False) -> tuple[Path, str]:
     facts = read_graph_facts(onnx)
     precision = opts.precision or facts.precision
     if facts.precision == "fp32" and precision != "fp32" and opts.calibrate and not opts.implicit_calibration:
-        cfg = QuantizeConfig(model=onnx, int8=precision == "int8", fp16=precision == "fp16", calib_dir=opts.calib_dir)
+        cfg = QuantizeConfig(model=onnx, int8=precision == "int8", fp16=precision == "fp16", calib_dir=opts.calib_dir,
+                             progress=opts.progress)
         onnx = quantized(cfg, force=force).path
         facts = read_graph_facts(onnx)
     check_source_precision(opts, onnx, facts, precision)

@@ -384,7 +384,48 @@ GROWN = [
     Case("usage-doctor-unknown-option", lambda d: ["doctor", "--bogus"], "No such option '--bogus'", exit_code=USAGE),
 ]
 
-ALL_CASES = CASES + GROWN
+
+def _rewritten(name: str) -> Callable[[Path], None]:
+    """A still valid ONNX whose bytes no longer match its manifest (edited by another tool after export)."""
+    def setup(d: Path) -> None:
+        import onnx
+
+        model = onnx.load(str(d / name))
+        model.doc_string = "edited after export"
+        onnx.save(model, str(d / name))
+    return setup
+
+
+R20_QUANTIZABLE = 29  # 19 convolutions, the classifier and 9 residual Adds (the units of precision/int8/qdq.plan_qdq)
+
+# The class-3 and class-4 rows that closed issue 11: "--keep-fp at least the number of quantizable
+# layers" and "a parent edited after export accepted by quantize", on every command they reach.
+CLOSING = [
+    Case("quantize-keep-fp-all-layers", lambda d: ["quantize", M(d), "--int8", "--keep-fp", str(R20_QUANTIZABLE)],
+         f"would keep all {R20_QUANTIZABLE} quantizable layers", setup=_exported()),
+    Case("quantize-keep-fp-beyond-layers", lambda d: ["quantize", M(d), "--int8", "--keep-fp", "1000"],
+         f"give --keep-fp 0 to {R20_QUANTIZABLE - 1}", setup=_exported()),
+    Case("quantize-int8-parent-rewritten", lambda d: ["quantize", M(d), "--int8"], "does not match its manifest",
+         setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("quantize-fp16-parent-rewritten", lambda d: ["quantize", M(d), "--fp16"], "does not match its manifest",
+         setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("quantize-parent-edited", lambda d: ["quantize", M(d), "--int8"], "does not match its manifest",
+         setup=_both(_exported(), _edited("m.onnx"))),
+    Case("build-engine-onnx-rewritten", lambda d: ["build-engine", "--onnx", M(d), "--fp32"], "does not match its manifest",
+         setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("build-engine-int8-from-rewritten-fp32", lambda d: ["build-engine", "--onnx", M(d), "--int8"], "does not match its manifest",
+         setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("validate-onnx-rewritten", lambda d: ["validate", M(d)], "does not match its manifest",
+         setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("package-onnx-rewritten", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--kind", "cpu"], "does not match its manifest",
+         setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("run-given-onnx-rewritten", lambda d: ["run", "--onnx", M(d), "-o", str(d / "out")], "does not match its manifest",
+         setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("run-keep-fp-without-int8", lambda d: ["run", "--depth", "20", "--precision", "fp32,fp16", "--keep-fp", "2", "-o", str(d / "out")],
+         "--keep-fp applies to INT8 only"),
+]
+
+ALL_CASES = CASES + GROWN + CLOSING
 
 
 def _snapshot(d: Path) -> dict[str, str]:

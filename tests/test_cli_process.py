@@ -180,3 +180,18 @@ def test_failed_json_write_after_export_is_an_error_and_the_model_pair_is_whole(
     assert json.loads(manifest_path(m).read_text())["sha256"] == sha256_file(m)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.json", "m.onnx", "m.onnx.json"]
     assert (tmp_path / "full.json").is_symlink()
+
+
+@pytest.mark.parametrize("args", [("doctor",), ("summary", "--depth", "20"), ("summary", "--depth", "20", "--json", "-"), ("--help",)])
+def test_stdout_reader_gone_is_a_quiet_sigpipe_exit(args):
+    """`rtdeploy doctor | head -1`: once the reader has gone there is nobody to report to. A shell tool
+    stops quietly with 128 + SIGPIPE; here too, not with an error line or a traceback. The pipe's
+    read end is closed before the command starts, so its first write always meets a gone reader."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run(_cli(*args), stdout=w, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(w)
+    assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr
+    assert proc.stderr == ""

@@ -125,3 +125,18 @@ def test_sane_weights_pass_the_value_check():
     from rtdeploy.export.onnx_export import build_torch_model, check_weight_values
 
     check_weight_values(build_torch_model(_cifar_meta(), None), None)
+
+
+def test_write_to_a_pipe_without_reader_is_an_error(tmp_path):
+    """A --json FIFO or descriptor whose reader has gone: an OutputError naming it, not a stray OSError."""
+    from rtdeploy.artifacts import write_json_atomic
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        (tmp_path / "pipe.json").symlink_to(f"/proc/self/fd/{w}")
+        with pytest.raises(OutputError, match="pipe.json: nothing reads it any more"):
+            write_json_atomic(tmp_path / "pipe.json", {"a": 1})
+    finally:
+        os.close(w)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe.json"]

@@ -236,3 +236,41 @@ def test_real_resnet20_int8_agrees_with_fp32_on_dev_images(cifar_root, cifar_wei
     assert images["samples"] == 3000
     assert stats["top1_agreement"] >= 0.985, stats
     assert stats["accuracy_drop_points"] <= 0.5, stats
+
+
+class _Evaluator:
+    """A stand-in SwitchableEvaluator: units ``u0..u{n-1}`` (most sensitive first) and the held-out
+    agreement for each number of units kept in float."""
+
+    def __init__(self, agreement_by_kept: list[float]):
+        from rtdeploy.precision.int8.sensitivity import LayerSensitivity
+
+        self.table = agreement_by_kept
+        self.ranking = [LayerSensitivity(f"u{i}", "Conv", 1.0 / (i + 1), 0.5) for i in range(len(agreement_by_kept) - 1)]
+        self.images = [0] * 10
+
+    def rank(self):
+        return self.ranking
+
+    def score(self, kept):
+        return self.table[len(kept)], 0.0
+
+
+def test_target_agreement_never_keeps_every_layer_in_float():
+    from rtdeploy.errors import PrecisionError
+    from rtdeploy.precision.int8.sensitivity import choose_fallback
+
+    # three units; only all three in float would reach 1.0
+    with pytest.raises(PrecisionError, match=r"not reached even with 2 of the 3 quantizable layers in float .held-out agreement 0.9000"):
+        choose_fallback(_Evaluator([0.5, 0.8, 0.9, 1.0]), target_agreement=1.0)
+    met = choose_fallback(_Evaluator([0.5, 0.8, 0.95, 1.0]), target_agreement=0.95)
+    assert met.kept == ["u0", "u1"] and met.agreement == 0.95
+
+
+def test_run_refuses_keep_fp_of_every_layer_before_any_precision_work(tmp_path):
+    _register()
+    res = CliRunner().invoke(cli, ["run", "--depth", "20", "--keep-fp", "29", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.strip().splitlines()[-1] == ("error: --keep-fp 29 would keep all 29 quantizable layers of resnet20.onnx in float, "
+                                                   "an INT8 model with no INT8 layer; give --keep-fp 0 to 28")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["resnet20.onnx", "resnet20.onnx.json"]

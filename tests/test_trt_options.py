@@ -175,7 +175,7 @@ def test_engine_file_checks(tmp_path):
                                           r"that built it.; rebuild it here: rtdeploy build-engine --onnx /m/r50.int8.onnx"):
         check_engine_file(path, m, runtime_version="8.6.1", device=GPU)
     path.write_bytes(b"PLAN" * 10)  # truncated
-    with pytest.raises(EngineError, match="does not match its manifest .truncated or replaced"):
+    with pytest.raises(EngineError, match="does not match its manifest .sha256 differs.: it was changed, truncated or replaced"):
         check_engine_file(path, m, runtime_version="10.3.0", device=GPU)
     path.write_bytes(b"")
     with pytest.raises(EngineError, match="is empty"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, say
+from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, progress_option, say
 
 
 @click.command("build-engine")
@@ -27,10 +27,11 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_opt
 @click.option("--version-compatible", is_flag=True, help="Plan that later TensorRT runtimes can load.")
 @click.option("--hardware-compatibility", type=click.Choice(["ampere+", "same-cc"]), help="Plan for all Ampere+ GPUs, or any GPU of this compute capability.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Engine file [default: <onnx stem>.<precision>.engine beside the ONNX].")
+@progress_option()
 @json_option("the manifest")
 @handle_errors
 def build_engine(model, onnx, precision, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
-                 builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, output, json_out):
+                 builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, output, progress, json_out):
     """Build a TensorRT engine (a plain plan file) and its JSON manifest.
 
     Exports and quantizes as needed (reusing artifacts whose manifests match), parses the ONNX,
@@ -53,7 +54,7 @@ def build_engine(model, onnx, precision, calib_dir, no_calibrate, implicit_calib
                               batch=batch, workspace=workspace, timing_cache=timing_cache,
                               builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                               version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                              implicit_calibration=implicit_calibration, output=output)
+                              implicit_calibration=implicit_calibration, output=output, progress=progress)
     m = result.manifest
     counts = ", ".join(f"{n} {p.upper()}" for p, n in sorted(m["layers"]["by_precision"].items()))
     placement = f", DLA {m['dla']['dla']} / GPU {m['dla']['gpu']} layers" if m.get("dla") else ""

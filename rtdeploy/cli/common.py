@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -48,6 +49,8 @@ def handle_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except RtDeployError as e:
             fail(e.render(flag_namer()), e.exit_code)
+        except BrokenPipeError:  # files are OutputErrors by now: this is stdout, read by `head` or a closed pager
+            reader_went_away()
         except OSError as e:
             # Environmental failures outside the stages' own checks (permissions, a vanished file):
             # still one line, naming the file.
@@ -85,6 +88,15 @@ def fail(message: str, exit_code: int) -> None:
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(f"error: {' '.join(str(message).split())}", err=True)
     sys.exit(exit_code)
+
+
+def reader_went_away() -> None:
+    """Stop quietly with exit 128 + SIGPIPE, as a shell tool does, when stdout's reader has gone
+    (``rtdeploy doctor | head -1``): there is no one to tell, and no error to report."""
+    with contextlib.suppress(OSError, ValueError):  # stdout points at /dev/null from here, so the exit flush cannot fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
 
 
 def interrupted(e: BaseException) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
 import click
 
 from rtdeploy import __version__
-from rtdeploy.cli.common import fail, install_signal_handlers, interrupted, setup_logging
+from rtdeploy.cli.common import fail, install_signal_handlers, interrupted, reader_went_away, setup_logging
 
 # (module, attribute): each stage's command lives beside the others; a module not written yet is
 # simply absent from --help.
@@ -53,6 +54,24 @@ class RtDeployGroup(click.Group):
         except KeyboardInterrupt as e:
             interrupted(e)
         sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+    # click would answer a closed stdout (`rtdeploy --help | head -1`) with exit 1; help and commands
+    # are printed from these two, so the quiet SIGPIPE exit is taken here first.
+    def make_context(self, *args, **kwargs):
+        with _quiet_when_stdout_closes():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _quiet_when_stdout_closes():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _quiet_when_stdout_closes():
+    try:
+        yield
+    except BrokenPipeError:
+        reader_went_away()
 
 
 @click.group(cls=RtDeployGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, base_stem, manifest_path, read_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, base_stem, check_matches_manifest, manifest_path, read_manifest, sha256_file
 from rtdeploy.errors import ArtifactError
 
 
@@ -31,8 +31,7 @@ def check_given_onnx(cfg) -> None:
     manifest = read_manifest(p)
     if manifest.get("precision", "fp32") != "fp32" or manifest.get("kind") != "onnx":
         raise ArtifactError(f"--onnx {p} is a {manifest.get('precision')} model (kind {manifest.get('kind')}); give the FP32 ONNX it was made from")
-    if manifest.get("sha256") != sha256_file(p):
-        raise ArtifactError(f"--onnx {p} does not match its manifest (sha256 differs); re-import or re-export it")
+    check_matches_manifest(p, manifest.get("sha256"), remedy="re-import or re-export it, then give the new file as --onnx")
 
 
 def adopt_given_onnx(src: Path, outdir: Path, *, force: bool = False):

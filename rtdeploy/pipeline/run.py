@@ -173,6 +173,9 @@ def _check_numbers(cfg: RunConfig) -> None:
     parse_duration(cfg.bench_duration, opt("bench_duration"))
     parse_positive_ints(cfg.bench_batch, opt("bench_batch"))
     whole(cfg.keep_fp, opt("keep_fp"), minimum=0)
+    if cfg.keep_fp and "int8" not in cfg.precisions:
+        raise RtDeployError(f"{opt('keep_fp')} applies to INT8 only, and {opt('precisions')} {','.join(cfg.precisions)} has no int8; "
+                            f"add int8 or drop {opt('keep_fp')}")
     for option, value in ((opt("calib_size"), cfg.calib_size), (opt("samples"), cfg.samples)):
         if value is not None:
             whole(value, option, minimum=1)
@@ -224,6 +227,7 @@ class _Pipeline:
     def run_all(self) -> None:
         c = self.cfg
         if self._stage("export", "export", self._export):
+            self._check_keep_fp()
             for prec in [*c.precisions, *self._cpu_form()]:
                 if prec != "fp32":
                     self._stage(f"quantize-{prec}", "quantize", lambda force, p=prec: self._quantize(p, force))
@@ -270,6 +274,15 @@ class _Pipeline:
         weights = "trained weights" if c.weights else "no weights given: seed-0 initialisation"
         return _artifact_record(d, f"{out.name} ({weights})")
 
+    def _check_keep_fp(self) -> None:
+        """``keep_fp`` against the exported model's quantizable layers: the first moment they are known,
+        so no FP16, INT8 or benchmark work is done for an option that cannot be met."""
+        from rtdeploy.precision.quantize import check_keep_fp, quantizable_layers
+
+        if self.cfg.keep_fp and "int8" in self.cfg.precisions:
+            fp32 = self.models["fp32"]
+            check_keep_fp(self.cfg.keep_fp, quantizable_layers(fp32), fp32.name)
+
     def _cpu_form(self) -> list[str]:
         """``int8-cpu`` when INT8 is asked and TensorRT cannot run here: the INT8 form onnxruntime's CPU
         kernels fuse, made and timed beside the TensorRT-placed one, so a CPU user sees both."""
@@ -307,7 +320,7 @@ class _Pipeline:
         from rtdeploy.derive import engine
         from rtdeploy.trt import BuildOptions
 
-        d = engine(BuildOptions(onnx=onnx, precision=prec), force=force)
+        d = engine(BuildOptions(onnx=onnx, precision=prec, progress=self.cfg.progress), force=force)
         self.engines[prec] = d.path
         return _artifact_record(d, d.path.name, {"layers": _jsonable(getattr(d.result, "layers", None))})
 

@@ -42,7 +42,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     """
     import onnx
 
-    from rtdeploy.artifacts import read_manifest, sha256_file
+    from rtdeploy.artifacts import check_matches_manifest, read_manifest
     from rtdeploy.manifests import OnnxManifest, typed
 
     p = Path(path)
@@ -53,6 +53,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     if not isinstance(record, OnnxManifest):  # every other kind is made from an FP32 export, named in its parent
         raise PrecisionError(f"{p} is already an {record.precision.upper()} model (kind {record.kind}); quantize the FP32 model "
                              f"it was made from ({record.parent.path})")
+    sha = check_matches_manifest(p, record.sha256, remedy="re-export it (or re-import it), then quantize the new file")
     try:
         model = onnx.load(str(p))
     except Exception as e:  # onnx raises DecodeError and friends, untyped
@@ -63,7 +64,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     if any(_is_float16(i.type) for i in model.graph.input):
         raise PrecisionError(f"{p} has FP16 inputs, so it is not an FP32 model; give the FP32 export")
     # A fixed-batch model is calibrated in batches of its own size (precision/int8/fixed_batch.py).
-    return Parent(p, model, manifest, sha256_file(p))
+    return Parent(p, model, manifest, sha)
 
 
 def _is_float16(type_proto) -> bool:

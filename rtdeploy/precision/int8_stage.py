@@ -17,6 +17,7 @@ def run_int8(cfg, parent, out: Path):
     from rtdeploy.precision.calibration_data import SplitSource, holdout_count, open_calibration
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
+    from rtdeploy.precision.quantize import check_keep_fp
     from rtdeploy.precision.stage_common import Timer
 
     from rtdeploy.precision.derivation import uses_calibration_images
@@ -29,6 +30,7 @@ def run_int8(cfg, parent, out: Path):
     plan = plan_qdq(parent.model)
     if not plan.units:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
+    check_keep_fp(cfg.keep_fp, len(plan.units), parent.path.name)
     meta = ModelMeta.from_dict(parent.manifest["model"])
     fallback = cfg.keep_fp > 0 or cfg.target_agreement is not None
     split = None

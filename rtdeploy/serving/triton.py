@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, folder_lock, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, folder_lock
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
 from rtdeploy.manifests import EngineManifest, read_engine, read_onnx
 
@@ -109,9 +109,7 @@ def build_config(
     """
     is_engine = artifact.suffix in ENGINE_SUFFIXES
     manifest = read_engine(artifact) if is_engine else read_onnx(artifact)
-    if manifest.sha256 != sha256_file(artifact):
-        raise ArtifactError(f"{artifact} does not match its manifest (sha256 differs): it was changed after the stage that made it; "
-                            "re-run that stage, or restore the file")
+    check_matches_manifest(artifact, manifest.sha256, remedy="re-run that stage, or restore the file")
     onnx_path = _onnx_for(artifact, manifest) if is_engine else artifact
     inputs, outputs = onnx_io(onnx_path)  # an engine binds the I/O names and types of the ONNX it was built from
     batch_dim = inputs[0][2][0] if inputs and inputs[0][2] else None

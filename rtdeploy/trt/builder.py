@@ -18,6 +18,7 @@ from rtdeploy.errors import EngineError, MissingDependency
 from rtdeploy.trt.features import Features, PrecisionPlan
 from rtdeploy.trt.graph_facts import GraphFacts
 from rtdeploy.trt.options import BatchProfile
+from rtdeploy.trt.progress import attach_progress_monitor, close_bars
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class BuildRequest:
         calibrator: an implicit INT8 calibrator (``plan.calibrator`` only).
         keep_fp32: ONNX node names the FP16 stage kept in FP32 (its overflow guard); pinned to FP32
             with ``OBEY_PRECISION_CONSTRAINTS`` where the network is weakly typed.
+        progress: show the build's phases as bars on stderr (TensorRT 10 and later).
     """
 
     onnx: Path
@@ -58,6 +60,7 @@ class BuildRequest:
     hardware_compatibility: str | None = None
     calibrator: Any = None
     keep_fp32: tuple[str, ...] = ()
+    progress: bool = False
 
 
 @dataclass
@@ -152,7 +155,11 @@ def build_plan(trt, request: BuildRequest, *, logger=None, builder=None) -> Buil
     _add_profiles(builder, config, features, request)
     placement = _place_on_dla(trt, builder, network, config, request) if request.dla_core is not None else None
     cache = _attach_timing_cache(config, request.timing_cache)
-    serialized = builder.build_serialized_network(network, config)
+    monitor = attach_progress_monitor(trt, config) if request.progress else None
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        close_bars(monitor)
     if serialized is None:
         raise EngineError(_build_failure(trt, logger, request))
     timing = bytes(cache.serialize()) if cache is not None else None

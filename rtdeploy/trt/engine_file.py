@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import read_manifest, sha256_file
+from rtdeploy.artifacts import check_matches_manifest, read_manifest
 from rtdeploy.errors import ArtifactError, EngineError, MissingDependency
 from rtdeploy.manifests import EngineManifest, typed
 from rtdeploy.trt.device_memory import DeviceInfo
@@ -141,8 +141,7 @@ def check_engine_file(path: Path, manifest: dict[str, Any] | None, *, runtime_ve
     if manifest is None:
         log.warning("%s has no manifest; its TensorRT version and GPU cannot be checked before loading", path)
         return None
-    if manifest.bytes != path.stat().st_size or manifest.sha256 != sha256_file(path):
-        raise EngineError(f"engine {path} does not match its manifest (truncated or replaced since it was built); rebuild it: {cmd}")
+    check_matches_manifest(path, manifest.sha256, remedy=f"rebuild it: {cmd}", error=EngineError)
     problem = compatibility_problem(manifest, runtime_version=runtime_version, device=device)
     if problem:
         raise EngineError(f"engine {path.name} was built for {problem}; rebuild it here: {cmd}")

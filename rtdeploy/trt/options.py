@@ -111,6 +111,7 @@ class BuildOptions:
         hardware_compatibility: ``ampere+`` or ``same-cc`` (None: this GPU's compute capability only).
         implicit_calibration: INT8 by TensorRT's entropy calibrator on the FP32 graph (8.6 / 10.x only).
         output: the engine file (manifest beside it).
+        progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
     """
 
     depth: int | None = 50
@@ -129,6 +130,7 @@ class BuildOptions:
     hardware_compatibility: str | None = None
     implicit_calibration: bool = False
     output: Path | None = None
+    progress: bool = False
 
     def check(self) -> None:
         """Every check that needs neither the ONNX nor TensorRT.
@@ -194,7 +196,7 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
 
 
 # Options that do not change the plan's bytes, or whose content is recorded as an input instead.
-OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate"})
+OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate", "progress"})
 
 
 def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None) -> dict:

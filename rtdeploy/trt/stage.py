@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_output_path, derived_path, parent_entry, read_manifest
+from rtdeploy.artifacts import atomic_path, check_matches_manifest, check_output_path, derived_path, parent_entry, read_manifest
 from rtdeploy.artifacts import refuse_overwriting_inputs, sha256_file
-from rtdeploy.artifacts import write_bytes_atomic
-from rtdeploy.errors import EngineError, MissingDependency, OutputError, PrecisionError
+from rtdeploy.artifacts import write_bytes_atomic, write_failure
+from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, parse_size, resolve_profile
@@ -65,7 +65,7 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
     if opts.onnx is None:
         raise EngineError("the build-engine stage needs an ONNX; rtdeploy.derive.engine_from exports and quantizes one first")
     onnx = Path(opts.onnx)
-    read_artifact(onnx, required=False)  # a manifest beside the ONNX must be a valid one: refused here, before any work
+    _check_manifest(onnx)
     facts = read_graph_facts(onnx)
     precision = opts.precision or facts.precision
     check_source_precision(opts, onnx, facts, precision)
@@ -78,6 +78,14 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
         return _build(opts, onnx, facts, precision, profile, output, command, trt_module, memory)
     except MissingDependency as e:
         raise MissingDependency(f"{e} — nothing lost: {onnx} is ready; build it where TensorRT and a GPU are: {command}") from e
+
+
+def _check_manifest(onnx: Path) -> None:
+    """A manifest beside the ONNX must be a valid one, of these very bytes: refused here, before any work."""
+    manifest = read_artifact(onnx, required=False)
+    if manifest is not None:
+        check_matches_manifest(onnx, manifest.sha256, remedy=f"re-run the stage that made it, or move {onnx.name}.json away "
+                               "to build from the file as it is")
 
 
 def default_engine_path(onnx: Path, precision: str) -> Path:
@@ -146,7 +154,7 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
         onnx=onnx, facts=facts, plan=plan, profile=profile, workspace_bytes=resolve_workspace(opts.workspace, device),
         timing_cache=_read_timing_cache(opts.timing_cache), optimization_level=opts.builder_optimization_level,
         dla_core=opts.dla_core, gpu_fallback=opts.gpu_fallback, version_compatible=opts.version_compatible,
-        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator, keep_fp32=tuple(guard))
+        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator, keep_fp32=tuple(guard), progress=opts.progress)
     start = time.perf_counter()
     try:
         built = build_plan(trt, request, logger=logger, builder=builder)
@@ -164,7 +172,7 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
         with atomic_path(output, manifest=lambda tmp: new_manifest("engine", tmp, **fields)) as tmp:
             tmp.write_bytes(built.plan)
     except OSError as e:
-        raise OutputError(f"could not write {output}: {e.strerror or e}; free space or choose another -o path") from e
+        raise write_failure(output, e) from e
     if opts.timing_cache is not None and built.timing_cache is not None:
         write_bytes_atomic(opts.timing_cache, built.timing_cache)
     log.info("built %s in %.1fs", output, seconds)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, manifest_path, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, manifest_path, sha256_file
 from rtdeploy.errors import ArtifactError
 from rtdeploy.manifests import ArtifactManifest, EngineManifest, OnnxManifest, read_artifact, read_onnx
 from rtdeploy.models.metadata import ModelMeta
@@ -51,8 +51,7 @@ def load_target(path: str | Path) -> Target:
             f"or adopt an ONNX made elsewhere with `rtdeploy import {p.name} --preprocess imagenet|cifar|none`"
         )
     manifest = read_artifact(p)
-    if manifest.sha256 != sha256_file(p):
-        raise ArtifactError(f"{p} does not match its manifest (sha256 differs): it was changed or truncated; re-run the stage that made it")
+    check_matches_manifest(p, manifest.sha256, remedy="re-run the stage that made it")
     if manifest.model is None:
         raise ArtifactError(f"{manifest_path(p).name} names no model (its ONNX had no rtdeploy manifest); build it from the ONNX "
                             "that `rtdeploy export` or `quantize` wrote")

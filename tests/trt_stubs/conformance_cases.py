@@ -217,6 +217,24 @@ def test_options_reach_the_config(trt, rt, make_world, models, tmp_path):
     assert result.manifest["build"]["version_compatible"] is True
 
 
+def test_build_progress_where_the_release_reports_it(trt, rt, make_world, models, tmp_path, capsys):
+    w = make_world()
+    build(w, rt, tmp_path, models["fp32"], precision="fp32", progress=True)
+    err = capsys.readouterr().err
+    if hasattr(trt, "IProgressMonitor"):  # 10.x and 11.x; 8.6 has none
+        assert isinstance(w.config.progress_monitor, trt.IProgressMonitor)
+        assert "Tactic selection" in err and "Building engine" in err
+        assert w.progress_answers == [True] * 4  # the build is never cancelled
+    else:
+        assert "Tactic selection" not in err
+
+
+def test_no_progress_monitor_unless_asked(trt, rt, make_world, models, tmp_path):
+    w = make_world()
+    build(w, rt, tmp_path, models["fp32"], precision="fp32")
+    assert not hasattr(w, "progress_answers")
+
+
 def test_same_cc_compatibility_only_where_the_release_has_it(trt, rt, make_world, models, tmp_path):
     w = make_world()
     if RELEASE in ("8.6.1", "10.3.0"):  # HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY came after 10.3

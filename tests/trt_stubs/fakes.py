@@ -279,11 +279,26 @@ class World:
         calibrator = getattr(self.config, "int8_calibrator", None) if hasattr(self.real.IBuilderConfig, "int8_calibrator") else None
         if isinstance(calibrator, getattr(self.real, "IInt8Calibrator", ())):
             calibrator.get_batch([self.network_input])  # TensorRT pulls calibration batches during the build
+        self._report_progress()
         if not self.build_ok:
             return None
         flags = {c.args[0] for c in self.config.set_flag.call_args_list}
         vc = hasattr(self.real.BuilderFlag, "VERSION_COMPATIBLE") and self.real.BuilderFlag.VERSION_COMPATIBLE in flags
         return PLAN_MAGIC + (VC_MARK if vc else b"\0" * len(VC_MARK)) + b"\0" * 48
+
+    def _report_progress(self) -> None:
+        """TensorRT 10+ reports the build's phases to the config's ``progress_monitor``: ``phase_start(name,
+        parent, steps)``, ``step_complete(name, step)`` for steps 0..steps-1 (False cancels the build) and
+        ``phase_finish(name)``, phases nested by their parent (TensorRT API, ``IProgressMonitor``)."""
+        monitor = getattr(self.config, "progress_monitor", None) if hasattr(self.real.IBuilderConfig, "progress_monitor") else None
+        if not isinstance(monitor, getattr(self.real, "IProgressMonitor", ())):
+            return
+        monitor.phase_start("Building engine", None, 1)
+        monitor.phase_start("Tactic selection", "Building engine", 3)
+        self.progress_answers = [monitor.step_complete("Tactic selection", step) for step in range(3)]
+        monitor.phase_finish("Tactic selection")
+        self.progress_answers.append(monitor.step_complete("Building engine", 0))
+        monitor.phase_finish("Building engine")
 
     def _profile(self):
         p = self.spec(self.real.IOptimizationProfile)

@@ -20,10 +20,12 @@ this is the quantized model (to float rounding), with ``m_u = 0`` the FP32 one.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from rtdeploy.errors import PrecisionError, opt
 from rtdeploy.precision.graph import NameMaker, graph_input_names, initializers
 from rtdeploy.precision.int8.qdq import QdqPlan, quantize_weight
 
@@ -209,10 +211,15 @@ def choose_fallback(evaluator: SwitchableEvaluator, *, keep_fp: int = 0, target_
         evaluator: over the held-out images.
         keep_fp: keep exactly this many of the most sensitive units (when no target is given).
         target_agreement: keep adding units, most sensitive first, until the held-out top-1
-            agreement reaches this fraction (0..1); ``keep_fp`` then sets a minimum.
+            agreement reaches this fraction (0..1); ``keep_fp`` then sets a minimum. At least
+            one unit always stays INT8.
 
     Returns:
         the chosen units, the score of that configuration, the trace and the ranking.
+
+    Raises:
+        PrecisionError: the target is not reached with every unit but one in float (keeping them
+            all would make an "INT8" model with no INT8 layer).
     """
     ranking = evaluator.rank()
     order = [s.node for s in ranking]
@@ -220,9 +227,13 @@ def choose_fallback(evaluator: SwitchableEvaluator, *, keep_fp: int = 0, target_
     agreement, kl = evaluator.score(set(order[:count]))
     trace = [(count, agreement, kl)]
     if target_agreement is not None:
-        while agreement < target_agreement and count < len(order):
+        while agreement < target_agreement and count < len(order) - 1:
             count += 1
             agreement, kl = evaluator.score(set(order[:count]))
             trace.append((count, agreement, kl))
+        if agreement < target_agreement:
+            raise PrecisionError(f"{opt('target_agreement')} {target_agreement} is not reached even with {count} of the {len(order)} "
+                                 f"quantizable layers in float (held-out agreement {agreement:.4f}), and keeping all would leave no "
+                                 f"INT8 layer; give {opt('target_agreement')} {math.floor(agreement * 1e4) / 1e4} or lower, or make an FP16 model")
     log.info("keeping %d layer(s) in float: held-out agreement %.4f", count, agreement)
     return FallbackResult(order[:count], agreement, kl, trace, ranking, len(evaluator.images))
