@@ -277,7 +277,7 @@ class _Pipeline:
     def _check_keep_fp(self) -> None:
         """``keep_fp`` against the exported model's quantizable layers: the first moment they are known,
         so no FP16, INT8 or benchmark work is done for an option that cannot be met."""
-        from rtdeploy.precision.quantize import check_keep_fp, quantizable_layers
+        from rtdeploy.precision.int8.sensitivity import check_keep_fp, quantizable_layers
 
         if self.cfg.keep_fp and "int8" in self.cfg.precisions:
             fp32 = self.models["fp32"]

@@ -17,7 +17,7 @@ def run_int8(cfg, parent, out: Path):
     from rtdeploy.precision.calibration_data import SplitSource, holdout_count, open_calibration
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
-    from rtdeploy.precision.quantize import check_keep_fp
+    from rtdeploy.precision.int8.sensitivity import check_keep_fp
     from rtdeploy.precision.stage_common import Timer
 
     from rtdeploy.precision.derivation import uses_calibration_images

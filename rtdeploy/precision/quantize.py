@@ -92,28 +92,6 @@ def check_config(cfg: QuantizeConfig) -> None:
 WEIGHT_ROUNDINGS = ("nearest", "adaround")
 
 
-def check_keep_fp(keep_fp: int, layers: int, model_name: str) -> None:
-    """``keep_fp`` must leave at least one of the model's ``layers`` quantizable layers in INT8.
-
-    Raises:
-        PrecisionError: it keeps them all, which would make an "INT8" model without an INT8 layer.
-    """
-    if keep_fp >= layers:
-        raise PrecisionError(f"{opt('keep_fp')} {keep_fp} would keep all {layers} quantizable layers of {model_name} in float, "
-                             f"an INT8 model with no INT8 layer; give {opt('keep_fp')} 0 to {layers - 1}")
-
-
-def quantizable_layers(onnx_path: Path) -> int:
-    """How many layers INT8 quantizes in the FP32 ONNX at ``onnx_path`` (what ``keep_fp`` counts)."""
-    from rtdeploy.artifacts import load_onnx_graph
-    from rtdeploy.precision.int8.qdq import plan_qdq
-
-    model = load_onnx_graph(onnx_path)
-    if model is None:
-        raise PrecisionError(f"{onnx_path} is not an ONNX model; re-export it")
-    return len(plan_qdq(model).units)
-
-
 def _check_weights(cfg: QuantizeConfig) -> None:
     if cfg.weights not in WEIGHT_ROUNDINGS:
         raise PrecisionError(f"unknown weight rounding {opt('weights')} {cfg.weights!r}; accepted: {', '.join(WEIGHT_ROUNDINGS)}")

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rtdeploy.errors import PrecisionError, opt
 from rtdeploy.precision.graph import NameMaker, graph_input_names, initializers
-from rtdeploy.precision.int8.qdq import QdqPlan, quantize_weight
+from rtdeploy.precision.int8.qdq import QdqPlan, plan_qdq, quantize_weight
 
 log = logging.getLogger(__name__)
 
@@ -237,3 +238,24 @@ def choose_fallback(evaluator: SwitchableEvaluator, *, keep_fp: int = 0, target_
                                  f"INT8 layer; give {opt('target_agreement')} {math.floor(agreement * 1e4) / 1e4} or lower, or make an FP16 model")
     log.info("keeping %d layer(s) in float: held-out agreement %.4f", count, agreement)
     return FallbackResult(order[:count], agreement, kl, trace, ranking, len(evaluator.images))
+
+
+def check_keep_fp(keep_fp: int, layers: int, model_name: str) -> None:
+    """``keep_fp`` must leave at least one of the model's ``layers`` quantizable layers in INT8.
+
+    Raises:
+        PrecisionError: it keeps them all, which would make an "INT8" model without an INT8 layer.
+    """
+    if keep_fp >= layers:
+        raise PrecisionError(f"{opt('keep_fp')} {keep_fp} would keep all {layers} quantizable layers of {model_name} in float, "
+                             f"an INT8 model with no INT8 layer; give {opt('keep_fp')} 0 to {layers - 1}")
+
+
+def quantizable_layers(onnx_path: Path) -> int:
+    """How many layers INT8 quantizes in the FP32 ONNX at ``onnx_path`` (what ``keep_fp`` counts)."""
+    from rtdeploy.artifacts import load_onnx_graph
+
+    model = load_onnx_graph(onnx_path)
+    if model is None:
+        raise PrecisionError(f"{onnx_path} is not an ONNX model; re-export it")
+    return len(plan_qdq(model).units)
