@@ -421,6 +421,8 @@ CLOSING = [
          setup=_both(_exported(), _rewritten("m.onnx"))),
     Case("run-given-onnx-rewritten", lambda d: ["run", "--onnx", M(d), "-o", str(d / "out")], "does not match its manifest",
          setup=_both(_exported(), _rewritten("m.onnx"))),
+    Case("bench-onnx-rewritten", lambda d: ["bench", "--model", M(d), "--duration", "0", "--iterations", "1", "--repeats", "1"],
+         "does not match its manifest", setup=_both(_exported(), _rewritten("m.onnx"))),
     Case("run-keep-fp-without-int8", lambda d: ["run", "--depth", "20", "--precision", "fp32,fp16", "--keep-fp", "2", "-o", str(d / "out")],
          "--keep-fp applies to INT8 only"),
 ]

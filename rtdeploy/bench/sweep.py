@@ -90,10 +90,12 @@ def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
 
 
 def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
+    from rtdeploy.artifacts import check_matches_manifest
     from rtdeploy.manifests import read_artifact, read_engine
 
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     manifest = read_engine(path) if is_engine else read_artifact(path)
+    check_matches_manifest(path, manifest.sha256, remedy="re-run the stage that made it, then time the new file")
     meta = ModelMeta.from_dict(_model_entry(manifest, path))
     precision = manifest.precision
     if is_engine:
