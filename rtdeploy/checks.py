@@ -166,10 +166,20 @@ def check_memory(batch: int, channels: int, image_size: int, *, what: str,
         error: the estimate exceeds the available memory.
     """
     need = memory_estimate(batch, channels, image_size)
+    return check_bytes(need, what=what, purpose="one forward pass", advice="give a smaller batch or image size",
+                       error=error, available=available)
+
+
+def check_bytes(need: int, *, what: str, purpose: str, advice: str, error: type[RtDeployError] = RtDeployError,
+                available: int | None = None) -> int:
+    """Refuse a request that needs ``need`` bytes when less memory is available, before allocating.
+
+    Raises:
+        error: ``need`` exceeds the available memory; the message names ``what``, ``purpose`` and ``advice``.
+    """
     have = available if available is not None else available_memory()
     if have is not None and need > have:
-        raise error(f"{what} needs at least {_gib(need)} of memory for one forward pass, {_gib(have)} is available; "
-                    "give a smaller batch or image size")
+        raise error(f"{what} needs at least {_gib(need)} of memory for {purpose}, {_gib(have)} is available; {advice}")
     return need
 
 
