@@ -108,6 +108,15 @@ def _images(folder: str, bad: str | None = None, good: int = 0) -> Callable[[Pat
     return setup
 
 
+def _npy(name: str, shape: tuple) -> Callable[[Path], None]:
+    """A float32 .npy of zeros of ``shape``."""
+    def setup(d: Path) -> None:
+        import numpy as np
+
+        np.save(d / name, np.zeros(shape, np.float32))
+    return setup
+
+
 def _nan_npy(d: Path) -> None:
     import numpy as np
 
@@ -382,6 +391,28 @@ GROWN = [
     Case("usage-summary-bad-variant", lambda d: ["summary", "--variant", "v9"], "'v1.5', 'v1'", exit_code=USAGE),
     Case("usage-bench-unknown-option", lambda d: ["bench", "--bogus"], "No such option '--bogus'", exit_code=USAGE),
     Case("usage-doctor-unknown-option", lambda d: ["doctor", "--bogus"], "No such option '--bogus'", exit_code=USAGE),
+    # the adversarial sweep: --json onto a model file, weights too large to allocate, unsafe pickles
+    Case("export-json-is-output", lambda d: EXPORT(d, "--json", str(d / "x.onnx")), "would overwrite"),
+    Case("quantize-json-default-output-name", lambda d: ["quantize", M(d), "--fp16", "--json", "m.fp16.onnx"], "named like a model file", setup=_exported()),
+    Case("quantize-json-is-input", lambda d: ["quantize", M(d), "--fp16", "--json", str(d / "m.onnx")], "would overwrite", setup=_exported()),
+    Case("validate-json-is-input-manifest", lambda d: ["validate", M(d), "--json", str(d / "m.onnx.json")], "would overwrite", setup=_exported()),
+    Case("build-engine-json-is-timing-cache", lambda d: ["build-engine", "--onnx", M(d), "--timing-cache", str(d / "t.bin"), "--json", str(d / "t.bin")],
+         "would overwrite", setup=_both(_exported(), _write("t.bin", b"cache"))),
+    Case("export-huge-num-classes", lambda d: EXPORT(d, "--num-classes", "2000000000"), "GiB of memory for its weights"),
+    Case("export-weights-unsafe-pickle", lambda d: EXPORT(d, "--weights", str(d / "w.pth")), "safe loading (weights_only=True) refuses",
+         setup=_write("w.pth", b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06getcwd\x94\x93\x94)R\x94.")),
+    Case("validate-reference-is-the-model", lambda d: ["validate", M(d), "--reference", str(d / "m.onnx")], "is the model itself", setup=_exported()),
+    Case("validate-reference-is-a-copy", lambda d: ["validate", M(d), "--reference", str(d / "c.onnx")], "is the model itself",
+         setup=_both(_exported(), _exported("c.onnx"))),
+    Case("validate-empty-tensor-file", lambda d: ["validate", M(d), "--images", str(d / "e.npy")], "holds no samples",
+         setup=_both(_exported(), _npy("e.npy", (0, 3, 32, 32)))),
+    Case("quantize-percentile-without-its-method", lambda d: ["quantize", M(d), "--int8", "--percentile", "99.9"], "applies to --method percentile only",
+         setup=_exported()),
+    Case("quantize-fp16-with-method", lambda d: ["quantize", M(d), "--fp16", "--method", "max"], "--method max applies to --int8 only", setup=_exported()),
+    Case("quantize-constant-calibration-tensors", lambda d: ["quantize", M(d), "--int8", "--no-stats-cache", "--calib-dir", str(d / "z.npy")],
+         "hold the single value 0 throughout", setup=_both(_exported(), _npy("z.npy", (4, 3, 32, 32)))),
+    Case("quantize-output-is-input-manifest", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "m.onnx.json")], "would overwrite the manifest of m.onnx",
+         setup=_exported()),
 ]
 
 ALL_CASES = CASES + GROWN
