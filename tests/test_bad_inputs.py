@@ -435,6 +435,10 @@ GROWN = [
          setup=_exported()),
     Case("import-output-is-input-manifest", lambda d: ["import", M(d), "--preprocess", "cifar", "-o", str(d / "m.onnx.json")],
          "would overwrite the manifest of m.onnx", setup=_exported()),
+    Case("run-images-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--images", str(d / "none")], "--images"),
+    Case("run-calib-dir-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--calib-dir", str(d / "none")], "--calib-dir"),
+    Case("run-weights-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--weights", str(d / "none.pth")], "--weights"),
+    Case("run-zero-num-classes", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--num-classes", "0"], "--num-classes 0"),
     Case("quantize-output-is-input-manifest", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "m.onnx.json")], "would overwrite the manifest of m.onnx",
          setup=_exported()),
 ]
