@@ -232,12 +232,13 @@ def run(*, depth: int = 50, model: str | None = None, onnx: str | os.PathLike | 
     Returns:
         :class:`rtdeploy.pipeline.RunReport` (``stages``, ``failed``, ``report_md``, ``report_json``).
     """
+    from rtdeploy.checks import comma_list
     from rtdeploy.pipeline import RunConfig, run_pipeline
 
     opt = lambda p: Path(p) if p is not None else None  # noqa: E731
     cfg = RunConfig(depth=depth, model=model, onnx=opt(onnx), weights=opt(weights), num_classes=num_classes, calib_dir=opt(calib_dir),
                     calib_size=calib_size, method=method, keep_fp=keep_fp, images=opt(images), samples=samples,
-                    precisions=tuple(p.strip() for p in precision.split(",") if p.strip()), engines=engines,
+                    precisions=tuple(comma_list(precision, "--precision", example="fp16,int8")), engines=engines,
                     bench=bench, bench_duration=bench_duration, bench_batch=bench_batch, outdir=opt(outdir),
                     force=_stage_list(force), rebench=rebench, progress=progress)
     return run_pipeline(cfg, on_stage=on_stage)

@@ -535,10 +535,11 @@ def ancestors(path: str | os.PathLike) -> list[Path]:
 
 
 def refuse_overwriting_inputs(output: str | os.PathLike, *inputs: str | os.PathLike | None, option: str = "-o") -> None:
-    """Refuse an output path that is one of the inputs or an ancestor of one (before any work).
+    """Refuse an output path that is one of the inputs or an ancestor of one, or the manifest of
+    one of those (before any work).
 
     Raises:
-        OutputError: ``output`` would overwrite what it is made from.
+        OutputError: ``output`` would overwrite what it is made from, or that file's manifest.
     """
     out = Path(output).resolve()
     for given in inputs:
@@ -548,6 +549,10 @@ def refuse_overwriting_inputs(output: str | os.PathLike, *inputs: str | os.PathL
         if out in chain:
             what = "the input itself" if out == chain[0] else f"an ancestor of {Path(given).name} (its manifest chain)"
             raise OutputError(f"{option} {output} would overwrite {what}; write the result to another path")
+        manifests = [manifest_path(p).resolve() for p in chain]
+        if out in manifests:
+            raise OutputError(f"{option} {output} would overwrite the manifest of {chain[manifests.index(out)].name}; "
+                              "write the result to another path")
 
 
 @contextlib.contextmanager

@@ -104,6 +104,40 @@ def seed(value, option: str = "--seed", error: type[RtDeployError] = RtDeployErr
     return whole(value, option, error, minimum=0, maximum=MAX_SEED)
 
 
+# A model name becomes a folder or file name (derived files, Triton's model folder) and a URL segment.
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}$")
+
+
+def model_name(name, option: str = "--name", error: type[RtDeployError] = RtDeployError) -> str:
+    """``name`` checked as a model name: a plain folder name, config string and URL segment.
+
+    Raises:
+        error: other characters, a leading '.', empty, or longer than 255 characters.
+    """
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise error(f"{option} {name!r} is not accepted; a model name becomes a folder name and a URL segment: "
+                    "letters, digits, '_', '-' and '.', not starting with '.', at most 255 characters (e.g. resnet50_int8)")
+    return name
+
+
+def comma_list(value: str, option: str, error: type[RtDeployError] = RtDeployError, *, example: str = "1,8") -> list[str]:
+    """The stripped items of a comma-separated option value; ``[]`` when every item is blank.
+
+    Raises:
+        error: an empty item (``"1,,8"``, a trailing comma: most often a value left out), or an
+            item given twice.
+    """
+    items = [p.strip() for p in str(value).split(",")]
+    if not any(items):
+        return []
+    if "" in items:
+        raise error(f"{option} {value!r} has an empty item; give values separated by single commas, such as {example}")
+    twice = next((i for n, i in enumerate(items) if i in items[:n]), None)
+    if twice is not None:
+        raise error(f"{option} {value!r} names {twice!r} twice; give each value once, such as {example}")
+    return items
+
+
 def output_file(path: str | os.PathLike, *, manifest: bool = False, option: str = "-o") -> Path:
     """Check, before any work, that ``path`` can be written (and its manifest beside it).
 
@@ -166,10 +200,20 @@ def check_memory(batch: int, channels: int, image_size: int, *, what: str,
         error: the estimate exceeds the available memory.
     """
     need = memory_estimate(batch, channels, image_size)
+    return check_bytes(need, what=what, purpose="one forward pass", advice="give a smaller batch or image size",
+                       error=error, available=available)
+
+
+def check_bytes(need: int, *, what: str, purpose: str, advice: str, error: type[RtDeployError] = RtDeployError,
+                available: int | None = None) -> int:
+    """Refuse a request that needs ``need`` bytes when less memory is available, before allocating.
+
+    Raises:
+        error: ``need`` exceeds the available memory; the message names ``what``, ``purpose`` and ``advice``.
+    """
     have = available if available is not None else available_memory()
     if have is not None and need > have:
-        raise error(f"{what} needs at least {_gib(need)} of memory for one forward pass, {_gib(have)} is available; "
-                    "give a smaller batch or image size")
+        raise error(f"{what} needs at least {_gib(need)} of memory for {purpose}, {_gib(have)} is available; {advice}")
     return need
 
 

@@ -108,6 +108,15 @@ def _images(folder: str, bad: str | None = None, good: int = 0) -> Callable[[Pat
     return setup
 
 
+def _npy(name: str, shape: tuple) -> Callable[[Path], None]:
+    """A float32 .npy of zeros of ``shape``."""
+    def setup(d: Path) -> None:
+        import numpy as np
+
+        np.save(d / name, np.zeros(shape, np.float32))
+    return setup
+
+
 def _nan_npy(d: Path) -> None:
     import numpy as np
 
@@ -382,6 +391,57 @@ GROWN = [
     Case("usage-summary-bad-variant", lambda d: ["summary", "--variant", "v9"], "'v1.5', 'v1'", exit_code=USAGE),
     Case("usage-bench-unknown-option", lambda d: ["bench", "--bogus"], "No such option '--bogus'", exit_code=USAGE),
     Case("usage-doctor-unknown-option", lambda d: ["doctor", "--bogus"], "No such option '--bogus'", exit_code=USAGE),
+    # the adversarial sweep: --json onto a model file, weights too large to allocate, unsafe pickles
+    Case("export-json-is-output", lambda d: EXPORT(d, "--json", str(d / "x.onnx")), "would overwrite"),
+    Case("quantize-json-default-output-name", lambda d: ["quantize", M(d), "--fp16", "--json", "m.fp16.onnx"], "named like a model file", setup=_exported()),
+    Case("quantize-json-is-input", lambda d: ["quantize", M(d), "--fp16", "--json", str(d / "m.onnx")], "would overwrite", setup=_exported()),
+    Case("validate-json-is-input-manifest", lambda d: ["validate", M(d), "--json", str(d / "m.onnx.json")], "would overwrite", setup=_exported()),
+    Case("build-engine-json-is-timing-cache", lambda d: ["build-engine", "--onnx", M(d), "--timing-cache", str(d / "t.bin"), "--json", str(d / "t.bin")],
+         "would overwrite", setup=_both(_exported(), _write("t.bin", b"cache"))),
+    Case("export-huge-num-classes", lambda d: EXPORT(d, "--num-classes", "2000000000"), "GiB of memory for its weights"),
+    Case("export-weights-unsafe-pickle", lambda d: EXPORT(d, "--weights", str(d / "w.pth")), "safe loading (weights_only=True) refuses",
+         setup=_write("w.pth", b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06getcwd\x94\x93\x94)R\x94.")),
+    Case("validate-reference-is-the-model", lambda d: ["validate", M(d), "--reference", str(d / "m.onnx")], "is the model itself", setup=_exported()),
+    Case("validate-reference-is-a-copy", lambda d: ["validate", M(d), "--reference", str(d / "c.onnx")], "is the model itself",
+         setup=_both(_exported(), _exported("c.onnx"))),
+    Case("validate-empty-tensor-file", lambda d: ["validate", M(d), "--images", str(d / "e.npy")], "holds no samples",
+         setup=_both(_exported(), _npy("e.npy", (0, 3, 32, 32)))),
+    Case("quantize-percentile-without-its-method", lambda d: ["quantize", M(d), "--int8", "--percentile", "99.9"], "applies to --method percentile only",
+         setup=_exported()),
+    Case("quantize-fp16-with-method", lambda d: ["quantize", M(d), "--fp16", "--method", "max"], "--method max applies to --int8 only", setup=_exported()),
+    Case("quantize-constant-calibration-tensors", lambda d: ["quantize", M(d), "--int8", "--no-stats-cache", "--calib-dir", str(d / "z.npy")],
+         "hold the single value 0 throughout", setup=_both(_exported(), _npy("z.npy", (4, 3, 32, 32)))),
+    Case("export-manifest-path-is-fifo", lambda d: EXPORT(d), "is not a regular file", setup=lambda d: os.mkfifo(d / "x.onnx.json")),
+    Case("bench-empty-list-item", lambda d: ["bench", "--depth", "20", "--batch", "1,,8"], "--batch '1,,8' has an empty item"),
+    Case("bench-duplicate-depth", lambda d: ["bench", "--depth", "20,20"], "names '20' twice"),
+    Case("bench-duplicate-precision", lambda d: ["bench", "--depth", "20", "--precision", "fp32,fp32"], "names 'fp32' twice"),
+    Case("bench-huge-threads", lambda d: ["bench", "--depth", "20", "--threads", "100000"], "--threads 100000 is not accepted"),
+    Case("bench-huge-streams", lambda d: ["bench", "--depth", "20", "--streams", "100000"], "--streams 100000 is not accepted"),
+    Case("run-duplicate-precision", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--precision", "fp16,fp16"], "names 'fp16' twice"),
+    Case("run-precision-empty-item", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--precision", "fp16,,int8"], "has an empty item"),
+    Case("package-duplicate-preferred-batch", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--preferred-batch", "4,4"], "names '4' twice",
+         setup=_exported()),
+    Case("package-version-beyond-int64", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--version", "99999999999999999999"],
+         "--version 99999999999999999999 is not accepted", setup=_exported()),
+    Case("package-huge-instances", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--instances", "100000000"], "--instances 100000000",
+         setup=_exported()),
+    Case("package-queue-delay-beyond-uint64", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--max-queue-delay-us", str(2**64)],
+         "--max-queue-delay-us", setup=_exported()),
+    Case("inspect-empty-layer-list", lambda d: ["inspect", str(d / "l.json")], "lists no layers", setup=_write("l.json", b'{"Layers": []}')),
+    Case("import-mean-nan", lambda d: ["import", M(d), "--mean", "nan,0,0", "--std", "0.2,0.2,0.2", "-o", str(d / "i.onnx")], "--mean nan",
+         setup=_exported()),
+    Case("import-mean-in-pixels", lambda d: ["import", M(d), "--mean", "123.7,116.3,103.5", "--std", "58,57,57", "-o", str(d / "i.onnx")],
+         "divide by 255", setup=_exported()),
+    Case("import-name-parent-dir", lambda d: ["import", M(d), "--preprocess", "cifar", "--name", "../x", "-o", str(d / "i.onnx")], "--name '../x'",
+         setup=_exported()),
+    Case("import-output-is-input-manifest", lambda d: ["import", M(d), "--preprocess", "cifar", "-o", str(d / "m.onnx.json")],
+         "would overwrite the manifest of m.onnx", setup=_exported()),
+    Case("run-images-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--images", str(d / "none")], "--images"),
+    Case("run-calib-dir-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--calib-dir", str(d / "none")], "--calib-dir"),
+    Case("run-weights-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--weights", str(d / "none.pth")], "--weights"),
+    Case("run-zero-num-classes", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--num-classes", "0"], "--num-classes 0"),
+    Case("quantize-output-is-input-manifest", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "m.onnx.json")], "would overwrite the manifest of m.onnx",
+         setup=_exported()),
 ]
 
 
@@ -431,8 +491,8 @@ ALL_CASES = CASES + GROWN + CLOSING
 
 
 def _snapshot(d: Path) -> dict[str, str]:
-    """Every path under ``d`` with a hash of its bytes (folders and links by kind), so a file that
-    was changed in place shows as well as one left behind."""
+    """Every path under ``d`` with a hash of its bytes (folders, links, FIFOs by kind), so a file
+    that was changed in place shows as well as one left behind."""
     out = {}
     for p in sorted(d.rglob("*")):
         key = str(p.relative_to(d))
@@ -440,6 +500,8 @@ def _snapshot(d: Path) -> dict[str, str]:
             out[key] = "link->" + os.readlink(p)
         elif p.is_dir():
             out[key] = "dir"
+        elif not p.is_file():  # a FIFO or socket: reading it would block the test
+            out[key] = "special"
         else:
             out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out

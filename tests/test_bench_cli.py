@@ -52,7 +52,9 @@ def test_parse_duration_allows_zero_warmup_only_when_asked():
 
 def test_parse_lists():
     assert parse_depths("all") == ALL_DEPTHS
-    assert parse_depths("18, 50,18") == (18, 50)
+    assert parse_depths("18, 50") == (18, 50)
+    with pytest.raises(BenchmarkError, match="names '18' twice"):
+        parse_depths("18,50,18")  # a repeat is a typo, not a request
     assert parse_depths(56) == (56,)
     assert parse_names("FP32,int8", "--precision", ("fp32", "fp16", "int8")) == ("fp32", "int8")
     with pytest.raises(ModelError, match="valid depths"):

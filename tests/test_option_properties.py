@@ -71,9 +71,18 @@ def test_duration_accepts_or_refuses_in_one_line(text):
 
 # --- lists ---------------------------------------------------------------------------------------
 
-@given(st.lists(st.integers(min_value=1, max_value=10**6), min_size=1, max_size=6))
+@given(st.lists(st.integers(min_value=1, max_value=10**6), min_size=1, max_size=6, unique=True))
 def test_positive_int_list_round_trip(values):
-    assert parse_positive_ints(",".join(map(str, values)), "--batch") == tuple(dict.fromkeys(values))
+    assert parse_positive_ints(",".join(map(str, values)), "--batch") == tuple(values)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10**6), min_size=1, max_size=6), st.data())
+def test_list_with_a_repeat_or_an_empty_item_is_refused(values, data):
+    items = list(map(str, values))
+    items.insert(data.draw(st.integers(0, len(items))), data.draw(st.sampled_from(["", items[0]])))
+    with pytest.raises(BenchmarkError) as e:
+        parse_positive_ints(",".join(items), "--batch")
+    _one_line(e.value)
 
 
 @given(documented_lists)
@@ -86,9 +95,9 @@ def test_positive_int_list_refuses_in_one_line(text):
     assert nums and all(isinstance(n, int) and n >= 1 for n in nums)
 
 
-@given(st.lists(st.sampled_from(BACKENDS), min_size=1, max_size=4))
+@given(st.lists(st.sampled_from(BACKENDS), min_size=1, max_size=4, unique=True))
 def test_names_round_trip(names):
-    assert parse_names(",".join(names), "--backend", BACKENDS) == tuple(dict.fromkeys(names))
+    assert parse_names(",".join(names), "--backend", BACKENDS) == tuple(names)
 
 
 @given(st.text(max_size=30))

@@ -50,7 +50,7 @@ def parse_names(value: str | Iterable[str], option: str, accepted: tuple[str, ..
     Raises:
         BenchmarkError: an unknown name (the message lists the accepted ones).
     """
-    items = _split(value)
+    items = _split(value, option)
     if not items:
         raise BenchmarkError(f"{option} is empty; give one or more of {', '.join(accepted)}")
     for item in items:
@@ -67,7 +67,7 @@ def parse_depths(value: str | int | Iterable) -> tuple[int, ...]:
     """
     from rtdeploy.models import family_of
 
-    items = [str(value)] if isinstance(value, int) else _split(value)
+    items = [str(value)] if isinstance(value, int) else _split(value, "--depth")
     if [i.lower() for i in items] == ["all"]:
         return ALL_DEPTHS
     try:
@@ -87,7 +87,7 @@ def parse_positive_ints(value: str | int | Iterable, option: str) -> tuple[int, 
     Raises:
         BenchmarkError: anything that is not a positive integer.
     """
-    items = [str(value)] if isinstance(value, int) else _split(value)
+    items = [str(value)] if isinstance(value, int) else _split(value, option)
     try:
         nums = tuple(dict.fromkeys(int(i) for i in items))
     except ValueError:
@@ -97,11 +97,13 @@ def parse_positive_ints(value: str | int | Iterable, option: str) -> tuple[int, 
     return nums
 
 
-def _split(value: str | os.PathLike | Iterable) -> list[str]:
+def _split(value: str | os.PathLike | Iterable, option: str) -> list[str]:
+    from rtdeploy.checks import comma_list
+
     if isinstance(value, os.PathLike):
         return [os.fspath(value)]
     if isinstance(value, str):
-        return [p.strip() for p in value.split(",") if p.strip()]
+        return comma_list(value, option, BenchmarkError)
     return [str(v).strip() for v in value if str(v).strip()]
 
 
@@ -201,6 +203,7 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     size = int(image_size) if image_size is not None else 32  # the smallest default: a lower bound
     biggest = max(parse_positive_ints(batch, "--batch"))
     check_memory(biggest, 3, size, error=BenchmarkError, what=f"--batch {biggest} at {size}x{size}")
+    _check_parallelism(threads, streams)
     named, files = _names_and_files(model)
     if named:
         depth = ",".join(str(d) for d in named)  # --model resnet18,resnet50: the same sweep as --depth 18,50
@@ -221,6 +224,19 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     )
     _check_trt_exports(cfg)
     return cfg
+
+
+# Threads or concurrent streams beyond this are a typo, not a measurement: each stream holds its own
+# session, and thousands of threads or sessions exhaust the machine before the first timing.
+MAX_PARALLEL = 1024
+
+
+def _check_parallelism(threads, streams) -> None:
+    """``--threads`` and every ``--streams`` value at most :data:`MAX_PARALLEL`."""
+    cores = os.cpu_count() or 1
+    for option, value in (("--threads", int(threads)), ("--streams", max(parse_positive_ints(streams, "--streams")))):
+        if value > MAX_PARALLEL:
+            raise BenchmarkError(f"{option} {value} is not accepted; give at most {MAX_PARALLEL} (this machine has {cores} CPU cores)")
 
 
 def _check_trt_exports(cfg: BenchConfig) -> None:
@@ -251,7 +267,7 @@ def _names_and_files(model) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """
     from rtdeploy.models.specs import resolve_depth
 
-    items = _split(model) if model else []
+    items = _split(model, "--model") if model else []
     files = [i for i in items if Path(i).suffix or Path(i).name != i or Path(i).exists()]
     names = [i for i in items if i not in files]
     if names and files:

@@ -43,7 +43,7 @@ def handle_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            check_json_target(kwargs.get("json_out"))
+            check_json_target(kwargs.get("json_out"), kwargs)
             if "progress" in kwargs and kwargs["progress"] is None:
                 kwargs["progress"] = stderr_is_terminal()
             return fn(*args, **kwargs)
@@ -132,13 +132,34 @@ def ignore_interrupts() -> None:
             signal.signal(s, signal.SIG_IGN)
 
 
-def check_json_target(target: str | None) -> None:
-    """Check a ``--json FILE`` target before any work ('-' is stdout)."""
+# Suffixes of the files the commands read and write besides JSON: a --json FILE (or a manifest path
+# FILE.json beside one) of these names would overwrite a model, an engine or a checkpoint.
+MODEL_SUFFIXES = (".onnx", ".plan", ".engine", ".pth", ".pt", ".th", ".cache")
+
+
+def check_json_target(target: str | None, params: dict | None = None) -> None:
+    """Check a ``--json FILE`` target before any work ('-' is stdout).
+
+    FILE must be writable, must not be named like a model file or its manifest, and must not be a
+    path the command reads or writes (any path option in ``params``, or that path's manifest).
+
+    Raises:
+        OutputError: see :func:`rtdeploy.artifacts.check_output_path`, or the rules above.
+    """
     if target is None or target == "-":
         return
-    from rtdeploy.artifacts import check_output_path
+    from rtdeploy.artifacts import check_output_path, manifest_path
+    from rtdeploy.errors import OutputError
 
-    check_output_path(Path(target))
+    p = check_output_path(Path(target))
+    stem = p.name.removesuffix(".json")
+    if stem.lower().endswith(MODEL_SUFFIXES):
+        raise OutputError(f"--json {target} is named like a model file or its manifest, and would overwrite one; "
+                          "give the JSON a name of its own such as report.json")
+    for value in (params or {}).values():
+        if isinstance(value, Path) and p.resolve() in (value.resolve(), manifest_path(value).resolve()):
+            raise OutputError(f"--json {target} would overwrite {value} (or its manifest), which this command reads or writes; "
+                              "give the JSON a path of its own such as report.json")
 
 
 def emit_json(data: Any, target: str | None) -> None:

@@ -19,10 +19,10 @@ def _batches(value: str | None) -> tuple[int, ...]:
 
     if value is None:
         return ()
-    try:
-        sizes = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        sizes = ()
+    from rtdeploy.checks import comma_list, is_ascii_int
+
+    items = comma_list(value, "--preferred-batch", PackageError, example="4,8")
+    sizes = tuple(int(v) for v in items) if all(is_ascii_int(v) for v in items) else ()
     if not sizes or any(s < 1 for s in sizes):
         raise PackageError(f"--preferred-batch {value!r} is not accepted; give positive batch sizes, comma-separated, such as 4,8")
     return sizes

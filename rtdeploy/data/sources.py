@@ -211,6 +211,8 @@ class TensorFileSource:
         self.path, self.meta, self.seed = Path(path), meta, seed
         self._images, self._labels = _load_tensor_file(self.path)
         _check_tensor_shape(self._images, meta, self.path)
+        if len(self._images) == 0:
+            raise DataError(f"{self.path} holds no samples (shape {tuple(self._images.shape)}); give a file with at least one")
         self.indices = select_subset(len(self._images), limit, seed, what=str(self.path), unit="samples")
         _check_finite(self._images, self.indices, self.path)
         self.description = f"tensors in {self.path} ({len(self.indices):,} of {len(self._images):,}" + (

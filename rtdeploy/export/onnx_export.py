@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import atomic_path, config_fields, derivation, refuse_overwriting_inputs, sha256_file
-from rtdeploy.checks import check_memory, output_file
+from rtdeploy.checks import check_bytes, check_memory, output_file
 from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
 from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
 from rtdeploy.models import ModelMeta, build_model, load_weights
@@ -103,6 +103,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     size = _trace_size(meta)
     traced = 1 if batch == "dynamic" else batch
     check_memory(traced, meta.in_channels, size, error=ExportError, what=f"tracing {meta.name} at batch {traced}, {size}x{size}")
+    check_weights_memory(meta)
     model = build_torch_model(meta, cfg.weights)
     check_weight_values(model, cfg.weights)
     start = time.perf_counter()
@@ -131,6 +132,30 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     return ExportResult(out, manifest, meta)
 
 
+# An export holds the weights about three times at once: the torch model, the ONNX graph and its bytes.
+_WEIGHT_COPIES = 3
+
+
+def check_weights_memory(meta: ModelMeta) -> None:
+    """Refuse a model whose weights cannot fit in memory (e.g. ``--num-classes 2000000000``), before
+    allocating them: the parameters are counted on torch's meta device.
+
+    Raises:
+        ExportError: the weights need more memory than is available.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = _build(meta)
+    params = sum(p.numel() for p in model.parameters())
+    check_bytes(4 * params * _WEIGHT_COPIES, what=f"{meta.name} with {meta.num_classes} classes ({params:,} parameters)",
+                purpose="its weights", advice="give a smaller --num-classes or --in-channels", error=ExportError)
+
+
+def _build(meta: ModelMeta):
+    return get_spec(meta.name).build(meta) if meta.name in model_names() else build_model(meta)
+
+
 def build_torch_model(meta: ModelMeta, weights: str | Path | None):
     """The eval-mode torch model for ``meta``: loaded from ``weights``, or initialised with seed 0.
 
@@ -138,7 +163,7 @@ def build_torch_model(meta: ModelMeta, weights: str | Path | None):
     same model from the manifest.
     """
     with _seeded(INIT_SEED):
-        model = get_spec(meta.name).build(meta) if meta.name in model_names() else build_model(meta)
+        model = _build(meta)
     if weights is not None:
         load_weights(model, weights, model_name=f"{meta.name} ({meta.num_classes} classes)")
     return model.eval()

@@ -15,11 +15,14 @@ Everything is checked before anything is written: a refused model leaves no mani
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, base_stem, check_output_path, derivation, load_onnx_graph, new_manifest, sha256_file
+from rtdeploy.artifacts import (atomic_path, base_stem, check_output_path, derivation, load_onnx_graph, new_manifest,
+                                refuse_overwriting_inputs, sha256_file)
+from rtdeploy.checks import model_name
 from rtdeploy.artifacts import write_manifest
 from rtdeploy.errors import ExportError, OutputError, first_line
 from rtdeploy.models.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
@@ -91,6 +94,8 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
                           f"({'opset upgrade' if upgraded_from else 'external data inlined'}); write it to another path")
     rewrite = rewrite or out.resolve() != src.resolve()
     check_output_path(out)
+    if out.resolve() != src.resolve():
+        refuse_overwriting_inputs(out, src)
     meta = _meta(cfg, out, inp, out_name, channels, size, classes)
     details = {"source": str(src.resolve()), "source_sha256": sha256_file(src), "opset": _opset(model),
                "opset_upgraded_from": upgraded_from, "batch": batch, "inlined_external_data": external}
@@ -140,6 +145,9 @@ def _check_options(cfg: ImportConfig) -> None:
             raise ExportError(f"{label} {value!r} is not accepted; give one number per channel, e.g. 0.485,0.456,0.406")
     if cfg.std is not None and any(v <= 0 for v in cfg.std):
         raise ExportError(f"--std {','.join(map(str, cfg.std))} is not accepted; every value must be > 0")
+    _check_pixel_fractions(cfg)
+    if cfg.name is not None:
+        model_name(cfg.name, "--name", ExportError)
     if not Path(cfg.model).is_file():
         raise ExportError(f"{cfg.model} does not exist; give the path of an .onnx file")
 
@@ -274,6 +282,17 @@ def _meta(cfg: ImportConfig, out: Path, inp: str, output: str, channels: int, si
     return ModelMeta(family=IMPORTED_FAMILY, depth=None, name=cfg.name or base_stem(out), num_classes=classes,
                      in_channels=channels, image_size=size, resize=resize, mean=mean, std=std, input_name=inp,
                      output_name=output, variant="", gmacs=None, layout=cfg.layout)
+
+
+def _check_pixel_fractions(cfg: ImportConfig) -> None:
+    """--mean in [0, 1] and --std in (0, 1], finite: both describe pixels scaled to [0, 1] (a value
+    such as 123.7 was meant for 0..255 pixels, and NaN would make every input NaN)."""
+    for label, values, low_ok in (("--mean", cfg.mean, lambda v: v >= 0), ("--std", cfg.std, lambda v: v > 0)):
+        for v in values or ():
+            if not (math.isfinite(v) and low_ok(v) and v <= 1):
+                hint = f" (for 0..255 pixels divide by 255: {','.join(f'{x / 255:.3f}' for x in values)})" if math.isfinite(v) and 1 < v <= 255 else ""
+                raise ExportError(f"{label} {','.join(map(str, values))} is not accepted; give values for pixels in [0, 1], "
+                                  f"such as 0.485,0.456,0.406{hint}")
 
 
 def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from rtdeploy.errors import WeightsError, first_line
@@ -30,17 +31,27 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     if p.is_dir():
         raise WeightsError(f"weights path {p} is a directory; give the checkpoint file inside it")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns on stderr about pickle protocols: not the user's concern
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # untrusted bytes make the unpickler raise almost anything (KeyError, struct.error ...)
-        first = first_line(e)
         raise WeightsError(
-            f"cannot read weights {p}: not a loadable PyTorch checkpoint, or truncated ({first[:160]}); "
-            "re-download or re-save it with torch.save(model.state_dict(), path)"
+            f"cannot read weights {p}: {_load_failure(e)}; re-download it, or re-save it from a trusted session "
+            "with torch.save(model.state_dict(), path)"
         ) from e
     state = _find_state_dict(obj)
     if state is None:
         raise WeightsError(f"weights {p} hold no state dict of tensors (found {type(obj).__name__}); save one with torch.save(model.state_dict(), path)")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_failure(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words."""
+    text = str(e)
+    if "Weights only load failed" in text:  # torch's long advice says to load unsafely: name only the refused item
+        detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
+        return f"it holds Python objects or code that safe loading (weights_only=True) refuses ({' '.join(detail.split())[:120]})"
+    return f"not a loadable PyTorch checkpoint, or truncated ({first_line(e)[:160]})"
 
 
 def _find_state_dict(obj) -> dict | None:

@@ -176,9 +176,20 @@ def _check_numbers(cfg: RunConfig) -> None:
     if cfg.keep_fp and "int8" not in cfg.precisions:
         raise RtDeployError(f"{opt('keep_fp')} applies to INT8 only, and {opt('precisions')} {','.join(cfg.precisions)} has no int8; "
                             f"add int8 or drop {opt('keep_fp')}")
-    for option, value in ((opt("calib_size"), cfg.calib_size), (opt("samples"), cfg.samples)):
+    for option, value in ((opt("calib_size"), cfg.calib_size), (opt("samples"), cfg.samples), (opt("num_classes"), cfg.num_classes)):
         if value is not None:
             whole(value, option, minimum=1)
+    _check_input_paths(cfg)
+
+
+def _check_input_paths(cfg: RunConfig) -> None:
+    """The files the stages read, present before the first stage runs (a missing --images failed
+    validation only after the export and the quantization had run)."""
+    if cfg.weights is not None and not Path(cfg.weights).is_file():
+        raise RtDeployError(f"{opt('weights')} {cfg.weights} is not a file; give the path of a .pth/.pt/.th checkpoint")
+    for option, path in ((opt("images"), cfg.images), (opt("calib_dir"), cfg.calib_dir)):
+        if path is not None and not Path(path).exists():
+            raise RtDeployError(f"{option} {path} does not exist; give a folder of images or a .npy/.npz tensor file")
 
 
 def _prepare_outdir(cfg: RunConfig) -> Path:

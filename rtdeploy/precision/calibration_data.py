@@ -58,8 +58,25 @@ def open_calibration(calib_dir: str | os.PathLike | None, meta, calib_size: int 
         source = open_source(folder, meta, seed=seed)
         if len(source) > DEFAULT_CALIB_LIMIT:
             source = open_source(folder, meta, limit=DEFAULT_CALIB_LIMIT, seed=seed)
+    _refuse_constant_tensors(source, folder)
     source.path = folder.resolve()
     return source
+
+
+def _refuse_constant_tensors(source, path: Path) -> None:
+    """Refuse a tensor file whose chosen samples hold one value throughout (e.g. all zeros): every
+    activation range would be a single point, and the INT8 scales meaningless."""
+    from rtdeploy.data.sources import TensorFileSource
+
+    if not isinstance(source, TensorFileSource):
+        return
+    low, high = np.inf, -np.inf
+    for batch in source.batches(256):
+        low, high = min(low, float(batch.images.min())), max(high, float(batch.images.max()))
+        if low < high:
+            return
+    raise DataError(f"calibration tensors in {path} hold the single value {low:g} throughout, so no activation range "
+                    "can be measured; give real (preprocessed) images")
 
 
 def holdout_count(total: int, gmacs: float | None = None, layers: int = 1) -> int:

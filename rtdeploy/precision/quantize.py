@@ -80,6 +80,7 @@ def check_config(cfg: QuantizeConfig) -> None:
         given = [k for k, v in int8_only.items() if v]
         if given:
             raise PrecisionError(f"{', '.join(given)} apply to {opt('int8')} only")
+    _check_method_options(cfg)
     if cfg.int8 and cfg.fp16_io:
         raise PrecisionError(f"{opt('fp16_io')} applies to {opt('fp16')} only")
     if cfg.trt_cache and cfg.from_trt_cache:
@@ -87,6 +88,17 @@ def check_config(cfg: QuantizeConfig) -> None:
     _check_weights(cfg)
     _check_target(cfg)
     output_file(cfg.output or default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16"), manifest=True)
+
+
+def _check_method_options(cfg: QuantizeConfig) -> None:
+    """A calibrator option that would be ignored is refused: ``--method`` with ``--fp16`` (which
+    calibrates nothing), ``--percentile`` with another method."""
+    defaults = QuantizeConfig.__dataclass_fields__
+    if cfg.fp16 and cfg.method != defaults["method"].default:
+        raise PrecisionError(f"{opt('method')} {cfg.method} applies to {opt('int8')} only; drop it for {opt('fp16')}")
+    if cfg.percentile != defaults["percentile"].default and cfg.method != "percentile":
+        raise PrecisionError(f"{opt('percentile')} {cfg.percentile:g} applies to {opt('method')} percentile only "
+                             f"(the method is {cfg.method}); add {opt('method')} percentile or drop {opt('percentile')}")
 
 
 WEIGHT_ROUNDINGS = ("nearest", "adaround")

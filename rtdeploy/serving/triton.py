@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 # see https://github.com/triton-inference-server/server/blob/main/docs/user_guide/model_repository.md.
 # Only names safe in all three are written: letters, digits, '_', '-' and '.', not starting with '.'
 # (hidden folders, '.' and '..'), at most 255 bytes (a folder name).
-_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}$")
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
 
@@ -150,15 +149,14 @@ def _max_batch_size(manifest, is_engine: bool, batch_dim: int | None, asked: int
 
 
 def check_model_name(name: str) -> str:
-    """A Triton model name, checked (see ``_NAME``).
+    """A Triton model name, checked (see :func:`rtdeploy.checks.model_name`).
 
     Raises:
         PackageError: a name that would not be a plain folder, a valid config string or URL segment.
     """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise PackageError(f"--name {name!r} is not accepted; a Triton model name is a folder name and a URL segment: "
-                           "letters, digits, '_', '-' and '.', not starting with '.', at most 255 characters (e.g. resnet50_int8)")
-    return name
+    from rtdeploy.checks import model_name
+
+    return model_name(name, "--name", PackageError)
 
 
 def default_model_name(artifact: Path) -> str:
@@ -178,13 +176,20 @@ def check_serving_options(*, version: int, max_queue_delay_us: int = 100, instan
     """
     from rtdeploy.checks import whole
 
-    whole(version, "--version", PackageError, minimum=1)
-    whole(max_queue_delay_us, "--max-queue-delay-us", PackageError, minimum=0)
-    whole(instances, "--instances", PackageError, minimum=1)
+    whole(version, "--version", PackageError, minimum=1, maximum=_INT64_MAX)
+    whole(max_queue_delay_us, "--max-queue-delay-us", PackageError, minimum=0, maximum=_UINT64_MAX)
+    whole(instances, "--instances", PackageError, minimum=1, maximum=MAX_INSTANCES)
     if max_batch is not None:
-        whole(max_batch, "--max-batch", PackageError, minimum=0)
+        whole(max_batch, "--max-batch", PackageError, minimum=0, maximum=_INT32_MAX)
     for b in preferred:
-        whole(b, "--preferred-batch", PackageError, minimum=1)
+        whole(b, "--preferred-batch", PackageError, minimum=1, maximum=_INT32_MAX)
+
+
+# The widths of the fields in Triton's model_config.proto: a larger number makes a config.pbtxt
+# Triton cannot parse (the version is the folder name, read as int64).
+_INT32_MAX, _INT64_MAX, _UINT64_MAX = 2**31 - 1, 2**63 - 1, 2**64 - 1
+# Instances of one model per device: each holds its own copy of the weights and activations.
+MAX_INSTANCES = 64
 
 
 def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, name: str | None = None, version: int = 1,

@@ -95,6 +95,8 @@ def _from_json(path: Path) -> tuple[str, dict, dict | None]:
         report = build_report(data)
     except ValueError as e:
         raise ArtifactError(f"{path}: {e}; give an engine plan or the JSON trtexec --exportLayerInfo wrote") from e
+    if report["layers"] == 0:  # every engine has layers: an empty list describes none, and a report of it says nothing
+        raise ArtifactError(f"{path} lists no layers; give an engine plan or the JSON trtexec --exportLayerInfo wrote for one")
     return "layer-json", report, _manifest_beside(path)
 
 

@@ -107,6 +107,9 @@ def reference_runner(target: Target, choice: str | None = None):
     path = Path(choice)
     if not path.is_file():
         raise ArtifactError(f"reference {choice!r} is neither 'torch', 'onnx' nor an existing ONNX file")
+    if path.resolve() == target.path.resolve() or sha256_file(path) == sha256_file(target.path):
+        raise ArtifactError(f"reference {choice} is the model itself (the same bytes), so the comparison would always pass; "
+                            "give --reference torch, onnx or another model's path")
     return OrtRunner(path)
 
 
