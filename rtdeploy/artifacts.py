@@ -90,6 +90,20 @@ def check_matches_manifest(path: str | os.PathLike, recorded_sha256: str | None,
     return actual
 
 
+def not_a_file(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be read as a file, for a message: ``does not exist``, ``is a broken link``,
+    ``is a folder``, or ``is not a regular file (...)``; a FIFO or device named as a model would
+    otherwise be reported as missing, or block a reader forever."""
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        return f"is a broken link (to {os.readlink(p)})"
+    if not p.exists():
+        return "does not exist"
+    if p.is_dir():
+        return "is a folder"
+    return "is not a regular file (a FIFO, device or socket)"
+
+
 def is_special_file(path: str | os.PathLike) -> bool:
     """True when ``path`` (after following links) exists and is neither a regular file nor a folder:
     a character or block device (``/dev/null``, ``/dev/full``), a FIFO, a socket."""

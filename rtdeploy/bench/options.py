@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import default_cache_dir
+from rtdeploy.artifacts import default_cache_dir, not_a_file
 from rtdeploy.errors import BenchmarkError
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -210,7 +210,7 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     models = tuple(Path(m) for m in files)
     for m in models:
         if not m.is_file():
-            raise BenchmarkError(f"--model {m} does not exist; give an ONNX file or a TensorRT engine")
+            raise BenchmarkError(f"--model {m} {not_a_file(m)}; give an ONNX file or a TensorRT engine")
     cfg = BenchConfig(
         depths=parse_depths(depth) if not models else (), models=models,
         precisions=parse_names(precision, "--precision", PRECISIONS), backends=parse_names(backend, "--backend", BACKENDS),

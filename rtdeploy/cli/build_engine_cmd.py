@@ -12,9 +12,9 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_opt
 @click.command("build-engine")
 @model_option(default_text="resnet50, when no --onnx")
 @click.option("--onnx", type=click.Path(path_type=Path), help="Build from this ONNX (FP32, FP16 graph or INT8 Q/DQ) instead of exporting --depth (default 50).")
-@click.option("--fp32", "precision", flag_value="fp32", help="FP32 engine.")
-@click.option("--fp16", "precision", flag_value="fp16", help="FP16 engine (from an FP16 ONNX graph, made if needed).")
-@click.option("--int8", "precision", flag_value="int8", help="INT8 engine (from a calibrated Q/DQ ONNX, made if needed).")
+@click.option("--fp32", "precision_fp32", is_flag=True, help="FP32 engine.")
+@click.option("--fp16", "precision_fp16", is_flag=True, help="FP16 engine (from an FP16 ONNX graph, made if needed).")
+@click.option("--int8", "precision_int8", is_flag=True, help="INT8 engine (from a calibrated Q/DQ ONNX, made if needed).")
 @click.option("--calib-dir", type=click.Path(path_type=Path), help="INT8 calibration images or .npy/.npz (default: the quantize stage's data).")
 @click.option("--no-calibrate", is_flag=True, help="Never calibrate: --int8 then needs a Q/DQ ONNX.")
 @click.option("--implicit-calibration", is_flag=True, help="INT8 by TensorRT's entropy calibrator on the FP32 graph (TensorRT 8.6/10.x only).")
@@ -30,7 +30,7 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_opt
 @progress_option()
 @json_option("the manifest")
 @handle_errors
-def build_engine(model, onnx, precision, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
+def build_engine(model, onnx, precision_fp32, precision_fp16, precision_int8, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
                  builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, output, progress, json_out):
     """Build a TensorRT engine (a plain plan file) and its JSON manifest.
 
@@ -48,6 +48,11 @@ def build_engine(model, onnx, precision, calib_dir, no_calibrate, implicit_calib
     from rtdeploy import api
     from rtdeploy.errors import UsageError
 
+    # three flags, not one flag_value option: click keeps only the last of those, so `--fp16 --int8` would pass as INT8
+    chosen = [p for p, on in (("fp32", precision_fp32), ("fp16", precision_fp16), ("int8", precision_int8)) if on]
+    if len(chosen) > 1:
+        raise UsageError(f"give one of --fp32, --fp16 or --int8, not {' and '.join('--' + p for p in chosen)}")
+    precision = chosen[0] if chosen else None
     if model is not None and onnx is not None:
         raise UsageError(f"give --depth or --onnx, not both (got --model/--depth {model} and --onnx {onnx}; --model NAME is the long form of --depth)")
     result = api.build_engine(onnx, model=model, precision=precision, calib_dir=calib_dir, calibrate=not no_calibrate,

@@ -22,6 +22,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from rtdeploy.data.preprocess import IMAGE_SUFFIXES, check_image_channels, load_image
+from rtdeploy.artifacts import not_a_file
 from rtdeploy.errors import DataError, first_line
 from rtdeploy.models.metadata import ModelMeta
 
@@ -244,7 +245,7 @@ class TensorFileSource:
 
 def _load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not path.is_file():
-        raise DataError(f"tensor file {path} does not exist; give a .npy or .npz file")
+        raise DataError(f"tensor file {path} {not_a_file(path)}; give a .npy or .npz file")
     try:
         if path.suffix.lower() == ".npy":
             return np.load(path, mmap_mode="r", allow_pickle=False), None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import (atomic_path, base_stem, check_output_path, derivation, load_onnx_graph, new_manifest,
-                                refuse_overwriting_inputs, sha256_file)
+                                not_a_file, refuse_overwriting_inputs, sha256_file)
 from rtdeploy.checks import model_name
 from rtdeploy.artifacts import write_manifest
 from rtdeploy.errors import ExportError, OutputError, first_line
@@ -149,7 +149,7 @@ def _check_options(cfg: ImportConfig) -> None:
     if cfg.name is not None:
         model_name(cfg.name, "--name", ExportError)
     if not Path(cfg.model).is_file():
-        raise ExportError(f"{cfg.model} does not exist; give the path of an .onnx file")
+        raise ExportError(f"{cfg.model} {not_a_file(cfg.model)}; give the path of an .onnx file")
 
 
 def _load(src: Path):

@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, base_stem, check_matches_manifest, manifest_path, read_manifest, sha256_file
+from rtdeploy.artifacts import atomic_path, base_stem, check_matches_manifest, manifest_path, not_a_file, read_manifest, sha256_file
 from rtdeploy.errors import ArtifactError
 
 
@@ -24,7 +24,7 @@ def check_given_onnx(cfg) -> None:
     """
     p = Path(cfg.onnx)
     if not p.is_file():
-        raise ArtifactError(f"--onnx {p} does not exist; give an .onnx file (run `rtdeploy import {p.name}` first for one made elsewhere)")
+        raise ArtifactError(f"--onnx {p} {not_a_file(p)}; give an .onnx file (run `rtdeploy import {p.name}` first for one made elsewhere)")
     if not manifest_path(p).exists():
         raise ArtifactError(f"--onnx {p} has no manifest ({manifest_path(p).name}); adopt it first with "
                             f"`rtdeploy import {p} --preprocess imagenet|cifar|none`, then run again")

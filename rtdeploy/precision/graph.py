@@ -42,12 +42,12 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     """
     import onnx
 
-    from rtdeploy.artifacts import check_matches_manifest, read_manifest
+    from rtdeploy.artifacts import check_matches_manifest, not_a_file, read_manifest
     from rtdeploy.manifests import OnnxManifest, typed
 
     p = Path(path)
     if not p.is_file():
-        raise ArtifactError(f"ONNX model {p} does not exist; export one with `rtdeploy export --depth N -o {p.name}`")
+        raise ArtifactError(f"ONNX model {p} {not_a_file(p)}; export one with `rtdeploy export --depth N -o {p.name}`")
     manifest = read_manifest(p)
     record = typed(manifest, p)
     if not isinstance(record, OnnxManifest):  # every other kind is made from an FP32 export, named in its parent

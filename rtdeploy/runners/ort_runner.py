@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdeploy.artifacts import not_a_file
 from rtdeploy.errors import ArtifactError, MissingDependency, first_line
 from rtdeploy.runners.base import Runner
 
@@ -47,7 +48,7 @@ class OrtRunner(Runner):
                 "for CUDA install onnxruntime-gpu in place of onnxruntime (see README, GPU install)"
             )
         if not self.path.is_file():
-            raise ArtifactError(f"ONNX model {self.path} does not exist; export one with `rtdeploy export`")
+            raise ArtifactError(f"ONNX model {self.path} {not_a_file(self.path)}; export one with `rtdeploy export`")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if self.threads:

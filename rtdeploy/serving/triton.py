@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, folder_lock
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, folder_lock, not_a_file
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
 from rtdeploy.manifests import EngineManifest, read_engine, read_onnx
 
@@ -213,8 +213,7 @@ def write_repository(artifact: str | os.PathLike, repo: str | os.PathLike, *, na
                           max_batch=config_kw.get("max_batch"))
     name = check_model_name(name) if name is not None else default_model_name(src)
     if not src.is_file():
-        what = "is not a regular file" if src.exists() else "does not exist"
-        raise ArtifactError(f"{src} {what}; give an ONNX model or engine made by rtdeploy")
+        raise ArtifactError(f"{src} {not_a_file(src)}; give an ONNX model or engine made by rtdeploy")
     repo = Path(repo)
     if not repo.parent.exists():
         raise OutputError(f"the parent of {repo} does not exist; create it first (mkdir -p {repo.parent})")

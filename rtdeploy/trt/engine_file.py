@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import check_matches_manifest, read_manifest
+from rtdeploy.artifacts import check_matches_manifest, not_a_file, read_manifest
 from rtdeploy.errors import ArtifactError, EngineError, MissingDependency
 from rtdeploy.manifests import EngineManifest, typed
 from rtdeploy.trt.device_memory import DeviceInfo
@@ -130,7 +130,7 @@ def check_engine_file(path: Path, manifest: dict[str, Any] | None, *, runtime_ve
             major or compute capability (the message gives the rebuild command).
     """
     if not path.is_file():
-        raise ArtifactError(f"engine {path} does not exist; build one with `rtdeploy build-engine`")
+        raise ArtifactError(f"engine {path} {not_a_file(path)}; build one with `rtdeploy build-engine`")
     if manifest is not None:
         if manifest.get("kind") != "engine":
             raise ArtifactError(f"{path} has a manifest of kind {manifest.get('kind')!r}, not an engine; give the .engine file build-engine wrote")

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from rtdeploy.artifacts import not_a_file
 from rtdeploy.errors import ArtifactError
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -53,7 +54,7 @@ def read_graph_facts(path: str | os.PathLike) -> GraphFacts:
 
     p = Path(path)
     if not p.is_file():
-        raise ArtifactError(f"ONNX model {p} does not exist; export one with `rtdeploy export` or give --depth")
+        raise ArtifactError(f"ONNX model {p} {not_a_file(p)}; export one with `rtdeploy export` or give --depth")
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and others for a non-ONNX file

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rtdeploy.artifacts import not_a_file
 from rtdeploy.errors import ArtifactError, EngineError
 from rtdeploy.trt.layer_report import EXPECTABLE, build_report, describe_fallbacks, kept_float_nodes, verdict
 
@@ -68,7 +69,7 @@ def inspect_file(path: str | Path, *, expect: str | None = None, trt_module=None
     check_expect(expect)
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path} does not exist; give an engine plan or a layer-information JSON (trtexec --exportLayerInfo)")
+        raise ArtifactError(f"{path} {not_a_file(path)}; give an engine plan or a layer-information JSON (trtexec --exportLayerInfo)")
     head = path.read_bytes()[:64].lstrip()
     if head.startswith((b"{", b"[")):
         source, report, manifest = _from_json(path)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, manifest_path, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, manifest_path, not_a_file, sha256_file
 from rtdeploy.errors import ArtifactError
 from rtdeploy.manifests import ArtifactManifest, EngineManifest, OnnxManifest, read_artifact, read_onnx
 from rtdeploy.models.metadata import ModelMeta
@@ -40,7 +40,7 @@ def load_target(path: str | Path) -> Target:
     """
     p = Path(path)
     if not p.is_file():
-        raise ArtifactError(f"model {p} does not exist; give an .onnx file made by `rtdeploy export` (or an .engine)")
+        raise ArtifactError(f"model {p} {not_a_file(p)}; give an .onnx file made by `rtdeploy export` (or an .engine)")
     is_engine = p.suffix.lower() in ENGINE_SUFFIXES
     if not manifest_path(p).exists():
         if not is_engine:

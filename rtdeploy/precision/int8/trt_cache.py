@@ -21,6 +21,7 @@ import re
 import struct
 from pathlib import Path
 
+from rtdeploy.artifacts import not_a_file
 from rtdeploy.errors import PrecisionError
 
 DEFAULT_TRT_VERSION = "8601"
@@ -91,7 +92,7 @@ def read_cache(path: str | os.PathLike) -> dict[str, float]:
     """
     p = Path(path)
     if not p.is_file():
-        raise PrecisionError(f"calibration cache {p} does not exist; give a file written by `rtdeploy quantize --trt-cache` or by TensorRT")
+        raise PrecisionError(f"calibration cache {p} {not_a_file(p)}; give a file written by `rtdeploy quantize --trt-cache` or by TensorRT")
     try:
         text = p.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as e:
