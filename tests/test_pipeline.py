@@ -103,7 +103,8 @@ def test_failed_stage_does_not_hand_a_stale_artifact_on(tmp_path):
     out = tmp_path / "r"
     api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_size=4)
     assert (out / "resnet20.int8.onnx").exists()
-    again = api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_dir=tmp_path / "none")
+    (tmp_path / "empty").mkdir()  # exists, so only the quantize stage finds it holds no images
+    again = api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_dir=tmp_path / "empty")
     st = statuses(again)
     assert st["quantize-int8"] == "failed"
     assert "validate-int8" not in st, "the previous run's INT8 model was validated as if the failed stage had made it"
@@ -112,6 +113,7 @@ def test_failed_stage_does_not_hand_a_stale_artifact_on(tmp_path):
 def test_missing_weights_are_not_replaced_by_an_earlier_export(tmp_path):
     out = tmp_path / "r"
     api.run(depth=20, outdir=out, precision="fp32", bench=False, samples=4)
+    (tmp_path / "nope.pth").write_bytes(b"not a checkpoint")  # a file, so only the export stage finds it unreadable
     again = api.run(depth=20, outdir=out, precision="fp32", bench=False, samples=4, weights=tmp_path / "nope.pth")
     assert statuses(again)["export"] == "failed"
     assert "nope.pth" in again.failed[0].detail
