@@ -15,16 +15,14 @@ Goal (issue 2): all five ImageNet depths exported and validated in <= 60 s in to
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rtdeploy.machine import cpu_model, load_average
+from record import machine as record_machine, save  # beside this script
+from rtdeploy.machine import load_average
 
 HERE = Path(__file__).resolve().parent
 GOAL_S = 60.0
@@ -35,14 +33,14 @@ def main() -> None:
     t0 = time.perf_counter()
     import onnx  # noqa: F401  (imported here so the first depth is not charged for it)
     import onnxruntime  # noqa: F401
-    import torch  # noqa: F401
+    import torch
 
     from rtdeploy.export import ExportConfig, export_onnx
     from rtdeploy.validate import ValidateConfig, validate_model
     from rtdeploy.validate.run import DEFAULT_RANDOM_SAMPLES
     import_s = time.perf_counter() - t0
 
-    machine = _machine(cpu_model())
+    machine = record_machine("torch", "onnx", "onnxruntime", "numpy", torch_threads=torch.get_num_threads())
     args.samples = args.samples or DEFAULT_RANDOM_SAMPLES
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,9 +71,7 @@ def main() -> None:
     machine["load_average_after"] = load_average()
     result = {"machine": machine, "settings": {"samples": args.samples, "batch": args.batch, "opset": 17},
               "summary": summary, "rows": rows, "note": args.note}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(_markdown(result))
+    save(result, args.out, _markdown)
     print(f"ImageNet total {summary['imagenet_total_s']} s (goal <= {GOAL_S:.0f} s); wrote {args.out.with_suffix('.json')} and .md")
 
 
@@ -93,21 +89,6 @@ def _timed(fn):
     wall, cpu = time.perf_counter(), time.process_time()
     value = fn()
     return time.perf_counter() - wall, time.process_time() - cpu, value
-
-
-def _machine(cpu: str) -> dict:
-    import numpy
-    import onnx
-    import onnxruntime
-    import torch
-
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "load_average_before": load_average(), "platform": platform.platform(),
-        "python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__,
-    }
 
 
 def _markdown(r: dict) -> str:

@@ -23,20 +23,19 @@ row quantizes the weights over the full -127..127 range, to show why the CPU tar
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from dev_accuracy import evaluate  # beside this script
+from record import machine, save
 
 import numpy as np
 
-from rtdeploy.machine import cpu_model, load_average
+from rtdeploy.machine import load_average
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -50,19 +49,19 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     out = args.out
     result = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    result["machine"] = _machine()
+    result["machine"] = machine("onnxruntime", "numpy")
     result["settings"] = {"command": " ".join(sys.argv), "rounds": args.rounds, "iters": args.iters,
                           "batches": args.batches, "sections": args.sections}
     if "speed" in args.sections:
         result["speed"] = _speed(work, args)
-        _save(result, out)
+        save(result, out, _markdown)
     if "accuracy" in args.sections:
         root = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
         if not (root / "calib").is_dir():
             sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
         result["accuracy"] = {str(d): _accuracy(d, root, work) for d in args.depths}
     result["machine"]["load_average_after"] = load_average()
-    _save(result, out)
+    save(result, out, _markdown)
     print(_markdown(result))
 
 
@@ -200,12 +199,6 @@ def _ort_static(fp32: Path, out: Path, calib: Path, *, symmetric: bool) -> Path:
 
 # --- output --------------------------------------------------------------------------------------------
 
-def _save(result: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(result))
-
-
 def _markdown(r: dict) -> str:
     m = r["machine"]
     lines = ["# INT8 for onnxruntime's CPU kernels (`--target onnxruntime-cpu`)", "",
@@ -236,14 +229,6 @@ def _markdown(r: dict) -> str:
                          f"{row['drop_points']:+.2f} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def _machine() -> dict:
-    import onnxruntime
-
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "load_average_before": load_average(), "platform": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
 
 
 def _parse() -> argparse.Namespace:

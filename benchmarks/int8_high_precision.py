@@ -16,19 +16,18 @@ scales, not FP16 arithmetic inside the convolutions (that needs TensorRT on a GP
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 from dev_accuracy import evaluate  # beside this script
+from record import machine
 
 import numpy as np
 
-from rtdeploy.machine import cpu_model, load_average
+from rtdeploy.machine import load_average
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -41,7 +40,7 @@ def main() -> None:
         sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    result = {"machine": _machine(), "settings": {"command": " ".join(sys.argv), "method": args.method}, "depths": {}}
+    result = {"machine": machine("onnxruntime"), "settings": {"command": " ".join(sys.argv), "method": args.method}, "depths": {}}
     for depth in args.depths:
         result["depths"][str(depth)] = _depth(depth, root, work, args.method)
     result["machine"]["load_average_after"] = load_average()
@@ -115,14 +114,6 @@ def _markdown(r: dict) -> str:
         lines += ["", f"FP16-part vs FP32-part INT8 on the same {b['images']} images: top-1 agreement "
                   f"{b['top1_agreement'] * 100:.2f} %, logit cosine mean {b['cosine_mean']}, min {b['cosine_min']}.", ""]
     return "\n".join(lines)
-
-
-def _machine() -> dict:
-    import onnxruntime
-
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "load_average_before": load_average(), "platform": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__}
 
 
 def _parse() -> argparse.Namespace:

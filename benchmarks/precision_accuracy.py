@@ -31,17 +31,16 @@ weights x method combination and AdaRound's FP32- vs quantized-input variant.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from rtdeploy.machine import cpu_model, load_average
+from record import machine, save  # beside this script
+from rtdeploy.machine import load_average
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -63,24 +62,24 @@ def main() -> None:
         sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    result = {"machine": _machine(), "settings": _settings(args, root), "targets": TARGETS, "depths": {}}
+    result = {"machine": machine("onnx", "onnxruntime", "numpy"), "settings": _settings(args, root), "targets": TARGETS, "depths": {}}
     if set(args.sections) != set(SECTIONS) and args.out.with_suffix(".json").is_file():
         previous = json.loads(args.out.with_suffix(".json").read_text())
         result = {**previous, "machine": {**previous["machine"], "rerun_" + "_".join(args.sections): result["machine"]}}
     if "accuracy" in args.sections:
         for depth in args.depths:
             result["depths"][str(depth)] = _depth(depth, root, work, args)
-            _save(result, args.out)
+            save(result, args.out, _markdown)
     if "imagenet" in args.sections:
         result["imagenet_memory"] = _imagenet_memory(work, args)
     if "analysis" in args.sections:
         result["analysis"] = _analysis(root, work)
     if "heldout" in args.sections:
         result["heldout"] = {str(d): _heldout(d, root, work) for d in args.depths}
-        _save(result, args.out)
+        save(result, args.out, _markdown)
     result["machine"]["load_average_after"] = load_average()
     result["summary"] = _summary(result)
-    _save(result, args.out)
+    save(result, args.out, _markdown)
     print(f"wrote {args.out.with_suffix('.json')} and .md")
 
 
@@ -498,12 +497,6 @@ def _heldout(depth: int, root: Path, work: Path) -> dict:
     return {"fit_images": int((~held).sum()), "judge_images": int(held.sum()), "rows": rows}
 
 
-def _save(result: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(result))
-
-
 def _markdown(r: dict) -> str:
     m = r["machine"]
     lines = ["# INT8 / FP16 accuracy, calibration time and memory", "",
@@ -569,16 +562,6 @@ def _settings(args, root: Path) -> dict:
             "dev_images": len(list((root / "dev").rglob("*.jpg"))), "validate_batch": 8,
             "ort_methods": list(args.ort_methods) if args.ort else [], "command": " ".join(sys.argv),
             "evaluation": "FP32 logits once, batch 50" if args.fast_eval else "rtdeploy validate, batch 8"}
-
-
-def _machine() -> dict:
-    import numpy
-    import onnx
-    import onnxruntime
-
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "load_average_before": load_average(), "platform": platform.platform(), "python": platform.python_version(),
-            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}
 
 
 def _parse() -> argparse.Namespace:
