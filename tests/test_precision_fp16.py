@@ -7,16 +7,12 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 from rtdeploy import api
-from manifest_fakes import write_onnx_manifest
+from tiny_graphs import huge_activation_model, write_fp32_artifact
 from rtdeploy.artifacts import read_manifest
-from rtdeploy.models import model_meta
 from rtdeploy.precision.fp16 import convert_fp16, guard_nodes
-
-BIG = 3.0e4  # fits FP16 itself, but pushes the activation it scales past 65,504
-
 
 def _run(model, x):
     import onnxruntime as ort
@@ -24,37 +20,6 @@ def _run(model, x):
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feed_type = np.float16 if "float16" in sess.get_inputs()[0].type else np.float32
     return sess.run(None, {sess.get_inputs()[0].name: x.astype(feed_type)})[0]
-
-
-def _huge_activation_model():
-    """input -> Conv -> Mul(3e4) -> Relu -> Mul(1/3e4) -> GlobalAveragePool -> Flatten -> Gemm."""
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w")
-    b = numpy_helper.from_array(np.zeros(4, np.float32), "b")
-    big = numpy_helper.from_array(np.array(BIG, np.float32), "big")
-    small = numpy_helper.from_array(np.array(1 / BIG, np.float32), "small")
-    fc = numpy_helper.from_array(rng.normal(0, 0.5, (10, 4)).astype(np.float32), "fc")
-    fcb = numpy_helper.from_array(np.zeros(10, np.float32), "fcb")
-    nodes = [
-        helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Mul", ["c", "big"], ["m"], name="scale_up"),
-        helper.make_node("Relu", ["m"], ["r"], name="relu"),
-        helper.make_node("Mul", ["r", "small"], ["s"], name="scale_down"),
-        helper.make_node("GlobalAveragePool", ["s"], ["p"], name="pool"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], name="fc", transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes, "huge", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w, b, big, small, fc, fcb])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-
-
-def _write_fp32_artifact(model, path, image_size=8):
-    onnx.save(model, str(path))
-    meta = model_meta(20, image_size=image_size)
-    write_onnx_manifest(path, meta.to_dict())
-    return path
 
 
 def _amax(model, x) -> dict[str, float]:
@@ -65,7 +30,7 @@ def _amax(model, x) -> dict[str, float]:
 
 
 def test_guard_keeps_the_overflowing_ops_in_fp32_and_the_output_finite():
-    model = _huge_activation_model()
+    model = huge_activation_model()
     x = np.random.default_rng(1).normal(0, 1, (4, 3, 8, 8)).astype(np.float32)
     keep = guard_nodes(model, _amax(model, x))
     # m and r exceed the limit: the ops writing or reading them stay FP32; the rest is FP16.
@@ -92,7 +57,7 @@ def _elem_type(model, tensor: str) -> int:
 
 
 def test_guarded_graph_types():
-    model = _huge_activation_model()
+    model = huge_activation_model()
     x = np.random.default_rng(1).normal(0, 1, (2, 3, 8, 8)).astype(np.float32)
     keep = guard_nodes(model, _amax(model, x))
     m16, _ = convert_fp16(model, keep)
@@ -125,7 +90,7 @@ def test_resnet_fp16_close_to_fp32(exported, tmp_path, fp16_io):
 
 
 def test_api_fp16_writes_model_manifest_and_report(tmp_path):
-    fp32 = _write_fp32_artifact(_huge_activation_model(), tmp_path / "huge.onnx")
+    fp32 = write_fp32_artifact(huge_activation_model(), tmp_path / "huge.onnx")
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(3).normal(0, 1, (16, 3, 8, 8)).astype(np.float32))
     result = api.quantize(fp32, fp16=True, calib_dir=calib, stats_cache=False)
@@ -143,7 +108,7 @@ def test_api_fp16_writes_model_manifest_and_report(tmp_path):
 def test_fp16_of_fp16_model_is_refused(tmp_path):
     from rtdeploy.errors import PrecisionError
 
-    fp32 = _write_fp32_artifact(_huge_activation_model(), tmp_path / "huge.onnx")
+    fp32 = write_fp32_artifact(huge_activation_model(), tmp_path / "huge.onnx")
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(3).normal(0, 1, (4, 3, 8, 8)).astype(np.float32))
     first = api.quantize(fp32, fp16=True, calib_dir=calib, stats_cache=False)

@@ -6,51 +6,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from rtdeploy import api
-from manifest_fakes import write_onnx_manifest
+from tiny_graphs import huge_activation_model, write_fp32_artifact
 
 from rtdeploy.artifacts import read_manifest
-from rtdeploy.models import model_meta
 from rtdeploy.precision.fp16_float_parts import FP16_MIN_NORMAL, HIGH_PRECISION_OPSET, to_fp16_float_parts
 from rtdeploy.precision.graph import initializers, producers
-
-BIG = 3.0e4  # fits FP16 itself, but pushes the activation it scales past 65,504
-
-
-def _model(dead_channel: bool = False):
-    """input -> Conv -> Mul(3e4) -> Relu -> Mul(1/3e4) -> GlobalAveragePool -> Flatten -> Gemm.
-
-    The Mul/Relu/Mul in the middle exceed FP16's range; with ``dead_channel`` one conv output
-    channel has weights of 1e-7 (its int8 scale, ~8e-10, is not a normal float16)."""
-    rng = np.random.default_rng(0)
-    w = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
-    if dead_channel:
-        w[2] = 1e-7
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(4, 0.05, np.float32), "b"),
-             numpy_helper.from_array(np.array(BIG, np.float32), "big"), numpy_helper.from_array(np.array(1 / BIG, np.float32), "small"),
-             numpy_helper.from_array(rng.normal(0, 0.5, (10, 4)).astype(np.float32), "fc"),
-             numpy_helper.from_array(np.zeros(10, np.float32), "fcb")]
-    nodes = [
-        helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Mul", ["c", "big"], ["m"], name="scale_up"),
-        helper.make_node("Relu", ["m"], ["r"], name="relu"),
-        helper.make_node("Mul", ["r", "small"], ["s"], name="scale_down"),
-        helper.make_node("GlobalAveragePool", ["s"], ["p"], name="pool"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], name="fc", transB=1),
-    ]
-    graph = helper.make_graph(nodes, "huge", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-
-
-def _artifact(model, path):
-    onnx.save(model, str(path))
-    write_onnx_manifest(path, model_meta(20, image_size=8).to_dict())  # the complete manifest export writes
-    return path
-
 
 def _run(path_or_model, x):
     import onnxruntime as ort
@@ -63,7 +26,7 @@ def _run(path_or_model, x):
 @pytest.fixture
 def pair(tmp_path):
     """(fp32-float-part INT8, fp16-float-part INT8) of the huge-activation model."""
-    fp32 = _artifact(_model(), tmp_path / "huge.onnx")
+    fp32 = write_fp32_artifact(huge_activation_model(bias=0.05), tmp_path / "huge.onnx")
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(3).normal(0, 1, (16, 3, 8, 8)).astype(np.float32))
     a = api.quantize(fp32, int8=True, calib_dir=calib, method="max", stats_cache=False, output=tmp_path / "a.onnx")
@@ -104,7 +67,7 @@ def test_fp16_float_parts_run_in_onnxruntime_close_to_fp32_parts(pair):
 def test_scales_below_fp16_normal_range_are_raised_not_flushed():
     from rtdeploy.precision.int8.qdq import insert_qdq, plan_qdq
 
-    model = _model(dead_channel=True)
+    model = huge_activation_model(bias=0.05, dead_channel=True)
     plan = plan_qdq(model)
     qmodel = insert_qdq(model, plan, {t: 0.05 for t in plan.observed()})
     w_scale = numpy_helper.to_array(next(i for i in qmodel.graph.initializer if i.name == "w_scale"))
