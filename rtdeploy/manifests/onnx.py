@@ -135,6 +135,7 @@ class Quantization(Record):
     left_in_float: tuple[LeftInFloat, ...] = ()
     weight_rounding: str | None = None
     adaround: dict[str, Any] | None = None
+    reconstruction: dict[str, Any] | None = None
     consumer_mse: dict[str, Any] | None = None
     target: Literal["tensorrt", "onnxruntime-cpu"] = "tensorrt"
     high_precision: Literal["fp32", "fp16"] = "fp32"

@@ -1,6 +1,7 @@
 """The INT8 methods that need the model and images, not only activation statistics.
 
-``--weights adaround`` (adaptive weight rounding, :mod:`rtdeploy.precision.int8.adaround`) and
+``--weights adaround`` (adaptive weight rounding, :mod:`rtdeploy.precision.int8.adaround`),
+``--weights block`` (block reconstruction, :mod:`rtdeploy.precision.int8.reconstruct`) and
 ``--method consumer-mse`` (thresholds by the error of each tensor's consumers,
 :mod:`rtdeploy.precision.int8.consumer_mse`), called from :mod:`rtdeploy.precision.int8_stage` on
 the statistics part of the calibration split (never the held-out part), and what they add to the
@@ -15,11 +16,13 @@ import numpy as np
 
 from rtdeploy.precision.int8.adaround import AdaRoundConfig, RoundingResult
 from rtdeploy.precision.int8.consumer_mse import ConsumerMseConfig
+from rtdeploy.precision.int8.reconstruct import ReconstructConfig, ReconstructResult
 
 log = logging.getLogger(__name__)
 
 ADAROUND = AdaRoundConfig()
 CONSUMER_MSE = ConsumerMseConfig()
+RECONSTRUCT = ReconstructConfig()
 
 
 def _batch(parent, tensors: list[str]) -> int:
@@ -36,6 +39,23 @@ def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRou
     tensors = [u.activation for u in plan.units if u.weight is not None]
     batches = split.stats_batches(_batch(parent, tensors))
     return adaround_weights(parent.model, plan, scales, batches, cfg)
+
+
+def block_reconstruction(parent, plan, scales: dict[str, float], split, cfg: ReconstructConfig | None = None) -> RoundingResult:
+    """Block reconstruction of every weighted layer's rounding on the first ``cfg.images`` images of
+    the statistics part of ``split``. A graph with an op the torch form cannot run falls back to
+    :func:`adaptive_rounding` (logged, and recorded as ``fallback`` in the result's ``blocks``)."""
+    from rtdeploy.precision.int8.reconstruct import reconstruct
+    from rtdeploy.precision.int8.torch_graph import Unsupported
+
+    try:
+        return reconstruct(parent.model, plan, scales, split.stats_batches(64), cfg or RECONSTRUCT)
+    except Unsupported as e:
+        log.warning("block reconstruction cannot run this graph (%s); using --weights adaround instead", e)
+        from rtdeploy.precision.int8.reconstruct import ReconstructResult
+
+        greedy = adaptive_rounding(parent, plan, scales, split)
+        return ReconstructResult(**vars(greedy), fallback=f"adaround: {e}")
 
 
 def consumer_mse_scales(parent, plan, stats: dict, split, cfg: ConsumerMseConfig = CONSUMER_MSE) -> dict[str, float]:
@@ -61,6 +81,11 @@ def consumer_mse_scales(parent, plan, stats: dict, split, cfg: ConsumerMseConfig
 def method_fields(cfg, rounding: RoundingResult | None) -> dict:
     """Manifest fields recording the weight rounding and the activation method used."""
     fields: dict = {"weight_rounding": cfg.weights}
+    if isinstance(rounding, ReconstructResult):
+        fields["weights"] = "int8 symmetric, per output channel (max), block reconstruction (BRECQ/QDrop, AdaRound relaxation)"
+        fields["reconstruction"] = reconstruction_record(rounding)
+        if rounding.fallback is None:
+            rounding = None
     if rounding is not None:
         layers = rounding.layers.values()
         fields["weights"] = "int8 symmetric, per output channel (max), adaptive rounding (AdaRound objective, greedy)"
@@ -76,3 +101,15 @@ def method_fields(cfg, rounding: RoundingResult | None) -> dict:
         fields["consumer_mse"] = {"images": CONSUMER_MSE.images, "columns_per_consumer": CONSUMER_MSE.columns,
                                   "grid": CONSUMER_MSE.grid, "refine": CONSUMER_MSE.refine, "low": CONSUMER_MSE.low}
     return fields
+
+
+def reconstruction_record(rounding) -> dict:
+    """The manifest's record of a block reconstruction: settings, and per block the loss it started
+    from and ended at, what was kept, and seconds."""
+    c = RECONSTRUCT
+    return {
+        "images": rounding.images, "iters": c.iters, "batch": c.batch, "drop": c.drop, "output_quant": c.output_quant,
+        "learn_scales": c.learn_scales, "fallback": rounding.fallback,
+        "blocks": [{k: b[k] for k in ("output", "nodes", "loss_start", "loss", "kept", "seconds") if k in b} for b in rounding.blocks],
+        "reconstructed_blocks": sum(b.get("kept") == "reconstructed" for b in rounding.blocks),
+    }

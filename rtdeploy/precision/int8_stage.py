@@ -46,6 +46,12 @@ def run_int8(cfg, parent, out: Path):
 
         rounding = adaptive_rounding(parent, plan, scales, split)
         timer.lap("adaround")
+    elif cfg.weights == "block":
+        from rtdeploy.precision.int8_methods import block_reconstruction
+
+        rounding = block_reconstruction(parent, plan, scales, split)
+        scales.update(rounding.scales)
+        timer.lap("block")
     kept, sens = [], None
     if fallback:
         kept, sens = _fallback(cfg, parent, plan, scales, split, rounding)

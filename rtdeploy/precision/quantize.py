@@ -101,7 +101,7 @@ def _check_method_options(cfg: QuantizeConfig) -> None:
                              f"(the method is {cfg.method}); add {opt('method')} percentile or drop {opt('percentile')}")
 
 
-WEIGHT_ROUNDINGS = ("nearest", "adaround")
+WEIGHT_ROUNDINGS = ("nearest", "adaround", "block")
 
 
 def _check_weights(cfg: QuantizeConfig) -> None:
