@@ -76,7 +76,7 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
              keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
              trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
              trt_version: str = "8601", output: str | os.PathLike | None = None,
-             stats_cache: str | os.PathLike | bool = True, progress: bool = False, weights: str = "nearest",
+             stats_cache: str | os.PathLike | bool = True, progress: bool = False, weights: str = "auto",
              target: str = "tensorrt", high_precision: str = "fp32"):
     """FP32 ONNX -> calibrated INT8 Q/DQ ONNX or FP16 ONNX, with manifest (``rtdeploy quantize``).
 
@@ -101,8 +101,11 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         stats_cache: reuse collected statistics from a cache: True for ``$RTDEPLOY_CACHE_DIR`` or
             ``~/.cache/rtdeploy``, a folder path, or False for no cache.
         progress: show a progress bar on stderr.
-        weights: INT8 weight rounding: ``nearest`` or ``adaround`` (each weight rounded up or down
-            to minimise its layer's output error on the calibration images).
+        weights: INT8 weight rounding: ``nearest``, ``adaround`` (each weight rounded up or down
+            to minimise its layer's output error on the calibration images), ``block`` (each
+            residual block's rounding against its re-quantized output) or ``auto`` (block where it
+            fits the time budget, else adaround, else nearest; nearest for the CPU target, FP16 and
+            TensorRT caches).
         target: INT8 form: ``tensorrt`` (int8 Q/DQ placed for TensorRT) or ``onnxruntime-cpu``
             (uint8 activations with zero points and int32 biases, placed so that onnxruntime's CPU
             kernels fuse every layer; no --keep-fp/--target-agreement/TensorRT cache).

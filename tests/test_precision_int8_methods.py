@@ -92,6 +92,30 @@ def test_block_reconstruction_falls_back_to_adaround_on_an_op_it_cannot_run(tmp_
     assert q["adaround"]["layers"] == 4
 
 
+@pytest.mark.parametrize("depth, images, trt_cache, chosen", [
+    (20, 1000, False, "block"),
+    (56, 1000, False, "block"),  # the model the budget was measured on
+    (110, 1000, False, "adaround"),  # block would cost twice ResNet-56's
+    (56, 127, False, "nearest"),  # too few images to fit a rounding to
+    (56, 1000, True, "nearest"),  # scales from a TensorRT cache: no images
+])
+def test_auto_weights_is_the_best_rounding_that_fits_the_budget(depth, images, trt_cache, chosen, exported):
+    import onnx
+
+    from rtdeploy.precision.int8.qdq import plan_qdq
+    from rtdeploy.precision.int8_methods import auto_weights, weighted_gmacs
+    from rtdeploy.precision.quantize import QuantizeConfig
+
+    model = onnx.load(str(exported(depth).path))
+    plan = plan_qdq(model)
+    cfg = QuantizeConfig(model=Path("m.onnx"), int8=True, from_trt_cache=Path("c.cache") if trt_cache else None)
+    got, why = auto_weights(model, plan, images, cfg)
+    assert got == chosen and why
+    assert auto_weights(model, plan, images, QuantizeConfig(model=Path("m.onnx"), int8=True, weights="nearest")) == ("nearest", "asked for")
+    published = {20: 0.041, 56: 0.125, 110: 0.253}[depth]  # He et al.'s CIFAR ResNets, conv and linear MACs
+    assert weighted_gmacs(model, plan) == pytest.approx(published, rel=0.03)
+
+
 def test_fallback_ranks_the_adaptively_rounded_model(exported, tmp_path):
     r = api.quantize(exported(20).path, int8=True, calib_dir=_npy(tmp_path, 30), weights="adaround", keep_fp=2,
                      output=tmp_path / "k.int8.onnx")
@@ -102,7 +126,7 @@ def test_fallback_ranks_the_adaptively_rounded_model(exported, tmp_path):
 
 @pytest.mark.parametrize("kwargs, needle", [
     # The library names options by their field (the CLI shows the flag: see test_errors_name_fields_and_the_cli_flags).
-    ({"int8": True, "weights": "stochastic"}, "unknown weight rounding weights 'stochastic'; accepted: nearest, adaround, block"),
+    ({"int8": True, "weights": "stochastic"}, "unknown weight rounding weights 'stochastic'; accepted: auto, nearest, adaround, block"),
     ({"fp16": True, "weights": "block"}, "weights block applies to int8 only"),
     ({"fp16": True, "weights": "adaround"}, "weights adaround applies to int8 only"),
 ])

@@ -38,7 +38,7 @@ def _images(n: int = 64, seed: int = 0):
     return x
 
 
-CFG = ReconstructConfig(images=64, iters=300, batch=16, lr=0.05, drop=0.0)
+CFG = ReconstructConfig(images=32, iters=120, batch=16, lr=0.05, drop=0.0)
 W_ROW = [1.27, 0.0045, 0.0035]  # scale 0.01: the last two are 0.45 and 0.35 of a step
 SCALES = 1.0 / 127  # activations: [-1, 1] in int8, no clipping
 
@@ -51,7 +51,7 @@ def _block_loss(model, plan, ints) -> float:
     from rtdeploy.precision.int8.torch_graph import unit_scales
 
     graph = TorchGraph(model)
-    x = torch.from_numpy(_images())
+    x = torch.from_numpy(_images()[:CFG.images])
     w = torch.tensor(np.tile(np.asarray(ints, np.float32) * 0.01, (3, 1)).reshape(3, 3, 1, 1))
     with torch.no_grad():
         ref = graph.run({"input": x}, 0, 3)["out"]
@@ -113,3 +113,20 @@ def test_rounding_keeps_the_format_on_a_residual_net():
         assert q.dtype == np.int8 and np.all(np.abs(q.astype(int) - ref_q.astype(int)) <= 1), node
     assert all(b["loss"] <= b["loss_start"] for b in result.blocks)
     assert result.scales == pytest.approx(scales)  # not learned by default
+
+
+def test_a_fixed_batch_model_is_run_in_batches_of_its_own_size():
+    # A Reshape to (4, -1) bakes the batch into the graph: a pass over 8 images at once would reshape
+    # to the wrong rows without an error. Every pass must take exactly 4 (10 images -> 8 used).
+    from onnx import numpy_helper
+
+    model = _residual_net()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+    flat = next(n for n in model.graph.node if n.op_type == "Flatten")
+    flat.op_type, flat.input[:] = "Reshape", [flat.input[0], "shape"]
+    model.graph.initializer.append(numpy_helper.from_array(np.array([4, -1], np.int64), "shape"))
+    plan = plan_qdq(model)
+    x = np.random.default_rng(4).normal(size=(10, 3, 8, 8)).astype(np.float32)
+    result = reconstruct(model, plan, {t: 0.05 for t in plan.observed()}, [x], ReconstructConfig(images=10, iters=5, batch=8))
+    assert result.images == 8 and len(result.blocks) == 3
+    assert all(b["loss"] <= b["loss_start"] for b in result.blocks)

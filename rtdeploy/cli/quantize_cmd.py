@@ -29,9 +29,10 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_
 @click.option("--high-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Type of the float parts of an INT8 --target tensorrt graph (fp16: INT8+FP16 in a strongly typed build).")
 @click.option("--no-stats-cache", is_flag=True, help="Do not read or write the collected-statistics cache (~/.cache/rtdeploy).")
 @progress_option()
-@click.option("--weights", type=click.Choice(["nearest", "adaround", "block"]), default="nearest", show_default=True,
-              help="INT8 weight rounding: to nearest; adaptive (each weight up or down to minimise its layer's output error); "
-                   "block (each residual block's rounding against its re-quantized output).")
+@click.option("--weights", type=click.Choice(["auto", "nearest", "adaround", "block"]), default="auto", show_default=True,
+              help="INT8 weight rounding: to nearest; adaround (each weight up or down to minimise its layer's output error); "
+                   "block (each residual block's rounding against its re-quantized output); auto: block where it fits the "
+                   "time budget (small models, >= 128 calibration images), else adaround, else nearest.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
 @json_option("the report")
 @handle_errors

@@ -136,6 +136,7 @@ class Quantization(Record):
     weight_rounding: str | None = None
     adaround: dict[str, Any] | None = None
     reconstruction: dict[str, Any] | None = None
+    weight_rounding_auto: dict[str, Any] | None = None
     consumer_mse: dict[str, Any] | None = None
     target: Literal["tensorrt", "onnxruntime-cpu"] = "tensorrt"
     high_precision: Literal["fp32", "fp16"] = "fp32"

@@ -25,6 +25,51 @@ CONSUMER_MSE = ConsumerMseConfig()
 RECONSTRUCT = ReconstructConfig()
 
 
+# ``--weights auto`` (the default): the best rounding measured on held-out calibration images
+# (benchmarks/int8_reconstruct.py) whose extra work fits the budget. The budget is what block
+# reconstruction costs on ResNet-56 (0.125 GMAC per 32x32 image: 128 images through each block three
+# times, 100 steps of 8 images forward and backward), where the whole calibration of 1,000 images was
+# measured to fit a minute on this project's 2-core machine; a model costing more per image gets the
+# next method that fits. Fewer calibration images than AUTO_MIN_IMAGES keep round-to-nearest: the
+# adaptive methods fit their rounding to the images they see.
+AUTO_BUDGET_GMACS = 360.0
+AUTO_MIN_IMAGES = 128
+
+
+def auto_weights(model, plan, images: int, cfg) -> tuple[str, str]:
+    """The rounding ``--weights auto`` stands for, and why (one line for the manifest and report)."""
+    if cfg.weights != "auto":
+        return cfg.weights, "asked for"
+    if cfg.from_trt_cache is not None:
+        return "nearest", "scales from a TensorRT cache: no calibration images"
+    if images < AUTO_MIN_IMAGES:
+        return "nearest", f"{images} calibration images (< {AUTO_MIN_IMAGES}: too few to fit a rounding to)"
+    gmacs = weighted_gmacs(model, plan)
+    r, a = RECONSTRUCT, ADAROUND
+    costs = {"block": gmacs * 3 * (min(images, r.images) + r.iters * r.batch), "adaround": gmacs * min(images, a.images)}
+    for method, cost in costs.items():
+        if cost <= AUTO_BUDGET_GMACS:
+            return method, f"{cost:.0f} GMAC of extra work (budget {AUTO_BUDGET_GMACS:.0f})"
+    return "nearest", f"adaptive rounding would cost {costs['adaround']:.0f} GMAC (budget {AUTO_BUDGET_GMACS:.0f})"
+
+
+def weighted_gmacs(model, plan) -> float:
+    """Multiply-accumulates per image of the plan's weighted layers, in billions (from shape inference;
+    a layer whose output shape is unknown counts as 0)."""
+    from onnx import numpy_helper
+
+    from rtdeploy.precision.graph import elements_per_sample, initializers
+
+    inits, nodes = initializers(model.graph), {n.name: n for n in model.graph.node}
+    total = 0
+    for u in plan.units:
+        if u.weight is None:
+            continue
+        w = numpy_helper.to_array(inits[u.weight])
+        total += elements_per_sample(model, [nodes[u.node].output[0]]) * (w.size // max(1, w.shape[u.axis]))
+    return total / 1e9
+
+
 def _batch(parent, tensors: list[str]) -> int:
     from rtdeploy.precision.int8.collect import batch_size_for
 
@@ -78,9 +123,12 @@ def consumer_mse_scales(parent, plan, stats: dict, split, cfg: ConsumerMseConfig
     return thresholds
 
 
-def method_fields(cfg, rounding: RoundingResult | None) -> dict:
-    """Manifest fields recording the weight rounding and the activation method used."""
-    fields: dict = {"weight_rounding": cfg.weights}
+def method_fields(cfg, rounding: RoundingResult | None, weights: str, why: str) -> dict:
+    """Manifest fields recording the weight rounding (``weights``, chosen for ``why``) and the
+    activation method used."""
+    fields: dict = {"weight_rounding": weights}
+    if cfg.weights == "auto":
+        fields["weight_rounding_auto"] = {"chosen": weights, "why": why}
     if isinstance(rounding, ReconstructResult):
         fields["weights"] = "int8 symmetric, per output channel (max), block reconstruction (BRECQ/QDrop, AdaRound relaxation)"
         fields["reconstruction"] = reconstruction_record(rounding)

@@ -40,13 +40,16 @@ def run_int8(cfg, parent, out: Path):
         split = SplitSource(source, held, cfg.seed)
     timer.lap("setup")
     scales, calibration = _scales(cfg, parent, plan, split, timer)
+    from rtdeploy.precision.int8_methods import auto_weights
+
+    weights = auto_weights(parent.model, plan, split.stats_count if split is not None else 0, cfg)
     rounding = None
-    if cfg.weights == "adaround":
+    if weights[0] == "adaround":
         from rtdeploy.precision.int8_methods import adaptive_rounding
 
         rounding = adaptive_rounding(parent, plan, scales, split)
         timer.lap("adaround")
-    elif cfg.weights == "block":
+    elif weights[0] == "block":
         from rtdeploy.precision.int8_methods import block_reconstruction
 
         rounding = block_reconstruction(parent, plan, scales, split)
@@ -63,7 +66,7 @@ def run_int8(cfg, parent, out: Path):
 
         ranges, _ = measure_ranges(parent, split, cfg.cache_dir, cfg.progress)
         timer.lap("fp16_guard")
-    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint, ranges)
+    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint, ranges, weights)
     result.report["batchnorm_folded"] = folded
     return result
 
@@ -126,7 +129,7 @@ def _fallback(cfg, parent, plan, scales, split, rounding=None):
 
 
 def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, rounding=None,
-           calib_fingerprint: str | None = None, ranges=None):
+           calib_fingerprint: str | None = None, ranges=None, weights: tuple[str, str] = ("nearest", "asked for")):
     import onnx
 
     from rtdeploy.manifests import new_manifest
@@ -163,12 +166,9 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
         "qdq_nodes": qdq_counts(qmodel),
         "scales": observed,
     }
-    if rounding is not None or cfg.method == "consumer-mse":
-        from rtdeploy.precision.int8_methods import method_fields
+    from rtdeploy.precision.int8_methods import method_fields
 
-        quantization.update(method_fields(cfg, rounding))
-    else:
-        quantization["weight_rounding"] = "nearest"
+    quantization.update(method_fields(cfg, rounding, *weights))
     if sens is not None:
         quantization["fallback"] = {
             "keep_fp": cfg.keep_fp, "target_agreement": cfg.target_agreement,

@@ -46,7 +46,7 @@ class QuantizeConfig:
     output: Path | None = None
     cache_dir: Path | bool | None = True
     progress: bool = False
-    weights: str = "nearest"
+    weights: str = "auto"
     target: str = "tensorrt"
     high_precision: str = "fp32"
 
@@ -101,15 +101,15 @@ def _check_method_options(cfg: QuantizeConfig) -> None:
                              f"(the method is {cfg.method}); add {opt('method')} percentile or drop {opt('percentile')}")
 
 
-WEIGHT_ROUNDINGS = ("nearest", "adaround", "block")
+WEIGHT_ROUNDINGS = ("auto", "nearest", "adaround", "block")  # the first is the default
 
 
 def _check_weights(cfg: QuantizeConfig) -> None:
     if cfg.weights not in WEIGHT_ROUNDINGS:
         raise PrecisionError(f"unknown weight rounding {opt('weights')} {cfg.weights!r}; accepted: {', '.join(WEIGHT_ROUNDINGS)}")
-    if cfg.fp16 and cfg.weights != "nearest":
+    if cfg.fp16 and cfg.weights not in ("nearest", "auto"):
         raise PrecisionError(f"{opt('weights')} {cfg.weights} applies to {opt('int8')} only")
-    if cfg.target == "onnxruntime-cpu" and cfg.weights != "nearest":
+    if cfg.target == "onnxruntime-cpu" and cfg.weights not in ("nearest", "auto"):
         raise PrecisionError(f"{opt('weights')} {cfg.weights} applies to {opt('target')} tensorrt only; drop it or use {opt('target')} tensorrt")
 
 

@@ -26,17 +26,19 @@ The format TensorRT reads is unchanged: per-channel symmetric int8 weights with 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from rtdeploy.precision.int8.adaround import RoundingResult, _take
+from rtdeploy.precision.int8.fixed_batch import fixed_batch_of
 from rtdeploy.precision.int8.qdq import INT8_MAX, QdqPlan, quantize_weight
-from rtdeploy.precision.int8.torch_graph import TorchGraph, fake_quant
+from rtdeploy.precision.int8.torch_graph import TorchGraph, Unsupported, fake_quant
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,12 @@ class ReconstructConfig:
         learn_scales: also optimise the scales of the activations the block quantizes (its
             inner ones and its output's; log-scale parameters, as LSQ learns step sizes).
         scale_lr: Adam's learning rate for the log-scales.
+        threads: torch threads while it runs.
         seed: seed of the batch order and of the drop mask.
     """
 
-    images: int = 256
-    iters: int = 200
+    images: int = 128
+    iters: int = 100
     batch: int = 8
     lr: float = 1e-2
     reg: float = 0.01
@@ -76,6 +79,7 @@ class ReconstructConfig:
     learn_scales: bool = False
     scale_lr: float = 1e-3
     seed: int = 0
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -168,21 +172,51 @@ def reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches: Iterabl
     """
     import torch
 
+    with _torch_threads(cfg.threads):
+        return _reconstruct(model, plan, scales, batches, cfg, start or {})
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run torch on ``n`` threads inside the block, restoring the caller's setting after it. The steps
+    are small (a few images of one block): with more threads than free cores, torch's thread pool
+    spends its time waiting (measured: 386 CPU-s with 2 threads on the loaded 2-core machine against
+    about 40 with one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches, cfg: ReconstructConfig, start: dict) -> ReconstructResult:
+    import torch
+
     from rtdeploy.precision.int8.layers import weighted_layers
 
     graph = TorchGraph(model)
     layers = weighted_layers(model, plan.units)
     tensor_scale = {t: float(scales[t]) for t in plan.observed()}
     images = torch.from_numpy(np.concatenate(list(_take(batches, cfg.images))).astype(np.float32))
+    fixed = fixed_batch_of(model)
+    if fixed is not None:
+        # The graph may bake its batch into constants (a Reshape to (B, -1)): every pass takes exactly B.
+        if len(images) < fixed:
+            raise Unsupported(f"the model takes batches of exactly {fixed} and only {len(images)} calibration images are left")
+        images = images[:len(images) // fixed * fixed]
+        cfg = replace(cfg, batch=fixed)
     gen = torch.Generator().manual_seed(cfg.seed)
     result = ReconstructResult(images=len(images))
     x_fp, x_q = images, images
     for block in find_blocks(graph, plan):
         t0, c0 = time.perf_counter(), time.process_time()
-        y_fp = _run_block(graph, block, x_fp, {}, {})
-        base = {n: (start or {}).get(layers[n].unit.weight) for n in block.nodes}
+        y_fp = _run_block(graph, block, x_fp, {}, {}, fixed or 64)
+        base = {n: start.get(layers[n].unit.weight) for n in block.nodes}
         base = {n: v if v is not None else quantize_weight(layers[n].weight, layers[n].unit.axis) for n, v in base.items()}
-        ctx = _BlockContext(graph, block, plan, layers, tensor_scale, cfg)
+        ctx = _BlockContext(graph, block, plan, layers, tensor_scale, cfg, chunk=fixed or 64)
         rounded, x_q, record = ctx.reconstruct(x_fp, x_q, y_fp, base, gen)
         for n, (q, s) in rounded.items():
             result.weights[layers[n].unit.weight] = (q, s)
@@ -265,10 +299,10 @@ class _BlockContext:
     """One block's quantizers: its units' activation scales (learnable ones as log-scale parameters)
     and the scale its output is re-quantized with."""
 
-    def __init__(self, graph, block, plan, layers, tensor_scale: dict[str, float], cfg: ReconstructConfig):
+    def __init__(self, graph, block, plan, layers, tensor_scale: dict[str, float], cfg: ReconstructConfig, chunk: int = 64):
         import torch
 
-        self.graph, self.block, self.layers, self.cfg = graph, block, layers, cfg
+        self.graph, self.block, self.layers, self.cfg, self.chunk = graph, block, layers, cfg, chunk
         self.tensor_scale = tensor_scale
         names = {s.name for s in graph.steps[block.start:block.stop]}
         produced = {o for s in graph.steps[block.start:block.stop] for o in s.outputs}
@@ -292,11 +326,11 @@ class _BlockContext:
         y = self.graph.run({self.block.input: x}, self.block.start, self.block.stop, act, weights)[self.block.output]
         return y, (fake_quant(y, self.scale(self.output)) if self.output else y)
 
-    def evaluate(self, x_q, y_fp, weights, batch: int = 64):
+    def evaluate(self, x_q, y_fp, weights):
         """(mean loss, block outputs) of ``weights`` on all calibration images."""
         import torch
 
-        errors, outs = [], []
+        errors, outs, batch = [], [], self.chunk
         with torch.no_grad():
             for i in range(0, len(x_q), batch):
                 y, yq = self.run(x_q[i:i + batch], weights)

@@ -177,8 +177,12 @@ def _conv(a, x, w, b=None):
     _no_auto_pad(a, "Conv")
     if x.dim() != 4:
         raise Unsupported("Conv that is not 2-D has no torch form here")
-    x = _pad2d(x, _spatial(a, "pads", 0, 4))
-    return F.conv2d(x, w, b, stride=_spatial(a, "strides", 1), dilation=_spatial(a, "dilations", 1), groups=int(a.get("group", 1)))
+    pads = _spatial(a, "pads", 0, 4)
+    padding = (pads[0], pads[1])
+    if pads[:2] != pads[2:]:  # asymmetric: pad first
+        x, padding = _pad2d(x, pads), (0, 0)
+    return F.conv2d(x, w, b, stride=_spatial(a, "strides", 1), padding=padding, dilation=_spatial(a, "dilations", 1),
+                    groups=int(a.get("group", 1)))
 
 
 def _gemm(a, x, w, c=None):
