@@ -76,7 +76,7 @@ def _speed(work: Path, args) -> dict:
     models = {
         "fp32": fp32,
         "int8 onnxruntime-cpu": api.quantize(fp32, int8=True, target="onnxruntime-cpu", output=work / "r50.cpu.int8.onnx").path,
-        "int8 tensorrt": api.quantize(fp32, int8=True, output=work / "r50.trt.int8.onnx").path,
+        "int8 tensorrt": api.quantize(fp32, int8=True, weights="nearest", output=work / "r50.trt.int8.onnx").path,
         "onnxruntime quantize_static (CPU defaults)": _ort_static(fp32, work / "r50.ort.int8.onnx", _bundled_calib(), symmetric=False),
     }
     out = {"model": "ResNet-50 224x224, seed-0 weights", "load_average_before": load_average(), "batches": {}}
@@ -112,9 +112,11 @@ def _interleaved(models: dict, batch: int, rounds: int, iters: int) -> dict:
             per_round[k].append(batch / statistics.median(times))
     throughput = {k: _spread(v) for k, v in per_round.items()}
     ratios = {k: _spread([a / b for a, b in zip(per_round[k], per_round["fp32"])]) for k in keys if k != "fp32"}
+    ours, theirs = "int8 onnxruntime-cpu", "onnxruntime quantize_static (CPU defaults)"
+    head_to_head = _spread([a / b for a, b in zip(per_round[ours], per_round[theirs])]) if ours in keys and theirs in keys else None
     return {"batch": batch, "rounds": rounds, "runs_per_round": iters, "samples_per_model": len(runs["fp32"]),
             "throughput_img_s": throughput, "ratios_vs_fp32": {k: v["median"] for k, v in ratios.items()},
-            "ratio_spread": ratios, "load_average": load_average()}
+            "ratio_spread": ratios, "cpu_target_vs_quantize_static": head_to_head, "load_average": load_average()}
 
 
 def _spread(v: list[float]) -> dict:
@@ -145,7 +147,7 @@ def _accuracy(depth: int, root: Path, work: Path) -> dict:
         r = api.quantize(fp32, int8=True, calib_dir=calib, method=method, target="onnxruntime-cpu",
                          output=work / f"c{depth}.{method}.cpu.int8.onnx")
         add(f"rtdeploy --target onnxruntime-cpu --method {method}", r.path, seconds=round(time.perf_counter() - t, 1))
-    r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", output=work / f"c{depth}.entropy.trt.int8.onnx")
+    r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", weights="nearest", output=work / f"c{depth}.entropy.trt.int8.onnx")
     add("rtdeploy --target tensorrt --method entropy (float convolutions on CPU)", r.path)
     for symmetric in (False, True):
         label = "symmetric int8 activations" if symmetric else "CPU defaults: uint8 activations"
@@ -221,6 +223,13 @@ def _markdown(r: dict) -> str:
                 lines.append(f"| {b} | {k} | {t['median']:.2f} [{t['min']:.2f}, {t['max']:.2f}] | {rtxt} | "
                              f"{d['rounds']} x {d['runs_per_round']} | {d['load_average']} |")
         lines.append("")
+        heads = {b: d.get("cpu_target_vs_quantize_static") for b, d in s["batches"].items()}
+        if any(heads.values()):
+            lines += ["Head to head, same rounds: throughput of `--target onnxruntime-cpu` / throughput of `quantize_static`, "
+                      "median over rounds [min, max] (n rounds):", "",
+                      "| batch | CPU target / quantize_static |", "|---:|---:|"]
+            lines += [f"| {b} | {h['median']:.3f} [{h['min']:.3f}, {h['max']:.3f}] (n={h['n']}) |" for b, h in heads.items() if h]
+            lines.append("")
     for depth, d in r.get("accuracy", {}).items():
         lines += [f"## Accuracy: ResNet-{depth} ({d['weights']}), calib/ 1,000 images, dev/ 3,000 images", "",
                   "| configuration | agreement with FP32 | FP32 top-1 | top-1 | drop (points) |", "|---|---:|---:|---:|---:|"]

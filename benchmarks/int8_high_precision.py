@@ -58,7 +58,7 @@ def _depth(depth: int, root: Path, work: Path, method: str) -> dict:
     rows, paths = [], {}
     for hp in ("fp32", "fp16"):
         t = time.perf_counter()
-        r = api.quantize(fp32, int8=True, calib_dir=root / "calib", method=method, high_precision=hp,
+        r = api.quantize(fp32, int8=True, calib_dir=root / "calib", method=method, high_precision=hp, weights="nearest",
                          output=work / f"c{depth}.{method}.hp{hp}.int8.onnx")
         seconds = round(time.perf_counter() - t, 1)
         paths[hp] = r.path

@@ -139,7 +139,7 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
                 calib_s=round(time.perf_counter() - t, 2))
     for target in args.target_agreement:
         t = time.perf_counter()
-        r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", target_agreement=target,
+        r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", weights="nearest", target_agreement=target,
                          output=work / f"r{depth}.target{target}.int8.onnx")
         add(f"rtdeploy entropy --target-agreement {target}", r.path, precision="int8", method="entropy",
             keep_fp=len(r.report["kept_fp"]), kept=r.report["kept_fp"], held_out_agreement=r.report.get("held_out_agreement"),

@@ -72,7 +72,7 @@ def validate(model: str | os.PathLike, *, images: str | os.PathLike | None = Non
 
 
 def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False, calib_dir: str | os.PathLike | None = None,
-             method: str = "entropy", percentile: float = 99.99, calib_size: int | None = None, seed: int = 0,
+             method: str = "mse", percentile: float = 99.99, calib_size: int | None = None, seed: int = 0,
              keep_fp: int = 0, target_agreement: float | None = None, fp16_io: bool = False,
              trt_cache: str | os.PathLike | None = None, from_trt_cache: str | os.PathLike | None = None,
              trt_version: str = "8601", output: str | os.PathLike | None = None,
@@ -218,7 +218,7 @@ def bench(*, depth: int | str = "50", model: str | os.PathLike | None = None, pr
 
 
 def run(*, depth: int = 50, model: str | None = None, onnx: str | os.PathLike | None = None, weights: str | os.PathLike | None = None, num_classes: int | None = None,
-        calib_dir: str | os.PathLike | None = None, calib_size: int | None = None, method: str = "entropy",
+        calib_dir: str | os.PathLike | None = None, calib_size: int | None = None, method: str = "mse",
         keep_fp: int = 0, images: str | os.PathLike | None = None, samples: int | None = None, precision: str = "fp32,fp16,int8",
         engines: bool = True, bench: bool = True, bench_duration: str = "1s", bench_batch: str = "1",
         outdir: str | os.PathLike | None = None, force: bool | str | tuple[str, ...] = False, rebench: bool = False,

@@ -18,7 +18,7 @@ STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed
 @click.option("--num-classes", type=int, help="Output classes (default 1000 ImageNet, 10 CIFAR).")
 @click.option("--calib-dir", type=click.Path(path_type=Path), help="INT8 calibration images or .npy/.npz [default: bundled calib_data/].")
 @click.option("--calib-size", type=int, help="Calibration images to use (seeded sample).")
-@click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse"]), default="entropy", show_default=True, help="INT8 calibrator.")
+@click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse"]), default="mse", show_default=True, help="INT8 calibrator.")
 @click.option("--keep-fp", type=int, default=0, show_default=True, help="INT8: keep the N most quantization-sensitive layers in float.")
 @click.option("--images", type=click.Path(path_type=Path), help="Images to validate on besides random inputs (class subfolders give accuracy).")
 @click.option("--samples", type=int, help="Validation samples per input set.")

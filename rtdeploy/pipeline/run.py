@@ -49,7 +49,7 @@ class RunConfig:
     num_classes: int | None = None
     calib_dir: Path | None = None
     calib_size: int | None = None
-    method: str = "entropy"
+    method: str = "mse"
     keep_fp: int = 0
     images: Path | None = None
     samples: int | None = None

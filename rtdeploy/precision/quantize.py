@@ -33,7 +33,7 @@ class QuantizeConfig:
     int8: bool = False
     fp16: bool = False
     calib_dir: Path | None = None
-    method: str = "entropy"
+    method: str = "mse"
     percentile: float = 99.99
     calib_size: int | None = None
     seed: int = 0
