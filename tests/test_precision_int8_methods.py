@@ -128,6 +128,7 @@ def test_fallback_ranks_the_adaptively_rounded_model(exported, tmp_path):
     # The library names options by their field (the CLI shows the flag: see test_errors_name_fields_and_the_cli_flags).
     ({"int8": True, "weights": "stochastic"}, "unknown weight rounding weights 'stochastic'; accepted: auto, nearest, adaround, block"),
     ({"fp16": True, "weights": "block"}, "weights block applies to int8 only"),
+    ({"int8": True, "target": "onnxruntime-cpu", "weights": "block"}, "weights block applies to target tensorrt only"),
     ({"fp16": True, "weights": "adaround"}, "weights adaround applies to int8 only"),
 ])
 def test_bad_weight_options_are_refused_before_any_work(kwargs, needle, exported, tmp_path):

@@ -26,7 +26,6 @@ The format TensorRT reads is unchanged: per-channel symmetric int8 weights with 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from rtdeploy.precision.int8.adaround import RoundingResult, _take
+from rtdeploy.machine import torch_threads
 from rtdeploy.precision.int8.fixed_batch import fixed_batch_of
 from rtdeploy.precision.int8.qdq import INT8_MAX, QdqPlan, quantize_weight
 from rtdeploy.precision.int8.torch_graph import TorchGraph, Unsupported, fake_quant
@@ -172,24 +172,11 @@ def reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches: Iterabl
     """
     import torch
 
-    with _torch_threads(cfg.threads):
+    # One thread by default: the steps are small (a few images of one block), and with more threads
+    # than free cores torch's pool spends its time waiting (the whole ResNet-56 calibration took 386
+    # CPU-s with two threads on the loaded 2-core machine; its reconstruction takes about 40 on one).
+    with torch_threads(cfg.threads):
         return _reconstruct(model, plan, scales, batches, cfg, start or {})
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Run torch on ``n`` threads inside the block, restoring the caller's setting after it. The steps
-    are small (a few images of one block): with more threads than free cores, torch's thread pool
-    spends its time waiting (measured: 386 CPU-s with 2 threads on the loaded 2-core machine against
-    about 40 with one)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches, cfg: ReconstructConfig, start: dict) -> ReconstructResult:
