@@ -412,21 +412,6 @@ def read_manifest(artifact: str | os.PathLike, *, required: bool = True) -> dict
     return data
 
 
-def manifest_matches(artifact: str | os.PathLike, **expected: Any) -> bool:
-    """True when ``artifact`` exists, its manifest's sha256 matches its bytes, and each expected
-    top-level field equals the manifest's. Used to reuse an artifact instead of rebuilding it."""
-    p = Path(artifact)
-    if not p.exists():
-        return False
-    try:
-        m = read_manifest(p, required=False)
-    except ArtifactError:
-        return False
-    if m is None or m.get("sha256") != sha256_file(p):
-        return False
-    return all(m.get(k) == v for k, v in expected.items())
-
-
 def default_cache_dir() -> Path:
     """Where rtdeploy caches what it can remake: ``$RTDEPLOY_CACHE_DIR``, else ``$XDG_CACHE_HOME/rtdeploy``,
     else ``~/.cache/rtdeploy``."""
@@ -546,27 +531,6 @@ def ancestors(path: str | os.PathLike) -> list[Path]:
             break
         chain.append(Path(parent["path"]).resolve())
     return chain
-
-
-def refuse_overwriting_inputs(output: str | os.PathLike, *inputs: str | os.PathLike | None, option: str = "-o") -> None:
-    """Refuse an output path that is one of the inputs or an ancestor of one, or the manifest of
-    one of those (before any work).
-
-    Raises:
-        OutputError: ``output`` would overwrite what it is made from, or that file's manifest.
-    """
-    out = Path(output).resolve()
-    for given in inputs:
-        if given is None:
-            continue
-        chain = ancestors(given)
-        if out in chain:
-            what = "the input itself" if out == chain[0] else f"an ancestor of {Path(given).name} (its manifest chain)"
-            raise OutputError(f"{option} {output} would overwrite {what}; write the result to another path")
-        manifests = [manifest_path(p).resolve() for p in chain]
-        if out in manifests:
-            raise OutputError(f"{option} {output} would overwrite the manifest of {chain[manifests.index(out)].name}; "
-                              "write the result to another path")
 
 
 @contextlib.contextmanager

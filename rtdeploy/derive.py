@@ -143,15 +143,17 @@ def source_onnx(opts: BuildOptions, *, force: bool = False) -> tuple[Path, str]:
     from rtdeploy.trt.graph_facts import read_graph_facts
     from rtdeploy.trt.stage import check_source_precision
 
+    from rtdeploy.models.options import model_choice_of
+    from rtdeploy.precision.options import calibration_of
+
     onnx = Path(opts.onnx) if opts.onnx is not None else None
     if onnx is None:
-        depth = opts.depth if opts.depth is not None else 50
-        onnx = exported(ExportConfig(depth=depth, model=opts.model), force=force).path
+        onnx = exported(ExportConfig(**model_choice_of(opts)), force=force).path
     facts = read_graph_facts(onnx)
     precision = opts.precision or facts.precision
     if facts.precision == "fp32" and precision != "fp32" and opts.calibrate and not opts.implicit_calibration:
-        cfg = QuantizeConfig(model=onnx, int8=precision == "int8", fp16=precision == "fp16", calib_dir=opts.calib_dir,
-                             progress=opts.progress)
+        cfg = QuantizeConfig(model=onnx, int8=precision == "int8", fp16=precision == "fp16", progress=opts.progress,
+                             **calibration_of(opts, int8=precision == "int8"))
         onnx = quantized(cfg, force=force).path
         facts = read_graph_facts(onnx)
     check_source_precision(opts, onnx, facts, precision)
@@ -167,15 +169,23 @@ def engine_from(opts: BuildOptions):
     Raises:
         as :func:`source_onnx` and :func:`rtdeploy.trt.build_engine`.
     """
-    from rtdeploy.artifacts import check_output_path
     from rtdeploy.trt import build_engine
 
     opts.check()
-    for path in (opts.output, opts.timing_cache):
-        if path is not None:
-            check_output_path(path)
     onnx, precision = source_onnx(opts)
-    return build_engine(dataclasses.replace(opts, onnx=onnx, precision=precision))
+    return build_engine(dataclasses.replace(opts, onnx=onnx, precision=precision, **_consumed(opts)))
+
+
+def _consumed(opts: BuildOptions) -> dict:
+    """The options the source ONNX has used up (which model to export, how to calibrate it), back
+    at their defaults: the engine is built from that ONNX now (TensorRT's implicit calibration
+    still reads the images)."""
+    from rtdeploy.models.options import ModelChoice
+    from rtdeploy.options import default_of
+    from rtdeploy.precision.options import Calibration
+
+    groups = (ModelChoice,) if opts.implicit_calibration else (ModelChoice, Calibration)
+    return {f.name: default_of(f) for g in groups for f in dataclasses.fields(g)}
 
 
 def engine(opts: BuildOptions, *, force: bool = False) -> Derived:

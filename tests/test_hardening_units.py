@@ -122,7 +122,7 @@ def test_default_triton_name_is_derived_safely(filename, name):
 # --- class 3: weights -----------------------------------------------------------------------------
 
 def test_sane_weights_pass_the_value_check():
-    from rtdeploy.export.onnx_export import build_torch_model, check_weight_values
+    from rtdeploy.models.reference import build_torch_model, check_weight_values
 
     check_weight_values(build_torch_model(_cifar_meta(), None), None)
 

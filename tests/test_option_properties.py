@@ -133,7 +133,7 @@ def test_depths_are_known_or_refused(text):
 @example("4,x")
 @example("0")
 def test_package_preferred_batches(text):
-    from rtdeploy.cli.package_cmd import _batches
+    from rtdeploy.serving.package import parse_preferred_batch as _batches
 
     assume(text is None or isinstance(text, str))
     try:

@@ -94,7 +94,7 @@ def check_device(backends: tuple[str, ...], device: str) -> None:
 
 def torch_runner(meta, precision: str, device: str, *, channels_last: bool = False, compile: bool = False, weights=None):
     """A ``TorchRunner`` for the seed-0 (or ``weights``) model of ``meta`` — the same weights the sweep exports."""
-    from rtdeploy.export.onnx_export import build_torch_model
+    from rtdeploy.models.reference import build_torch_model
     from rtdeploy.runners.torch_runner import TorchRunner
 
     model = build_torch_model(meta, weights)

@@ -62,10 +62,10 @@ def _make_workdir(path: Path) -> None:
 
 
 def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
-    key = (meta.depth, meta.image_size, precision)
+    key = (meta.name, meta.image_size, precision)
     if key not in cache:
-        fp32 = cache.get((meta.depth, meta.image_size, "fp32")) or exported_onnx(meta, cfg.workdir)
-        cache[(meta.depth, meta.image_size, "fp32")] = fp32
+        fp32 = cache.get((meta.name, meta.image_size, "fp32")) or exported_onnx(meta, cfg.workdir)
+        cache[(meta.name, meta.image_size, "fp32")] = fp32
         cache[key] = fp32 if precision == "fp32" else _quantize(fp32, precision, meta)
     return cache[key]
 
@@ -75,7 +75,7 @@ def exported_onnx(meta, workdir: Path) -> Path:
     from rtdeploy.derive import exported
     from rtdeploy.export import ExportConfig
 
-    cfg = ExportConfig(depth=meta.depth, output=workdir / f"{meta.name}_{meta.image_size}px.onnx", image_size=meta.image_size)
+    cfg = ExportConfig(model=meta.name, output=workdir / f"{meta.name}_{meta.image_size}px.onnx", image_size=meta.image_size)
     return exported(cfg).path
 
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import (atomic_path, base_stem, check_output_path, derivation, load_onnx_graph, new_manifest,
-                                not_a_file, refuse_overwriting_inputs, sha256_file)
+                                not_a_file, sha256_file)
 from rtdeploy.checks import model_name
 from rtdeploy.artifacts import write_manifest
-from rtdeploy.errors import ExportError, OutputError, first_line
+from rtdeploy.errors import ExportError, OutputError, first_line, opt
 from rtdeploy.models.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
-from rtdeploy.models.specs import IMPORTED_FAMILY
+from rtdeploy.models.registry import IMPORTED_FAMILY
+from rtdeploy.options import READS, WRITES, JsonReport, Options, option, output_fields
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +37,51 @@ PREPROCESS = ("imagenet", "cifar", "none")
 LAYOUTS = ("NCHW",)
 
 
-@dataclass(frozen=True)
-class ImportConfig:
-    """What to import, and how its inputs are made (see :func:`rtdeploy.api.import_model`).
+def _floats(name: str):
+    def parse(value):
+        return parse_floats(value, opt(name)) if isinstance(value, str) else tuple(value)
 
-    Attributes:
-        model: the ONNX file to adopt.
-        output: where the adopted ONNX lies (None: the file itself, or ``<stem>.imported.onnx``
-            beside it when it has to be rewritten).
-        name: the model's name in reports and derived files (None: the output's stem).
-        preprocess: ``imagenet`` (resize the short side to size*256/224, center crop, ImageNet
-            mean/std), ``cifar`` (resize to size, ImageNet mean/std, as the CIFAR ResNets here),
-            ``none`` (resize to size, pixels in [0, 1]).
-        size: input height = width in pixels (None: read from the model).
-        mean, std: per-channel normalization of pixels in [0, 1] (override ``preprocess``'s).
-        layout: the input layout; ``NCHW`` only.
-        classes: expected output size (None: read from the model).
+    return parse
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportConfig(JsonReport, Options):
+    """What to import, and how its inputs are made: ``rtdeploy import``'s options, each declared once.
+
+    ``preprocess``: ``imagenet`` (resize the short side to size*256/224, center crop, ImageNet
+    mean/std), ``cifar`` (resize to size, ImageNet mean/std, as the CIFAR ResNets here), ``none``
+    (resize to size, pixels in [0, 1]); ``mean``/``std`` override its normalization.
     """
 
-    model: Path
-    output: Path | None = None
-    name: str | None = None
-    preprocess: str | None = None
-    size: int | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    layout: str = "NCHW"
-    classes: int | None = None
+    error = ExportError
+
+    model: Path = option(argument=True, type=Path, path=READS, changes_output=False, help="The ONNX file to adopt.")
+    preprocess: str | None = option(None, "--preprocess", choices=PREPROCESS,
+                                    help="How images become inputs: imagenet (resize, center crop, ImageNet mean/std), cifar "
+                                         "(resize, ImageNet mean/std), none (pixels in [0, 1]).")
+    size: int | None = option(None, "--size", type=int, help="Input height = width [default: the model's].")
+    mean: tuple[float, ...] | None = option(None, "--mean", metavar="R,G,B", parse=_floats("mean"),
+                                            help="Per-channel mean of pixels in [0, 1] (overrides --preprocess).")
+    std: tuple[float, ...] | None = option(None, "--std", metavar="R,G,B", parse=_floats("std"),
+                                           help="Per-channel std (overrides --preprocess).")
+    layout: str = option("NCHW", "--layout", choices=LAYOUTS, help="Input layout.")
+    classes: int | None = option(None, "--classes", type=int, help="Output classes the model must have [default: its output size].")
+    name: str | None = option(None, "--name", help="Model name in reports and derived files [default: the file's stem].")
+    output: Path | None = option(None, "-o", "--output", type=Path, path=WRITES, changes_output=False,
+                                 help="Where the adopted ONNX lies [default: in place; <stem>.imported.onnx when it must be rewritten].")
+
+    def writes(self) -> list[tuple[str, Path]]:
+        from rtdeploy.artifacts import manifest_path
+
+        return [("output", manifest_path(self.output))] if self.output is not None and not self.in_place else []
+
+    @property
+    def in_place(self) -> bool:
+        """True when the adopted file is the given one (its manifest is written beside it)."""
+        return self.output is None or Path(self.output).resolve() == Path(self.model).resolve()
+
+    def updates(self) -> list[Path]:
+        return [Path(self.model)] if self.in_place else []
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,7 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
         OutputError: the output cannot be written.
     """
     _check_options(cfg)
+    cfg.check()
     src = Path(cfg.model)
     model, external = _load(src)
     upgraded_from = _opset_fixed(model, src)
@@ -94,8 +114,6 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
                           f"({'opset upgrade' if upgraded_from else 'external data inlined'}); write it to another path")
     rewrite = rewrite or out.resolve() != src.resolve()
     check_output_path(out)
-    if out.resolve() != src.resolve():
-        refuse_overwriting_inputs(out, src)
     meta = _meta(cfg, out, inp, out_name, channels, size, classes)
     details = {"source": str(src.resolve()), "source_sha256": sha256_file(src), "opset": _opset(model),
                "opset_upgraded_from": upgraded_from, "batch": batch, "inlined_external_data": external}
@@ -124,9 +142,7 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
 
 def import_derivation(cfg: ImportConfig, source_sha256: str) -> dict:
     """The derivation record of an import: its options and the source file's bytes."""
-    config = {"name": cfg.name, "preprocess": cfg.preprocess, "size": cfg.size, "mean": cfg.mean, "std": cfg.std,
-              "layout": cfg.layout, "classes": cfg.classes}
-    return derivation("import", config, {"source": source_sha256})
+    return derivation("import", output_fields(cfg), {"source": source_sha256})
 
 
 def _check_options(cfg: ImportConfig) -> None:

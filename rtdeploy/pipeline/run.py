@@ -22,6 +22,9 @@ from typing import Any
 from rtdeploy.artifacts import check_output_path, derivation, derived_path, folder_lock, reuse_verdict, sha256_file
 from rtdeploy.artifacts import write_json_atomic
 from rtdeploy.errors import MissingDependency, OutputError, RtDeployError, opt
+from rtdeploy.models.options import Checkpoint, ModelChoice
+from rtdeploy.options import FLAG, NEGATIVE, READS, JsonReport, Options, Progress, When, option
+from rtdeploy.precision.options import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -32,36 +35,88 @@ _DEPENDENTS = {"export": STAGES, "quantize": ("quantize", "validate", "build-eng
                "validate": ("validate",), "build-engine": ("build-engine", "bench"), "bench": ("bench",)}
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Options of ``rtdeploy run`` (see its --help).
+def _precisions(value) -> tuple[str, ...]:
+    from rtdeploy.checks import comma_list
+
+    items = comma_list(value, opt("precision"), example="fp16,int8") if isinstance(value, str) else list(value)
+    if not items:
+        raise RtDeployError(f"{opt('precision')} is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
+    bad = [p for p in items if p not in PRECISIONS]
+    if bad:
+        raise RtDeployError(f"{opt('precision')} {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
+    return tuple(items)
+
+
+def _stages(value) -> tuple[str, ...]:
+    """``--force``: True or ``all`` (every stage), a stage family or a comma list of them."""
+    from rtdeploy.checks import comma_list
+
+    if value is True:
+        return ("all",)
+    if not value:
+        return ()
+    items = comma_list(value, opt("force"), example="quantize,bench") if isinstance(value, str) else list(value)
+    unknown = [f for f in items if f not in (*STAGES, "all")]
+    if unknown:
+        raise RtDeployError(f"{opt('force')} {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)}, or {opt('force')} alone for all")
+    return tuple(items)
+
+
+def _duration(value) -> str:
+    from rtdeploy.bench.options import parse_duration
+
+    parse_duration(value, opt("bench_duration"))
+    return value
+
+
+def _bench_batch(value) -> str:
+    from rtdeploy.bench.options import parse_positive_ints
+
+    parse_positive_ints(value, opt("bench_batch"))
+    return value
+
+
+def _count(name: str):
+    def parse(value):
+        from rtdeploy.checks import whole
+
+        return whole(value, opt(name), minimum=1)
+
+    return parse
+
+
+BENCH = When("bench", True, message="{given} does nothing with {decider}: no benchmark runs; drop one of them")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(JsonReport, Progress, Calibration, Checkpoint, ModelChoice, Options):
+    """``rtdeploy run``'s options, each declared once: here, and in the groups of the model
+    (:class:`~rtdeploy.models.options.ModelChoice`, :class:`~rtdeploy.models.options.Checkpoint`)
+    and of the calibration (:class:`~rtdeploy.precision.options.Calibration`).
 
     ``force`` names the stage families to redo with everything that depends on them (``all``:
-    every stage); ``rebench`` is ``force=("bench",)``. ``model`` names the registry model to export
-    (``depth`` is its alias); ``onnx`` takes an ONNX with a manifest (from ``rtdeploy export`` or
-    ``rtdeploy import``) in place of the export stage.
+    every stage); ``rebench`` is ``force=("bench",)``. ``onnx`` takes an ONNX with a manifest
+    (from ``rtdeploy export`` or ``rtdeploy import``) in place of the export stage.
     """
 
-    depth: int = 50
-    model: str | None = None
-    onnx: Path | None = None
-    weights: Path | None = None
-    num_classes: int | None = None
-    calib_dir: Path | None = None
-    calib_size: int | None = None
-    method: str = "entropy"
-    keep_fp: int = 0
-    images: Path | None = None
-    samples: int | None = None
-    outdir: Path | None = None
-    precisions: tuple[str, ...] = PRECISIONS
-    engines: bool = True
-    bench: bool = True
-    bench_duration: str = "1s"
-    bench_batch: str = "1"
-    force: tuple[str, ...] = ()
-    rebench: bool = False
-    progress: bool = False
+    onnx: Path | None = option(None, "--onnx", type=Path, path=READS, changes_output=False,
+                               help="Run on this ONNX (made by `rtdeploy export` or `rtdeploy import`) instead of exporting --model.")
+    images: Path | None = option(None, "--images", type=Path, path=READS, changes_output=False,
+                                 help="Images to validate on besides random inputs (class subfolders give accuracy).")
+    samples: int | None = option(None, "--samples", type=int, parse=_count("samples"), help="Validation samples per input set.")
+    precision: tuple[str, ...] = option(PRECISIONS, "--precision", parse=_precisions, cli_default="fp32,fp16,int8",
+                                        help="Precisions to produce, comma-separated.")
+    engines: bool = option(True, "--no-engines", kind=NEGATIVE, help="Do not build TensorRT engines even where TensorRT is present.")
+    bench: bool = option(True, "--no-bench", kind=NEGATIVE, help="Skip the benchmark stage.")
+    bench_duration: str = option("1s", "--bench-duration", parse=_duration, applies=(BENCH,), help="Timed window per benchmark repeat.")
+    bench_batch: str = option("1", "--bench-batch", parse=_bench_batch, applies=(BENCH,), help="Benchmark batch sizes, e.g. 1,8.")
+    outdir: Path | None = option(None, "-o", "--outdir", type=Path, changes_output=False,
+                                 help="Report folder [default: rtdeploy-out/<model>].")
+    force: tuple[str, ...] = option((), "--force", metavar="[STAGE]", parse=_stages, flag_value="all", show_default=False,
+                                    help="Redo STAGE (export, quantize, validate, build-engine, bench; comma list) and what depends on it; "
+                                         "--force alone redoes every stage.")
+    rebench: bool = option(False, "--rebench", kind=FLAG, applies=(BENCH,),
+                           help="Re-time the benchmark; reuse every other stage whose inputs are unchanged.")
 
     def forced(self) -> frozenset[str]:
         """The stage families to redo."""
@@ -74,35 +129,52 @@ class RunConfig:
     def name(self) -> str:
         """The model's name: the registry name, or the given ONNX's base stem."""
         from rtdeploy.artifacts import base_stem
-        from rtdeploy.models.specs import model_name
 
-        return base_stem(self.onnx) if self.onnx is not None else model_name(self.model, self.depth)
+        return base_stem(self.onnx) if self.onnx is not None else self.model_name
 
-    def check(self) -> None:
-        """Every option rule, before any work.
+    @property
+    def calibrates(self) -> bool:
+        """True when a precision other than FP32 is made (it reads the calibration images)."""
+        return any(p != "fp32" for p in self.precision)
+
+    quantizes = calibrates
+
+    @property
+    def makes_int8(self) -> bool:
+        """True when an INT8 model is made (the options that choose INT8 scales apply)."""
+        return "int8" in self.precision
+
+    def explain(self, name: str) -> str:
+        return f"with {opt('precision')} {','.join(self.precision)}"
+
+    def rules(self) -> None:
+        """Every option rule the mode rule does not cover, before any work.
 
         Raises:
             RtDeployError: the first broken rule, naming the option and what is accepted.
         """
-        from rtdeploy.models.specs import get_spec
+        idle = {"bench": (self.bench, "bench"), "build-engine": (self.engines, "engines")}
+        for stage in self.force:
+            if stage in idle and not idle[stage][0]:
+                raise RtDeployError(f"{opt('force')} {stage} does nothing with {opt(idle[stage][1])}: that stage does not run; "
+                                    "drop one of them")
+        self.calibration_rules()
 
-        if self.onnx is not None and self.model is not None:
-            raise RtDeployError(f"give --model {self.model} or --onnx {self.onnx}, not both")
+    def check_inputs(self) -> None:
+        """The given ONNX (or the model's metadata), checkpoint, images and calibration data, checked
+        before the first stage runs."""
         if self.onnx is not None:
             from rtdeploy.pipeline.given_onnx import check_given_onnx
 
             check_given_onnx(self)
         else:
-            get_spec(self.model if self.model is not None else self.depth)
-        if not self.precisions:
-            raise RtDeployError(f"{opt('precisions')} is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
-        bad = [p for p in self.precisions if p not in PRECISIONS]
-        if bad:
-            raise RtDeployError(f"{opt('precisions')} {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
-        unknown = [f for f in self.force if f not in (*STAGES, "all")]
-        if unknown:
-            raise RtDeployError(f"{opt('force')} {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)}, or {opt('force')} alone for all")
-        _check_numbers(self)
+            self.meta()  # a metadata option the model does not take (a variant of a CIFAR ResNet)
+        _check_input_paths(self)
+
+    def writes(self) -> list[tuple[str, Path]]:
+        """The report files of the run folder (the artifacts in it are named by the stages)."""
+        outdir = self.outdir or default_outdir(self.name)
+        return [("outdir", outdir / name) for name in ("report.md", "report.json", "stages.json", "bench.json", "bench.md", "bench.png")]
 
 
 @dataclass
@@ -165,23 +237,6 @@ def default_outdir(name: str | int) -> Path:
     return Path("rtdeploy-out") / (f"resnet{name}" if isinstance(name, int) else name)
 
 
-def _check_numbers(cfg: RunConfig) -> None:
-    """The options the stages would refuse only minutes in (or silently ignore), refused first."""
-    from rtdeploy.bench.options import parse_duration, parse_positive_ints
-    from rtdeploy.checks import whole
-
-    parse_duration(cfg.bench_duration, opt("bench_duration"))
-    parse_positive_ints(cfg.bench_batch, opt("bench_batch"))
-    whole(cfg.keep_fp, opt("keep_fp"), minimum=0)
-    if cfg.keep_fp and "int8" not in cfg.precisions:
-        raise RtDeployError(f"{opt('keep_fp')} applies to INT8 only, and {opt('precisions')} {','.join(cfg.precisions)} has no int8; "
-                            f"add int8 or drop {opt('keep_fp')}")
-    for option, value in ((opt("calib_size"), cfg.calib_size), (opt("samples"), cfg.samples), (opt("num_classes"), cfg.num_classes)):
-        if value is not None:
-            whole(value, option, minimum=1)
-    _check_input_paths(cfg)
-
-
 def _check_input_paths(cfg: RunConfig) -> None:
     """The files the stages read, present before the first stage runs (a missing --images failed
     validation only after the export and the quantization had run)."""
@@ -239,7 +294,7 @@ class _Pipeline:
         c = self.cfg
         if self._stage("export", "export", self._export):
             self._check_keep_fp()
-            for prec in [*c.precisions, *self._cpu_form()]:
+            for prec in [*c.precision, *self._cpu_form()]:
                 if prec != "fp32":
                     self._stage(f"quantize-{prec}", "quantize", lambda force, p=prec: self._quantize(p, force))
                 if prec in self.models:
@@ -271,6 +326,7 @@ class _Pipeline:
     def _export(self, force: bool) -> StageRecord:
         from rtdeploy.derive import exported
         from rtdeploy.export import ExportConfig
+        from rtdeploy.models.options import model_choice_of
 
         c = self.cfg
         if c.onnx is not None:
@@ -280,7 +336,7 @@ class _Pipeline:
             self.models["fp32"] = d.path
             return _artifact_record(d, f"{d.path.name} (from {c.onnx})")
         out = self.outdir / f"{c.name}.onnx"
-        d = exported(ExportConfig(depth=c.depth, model=c.model, output=out, weights=c.weights, num_classes=c.num_classes), force=force)
+        d = exported(ExportConfig(**model_choice_of(c), output=out, weights=c.weights), force=force)
         self.models["fp32"] = d.path
         weights = "trained weights" if c.weights else "no weights given: seed-0 initialisation"
         return _artifact_record(d, f"{out.name} ({weights})")
@@ -290,29 +346,37 @@ class _Pipeline:
         so no FP16, INT8 or benchmark work is done for an option that cannot be met."""
         from rtdeploy.precision.int8.sensitivity import check_keep_fp, quantizable_layers
 
-        if self.cfg.keep_fp and "int8" in self.cfg.precisions:
+        if self.cfg.keep_fp and "int8" in self.cfg.precision:
             fp32 = self.models["fp32"]
             check_keep_fp(self.cfg.keep_fp, quantizable_layers(fp32), fp32.name)
 
     def _cpu_form(self) -> list[str]:
         """``int8-cpu`` when INT8 is asked and TensorRT cannot run here: the INT8 form onnxruntime's CPU
-        kernels fuse, made and timed beside the TensorRT-placed one, so a CPU user sees both."""
+        kernels fuse, made and timed beside the TensorRT-placed one, so a CPU user sees both (when the
+        chosen calibrator can make that form; else that stage is skipped with the reason)."""
+        from rtdeploy.precision.calibrators import get_calibrator
         from rtdeploy.trt.loader import availability
 
-        return ["int8-cpu"] if "int8" in self.cfg.precisions and not availability()["ok"] else []
+        if "int8" not in self.cfg.precision or availability()["ok"]:
+            return []
+        if "onnxruntime-cpu" not in get_calibrator(self.cfg.method).targets:
+            self._emit(StageRecord("quantize-int8-cpu", "skipped",
+                                   detail=f"--method {self.cfg.method} calibrates the TensorRT placement only"))
+            return []
+        return ["int8-cpu"]
 
     def _quantize(self, prec: str, force: bool) -> StageRecord:
         from rtdeploy.derive import quantized
         from rtdeploy.precision.quantize import QuantizeConfig
 
+        from rtdeploy.precision.options import calibration_of
+
         c, fp32 = self.cfg, self.models["fp32"]
-        kw = {"method": c.method, "calib_size": c.calib_size} if prec.startswith("int8") else {}
-        if prec == "int8":
-            kw["keep_fp"] = c.keep_fp
+        kw = calibration_of(c, int8=prec.startswith("int8"), tensorrt=prec != "int8-cpu")
         if prec == "int8-cpu":
             kw["target"] = "onnxruntime-cpu"
-        cfg = QuantizeConfig(model=fp32, int8=prec.startswith("int8"), fp16=prec == "fp16", calib_dir=c.calib_dir,
-                             output=derived_path(fp32, prec), progress=c.progress, **kw)
+        cfg = QuantizeConfig(model=fp32, int8=prec.startswith("int8"), fp16=prec == "fp16", output=derived_path(fp32, prec),
+                             progress=c.progress, **kw)
         d = quantized(cfg, force=force)
         self.models[prec] = d.path
         return _artifact_record(d, d.path.name, _jsonable(getattr(d.result, "report", None)))
@@ -380,6 +444,7 @@ class _Pipeline:
 
     def _bench(self, force: bool) -> StageRecord:
         from rtdeploy.bench import benchmark
+        from rtdeploy.bench.options import BenchConfig
 
         c = self.cfg
         timed = [*self.models.values(), *self.engines.values()]
@@ -388,9 +453,8 @@ class _Pipeline:
                             {p.name: sha256_file(p) for p in timed})
 
         def make():
-            res = benchmark(model=",".join(str(p) for p in timed), backend="onnxruntime", batch=c.bench_batch,
-                            duration=c.bench_duration, json=out, markdown=self.outdir / "bench.md",
-                            plot=self.outdir / "bench.png", progress=c.progress)
+            res = benchmark(BenchConfig(model=tuple(timed), batch=c.bench_batch, duration=c.bench_duration, json=str(out),
+                                        markdown=self.outdir / "bench.md", plot=self.outdir / "bench.png", progress=c.progress))
             return "made", f"{len(timed)} models timed", {"written": [str(p) for p in res.written],
                                                            "measured": _measured(res.report)}
 

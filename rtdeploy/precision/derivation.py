@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtdeploy.artifacts import config_fields, derivation, sha256_file
-
-# Options that do not change the written model: where things are, how to show progress. The
-# content of the calibration data and of a read TensorRT cache is recorded as an input instead.
-OUTPUT_NEUTRAL = frozenset({"model", "output", "cache_dir", "progress", "calib_dir", "trt_cache", "from_trt_cache"})
+from rtdeploy.artifacts import derivation, sha256_file
+from rtdeploy.options import output_fields
 
 
 def uses_calibration_images(cfg) -> bool:
@@ -26,7 +23,9 @@ def uses_calibration_images(cfg) -> bool:
 
 
 def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
-    """The derivation record of the model ``cfg`` makes from a parent with ``parent_sha256``.
+    """The derivation record of the model ``cfg`` makes from a parent with ``parent_sha256``: the
+    options declared to change the output (paths are not: the content of the calibration data and
+    of a read TensorRT cache is recorded as an input instead).
 
     Args:
         cfg: the :class:`rtdeploy.precision.quantize.QuantizeConfig`.
@@ -39,7 +38,7 @@ def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | 
         inputs["calibration"] = calibration_fingerprint
     if cfg.from_trt_cache is not None:
         inputs["trt_cache"] = sha256_file(Path(cfg.from_trt_cache))
-    return derivation("quantize", config_fields(cfg, exclude=OUTPUT_NEUTRAL), inputs)
+    return derivation("quantize", output_fields(cfg), inputs)
 
 
 def calibration_fingerprint(cfg, meta) -> str | None:

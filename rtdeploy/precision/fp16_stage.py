@@ -28,7 +28,7 @@ def run_fp16(cfg, parent, out: Path):
     split = SplitSource(open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed))
     tensors = float_tensors(parent.model)
     timer.lap("setup")
-    stats, cache_state = gather_stats(parent, tensors, split, "max", cfg.cache_dir, cfg.progress)
+    stats, cache_state = gather_stats(parent, tensors, split, None, cfg.stats_cache, cfg.progress)
     amax = {t: s.amax for t, s in stats.items()}
     bad = [t for t, a in amax.items() if not np.isfinite(a)]
     if bad:

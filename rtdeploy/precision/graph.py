@@ -33,6 +33,20 @@ class Parent:
     sha256: str
 
 
+def refuse_quantized(record, path: Path) -> None:
+    """Refuse a model whose manifest says it is already FP16 or INT8 (every kind but ``onnx`` is made
+    from an FP32 export, named in its parent).
+
+    Raises:
+        PrecisionError: naming the FP32 model to quantize instead.
+    """
+    from rtdeploy.manifests import OnnxManifest
+
+    if not isinstance(record, OnnxManifest):
+        raise PrecisionError(f"{path} is already an {record.precision.upper()} model (kind {record.kind}); quantize the FP32 model "
+                             f"it was made from ({record.parent.path})")
+
+
 def load_fp32_parent(path: str | os.PathLike) -> Parent:
     """Read an FP32 ONNX model made by ``rtdeploy export`` and check it can be converted.
 
@@ -50,9 +64,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
         raise ArtifactError(f"ONNX model {p} {not_a_file(p)}; export one with `rtdeploy export --depth N -o {p.name}`")
     manifest = read_manifest(p)
     record = typed(manifest, p)
-    if not isinstance(record, OnnxManifest):  # every other kind is made from an FP32 export, named in its parent
-        raise PrecisionError(f"{p} is already an {record.precision.upper()} model (kind {record.kind}); quantize the FP32 model "
-                             f"it was made from ({record.parent.path})")
+    refuse_quantized(record, p)
     sha = check_matches_manifest(p, record.sha256, remedy="re-export it (or re-import it), then quantize the new file")
     try:
         model = onnx.load(str(p))

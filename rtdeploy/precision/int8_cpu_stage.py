@@ -23,8 +23,9 @@ def run_int8_cpu(cfg, parent, out: Path):
     from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, open_calibration
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
-    from rtdeploy.precision.int8.calibrators import compute_thresholds
+    from rtdeploy.precision.calibrators import get_calibrator
     from rtdeploy.precision.int8.cpu_target import plan_cpu
+    from rtdeploy.precision.stage_common import calibration_inputs
     from rtdeploy.precision.stage_common import Timer
 
     timer = Timer()
@@ -37,9 +38,10 @@ def run_int8_cpu(cfg, parent, out: Path):
     meta = ModelMeta.from_dict(parent.manifest["model"])
     split = SplitSource(open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed))
     timer.lap("setup")
-    stats, cache_state = gather_stats(parent, plan.observed(), split, cfg.method, cfg.cache_dir, cfg.progress)
+    calibrator = get_calibrator(cfg.method)
+    stats, cache_state = gather_stats(parent, plan.observed(), split, calibrator, cfg.stats_cache, cfg.progress)
     timer.lap("collect")
-    thresholds = compute_thresholds(stats, cfg.method, cfg.percentile)
+    thresholds = calibrator.thresholds(stats, calibration_inputs(cfg, parent, plan, split, TARGET))
     timer.lap("thresholds")
     calibration = {"source": "images", "dir": split.path, "data": split.description, "fingerprint": split.fingerprint(),
                    "images": split.stats_count, "held_out": 0, "seed": cfg.seed, "stats_cache": cache_state}

@@ -67,3 +67,21 @@ class Timer:
         now = time.perf_counter()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._start, 3)
         self._start = now
+
+
+def calibration_inputs(cfg, parent, plan, split, target: str = "tensorrt"):
+    """What a calibrator may read besides the statistics (:class:`CalibrationInputs`)."""
+    from rtdeploy.precision.calibrators import CalibrationInputs
+
+    return CalibrationInputs(percentile=cfg.percentile, model=parent.model, plan=plan,
+                             batches=lambda batch: split.stats_batches(batch), target=target)
+
+
+def calibrator_settings(cfg) -> dict:
+    """The manifest record of how a calibrator with settings ran, under its name (``consumer_mse``)."""
+    from rtdeploy.precision.calibrators import get_calibrator
+
+    if cfg.from_trt_cache is not None:
+        return {}
+    calibrator = get_calibrator(cfg.method)
+    return {calibrator.name.replace("-", "_"): calibrator.settings()} if calibrator.settings is not None else {}

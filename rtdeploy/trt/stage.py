@@ -7,15 +7,17 @@ its compute layers really run in the precision asked.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import atomic_path, check_matches_manifest, check_output_path, derived_path, parent_entry, read_manifest
-from rtdeploy.artifacts import refuse_overwriting_inputs, sha256_file
+from rtdeploy.artifacts import sha256_file
 from rtdeploy.artifacts import write_bytes_atomic, write_failure
 from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
+from rtdeploy.options import guard
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, parse_size, resolve_profile
@@ -58,10 +60,6 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
             written first and the message names it.
     """
     opts.check()
-    if opts.output is not None:
-        check_output_path(opts.output)
-    if opts.timing_cache is not None:
-        check_output_path(opts.timing_cache)
     if opts.onnx is None:
         raise EngineError("the build-engine stage needs an ONNX; rtdeploy.derive.engine_from exports and quantizes one first")
     onnx = Path(opts.onnx)
@@ -71,8 +69,8 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
     check_source_precision(opts, onnx, facts, precision)
     profile = resolve_profile(opts, facts.fixed_batch)
     output = Path(opts.output) if opts.output is not None else default_engine_path(onnx, precision)
-    check_output_path(output)
-    refuse_overwriting_inputs(output, onnx, opts.calib_dir, opts.timing_cache)
+    if opts.output is None:
+        guard(dataclasses.replace(opts, output=output))  # the guard, on the default path too
     command = rebuild_command(opts, onnx, precision, profile, output)
     try:
         return _build(opts, onnx, facts, precision, profile, output, command, trt_module, memory)
@@ -94,19 +92,21 @@ def default_engine_path(onnx: Path, precision: str) -> Path:
 
 
 def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: BatchProfile, output: Path) -> str:
-    """The ``rtdeploy build-engine`` command that builds this engine again from ``onnx``."""
-    parts = ["rtdeploy build-engine", f"--onnx {onnx.resolve()}", f"--{precision}", f"--batch {profile}"]
-    if opts.implicit_calibration:
-        parts.append("--implicit-calibration" + (f" --calib-dir {Path(opts.calib_dir).resolve()}" if opts.calib_dir else ""))
-    for flag, value in (("--workspace", opts.workspace), ("--builder-optimization-level", opts.builder_optimization_level),
-                        ("--dla-core", opts.dla_core), ("--hardware-compatibility", opts.hardware_compatibility)):
-        if value is not None:
-            parts.append(f"{flag} {value}")
-    parts += [f for f, on in (("--gpu-fallback", opts.gpu_fallback), ("--version-compatible", opts.version_compatible)) if on]
-    if opts.timing_cache is not None:
-        parts.append(f"--timing-cache {Path(opts.timing_cache).resolve()}")
-    parts.append(f"-o {output.resolve()}")
-    return " ".join(parts)
+    """The ``rtdeploy build-engine`` command that builds this engine again from ``onnx``: the flags
+    of the options that decide the plan (:class:`~rtdeploy.trt.options.TrtBuild`), from their declarations."""
+    import shlex
+
+    from rtdeploy.options import command_line, declared
+    from rtdeploy.trt.options import TrtBuild
+
+    plan = dataclasses.replace(opts, precision=precision, batch=str(profile),
+                               timing_cache=Path(opts.timing_cache).resolve() if opts.timing_cache else None)
+    skip = {f.name for f, _ in declared(BuildOptions)} - {f.name for f in dataclasses.fields(TrtBuild)}
+    words = ["--onnx", str(onnx.resolve()), *command_line(plan, skip=skip)]
+    if opts.implicit_calibration and opts.calib_dir:
+        words += ["--calib-dir", str(Path(opts.calib_dir).resolve())]
+    words += ["-o", str(output.resolve())]
+    return " ".join(["rtdeploy build-engine", *(shlex.quote(w) for w in words)])
 
 
 # -- the ONNX to build from -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtdeploy.errors import ArtifactError, DataError
+from rtdeploy.options import KEYED, MULTIPLE, READS, JsonReport, Options, Progress, When, option
 from rtdeploy.validate.compare import OutputStats, check
 from rtdeploy.validate.report import SetReport, ValidationReport
 from rtdeploy.validate.targets import candidate_runner, load_target, reference_runner
@@ -18,32 +19,49 @@ log = logging.getLogger(__name__)
 DEFAULT_RANDOM_SAMPLES = 8  # one batch; each sample compares every logit, and --images adds real data
 
 
-@dataclass(frozen=True)
-class ValidateConfig:
-    """What to validate and how.
+# The tolerance options: --tol-<limit> per limit of :class:`Tolerance`, folded into one dict.
+TOLERANCE_FLAGS = {
+    "cosine": ("--tol-cosine", "Min mean cosine similarity."),
+    "cosine_worst": ("--tol-cosine-worst", "Min cosine similarity of the worst sample."),
+    "max_abs": ("--tol-max-abs", "Max absolute error as a fraction of the reference output range."),
+    "max_rel": ("--tol-max-rel", "Max relative error (not checked by default)."),
+    "top1": ("--tol-top1", "Min top-1 agreement (0..1)."),
+    "top5": ("--tol-top5", "Min top-5 agreement (0..1)."),
+    "accuracy_drop": ("--tol-accuracy-drop", "Max top-1 accuracy drop in points when labels are given."),
+}
 
-    Attributes:
-        model: the candidate (.onnx with its manifest, or a TensorRT .engine/.plan).
-        images: a folder of images or a .npy/.npz tensor file, compared in addition to random inputs.
-        samples: random samples (default 8); with ``images``, also the size of a seeded image subset
-            (default: all images).
-        batch: batch size fed to both runners.
-        reference: None (automatic), ``torch``, ``onnx`` (the parent ONNX) or an ONNX path.
-        tolerances: overrides of the precision's default limits, by :class:`Tolerance` field name.
-        seed: seed of the random inputs and of the image subset.
-        providers: onnxruntime execution providers for an ONNX candidate.
-        progress: show progress bars on stderr.
+
+@dataclass(frozen=True, kw_only=True)
+class ValidateConfig(JsonReport, Progress, Options):
+    """What to validate and how: ``rtdeploy validate``'s options, each declared once here.
+
+    ``samples``: random samples (default 8); with ``images``, also the size of a seeded image
+    subset (default: all images). ``reference``: None (automatic), ``torch``, ``onnx`` (the parent
+    ONNX) or an ONNX path. ``tolerances``: overrides of the precision's default limits, by
+    :class:`Tolerance` field name.
     """
 
-    model: Path
-    images: Path | None = None
-    samples: int | None = None
-    batch: int = 8
-    reference: str | None = None
-    tolerances: dict = field(default_factory=dict)
-    seed: int = 0
-    providers: tuple[str, ...] = ("cpu",)
-    progress: bool = False
+    error = DataError
+
+    model: Path = option(argument=True, type=Path, path=READS, changes_output=False,
+                         help="The candidate: an ONNX with its manifest, or a TensorRT engine (.engine/.plan).")
+    images: Path | None = option(None, "--images", type=Path, path=READS, changes_output=False,
+                                 help="Folder of images (class subfolders give labels) or .npy/.npz tensors, compared besides random inputs.")
+    samples: int | None = option(None, "--samples", type=int,
+                                 help="Random inputs to compare [default: 8]; with --images also a seeded subset of that many images [default: all].")
+    batch: int = option(8, "--batch", type=int, help="Batch size fed to both models.")
+    reference: str | None = option(None, "--reference", metavar="torch|onnx|PATH",
+                                   help="Reference: the PyTorch model, the parent ONNX, or an ONNX file [default: parent ONNX if any, else PyTorch].")
+    tolerances: dict = option(kind=KEYED, factory=dict, type=float, keys=TOLERANCE_FLAGS, help="Tolerance overrides, by limit.")
+    seed: int = option(0, "--seed", type=int, help="Seed of the random inputs and the image subset.")
+    providers: tuple[str, ...] = option(("cpu",), "--provider", kind=MULTIPLE, parse=tuple,
+                                        applies=(When("model", lambda m: Path(m).suffix.lower() not in (".engine", ".plan"),
+                                                      message="{given} does nothing with {decider}: an engine runs on TensorRT, "
+                                                              "not onnxruntime; drop {option}"),),
+                                        help="onnxruntime execution provider for the candidate (cpu, cuda, tensorrt).")
+
+    def reads(self) -> list[Path]:
+        return [Path(self.reference)] if self.reference is not None and self.reference not in ("torch", "onnx") else []
 
 
 def validate_model(cfg: ValidateConfig) -> ValidationReport:
@@ -59,6 +77,7 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
 
     from rtdeploy.checks import check_memory, seed, whole
 
+    cfg.check()
     whole(cfg.batch, "--batch", DataError, minimum=1)
     if cfg.samples is not None:
         whole(cfg.samples, "--samples", DataError, minimum=1)

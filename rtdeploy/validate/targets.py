@@ -121,7 +121,7 @@ def _check_parent(target: Target, parent: Path) -> None:
 
 
 def _torch_reference(target: Target):
-    from rtdeploy.export import torch_model_from_manifest
+    from rtdeploy.models.reference import torch_model_from_manifest
     from rtdeploy.runners.torch_runner import TorchRunner
 
     if target.meta.family == "imported":
