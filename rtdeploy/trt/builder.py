@@ -256,6 +256,9 @@ def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags:
 
 
 def _hardware_level(trt, features: Features, value: str):
+    if not features.hardware_compatibility:
+        raise EngineError(f"TensorRT {features.version} has no hardware compatibility levels (TensorRT 8.6 added them); "
+                          "build without --hardware-compatibility")
     levels = trt.HardwareCompatibilityLevel
     if value == "ampere+":
         return levels.AMPERE_PLUS

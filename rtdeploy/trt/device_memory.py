@@ -112,7 +112,15 @@ class CudaRuntime:
     # -- errors -------------------------------------------------------------------------------
     def _call(self, name: str, *args):
         """Call ``cudart.<name>(*args)``; return its values after the error code (None, one, or a tuple)."""
-        result = getattr(self.rt, name)(*args)
+        try:
+            result = getattr(self.rt, name)(*args)
+        except RuntimeError as e:
+            # cuda-bindings 11.8 raises instead of returning an error code when the driver library is absent:
+            # RuntimeError('Failed to dlopen libcuda.so.1') from its lazy driver initialisation (cydriver.pyx).
+            if "libcuda" not in str(e):
+                raise
+            raise MissingDependency(f"no usable NVIDIA GPU: no NVIDIA driver is loaded ({e} in {name}); install the NVIDIA "
+                                    "driver on a machine with an NVIDIA GPU — rtdeploy doctor shows what is missing") from None
         err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if err != self.rt.cudaError_t.cudaSuccess:
             raise self._error(name, err)
@@ -236,11 +244,9 @@ class CudaRuntime:
         """Stop recording; returns an executable graph for :meth:`launch`."""
         graph = self._call("cudaStreamEndCapture", stream)
         try:
-            # cuda-python 12.x/13.x: (graph, flags) -> (err, exec). CUDA 11's C signature (JetPack 5) is
-            # cudaGraphInstantiate(exec*, graph, errorNode*, logBuffer, bufferSize): its binding returns more
-            # values after the executable graph, and 0 is a valid bufferSize too. The first value is the graph.
-            made = self._call("cudaGraphInstantiate", graph, 0)
-            return made[0] if isinstance(made, tuple) else made
+            # cudaGraphInstantiateWithFlags(graph, flags) -> (err, exec) in cuda-bindings 11.8, 12.x and 13.x alike;
+            # cudaGraphInstantiate is (graph, pLogBuffer, bufferSize) in 11.8 (JetPack 5) and (graph, flags) from 12.0.
+            return self._call("cudaGraphInstantiateWithFlags", graph, 0)
         finally:
             self._call("cudaGraphDestroy", graph)
 

@@ -137,6 +137,8 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
 
     trt = trt_module if trt_module is not None else import_tensorrt()
     features = Features.detect(trt)
+    features.refuse_missing(version_compatible=opts.version_compatible, hardware_compatibility=opts.hardware_compatibility,
+                            optimization_level=opts.builder_optimization_level)
     plan = plan_precision(features, precision, facts, implicit_calibration=opts.implicit_calibration,
                           dla=opts.dla_core is not None)
     logger = make_logger(trt)

@@ -29,6 +29,10 @@ from rtdeploy.trt.options import BuildOptions  # noqa: E402
 
 RELEASE = os.environ.get("RTDEPLOY_CONFORMANCE_RELEASE", "")
 MAJOR = int(RELEASE.split(".")[0]) if RELEASE else 0
+# Version and hardware compatibility and builder optimization levels came with 8.6 (NVIDIA/TensorRT v8.6.0
+# python/src/infer/pyCore.cpp; absent from 8.5.3's, see surface-8.5.3.json).
+COMPAT = bool(RELEASE) and not RELEASE.startswith("8.5")
+needs_compat = pytest.mark.skipif(not COMPAT, reason="TensorRT 8.5 has no version/hardware compatibility (8.6 added them)")
 pytestmark = pytest.mark.skipif(not RELEASE, reason="run by tests/test_trt_conformance.py with a release's real bindings")
 
 
@@ -37,6 +41,11 @@ pytestmark = pytest.mark.skipif(not RELEASE, reason="run by tests/test_trt_confo
 def trt():
     import tensorrt_bindings
 
+    surface = os.environ.get("RTDEPLOY_CONFORMANCE_SURFACE")
+    if surface:  # a release without importable bindings: a later release's real bindings narrowed to its names
+        from surface import load_surface, masked_module
+
+        tensorrt_bindings = masked_module(tensorrt_bindings, load_surface(surface))
     assert tensorrt_bindings.__version__ == RELEASE
     return tensorrt_bindings
 
@@ -204,6 +213,23 @@ def test_int8_without_int8_layers_fails_loudly(rt, make_world, models, tmp_path)
     assert not (tmp_path / "model.engine").exists()
 
 
+def test_options_8_5_lacks_are_refused_before_any_work(rt, make_world, models, tmp_path):
+    """Crash 2 of issue 19: features.py read trt.HardwareCompatibilityLevel unguarded (first in v8.6.0 pyCore.cpp),
+    so every build on 8.5 died with AttributeError; now only the options 8.5 lacks are refused, in one line."""
+    w = make_world()
+    build(w, rt, tmp_path, models["fp32"], precision="fp32")  # a plain build works on every release
+    for option in (dict(version_compatible=True), dict(hardware_compatibility="ampere+"), dict(builder_optimization_level=4)):
+        w = make_world()
+        if COMPAT:
+            build(w, rt, tmp_path, models["fp32"], precision="fp32", **option)
+            continue
+        flag = "--" + next(iter(option)).replace("_", "-")
+        with pytest.raises(EngineError, match=rf"TensorRT {RELEASE} has no {flag} \(TensorRT 8.6 added them\); drop {flag}"):
+            build(w, rt, tmp_path, models["fp32"], precision="fp32", **option)
+        w.builder.create_network.assert_not_called()
+
+
+@needs_compat
 def test_options_reach_the_config(trt, rt, make_world, models, tmp_path):
     w = make_world()
     cache = tmp_path / "trt.cache"
@@ -235,6 +261,7 @@ def test_no_progress_monitor_unless_asked(trt, rt, make_world, models, tmp_path)
     assert not hasattr(w, "progress_answers")
 
 
+@needs_compat
 def test_same_cc_compatibility_only_where_the_release_has_it(trt, rt, make_world, models, tmp_path):
     w = make_world()
     if RELEASE in ("8.6.1", "10.3.0"):  # HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY came after 10.3
@@ -365,6 +392,7 @@ def test_truncated_or_foreign_engine_files(rt, make_world, models, tmp_path):
         TrtRunner(foreign, trt_module=w.module, memory=w.memory).activate()
 
 
+@needs_compat
 def test_version_compatible_engines_allow_host_code(rt, make_world, models, tmp_path):
     from rtdeploy.trt.runner import TrtRunner
 
@@ -469,6 +497,7 @@ import refdata  # noqa: E402
 from fakes import VC_MARK, PLAN_MAGIC, cudart_call_problem, cudart_return_problem  # noqa: E402
 
 
+@needs_compat
 def test_stand_in_refuses_a_version_compatible_plan_without_host_code(make_world):
     """Rule (a) itself: NvInferRuntime.h — engine_host_code_allowed defaults to False and a plan with an
     embedded lean runtime is refused without it (trtexec sampleEngines.cpp:114-118 opts in)."""
@@ -482,6 +511,7 @@ def test_stand_in_refuses_a_version_compatible_plan_without_host_code(make_world
     assert runtime.deserialize_cuda_engine(plan) is not None
 
 
+@needs_compat
 def test_version_compatible_build_is_inspected_with_host_code_allowed(rt, make_world, models, tmp_path):
     """Defect 1: the post-build inspection deserialized with a plain Runtime, so every --version-compatible build failed."""
     w = make_world()
@@ -517,7 +547,7 @@ def test_cuda_graph_is_recaptured_after_a_shape_change(rt, make_world, models, t
             np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
     changes = 1 + sum(a != b for a, b in zip(batches, batches[1:]))
     fake = w.memory.rt
-    assert fake.cudaGraphInstantiate.call_count == changes  # one capture per run of equal shapes
+    assert fake.cudaGraphInstantiateWithFlags.call_count == changes  # one capture per run of equal shapes
     assert fake.launched == len(batches)
     assert fake.buffers == {}
 
@@ -537,7 +567,7 @@ def test_failed_capture_runs_without_graphs(rt, make_world, models, tmp_path, ca
                 np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
     fake = w.memory.rt
     assert [m for m in caplog.messages if "CUDA graph capture failed" in m] and len(caplog.messages) == 1
-    assert fake.launched == 0 and fake.cudaGraphInstantiate.call_count == 0
+    assert fake.launched == 0 and fake.cudaGraphInstantiateWithFlags.call_count == 0
     assert fake.last_error == rt.cudaError_t.cudaSuccess, "the capture's error was not cleared"
     assert fake.buffers == {}
 
@@ -558,7 +588,7 @@ def test_runners_share_one_engine(rt, make_world, models, tmp_path):
         assert len(w.memory.rt.streams) == 2
     assert sum(r.deserialize_cuda_engine.call_count for r in w.runtimes) == 1
     assert w.engine.create_execution_context.call_count == 2
-    assert w.memory.rt.cudaGraphInstantiate.call_count == 2 and w.memory.rt.buffers == {}
+    assert w.memory.rt.cudaGraphInstantiateWithFlags.call_count == 2 and w.memory.rt.buffers == {}
 
 
 def test_profiler_is_attached_and_refused_with_graphs(trt, rt, make_world, models, tmp_path):
@@ -580,13 +610,15 @@ def test_profiler_is_attached_and_refused_with_graphs(trt, rt, make_world, model
         TrtRunner(path, trt_module=w.module, memory=w.memory, profiler=profiler, cuda_graph=True)
 
 
-def test_io_without_a_numpy_type_is_a_clear_error(rt, make_world, models, tmp_path):
+def test_io_without_a_numpy_type_is_a_clear_error(trt, rt, make_world, models, tmp_path):
     """Defect 7: BF16/FP8 I/O raised trt.nptype's TypeError; now one EngineError naming the tensor."""
     from rtdeploy.trt.runner import TrtRunner
 
     w = make_world()
     path = built_engine(w, rt, tmp_path, models)
-    w.io_dtype = "FP8"  # present in every release; the real trt.nptype has no numpy type for it
+    if not hasattr(trt.DataType, "FP8"):
+        pytest.skip("TensorRT 8.5 has no I/O type without a numpy type (FP8 came with 8.6)")
+    w.io_dtype = "FP8"  # present from 8.6 on; the real trt.nptype has no numpy type for it
     with pytest.raises(EngineError, match="tensor input is FP8, which has no numpy type"):
         TrtRunner(path, trt_module=w.module, memory=w.memory).activate()
     assert w.memory.rt.buffers == {}
@@ -677,6 +709,7 @@ def test_real_inspector_output_with_fallen_back_convs_fails_the_build(rt, make_w
         build(w, rt, tmp_path, models["int8"], precision="int8")
 
 
+@needs_compat
 def test_hardware_compatibility_is_checked_against_the_build_gpu(rt, make_world, models, tmp_path):
     """Defect 6: NvInfer.h HardwareCompatibilityLevel — kAMPERE_PLUS needs an Ampere+ GPU to build on."""
     w = make_world()
@@ -728,7 +761,10 @@ def test_cudart_checks_can_fail(rt):
     ok = rt.cudaError_t.cudaSuccess
     assert cudart_call_problem(rt.cudaMalloc, (64,), {}) is None
     assert cudart_call_problem(rt.cudaMalloc, (64, 0), {})
-    assert cudart_call_problem(rt.cudaGraphInstantiate, (object(),), {})  # 12.x/13.x take (graph, flags)
+    assert cudart_call_problem(rt.cudaGraphInstantiateWithFlags, (object(),), {})
+    assert cudart_call_problem(rt.cudaGraphInstantiateWithFlags, (object(), 0), {}) is None  # one signature in 11.8, 12.x, 13.x
+    if rt.cudaRuntimeGetVersion()[1] < 12000:  # crash 1 of issue 19: 11.8 takes (graph, pLogBuffer, bufferSize)
+        assert cudart_call_problem(rt.cudaGraphInstantiate, (object(), 0), {})
     assert cudart_return_problem(rt.cudaMalloc, (ok, 1)) is None
     assert cudart_return_problem(rt.cudaStreamSynchronize, (ok, 1))
     assert cudart_return_problem(rt.cudaMemGetInfo, (ok, 1))

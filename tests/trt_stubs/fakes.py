@@ -426,7 +426,7 @@ class FakeCudart(types.ModuleType):
     FUNCTIONS = ("cudaGetDeviceCount", "cudaSetDevice", "cudaGetDeviceProperties", "cudaMemGetInfo", "cudaMalloc", "cudaFree",
                  "cudaMallocHost", "cudaFreeHost", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamSynchronize",
                  "cudaStreamDestroy", "cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime",
-                 "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch",
+                 "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags", "cudaGraphLaunch",
                  "cudaGraphDestroy", "cudaGraphExecDestroy", "cudaGetLastError", "cudaDriverGetVersion", "cudaRuntimeGetVersion")
 
     def __init__(self, rt, world: World | None = None, *, total=8 << 30, free=6 << 30, integrated=False, cc=(8, 6),
@@ -563,7 +563,7 @@ class FakeCudart(types.ModuleType):
     def _cudaRuntimeGetVersion(self):
         return self.rt.cudaRuntimeGetVersion()  # the real answer: needs no driver
 
-    def _cudaGraphInstantiate(self, graph, flags):
+    def _cudaGraphInstantiateWithFlags(self, graph, flags):
         exec_ = self._handle("cudaGraphExec_t")
         self.graphs[int(exec_)] = self.graphs[int(graph)]
         return self.ok, exec_
@@ -597,12 +597,14 @@ def cudart_call_problem(real, args: tuple, kwargs: dict) -> str | None:
 
 
 def returned_values(real) -> int | None:
-    """How many values the real function returns: the items of its docstring's ``Returns`` section."""
+    """How many values the real function returns: the items of its docstring's ``Returns`` section
+    (cuda-bindings 11.8 indents its docstrings, 12.x/13.x do not: items are the lines at the heading's indent)."""
     doc = real.__doc__ or ""
-    m = re.search(r"\nReturns\n-+\n(.*?)(?:\n\S[^\n]*\n-+\n|\Z)", doc, re.S)
+    m = re.search(r"^([ \t]*)Returns\n\1-+\n(.*?)(?=^\1\S[^\n]*\n\1-+\n|\Z)", doc, re.S | re.M)
     if not m:
         return None
-    return sum(1 for line in m.group(1).splitlines() if line and not line[0].isspace())
+    indent = m.group(1)
+    return sum(1 for line in m.group(2).splitlines() if line.startswith(indent) and line[len(indent):][:1].strip())
 
 
 def cudart_return_problem(real, result) -> str | None:
