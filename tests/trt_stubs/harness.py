@@ -174,7 +174,8 @@ if __name__ == "__main__":
         fetch_all()
     elif sys.argv[1:2] == ["env"] and len(sys.argv) == 3:
         env = prepare(RELEASES[sys.argv[2]])
-        for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "RTDEPLOY_CONFORMANCE_RELEASE"):
-            print(f"export {key}={env[key]}")
+        for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "RTDEPLOY_CONFORMANCE_RELEASE", "RTDEPLOY_CONFORMANCE_SURFACE"):
+            if key in env:
+                print(f"export {key}={env[key]}")
     else:
         sys.exit("usage: python -m tests.trt_stubs.harness fetch | env RELEASE")
