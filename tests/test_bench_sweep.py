@@ -210,6 +210,7 @@ def fake_tensorrt(monkeypatch):
                         lambda engine, cuda_graph, shared=None: FakeTrtRunner(engine, cuda_graph).runner)
     monkeypatch.setattr("rtdeploy.bench.backends.trt_shared_engine", lambda engine: ("shared", engine))
     monkeypatch.setattr("rtdeploy.trt.build_engine", build_engine)
+    monkeypatch.setattr("rtdeploy.trt.stage.target_here", lambda hardware_compatibility=None: "TensorRT 10.3.0, compute 8.6, linux-x86_64")
     return builds
 
 

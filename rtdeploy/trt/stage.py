@@ -18,7 +18,7 @@ from rtdeploy.artifacts import write_bytes_atomic, write_failure
 from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
-from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, parse_size, resolve_profile
+from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, engine_target, parse_size, resolve_profile
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,25 @@ def _check_manifest(onnx: Path) -> None:
     if manifest is not None:
         check_matches_manifest(onnx, manifest.sha256, remedy=f"re-run the stage that made it, or move {onnx.name}.json away "
                                "to build from the file as it is")
+
+
+def target_here(hardware_compatibility: str | None = None, *, device: int = 0) -> str:
+    """The :func:`rtdeploy.trt.options.engine_target` of a build on this machine now.
+
+    Raises:
+        MissingDependency: TensorRT, cuda-python or a GPU is missing (nothing can be built or run here).
+    """
+    from rtdeploy.trt.device_memory import open_device_memory
+    from rtdeploy.trt.engine_file import this_platform
+    from rtdeploy.trt.loader import import_tensorrt, trt_version
+
+    version = trt_version(import_tensorrt())
+    memory = open_device_memory(device)
+    try:
+        info = memory.device_info()
+    finally:
+        memory.close()
+    return engine_target(version, info.compute_capability, this_platform(), hardware_compatibility)
 
 
 def default_engine_path(onnx: Path, precision: str) -> Path:
@@ -281,8 +300,9 @@ def _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, reque
         "platform": this_platform(),
         "layers": _layers_entry(layers),
         "rebuild_command": command,
-        "derivation": build_derivation(opts, plan.precision, sha256_file(onnx),
-                                       (calibration or {}).get("source_fingerprint")),
+        "derivation": build_derivation(opts, plan.precision, sha256_file(onnx), (calibration or {}).get("source_fingerprint"),
+                                       engine_target(trt_version(trt), device.compute_capability, this_platform(),
+                                                     opts.hardware_compatibility)),
     }
 
 
