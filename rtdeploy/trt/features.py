@@ -147,7 +147,7 @@ def plan_precision(features: Features, precision: str, graph: GraphFacts, *, imp
     if not features.int8_flag:
         raise PrecisionError(f"TensorRT {features.version} has neither strongly typed networks nor BuilderFlag.INT8; INT8 cannot be built")
     extra = ("FP16",) if features.fp16_flag else ()
-    return PrecisionPlan("int8", base, ("INT8", *extra), False, "q/dq graph + BuilderFlag.INT8 (+FP16 for unquantized layers)")
+    return PrecisionPlan("int8", base, ("INT8", *extra), False, "q/dq graph + BuilderFlag.INT8 (+FP16; layers kept in float pinned to FP32)")
 
 
 def _implicit_int8(features: Features, graph: GraphFacts, base: tuple[str, ...]) -> PrecisionPlan:

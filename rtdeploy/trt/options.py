@@ -110,6 +110,8 @@ class BuildOptions:
         version_compatible: build a plan later TensorRT runtimes can load.
         hardware_compatibility: ``ampere+`` or ``same-cc`` (None: this GPU's compute capability only).
         implicit_calibration: INT8 by TensorRT's entropy calibrator on the FP32 graph (8.6 / 10.x only).
+        tf32: leave ``BuilderFlag.TF32`` on (TensorRT's default), so FP32 layers may run TF32 tensor-core
+            kernels; by default it is cleared, as Polygraphy does, and FP32 layers run FP32.
         output: the engine file (manifest beside it).
         progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
     """
@@ -129,6 +131,7 @@ class BuildOptions:
     version_compatible: bool = False
     hardware_compatibility: str | None = None
     implicit_calibration: bool = False
+    tf32: bool = False
     output: Path | None = None
     progress: bool = False
 

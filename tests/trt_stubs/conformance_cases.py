@@ -176,9 +176,11 @@ def test_build_takes_the_release_path(trt, rt, make_world, models, tmp_path, pre
     nets, flags = network_flag_names(trt, w), builder_flag_names(w)
     if MAJOR == 8:
         assert nets == {"EXPLICIT_BATCH"}
-        assert flags == {"fp32": set(), "fp16": {"FP16"}, "int8": {"INT8", "FP16"}}[precision]
+        # the Q/DQ graph's unquantized fc is asked FP32 and pinned: weak typing would be free to run it FP16
+        assert flags == {"fp32": set(), "fp16": {"FP16"}, "int8": {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"}}[precision]
     else:
         assert nets == {"STRONGLY_TYPED"} and flags == set()
+    w.config.clear_flag.assert_called_once_with(trt.BuilderFlag.TF32)  # FP32 layers run FP32, not TF32
     w.config.set_memory_pool_limit.assert_called_once_with(trt.MemoryPoolType.WORKSPACE, 1 << 30)
     assert w.config.profiling_verbosity == trt.ProfilingVerbosity.DETAILED
     (profile,) = w.profiles
@@ -653,8 +655,9 @@ def _fp16_model_with_guard(models, tmp_path, kept=("fc",)):
 @pytest.mark.parametrize("dla", [False, True])
 def test_fp16_guard_layers_are_pinned_where_typing_is_weak(trt, rt, make_world, models, tmp_path, dla):
     """Defect 4: weakly typed builds (8.6; DLA on 10.x) treat Casts as hints (NvInfer.h ILayer::setPrecision);
-    the FP16 stage's FP32 layers get precision FP32 and OBEY_PRECISION_CONSTRAINTS."""
-    w = make_world(layers=FP16_LAYERS, num_dla_cores=1 if dla else 0)
+    the FP16 stage's FP32 layers get precision FP32 and OBEY_PRECISION_CONSTRAINTS (and the stand-in, rule (d),
+    runs fc FP16 unless TensorRT must obey, so the build's check would fail otherwise)."""
+    w = make_world(layers=FP16_LAYERS, num_dla_cores=1 if dla else 0, weak_fp16=("fc",))
     onnx = _fp16_model_with_guard(models, tmp_path)
     kw = dict(dla_core=0, gpu_fallback=True, batch="8") if dla else {}
     result = build(w, rt, tmp_path, onnx, precision="fp16", **kw)
@@ -687,11 +690,42 @@ def _real_layers(stem: str, **fallback) -> str:
                                             ("a100-resnet18-fp32", "fp32")])
 def test_real_inspector_output_is_judged_by_compute_layers(rt, make_world, models, tmp_path, stem, precision):
     w = make_world(layers_json=_real_layers(stem))
-    result = build(w, rt, tmp_path, models[precision], precision=precision)
+    tf32 = precision == "fp32"  # this real FP32 engine was built with TF32 on (its default): 20 of 21 convs run TF32
+    result = build(w, rt, tmp_path, models[precision], precision=precision, tf32=tf32)
     layers = result.manifest["layers"]
     total = {"a100": 21, "rtx3090": 54}[stem.split("-")[0]]
-    assert layers["verified"] is True and layers["compute"] == {"total": total, "by_precision": {precision: total}}
+    by = {"fp32": 1, "tf32": 20} if tf32 else {precision: total}
+    assert layers["verified"] is True and layers["ok"] is True and layers["verifiable"] is True
+    assert layers["compute"] == {"total": total, "by_precision": by} and result.manifest["build"]["tf32"] is tf32
     assert layers["schema"] == ("11.x" if MAJOR >= 11 else "8.x/10.x") and layers["fallbacks"] == []
+
+
+def test_fp32_builds_clear_tf32_and_fail_where_it_still_runs(trt, rt, make_world, models, tmp_path):
+    """Finding 7 of issue 19: BuilderFlag.TF32 is on by default (NvInfer.h @5302b288:10486-10488, "Enabled by default"),
+    so FP32 engines ran TF32 (20 of 21 convolutions of NVIDIA's A100 FP32 engine). FP32 builds now clear it unless
+    --tf32 (Polygraphy clears it by default), and a plan that still reports TF32 layers is not written."""
+    w = make_world(layers_json=_real_layers("a100-resnet18-fp32"))
+    with pytest.raises(EngineError, match=r"FP32 was asked, but TensorRT built 20 of 21 compute layers below what was asked "
+                                          r"\(.* \(asked FP32, got TF32\).*TF32 ran where FP32 was asked.*--tf32"):
+        build(w, rt, tmp_path, models["fp32"], precision="fp32")
+    w.config.clear_flag.assert_called_once_with(trt.BuilderFlag.TF32)
+    assert not (tmp_path / "model.engine").exists()
+    w = make_world()
+    build(w, rt, tmp_path, models["fp32"], precision="fp32", tf32=True)
+    w.config.clear_flag.assert_not_called()
+
+
+def test_every_layer_kept_in_float_is_pinned_where_typing_is_weak(trt, rt, make_world, models, tmp_path):
+    """Finding 6: only the FP16 guard's layers were pinned; an INT8 Q/DQ graph's unquantized fc (asked FP32: onnxruntime
+    measured it so) and --keep-fp layers were not, so on weakly typed 8.x builds they could run FP16 (rule (d))."""
+    w = make_world(layers=[INT8_LAYERS[0], ("fc", "CaskGemmConvolution", "Row major linear FP16 format")], weak_fp16=("fc",))
+    result = build(w, rt, tmp_path, models["int8"], precision="int8")
+    fc = next(layer for layer in w.layer_mocks if layer.name == "fc")
+    if MAJOR == 8:
+        assert "OBEY_PRECISION_CONSTRAINTS" in builder_flag_names(w) and fc.precision == trt.float32
+        assert result.manifest["build"]["precision_constraints"]["layers"] == ["fc"]
+    assert result.manifest["layers"]["ok"] is True and "fc" in result.manifest["layers"]["kept_float"]
+    assert [c["precision"] for c in result.manifest["layers"]["compute_layers"]] == ["int8", "fp32"]
 
 
 def test_real_inspector_output_with_fallen_back_convs_fails_the_build(rt, make_world, models, tmp_path):

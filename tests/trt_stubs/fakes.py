@@ -24,6 +24,11 @@ The stand-ins also enforce TensorRT's documented runtime rules (sources in
   goes on without a graph;
 - the inspector serves real layer JSONs (``layers_json``; tests/trt_stubs/refdata.py), in TensorRT
   11's documented form on 11.x releases;
+- (d) a layer asked to stay FP32 (``weak_fp16``: the names the ONNX keeps in float) runs FP32 only where
+  TensorRT must obey: a strongly typed network, or ``layer.precision = float32`` with
+  ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS``; under weak typing without both, TensorRT "could still choose
+  a non-conforming fastest implementation that ignores the requested precision" (NvInfer.h @5302b288
+  ``ILayer::setPrecision``, 676-686), and the stand-in reports it at the FP16 the flag allows;
 - every ``cuda.bindings.runtime`` call is checked against the real function: argument count via
   its signature, and the number of values returned via its docstring's ``Returns`` section (a bare
   ``create_autospec`` of these Cython functions accepts any arguments).
@@ -189,7 +194,7 @@ class World:
 
     def __init__(self, trt, *, parse_ok=True, parser_errors=(), build_ok=True, num_dla_cores=0, dla_unsupported=(),
                  layers=FP32_LAYERS, io_dtype="FLOAT", classes=4, network_layers=("conv1", "relu", "fc"),
-                 layers_json: str | None = None, fail_in_capture=False):
+                 layers_json: str | None = None, fail_in_capture=False, weak_fp16: tuple[str, ...] = ()):
         self.real = trt
         self.checker = SignatureChecker(trt)
         self.problems: list[str] = []
@@ -199,6 +204,8 @@ class World:
         self.layers, self.io_dtype, self.classes = layers, io_dtype, classes
         self.network_layers = network_layers
         self.layers_json, self.fail_in_capture = layers_json, fail_in_capture
+        self.weak_fp16 = set(weak_fp16)
+        self.obeyed: set[str] = set()
         self.network_input = "input"
         self.capture_invalidated = False
         self.events: list[str] = []  # order of plugin registration and deserialization
@@ -283,8 +290,25 @@ class World:
         if not self.build_ok:
             return None
         flags = {c.args[0] for c in self.config.set_flag.call_args_list}
+        self.obeyed = self._obeyed(flags)
         vc = hasattr(self.real.BuilderFlag, "VERSION_COMPATIBLE") and self.real.BuilderFlag.VERSION_COMPATIBLE in flags
         return PLAN_MAGIC + (VC_MARK if vc else b"\0" * len(VC_MARK)) + b"\0" * 48
+
+    def _obeyed(self, flags) -> set[str]:
+        """Rule (d): the layers TensorRT must build at the precision asked of them."""
+        net = self.builder.create_network.call_args.args[0] if self.builder.create_network.call_args else 0
+        typed = self.real.NetworkDefinitionCreationFlag
+        if hasattr(typed, "STRONGLY_TYPED") and net & (1 << int(typed.STRONGLY_TYPED)):
+            return set(self.weak_fp16)
+        obey = getattr(self.real.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
+        if obey is None or obey not in flags:
+            return set()
+        return {layer.name for layer in self.layer_mocks if layer.name in self.weak_fp16
+                and isinstance(getattr(layer, "precision", None), self.real.DataType) and layer.precision == self.real.float32}
+
+    def _layers_built(self) -> list[tuple[str, str, str]]:
+        fp32 = "Row major linear FP32"
+        return [(n, t, fp32 if n in self.obeyed else f) for n, t, f in self.layers]
 
     def _report_progress(self) -> None:
         """TensorRT 10+ reports the build's phases to the config's ``progress_monitor``: ``phase_start(name,
@@ -342,7 +366,7 @@ class World:
         trt = self.real
         e = self.spec(trt.ICudaEngine)
         inspector = self.spec(trt.EngineInspector)
-        inspector.get_engine_information.return_value = self.layers_json if self.layers_json is not None else layer_info(self.layers)
+        inspector.get_engine_information.return_value = self.layers_json if self.layers_json is not None else layer_info(self._layers_built())
         e.create_engine_inspector.return_value = inspector
         e.create_execution_context.side_effect = self._context
         e.num_io_tensors = 2
