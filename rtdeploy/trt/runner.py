@@ -19,6 +19,14 @@ runner owns its execution context, stream, buffers and graph. If TensorRT cannot
 capture, the runner does what trtexec does: ends the capture, clears the error, warns once and
 runs without graphs.
 
+Scratch memory: by default each execution context allocates its own device memory for the engine's
+intermediate tensors. Runners that never run at the same time (one per batch size, as ``bench`` opens them)
+can share one buffer instead (``scratch=``, from :class:`ScratchPool`): the context is then created
+without device memory and given the buffer (TensorRT: ``create_execution_context_without_device_memory``
++ ``device_memory`` on 8.x, ``create_execution_context(USER_MANAGED)`` + ``set_device_memory(ptr, size)``
+on 10.x/11.x; the size must be at least the engine's ``device_memory_size_v2``, and the memory must not
+be used by a parallel execution context while an enqueue runs — the 10.x/11.x bindings' docstring).
+
 Per-layer profiling: pass ``profiler=`` (a ``trt.IProfiler``); it is attached to the runner's
 execution context. Graph replays do not go through TensorRT's enqueue, so TensorRT reports no layer
 times for them: ``profiler`` with ``cuda_graph=True`` is refused (trtexec likewise profiles in a
@@ -76,6 +84,68 @@ def load_shared_engine(engine_path: str | os.PathLike, *, device: int = 0, trt_m
     return SharedEngine(Path(engine_path), manifest, engine, runtime, trt, mem)
 
 
+@dataclass(frozen=True)
+class Scratch:
+    """Device memory an execution context uses for its intermediate tensors, shared by contexts that never run
+    at the same time. ``ptr``: the device address (cudaMalloc: 256-byte aligned, as TensorRT requires); ``size``: bytes."""
+
+    ptr: int
+    size: int
+
+
+def scratch_size(engine) -> int:
+    """The device memory an execution context of ``engine`` needs (``device_memory_size_v2`` from 10.x, else ``device_memory_size``)."""
+    return int(engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2") else engine.device_memory_size)
+
+
+class ScratchPool:
+    """One scratch buffer per lane (a lane: runners that run one after the other, e.g. stream ``i`` of every
+    batch size of a benchmark). A lane's buffer is reused while it is large enough, replaced by a larger one
+    (the old one stays valid for the contexts that hold it) otherwise; :meth:`close` frees them all, after
+    the runners that use them are closed."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self._lanes: dict[int, Scratch] = {}
+        self._all: list[int] = []
+
+    def get(self, lane: int, size: int) -> Scratch:
+        held = self._lanes.get(lane)
+        if held is None or held.size < size:
+            held = Scratch(self.memory.malloc(max(int(size), 1)), max(int(size), 1))
+            self._lanes[lane] = held
+            self._all.append(held.ptr)
+        return held
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.size for s in self._lanes.values())
+
+    def close(self) -> None:
+        for ptr in self._all:
+            self.memory.free(ptr)
+        self._all, self._lanes = [], {}
+
+
+def _new_context(trt, engine, scratch: Scratch | None):
+    """An execution context: with its own device memory, or on ``scratch`` (see the module docstring)."""
+    if scratch is None:
+        return engine.create_execution_context()
+    need = scratch_size(engine)
+    if need > scratch.size:
+        raise EngineError(f"the shared scratch memory ({scratch.size} bytes) is smaller than the {need} bytes this engine needs")
+    strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+    context = (engine.create_execution_context(strategy.USER_MANAGED) if strategy is not None
+               else engine.create_execution_context_without_device_memory())
+    if context is None:
+        return None
+    if hasattr(context, "set_device_memory"):
+        context.set_device_memory(scratch.ptr, scratch.size)
+    else:
+        context.device_memory = scratch.ptr
+    return context
+
+
 @dataclass
 class _Tensor:
     name: str
@@ -100,6 +170,8 @@ class TrtRunner(Runner):
             (its ``trt`` and ``memory`` are used unless given).
         profiler: a ``trt.IProfiler`` attached to this runner's execution context
             (``context.profiler``); not with ``cuda_graph=True``.
+        scratch: a :class:`Scratch` buffer the execution context uses instead of its own device
+            memory (shared with runners that never run at the same time as this one).
 
     Attributes:
         last_timings: milliseconds of the last call, from CUDA events: ``h2d_ms``, ``compute_ms``,
@@ -109,7 +181,7 @@ class TrtRunner(Runner):
     """
 
     def __init__(self, engine_path: str | os.PathLike | None = None, *, cuda_graph: bool = False, device: int = 0,
-                 trt_module=None, memory=None, engine: SharedEngine | None = None, profiler=None):
+                 trt_module=None, memory=None, engine: SharedEngine | None = None, profiler=None, scratch: Scratch | None = None):
         super().__init__()
         if engine_path is None and engine is None:
             raise ValueError("give an engine file or engine=load_shared_engine(path)")
@@ -119,6 +191,7 @@ class TrtRunner(Runner):
         self.path = Path(engine_path) if engine_path is not None else engine.path
         self._shared = engine
         self.profiler = profiler
+        self.scratch = scratch
         if engine is not None:
             trt_module = trt_module or engine.trt
             memory = memory if memory is not None else engine.memory
@@ -160,7 +233,7 @@ class TrtRunner(Runner):
             self._engine = engine
             if self.manifest is not None:
                 self.name = f"tensorrt[{self.manifest.precision}{',graph' if self.cuda_graph else ''}]"
-            self._context = engine.create_execution_context()
+            self._context = _new_context(trt, engine, self.scratch)
             if self._context is None:
                 raise EngineError(f"TensorRT could not create an execution context for {self.path.name} (out of GPU memory?); "
                                   "free GPU memory or rebuild with a smaller --batch MAX")

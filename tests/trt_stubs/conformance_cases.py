@@ -836,3 +836,49 @@ def test_derived_surface_hides_what_the_old_release_lacks(trt, make_world):
         w.config.builder_optimization_level = 3
     with pytest.raises(AttributeError):
         w.runtime.engine_host_code_allowed = True
+
+
+def test_runners_that_take_turns_share_one_scratch_buffer(trt, rt, make_world, models, tmp_path):
+    """Issue 19 (minor): bench opened (batch sizes x streams) contexts, each with its own device memory (Jetson's
+    unified memory ran out). Runners that never run at once now share one buffer per lane; the stand-in enforces
+    rule (f): memory given before the first enqueue, 256-byte aligned, at least the engine's size."""
+    from rtdeploy.trt.runner import ScratchPool, TrtRunner, load_shared_engine, scratch_size
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    shared = load_shared_engine(path, trt_module=w.module, memory=w.memory)
+    pool = ScratchPool(w.memory)
+    before = len(w.contexts)  # the build's inspection made one of its own
+    rng = np.random.default_rng(6)
+    with TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.engine))) as r8, \
+            TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.engine))) as r3:
+        for r, batch in ((r8, 8), (r3, 3), (r8, 8)):
+            x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+            np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
+    contexts = w.contexts[before:]
+    assert len(contexts) == 2 and all(c["user_managed"] for c in contexts)
+    if hasattr(trt, "ExecutionContextAllocationStrategy"):
+        strategies = [c.args for c in w.engine.create_execution_context.call_args_list]
+        assert strategies == [(trt.ExecutionContextAllocationStrategy.USER_MANAGED,)] * 2
+        assert len({c["memory"] for c in contexts}) == 1  # one buffer, given to both
+    else:
+        assert w.engine.create_execution_context_without_device_memory.call_count == 2
+    assert pool.total_bytes == w.scratch_bytes
+    pool.close()
+    assert w.memory.rt.buffers == {}
+
+
+def test_stand_in_refuses_an_enqueue_without_the_memory_it_was_promised(trt, rt, make_world, models, tmp_path):
+    """Rule (f) itself must be able to fail: a context made without device memory and never given any."""
+    from rtdeploy.trt.runner import Scratch, TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    too_small = Scratch(w.memory.malloc(256), 256)
+    with pytest.raises(EngineError, match="smaller than the .* bytes this engine needs"):
+        TrtRunner(path, trt_module=w.module, memory=w.memory, scratch=too_small).activate()
+    context = w.engine.create_execution_context_without_device_memory() if not hasattr(trt, "ExecutionContextAllocationStrategy") \
+        else w.engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+    with pytest.raises(AssertionError, match="before any was given"):
+        context.execute_async_v3(0)
+    w.memory.free(too_small.ptr)

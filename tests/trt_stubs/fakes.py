@@ -29,6 +29,11 @@ The stand-ins also enforce TensorRT's documented runtime rules (sources in
   ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS``; under weak typing without both, TensorRT "could still choose
   a non-conforming fastest implementation that ignores the requested precision" (NvInfer.h @5302b288
   ``ILayer::setPrecision``, 676-686), and the stand-in reports it at the FP16 the flag allows;
+- (f) a context created without device memory (8.x ``create_execution_context_without_device_memory``; 10.x/11.x
+  ``create_execution_context(ExecutionContextAllocationStrategy.USER_MANAGED)``) may enqueue only after it was
+  given 256-byte aligned memory of at least the engine's ``device_memory_size(_v2)`` (``device_memory = ptr`` on
+  8.x, ``set_device_memory(ptr, size)`` on 10.x/11.x: the real bindings' ``set_device_memory`` docstring);
+  ``cudaMalloc`` returns 256-byte aligned memory (CUDA C++ Programming Guide, "Device Memory Accesses");
 - every ``cuda.bindings.runtime`` call is checked against the real function: argument count via
   its signature, and the number of values returned via its docstring's ``Returns`` section (a bare
   ``create_autospec`` of these Cython functions accepts any arguments).
@@ -194,7 +199,7 @@ class World:
 
     def __init__(self, trt, *, parse_ok=True, parser_errors=(), build_ok=True, num_dla_cores=0, dla_unsupported=(),
                  layers=FP32_LAYERS, io_dtype="FLOAT", classes=4, network_layers=("conv1", "relu", "fc"),
-                 layers_json: str | None = None, fail_in_capture=False, weak_fp16: tuple[str, ...] = ()):
+                 layers_json: str | None = None, fail_in_capture=False, weak_fp16: tuple[str, ...] = (), scratch_bytes: int = 3 << 20):
         self.real = trt
         self.checker = SignatureChecker(trt)
         self.problems: list[str] = []
@@ -205,6 +210,8 @@ class World:
         self.network_layers = network_layers
         self.layers_json, self.fail_in_capture = layers_json, fail_in_capture
         self.weak_fp16 = set(weak_fp16)
+        self.scratch_bytes = scratch_bytes
+        self.contexts: list = []
         self.obeyed: set[str] = set()
         self.network_input = "input"
         self.capture_invalidated = False
@@ -368,7 +375,11 @@ class World:
         inspector = self.spec(trt.EngineInspector)
         inspector.get_engine_information.return_value = self.layers_json if self.layers_json is not None else layer_info(self._layers_built())
         e.create_engine_inspector.return_value = inspector
-        e.create_execution_context.side_effect = self._context
+        e.create_execution_context.side_effect = self._create_context
+        if hasattr(e, "create_execution_context_without_device_memory"):
+            e.create_execution_context_without_device_memory.side_effect = lambda: self._context(user_managed=True)
+        self.set_if(e, "device_memory_size", self.scratch_bytes)
+        self.set_if(e, "device_memory_size_v2", self.scratch_bytes)
         e.num_io_tensors = 2
         names = ["input", "logits"]
         e.get_tensor_name.side_effect = lambda i: names[i]
@@ -378,11 +389,17 @@ class World:
         self.engine = e
         return e
 
-    def _context(self):
+    def _create_context(self, strategy=None, **kwargs):
+        strategy = kwargs.get("strategy", strategy)
+        managed = getattr(self.real, "ExecutionContextAllocationStrategy", None)
+        return self._context(user_managed=managed is not None and strategy == managed.USER_MANAGED)
+
+    def _context(self, user_managed: bool = False):
         trt = self.real
         c = self.spec(trt.IExecutionContext)
         shapes, addresses = {}, {}
-        state = {"generation": 0}
+        state = {"generation": 0, "user_managed": user_managed, "memory": None}
+        self.contexts.append(state)
 
         def set_input_shape(name, shape):
             if shapes.get(name) != tuple(shape):
@@ -399,7 +416,17 @@ class World:
             addresses[name] = ptr
             return True
 
+        def set_device_memory(ptr, size):
+            state["memory"] = (int(ptr), int(size))
+
         def execute_async_v3(stream_handle):
+            if state["user_managed"]:  # rule (f)
+                memory = state["memory"]
+                if memory is None and isinstance(getattr(c, "device_memory", None), int):  # 8.x: the property was set
+                    memory = (c.device_memory, self.scratch_bytes)
+                assert memory is not None, "enqueue on a context created without device memory, before any was given to it"
+                assert memory[0] % 256 == 0 and memory[1] >= self.scratch_bytes, (
+                    f"device memory {memory} is not 256-byte aligned or smaller than the engine's {self.scratch_bytes} bytes")
             op = (self._compute, dict(shapes), dict(addresses), state, state["generation"])
             if self.capturing is not None:
                 if self.fail_in_capture:  # rule (c): enqueue refused under capture; the capture is invalidated
@@ -414,6 +441,8 @@ class World:
         c.get_tensor_shape.side_effect = get_tensor_shape
         c.set_tensor_address.side_effect = set_tensor_address
         c.execute_async_v3.side_effect = execute_async_v3
+        if hasattr(c, "set_device_memory"):
+            c.set_device_memory.side_effect = set_device_memory
         self.context = c
         return c
 
@@ -510,7 +539,10 @@ class FakeCudart(types.ModuleType):
         return self.ok, self.free, self.total
 
     def _alloc(self, size):
-        buf = np.zeros(max(int(size), 1), dtype=np.uint8)
+        # cudaMalloc/cudaMallocHost memory is aligned to at least 256 bytes (CUDA C++ Programming Guide, "Device Memory Accesses")
+        raw = np.zeros(max(int(size), 1) + 256, dtype=np.uint8)
+        offset = -raw.ctypes.data % 256
+        buf = raw[offset:offset + max(int(size), 1)]
         self.buffers[buf.ctypes.data] = buf
         return self.ok, buf.ctypes.data
 
