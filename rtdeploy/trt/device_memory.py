@@ -24,7 +24,7 @@ from rtdeploy.errors import EngineError, MissingDependency
 
 log = logging.getLogger(__name__)
 
-CUDA_HINT = 'install it with pip install "rtdeploy[gpu]" (cuda-python)'
+CUDA_HINT = 'install it with pip install "rtdeploy[gpu]" (cuda-python; rtdeploy doctor says which CUDA major fits the driver)'
 _NO_GPU_ERRORS = {"cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorInitializationError",
                   "cudaErrorStubLibrary", "cudaErrorDevicesUnavailable", "cudaErrorSystemNotReady",
                   "cudaErrorCompatNotSupportedOnDevice", "cudaErrorSystemDriverMismatch"}
@@ -151,7 +151,8 @@ class CudaRuntime:
             need = runtime // 1000
             return (f"no usable NVIDIA GPU: the NVIDIA driver supports CUDA {_cuda_version(driver)}, older than the CUDA "
                     f"{_cuda_version(runtime)} that cuda-python {need}.x needs {where}; install cuda-python<{need} "
-                    f"(pip install \"cuda-python<{need}\") to match the driver, or update the driver")
+                    f"(pip install \"rtdeploy[gpu-cu{need - 1}]\": TensorRT and cuda-python of CUDA {need - 1}) to match the "
+                    "driver, or update the driver")
         return (f"no usable NVIDIA GPU: CUDA says {text} {where}; run on a machine with an NVIDIA GPU and driver "
                 "(rtdeploy doctor shows what is missing)")
 
