@@ -5,6 +5,10 @@
         r.last_timings                         # {'h2d_ms', 'compute_ms', 'd2h_ms', 'total_ms'} (CUDA events)
         ms = r.infer_device_only()             # compute alone, on the inputs already on the device
 
+A batch smaller than the profile's MIN (the last, partial batch of a data set on a static-profile engine)
+is padded with zeros up to MIN and only its own outputs are returned: images are independent in
+inference, so the padding changes none of them.
+
 Buffers are allocated once, at ``activate``, for the profile's largest batch: device buffers for
 every input and output and page-locked (pinned) host buffers beside them, so copies are
 asynchronous and ``infer`` allocates nothing. Execution uses the API common to 8.6, 10.x and
@@ -306,7 +310,7 @@ class TrtRunner(Runner):
         mem.synchronize(self._stream)
         h2d, compute, d2h = (mem.elapsed_ms(events[i], events[i + 1]) for i in range(3))
         self.last_timings = {"h2d_ms": h2d, "compute_ms": compute, "d2h_ms": d2h, "total_ms": h2d + compute + d2h}
-        return {name: self._view(t, out_shapes[name]).copy() for name, t in self._outputs.items()}
+        return {name: self._view(t, out_shapes[name])[: self._batch].copy() for name, t in self._outputs.items()}
 
     def stage_inputs(self, feed: dict[str, np.ndarray]) -> None:
         """Check ``feed`` against the engine and copy it into the pinned host buffers; set the
@@ -325,16 +329,19 @@ class TrtRunner(Runner):
             if arr.ndim != len(t.max_shape) or tuple(arr.shape[1:]) != t.max_shape[1:]:
                 raise EngineError(f"input {name} has shape {tuple(arr.shape)}; {self.path.name} takes (batch, {', '.join(map(str, t.max_shape[1:]))})")
             batch = arr.shape[0]
-            if not self.profile.contains(batch):
+            if batch < 1 or batch > self.profile.max:
                 raise EngineError(f"batch {batch} is outside the profile {self.profile} (MIN:OPT:MAX) of {self.path.name}; "
-                                  f"send {self.profile.min}..{self.profile.max} samples per call, or rebuild with a --batch that covers {batch}")
+                                  f"send 1..{self.profile.max} samples per call, or rebuild with a --batch that covers {batch}")
+            run = max(batch, self.profile.min)  # a partial batch is padded up to the profile's MIN
             np.copyto(t.host[:batch], arr, casting="same_kind" if arr.dtype.kind == t.dtype.kind else "unsafe")
-            if self._shapes.get(name) != arr.shape:
+            t.host[batch:run] = 0
+            shape = (run, *arr.shape[1:])
+            if self._shapes.get(name) != shape:
                 # A captured graph is only valid for the shapes it was captured at (TensorRT #3798).
                 self._drop_graph()
-                if not self._context.set_input_shape(name, tuple(arr.shape)):
-                    raise EngineError(f"TensorRT refused input shape {tuple(arr.shape)} for {name}; the profile is {self.profile}")
-                self._shapes[name] = tuple(arr.shape)
+                if not self._context.set_input_shape(name, shape):
+                    raise EngineError(f"TensorRT refused input shape {shape} for {name}; the profile is {self.profile}")
+                self._shapes[name] = shape
             self._batch = batch
 
     def infer_device_only(self) -> float:

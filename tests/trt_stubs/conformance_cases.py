@@ -882,3 +882,41 @@ def test_stand_in_refuses_an_enqueue_without_the_memory_it_was_promised(trt, rt,
     with pytest.raises(AssertionError, match="before any was given"):
         context.execute_async_v3(0)
     w.memory.free(too_small.ptr)
+
+
+def test_a_partial_batch_on_a_static_engine_is_padded(rt, make_world, models, tmp_path):
+    """Issue 19 (minor): `validate` of a static-profile engine failed on its data set's last, partial batch
+    ("batch 3 is outside the profile 8:8:8"); the runner now pads it to the profile's MIN and returns its own rows.
+    The stand-in refuses set_input_shape outside the profile (NvInferRuntime.h, setInputShape returns false)."""
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world(profile=(8, 8, 8))
+    path = built_engine(w, rt, tmp_path, models)
+    rng = np.random.default_rng(7)
+    with TrtRunner(path, trt_module=w.module, memory=w.memory, cuda_graph=True) as r:
+        assert str(r.profile) == "8:8:8"
+        for batch in (8, 3, 8):
+            x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+            out = r.infer({"input": x})["logits"]
+            assert out.shape == (batch, 4)
+            np.testing.assert_allclose(out, expected_logits(x), rtol=1e-5, atol=1e-6)
+        with pytest.raises(EngineError, match=r"batch 9 is outside the profile 8:8:8"):
+            r.infer({"input": np.zeros((9, 3, 8, 8), np.float32)})
+    assert all(c.args[1][0] == 8 for c in w.context.set_input_shape.call_args_list)
+
+
+def test_a_foreign_plan_without_a_manifest_says_why_it_may_not_load(trt, rt, make_world, models, tmp_path):
+    """Issue 19 (minor): a version-compatible plan from trtexec (no rtdeploy manifest) was deserialized without host
+    code and refused as "not an engine or truncated". It is still not given host code (rule (a): the application must
+    opt in; a plan without a manifest is untrusted), but the line now says so and how to get a plan that loads."""
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    foreign = tmp_path / "trtexec-vc.engine"
+    foreign.write_bytes(PLAN_MAGIC + VC_MARK + b"\0" * 48)
+    with pytest.raises(EngineError) as err:
+        TrtRunner(foreign, trt_module=w.module, memory=memory_for(w, rt)).activate()
+    assert "is not a TensorRT" in str(err.value)
+    if COMPAT:
+        assert "deserialized without host code, so a version-compatible plan (trtexec --versionCompatible) fails this way" in str(err.value)
+        assert all(r.engine_host_code_allowed is False for r in w.runtimes)

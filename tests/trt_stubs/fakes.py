@@ -199,7 +199,8 @@ class World:
 
     def __init__(self, trt, *, parse_ok=True, parser_errors=(), build_ok=True, num_dla_cores=0, dla_unsupported=(),
                  layers=FP32_LAYERS, io_dtype="FLOAT", classes=4, network_layers=("conv1", "relu", "fc"),
-                 layers_json: str | None = None, fail_in_capture=False, weak_fp16: tuple[str, ...] = (), scratch_bytes: int = 3 << 20):
+                 layers_json: str | None = None, fail_in_capture=False, weak_fp16: tuple[str, ...] = (), scratch_bytes: int = 3 << 20,
+                 profile: tuple[int, int, int] = (1, 8, 32)):
         self.real = trt
         self.checker = SignatureChecker(trt)
         self.problems: list[str] = []
@@ -211,6 +212,7 @@ class World:
         self.layers_json, self.fail_in_capture = layers_json, fail_in_capture
         self.weak_fp16 = set(weak_fp16)
         self.scratch_bytes = scratch_bytes
+        self.profile = profile
         self.contexts: list = []
         self.obeyed: set[str] = set()
         self.network_input = "input"
@@ -385,7 +387,7 @@ class World:
         e.get_tensor_name.side_effect = lambda i: names[i]
         e.get_tensor_mode.side_effect = lambda n: trt.TensorIOMode.INPUT if n == "input" else trt.TensorIOMode.OUTPUT
         e.get_tensor_dtype.side_effect = lambda n: getattr(trt.DataType, self.io_dtype)
-        e.get_tensor_profile_shape.side_effect = lambda n, i: [trt.Dims([1, 3, 8, 8]), trt.Dims([8, 3, 8, 8]), trt.Dims([32, 3, 8, 8])]
+        e.get_tensor_profile_shape.side_effect = lambda n, i: [trt.Dims([b, 3, 8, 8]) for b in self.profile]
         self.engine = e
         return e
 
@@ -405,7 +407,7 @@ class World:
             if shapes.get(name) != tuple(shape):
                 state["generation"] += 1  # rule (b): graphs captured before this are stale
             shapes[name] = tuple(shape)
-            return 1 <= shape[0] <= 32
+            return self.profile[0] <= shape[0] <= self.profile[2]  # NvInferRuntime.h setInputShape: false outside the profile
 
         def get_tensor_shape(name):
             if name == "input":
