@@ -920,3 +920,21 @@ def test_a_foreign_plan_without_a_manifest_says_why_it_may_not_load(trt, rt, mak
     if COMPAT:
         assert "deserialized without host code, so a version-compatible plan (trtexec --versionCompatible) fails this way" in str(err.value)
         assert all(r.engine_host_code_allowed is False for r in w.runtimes)
+
+
+@pytest.mark.parametrize("dla", [False, True])
+def test_a_weak_build_with_fallbacks_is_written_but_not_called_verified(rt, make_world, models, tmp_path, dla):
+    """Finding 9 of issue 19: `layers.verified: true` was written for engines with fallbacks (it meant "could be
+    judged"); the schema says it means "the asked precision runs". Weakly typed builds (8.x; DLA on 10.x) may pick a
+    wider kernel and are written, with ok false and verifiable true; explicit (strongly typed) builds fail instead."""
+    layers = [FP16_LAYERS[0], ("fc", "CaskGemmConvolution", "Row major linear FP32")]  # fc ran FP32, asked FP16
+    w = make_world(layers=layers, num_dla_cores=1 if dla else 0)
+    kw = dict(dla_core=0, gpu_fallback=True, batch="8") if dla else {}
+    weak = MAJOR == 8 or (dla and MAJOR == 10)
+    if not weak:
+        with pytest.raises(EngineError, match=r"FP16 was asked, but TensorRT built 1 of 2 compute layers above it \(fc \(asked FP16, got FP32\)"):
+            build(w, rt, tmp_path, models["fp16"], precision="fp16", **kw)
+        return
+    m = build(w, rt, tmp_path, models["fp16"], precision="fp16", **kw).manifest["layers"]
+    assert (m["verified"], m["ok"], m["verifiable"]) == (False, False, True)
+    assert m["fallbacks"] == [{"name": "fc", "asked": "fp16", "got": "fp32"}]
