@@ -211,7 +211,7 @@ def fake_tensorrt(monkeypatch):
     from rtdeploy.artifacts import read_manifest
 
     builds = BuildLog()
-    pools = []
+    pools, loads = [], []
 
     def build_engine(opts):  # the build stage's signature; records what the real stage records
         from rtdeploy.derive import engine_wanted
@@ -228,13 +228,13 @@ def fake_tensorrt(monkeypatch):
     monkeypatch.setattr("rtdeploy.bench.backends.check_device", lambda backends, device: None)
     monkeypatch.setattr("rtdeploy.bench.backends.trt_runner",
                         lambda engine, cuda_graph, shared=None, scratch=None: FakeTrtRunner(engine, cuda_graph, scratch).runner)
-    monkeypatch.setattr("rtdeploy.bench.backends.trt_shared_engine", lambda engine: SimpleNamespace(path=engine))
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_shared_engine", lambda engine: loads.append(engine) or SimpleNamespace(path=engine))
     monkeypatch.setattr("rtdeploy.bench.backends.trt_scratch_pool", lambda shared: pools.append(FakeScratchPool()) or pools[-1])
     # a context's scratch memory grows with the batch its engine was built for (stand-in figure)
     monkeypatch.setattr("rtdeploy.bench.backends.trt_scratch_size", lambda shared: 1000 * read_manifest(shared.path)["profile"]["max"])
     monkeypatch.setattr("rtdeploy.trt.build_engine", build_engine)
     monkeypatch.setattr("rtdeploy.trt.stage.target_here", lambda hardware_compatibility=None: "TensorRT 10.3.0, compute 8.6, linux-x86_64")
-    builds.pools = pools
+    builds.pools, builds.loads = pools, loads
     return builds
 
 
@@ -276,9 +276,12 @@ def test_given_engine_batch_outside_its_profile(tmp_path, fake_tensorrt):
     given = engine(BuildOptions(onnx=tmp_path / "resnet20_32px.onnx", precision="fp32", batch="1:2:2")).path
     with pytest.raises(BenchmarkError, match="larger than engine resnet20_32px.fp32.engine's optimization profile"):
         api.bench(model=given, device="cuda", batch="4", iterations=1, duration=0, workdir=tmp_path)
+    del fake_tensorrt.loads[:]
     rep = api.bench(model=given, device="cuda", batch="1,2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     assert [r["batch"] for r in rep["results"]] == [1, 2] and all(r["backend"] == "tensorrt" for r in rep["results"])
-    # a given engine is timed on its own profile, and where its OPT is not the batch timed, every such row says so
+    assert fake_tensorrt.loads == [given]
+    # one given engine, deserialized once for both batches; timed on its own profile, and where its OPT is not the
+    # batch timed, every such row says so
     assert [r["settings"]["profile"] for r in rep["results"]] == ["1:2:2", "1:2:2"]
     assert "tuned for" in terminal_table(rep) and "| batch 2 |" in markdown(rep)
     assert any("timed on an engine tuned for another batch" in n for n in rep["notes"])

@@ -225,8 +225,9 @@ def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, scrat
     # on one context would re-capture inside the timed windows. The contexts share scratch memory.
     shared, lanes = {}, None
     if slot.backend == "tensorrt":
-        shared = {b: be.trt_shared_engine(slot.artifact_for(b)) for b in slot.batches}
-        lanes = scratch.lanes(list({id(s): s for s in shared.values()}.values()), max(cfg.streams))
+        engines = {path: be.trt_shared_engine(path) for path in dict.fromkeys(slot.artifact_for(b) for b in slot.batches)}
+        shared = {b: engines[slot.artifact_for(b)] for b in slot.batches}  # a given engine serves every batch, loaded once
+        lanes = scratch.lanes(list(engines.values()), max(cfg.streams))
     runners = None
     for batch in slot.batches:
         if runners is None or shared:
