@@ -192,6 +192,19 @@ def test_build_takes_the_release_path(trt, rt, make_world, models, tmp_path, pre
     assert m["profile"]["min"] == 1 and m["profile"]["max"] == 32 and m["device"]["compute_capability"] == "8.6"
     assert m["layers"]["verified"] is True and m["layers"]["by_precision"].get(precision, 0) >= 1
     assert json.loads(Path(str(result.path) + ".json").read_text())["sha256"] == m["sha256"]
+    from rtdeploy.trt.engine_file import this_platform
+
+    # what ties the plan is an input of its derivation: reuse elsewhere is a rebuild (tests/test_trt_engine_reuse.py)
+    assert m["derivation"]["inputs"]["target"] == f"TensorRT {RELEASE}, compute 8.6, {this_platform()}"
+
+
+def test_the_target_here_needs_a_gpu(trt):
+    """derive.engine asks target_here(); with the real bindings and no driver that is a MissingDependency (one line),
+    and the build that follows says how to build elsewhere."""
+    from rtdeploy.trt.stage import target_here
+
+    with pytest.raises(MissingDependency, match="no usable NVIDIA GPU"):
+        target_here()
 
 
 def test_parser_errors_name_the_nodes(rt, make_world, models, tmp_path):
