@@ -115,9 +115,10 @@ class CudaRuntime:
         try:
             result = getattr(self.rt, name)(*args)
         except RuntimeError as e:
-            # cuda-bindings 11.8 raises instead of returning an error code when the driver library is absent:
-            # RuntimeError('Failed to dlopen libcuda.so.1') from its lazy driver initialisation (cydriver.pyx).
-            if "libcuda" not in str(e):
+            # cuda-bindings 11.8 raises instead of returning an error code when the driver library is absent: its lazy
+            # driver initialisation (cydriver.pyx) raises RuntimeError('Failed to dlopen libcuda.so.1'), and on every
+            # later call RuntimeError('Function "cuInit" not found').
+            if "dlopen" not in str(e) and "not found" not in str(e):
                 raise
             raise MissingDependency(f"no usable NVIDIA GPU: no NVIDIA driver is loaded ({e} in {name}); install the NVIDIA "
                                     "driver on a machine with an NVIDIA GPU — rtdeploy doctor shows what is missing") from None
