@@ -185,7 +185,7 @@ def _uses(backend: str, flag: str):
                 message="{option} applies to --backend " + backend + " only, and this run times none ({decider}); drop it or add --backend " + backend)
 
 
-# Options of torch and onnxruntime: TensorRT always runs on the GPU with its own threads.
+# Options of torch and onnxruntime: TensorRT runs with its own threads.
 NOT_ONLY_TENSORRT = When("backends_used", lambda used: bool(used - {"tensorrt"}),
                          message="{given} applies to torch and onnxruntime only, and this run times TensorRT alone ({decider}); drop {option}")
 
@@ -213,7 +213,7 @@ class BenchConfig(JsonReport, Progress, Options):
                                         applies=(SWEEP,), help="fp32, fp16, int8 (comma-separated).")
     backend: tuple[str, ...] = option("onnxruntime", "--backend", metavar="LIST", parse=_list("--backend", BACKENDS),
                                       cli_default="onnxruntime", applies=(SWEEP,), help="torch, onnxruntime, tensorrt (comma-separated).")
-    device: str = option("cpu", "--device", metavar="cpu|cuda", parse=_device, applies=(NOT_ONLY_TENSORRT,),
+    device: str = option("cpu", "--device", metavar="cpu|cuda", parse=_device,
                          help="cpu or cuda for torch and onnxruntime (TensorRT always runs on the GPU).")
     batch: tuple[int, ...] = option("1", "--batch", metavar="LIST", parse=_ints("--batch"), cli_default="1",
                                     help="Batch sizes, comma-separated, e.g. 1,8,32.")

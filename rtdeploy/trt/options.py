@@ -152,6 +152,8 @@ class TrtBuild:
                                                 help="Plan for all Ampere+ GPUs, or any GPU of this compute capability.")
     implicit_calibration: bool = option(False, "--implicit-calibration", kind=FLAG,
                                         help="INT8 by TensorRT's entropy calibrator on the FP32 graph (TensorRT 8.6/10.x only).")
+    tf32: bool = option(False, "--tf32", kind=FLAG,
+                        help="Let FP32 layers run TF32 tensor-core kernels (TensorRT's default; rtdeploy clears it so FP32 is FP32).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,8 +241,7 @@ class BuildOptions(JsonReport, Progress, TrtBuild, Calibration, ModelChoice, Opt
 
         return [("output", manifest_path(self.output))] if self.output is not None else []
 
-    def updates(self) -> list[Path]:
-        return [Path(self.timing_cache)] if self.timing_cache is not None else []
+
 
     def _check_dla(self) -> None:
         if self.dla_core is None:
@@ -272,17 +273,30 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
     return BatchProfile(default.opt, default.opt, default.opt) if opts.dla_core is not None else default
 
 
-def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
-    """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256``
-    (the calibration data's content fingerprint joins the inputs for implicit calibration)."""
+def engine_target(tensorrt_version: str, compute_capability: str, platform: str, hardware_compatibility: str | None = None) -> str:
+    """What a plan is tied to besides its ONNX and options (TensorRT's engine-compatibility rules, see
+    :func:`rtdeploy.trt.engine_file.compatibility_problem`): the TensorRT release that built it, the GPU's
+    compute capability (an ``ampere+`` plan: any Ampere or newer GPU) and the platform.
+
+    ``"TensorRT 10.3.0, compute 8.7, linux-aarch64"``: an engine input of the reuse rule, so a plan is
+    rebuilt, not reused, after ``pip install -U tensorrt``, on another GPU or another platform.
+    """
+    gpu = "Ampere or newer (hardware-compatible)" if hardware_compatibility == "ampere+" else f"compute {compute_capability}"
+    return f"TensorRT {tensorrt_version}, {gpu}, {platform}"
+
+
+def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None,
+                     target: str) -> dict:
+    """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256`` for
+    ``target`` (:func:`engine_target`): the options that decide the plan (:class:`TrtBuild`'s that change
+    the output); the calibration data's content fingerprint joins the inputs for implicit calibration."""
     from dataclasses import fields
 
     from rtdeploy.artifacts import derivation
 
-    inputs = {"parent": parent_sha256}
+    inputs = {"parent": parent_sha256, "target": target}
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
     plan = {f.name for f in fields(TrtBuild)}
     config = {k: v for k, v in output_fields(opts).items() if k in plan} | {"precision": precision}
     return derivation("build-engine", config, inputs)
-
