@@ -78,9 +78,9 @@ def check_outputs(outputs: list[tuple[str | None, Path]], inputs: list[tuple[str
             raise OutputError(f"{flag} {out} would overwrite {first}, which {opt(other) if other else 'the command'} also writes; "
                               "give each output a path of its own")
         seen.setdefault(key, (name, out))
-        if key in updated:
-            continue
         for p in protected:
+            if key in updated and _key(p.path) == key:
+                continue  # read and written back on purpose (a model adopted in place)
             if _same(out, p.path):
                 raise OutputError(f"{flag} {out} would overwrite {p.what}; write the result to another path")
         _check_foreign(out, flag, mine)
@@ -152,15 +152,16 @@ def _check_foreign(out: Path, flag: str, mine: list[Path]) -> None:
     (a model written over another artifact's manifest)."""
     from rtdeploy.artifacts import MANIFEST_FORMAT
 
-    if not out.name.endswith(".json") or not out.is_file():
+    real = Path(os.path.realpath(out))  # a link to a manifest is written through to it
+    if not real.name.endswith(".json") or not real.is_file():
         return
-    owner = out.with_name(out.name[: -len(".json")])
+    owner = real.with_name(real.name[: -len(".json")])
     if not owner.exists() or any(_same(owner, p) for p in mine):
         return
     try:
         import json
 
-        data = json.loads(out.read_text(encoding="utf-8"))
+        data = json.loads(real.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT and "kind" in data:
