@@ -80,7 +80,7 @@ def _finish(cfg: Any, result: Any, data: Callable[[Any], Any] | None, show: Call
         sys.stdout.write(_json.dumps(data(result), indent=2, default=str) + "\n")
         sys.stdout.flush()
     else:
-        from rtdeploy.artifacts import write_json_atomic
+        from rtdeploy.files import write_json_atomic
 
         write_json_atomic(Path(target), data(result))
     return result

@@ -2,8 +2,8 @@
 
 The one place where one artifact is made from another on a caller's behalf (``build-engine``
 without a ready model, the bench sweep, ``rtdeploy run``). It calls the stages directly and names
-files by :func:`rtdeploy.artifacts.derived_path`. The reuse rule is
-:func:`rtdeploy.artifacts.reuse_verdict`: an existing file is reused only when it is intact and
+files by :func:`rtdeploy.lineage.derived_path`. The reuse rule is
+:func:`rtdeploy.lineage.reuse_verdict`: an existing file is reused only when it is intact and
 its manifest's derivation record — the parent's sha256, the stage's normalised options and the
 content fingerprint of every input the stage read (calibration data included) — equals what the
 stage would record now. Every decision comes back with its reason, for the user to see.
@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import derived_path, read_manifest, reuse_verdict, sha256_file
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import sha256_file
+from rtdeploy.lineage import derived_path, reuse_verdict
 from rtdeploy.errors import RtDeployError
 from rtdeploy.export.onnx_export import ExportConfig, export_derivation, export_onnx, export_path
 from rtdeploy.precision.derivation import calibration_fingerprint, quantize_derivation

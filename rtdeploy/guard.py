@@ -59,7 +59,7 @@ def check_outputs(outputs: list[tuple[str | None, Path]], inputs: list[tuple[str
     Raises:
         OutputError: one line naming the output option, the path and what it would overwrite.
     """
-    from rtdeploy.artifacts import check_output_path
+    from rtdeploy.files import check_output_path
 
     if not outputs and not replaces:
         return
@@ -94,7 +94,8 @@ def check_outputs(outputs: list[tuple[str | None, Path]], inputs: list[tuple[str
 def inputs_of(given: list[tuple[str | None, Path]]) -> list[Protected]:
     """Every path behind the inputs ``(option, path)``: the files, the files in folders, their
     manifests, and each artifact's ancestors with their manifests (nearest first)."""
-    from rtdeploy.artifacts import ancestors, manifest_path
+    from rtdeploy.artifacts import ancestors
+    from rtdeploy.files import manifest_path
 
     out: list[Protected] = []
     for name, path in given:

@@ -26,7 +26,7 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.cli.main import _register, cli
 
 REPO = Path(__file__).resolve().parents[1]

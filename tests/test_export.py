@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtdeploy.artifacts import manifest_path, read_manifest, sha256_file
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.errors import ExportError
 from rtdeploy.export import ExportConfig, export_onnx
 from rtdeploy.models.reference import torch_model_from_manifest

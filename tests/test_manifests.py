@@ -13,7 +13,8 @@ import pytest
 
 from manifest_fakes import engine_fields, write_derived_manifest, write_engine_manifest, write_onnx_manifest
 from rtdeploy import api
-from rtdeploy.artifacts import manifest_path, read_manifest, write_manifest
+from rtdeploy.artifacts import read_manifest, write_manifest
+from rtdeploy.files import manifest_path
 from rtdeploy.errors import ArtifactError
 from rtdeploy.manifests import (ARTIFACT_KINDS, REPORT_KINDS, EngineManifest, Fp16Manifest, Int8Manifest, OnnxManifest,
                                 RecordError, load_schema, new_manifest, read_artifact, read_engine, schema_path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rtdeploy import api
-from rtdeploy.artifacts import derivation, reuse_verdict, sha256_file
+from rtdeploy.files import sha256_file
+from rtdeploy.lineage import derivation, reuse_verdict
 
 
 def statuses(report):

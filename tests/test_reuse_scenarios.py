@@ -14,7 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from rtdeploy import api
-from rtdeploy.artifacts import derived_path, folder_lock, read_manifest, sha256_file
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import folder_lock, sha256_file
+from rtdeploy.lineage import derived_path
 from rtdeploy.derive import engine, quantized
 from rtdeploy.errors import OutputError
 from rtdeploy.precision.quantize import QuantizeConfig

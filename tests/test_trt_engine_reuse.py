@@ -63,7 +63,7 @@ def test_a_plan_built_for_another_target_is_rebuilt_not_reused(machine, elsewher
 
 
 def test_a_plan_from_an_rtdeploy_that_recorded_no_target_is_rebuilt(machine):
-    from rtdeploy.artifacts import sha256_file
+    from rtdeploy.files import sha256_file
     from rtdeploy.derive import engine
 
     opts = BuildOptions(onnx=machine.onnx, precision="fp32")

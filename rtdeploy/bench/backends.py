@@ -152,12 +152,7 @@ def trt_scratch_size(shared) -> int:
     """The scratch memory an execution context of a shared engine needs."""
     from rtdeploy.trt.runner import scratch_size
 
-    return scratch_size(shared.engine)
-
-
-def make_timer(backend: str, runner, feed: dict, device: str):
-    """The timer that measures ``runner`` best: CUDA events where the backend allows, host time otherwise."""
-    return make_timers(backend, [runner], feed, device, 1)[0]
+    return scratch_size(shared.trt, shared.engine)
 
 
 STREAM_MODES = {

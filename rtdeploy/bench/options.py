@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, default_cache_dir, not_a_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES
+from rtdeploy.files import default_cache_dir, not_a_file
 from rtdeploy.errors import BenchmarkError
 from rtdeploy.options import FLAG, WRITES, JsonReport, Options, Progress, When, option
 
@@ -302,7 +303,7 @@ class BenchConfig(JsonReport, Progress, Options):
 
 
 def default_workdir() -> Path:
-    """``bench`` in rtdeploy's cache folder (:func:`rtdeploy.artifacts.default_cache_dir`, e.g.
+    """``bench`` in rtdeploy's cache folder (:func:`rtdeploy.files.default_cache_dir`, e.g.
     ``~/.cache/rtdeploy/bench``): never the working directory."""
     return default_cache_dir() / "bench"
 
@@ -315,9 +316,9 @@ MAX_PARALLEL = 1024
 def _check_parallelism(threads: int, streams: tuple[int, ...]) -> None:
     """``--threads`` and every ``--streams`` value at most :data:`MAX_PARALLEL`."""
     cores = os.cpu_count() or 1
-    for option, value in (("--threads", threads), ("--streams", max(streams))):
+    for flag, value in (("--threads", threads), ("--streams", max(streams))):
         if value > MAX_PARALLEL:
-            raise BenchmarkError(f"{option} {value} is not accepted; give at most {MAX_PARALLEL} (this machine has {cores} CPU cores)")
+            raise BenchmarkError(f"{flag} {value} is not accepted; give at most {MAX_PARALLEL} (this machine has {cores} CPU cores)")
 
 
 def _check_trt_exports(cfg: BenchConfig) -> None:

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rtdeploy.artifacts import folder_lock
+from rtdeploy.files import folder_lock
 from rtdeploy.errors import MissingDependency, OutputError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def synthetic_calibration(meta, folder: Path) -> Path:
     """
     import numpy as np
 
-    from rtdeploy.artifacts import atomic_path
+    from rtdeploy.files import atomic_path
 
     path = folder / f"calib_synthetic_{meta.in_channels}x{meta.image_size}px_{CALIBRATION_SAMPLES}.npy"
     if not path.is_file():
@@ -119,7 +119,7 @@ def synthetic_calibration(meta, folder: Path) -> Path:
 def _engine_for(onnx: Path, precision: str, batch: int) -> Path:
     """The engine that times ``batch``: a static profile ``batch:batch:batch``, so its tactics are chosen for
     the batch it is timed at (trtexec ``--shapes``; MLPerf's engines are built per batch too)."""
-    from rtdeploy.artifacts import derived_path
+    from rtdeploy.lineage import derived_path
     from rtdeploy.derive import engine
     from rtdeploy.trt import BuildOptions
 

@@ -356,7 +356,7 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
 
 
 def _identity(slot: Slot, case: Case, cfg: BenchConfig) -> dict:
-    from rtdeploy.artifacts import sha256_file
+    from rtdeploy.files import sha256_file
 
     artifact, path = None, slot.artifact_for(case.batch)
     if path is not None:

@@ -41,8 +41,8 @@ def doctor(**options):
         click.echo(f"TensorRT install: {report.gpu_extra['line']}")
     click.echo("")
     rows = []
-    for command in report.commands:
-        missing = report.missing(command)
-        rows.append({"command": command, "status": "ready" if not missing else "missing " + ", ".join(m.name for m in missing),
+    for name in report.commands:
+        missing = report.missing(name)
+        rows.append({"command": name, "status": "ready" if not missing else "missing " + ", ".join(m.name for m in missing),
                      "how to get it": "; ".join(dict.fromkeys(m.fix for m in missing))})
     click.echo(format_table(rows))

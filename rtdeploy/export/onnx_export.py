@@ -24,10 +24,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, derivation, sha256_file
+from rtdeploy.files import atomic_path, sha256_file
+from rtdeploy.lineage import derivation
 from rtdeploy.checks import check_bytes, check_memory, output_file
-from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
-from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
+from rtdeploy.errors import ExportError, RtDeployError, first_line
+from rtdeploy.manifests import new_manifest
 from rtdeploy.models import ModelMeta
 from rtdeploy.models.reference import INIT_SEED, build_torch_model, check_weight_values
 from rtdeploy.models.options import Checkpoint, ModelChoice
@@ -59,7 +60,7 @@ class ExportConfig(JsonReport, Checkpoint, ModelChoice, Options):
                                  help="ONNX file to write [default: <model>.onnx].")
 
     def writes(self) -> list[tuple[str, Path]]:
-        from rtdeploy.artifacts import manifest_path
+        from rtdeploy.files import manifest_path
 
         out = export_path(self)
         return [("output", out), ("output", manifest_path(out))]
@@ -159,7 +160,7 @@ def export_path(cfg: ExportConfig) -> Path:
 
 
 def export_derivation(cfg: ExportConfig) -> dict:
-    """The derivation record of what ``cfg`` exports (see :func:`rtdeploy.artifacts.reuse_verdict`).
+    """The derivation record of what ``cfg`` exports (see :func:`rtdeploy.lineage.reuse_verdict`).
 
     The model is recorded by depth for ResNets (as before names existed), by name otherwise.
     """

@@ -20,8 +20,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import (atomic_path, base_stem, check_output_path, derivation, load_onnx_graph, new_manifest,
-                                not_a_file, sha256_file)
+from rtdeploy.artifacts import load_onnx_graph, new_manifest
+from rtdeploy.files import atomic_path, check_output_path, not_a_file, sha256_file
+from rtdeploy.lineage import base_stem, derivation
 from rtdeploy.checks import model_name
 from rtdeploy.artifacts import write_manifest
 from rtdeploy.errors import ExportError, OutputError, first_line, opt
@@ -71,7 +72,7 @@ class ImportConfig(JsonReport, Options):
                                  help="Where the adopted ONNX lies [default: in place; <stem>.imported.onnx when it must be rewritten].")
 
     def writes(self) -> list[tuple[str, Path]]:
-        from rtdeploy.artifacts import manifest_path
+        from rtdeploy.files import manifest_path
 
         return [("output", manifest_path(self.output))] if self.output is not None and not self.in_place else []
 

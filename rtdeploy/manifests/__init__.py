@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import json_default
+from rtdeploy.files import json_default
 from rtdeploy.manifests.common import ArtifactManifest, ExportInfo, ModelSection, ParentRef, Weights
 from rtdeploy.manifests.engine import EngineManifest, Profile
 from rtdeploy.manifests.onnx import Fp16Manifest, Int8Manifest, OnnxManifest, PrecisionManifest, QuantizeCalibration

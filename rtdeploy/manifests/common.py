@@ -84,7 +84,7 @@ class ArtifactManifest(Record):
         created: UTC ISO-8601 time of writing.
         versions: Python, rtdeploy and the libraries that shaped the artifact.
         precision: the precision the artifact carries.
-        derivation: what decides its bytes, for the reuse rule (:func:`rtdeploy.artifacts.reuse_verdict`).
+        derivation: what decides its bytes, for the reuse rule (:func:`rtdeploy.lineage.reuse_verdict`).
     """
 
     format: Literal[1]

@@ -40,7 +40,7 @@ def torch_model_from_manifest(manifest):
     Raises:
         ArtifactError: the manifest is not an ONNX model's, or the weights file it records is gone or has changed.
     """
-    from rtdeploy.artifacts import sha256_file
+    from rtdeploy.files import sha256_file
     from rtdeploy.manifests import OnnxManifest, PrecisionManifest, typed
 
     if isinstance(manifest, dict):

@@ -12,7 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, base_stem, check_matches_manifest, manifest_path, not_a_file, read_manifest, sha256_file
+from rtdeploy.artifacts import check_matches_manifest, read_manifest
+from rtdeploy.files import atomic_path, manifest_path, not_a_file, sha256_file
+from rtdeploy.lineage import base_stem
 from rtdeploy.errors import ArtifactError
 
 

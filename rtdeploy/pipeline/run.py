@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import check_output_path, derivation, derived_path, folder_lock, reuse_verdict, sha256_file
-from rtdeploy.artifacts import write_json_atomic
+from rtdeploy.files import check_output_path, folder_lock, sha256_file
+from rtdeploy.lineage import derivation, derived_path, reuse_verdict
+from rtdeploy.files import write_json_atomic
 from rtdeploy.errors import MissingDependency, OutputError, RtDeployError, opt
 from rtdeploy.models.options import Checkpoint, ModelChoice
 from rtdeploy.options import FLAG, NEGATIVE, READS, JsonReport, Options, Progress, When, option
@@ -128,7 +129,7 @@ class RunConfig(JsonReport, Progress, Calibration, Checkpoint, ModelChoice, Opti
     @property
     def name(self) -> str:
         """The model's name: the registry name, or the given ONNX's base stem."""
-        from rtdeploy.artifacts import base_stem
+        from rtdeploy.lineage import base_stem
 
         return base_stem(self.onnx) if self.onnx is not None else self.model_name
 
@@ -242,9 +243,9 @@ def _check_input_paths(cfg: RunConfig) -> None:
     validation only after the export and the quantization had run)."""
     if cfg.weights is not None and not Path(cfg.weights).is_file():
         raise RtDeployError(f"{opt('weights')} {cfg.weights} is not a file; give the path of a .pth/.pt/.th checkpoint")
-    for option, path in ((opt("images"), cfg.images), (opt("calib_dir"), cfg.calib_dir)):
+    for flag, path in ((opt("images"), cfg.images), (opt("calib_dir"), cfg.calib_dir)):
         if path is not None and not Path(path).exists():
-            raise RtDeployError(f"{option} {path} does not exist; give a folder of images or a .npy/.npz tensor file")
+            raise RtDeployError(f"{flag} {path} does not exist; give a folder of images or a .npy/.npz tensor file")
 
 
 def _prepare_outdir(cfg: RunConfig) -> Path:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtdeploy.artifacts import derivation, sha256_file
+from rtdeploy.files import sha256_file
+from rtdeploy.lineage import derivation
 from rtdeploy.options import output_fields
 
 

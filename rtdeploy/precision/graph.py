@@ -56,8 +56,9 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     """
     import onnx
 
-    from rtdeploy.artifacts import check_matches_manifest, not_a_file, read_manifest
-    from rtdeploy.manifests import OnnxManifest, typed
+    from rtdeploy.artifacts import check_matches_manifest, read_manifest
+    from rtdeploy.files import not_a_file
+    from rtdeploy.manifests import typed
 
     p = Path(path)
     if not p.is_file():

@@ -125,7 +125,7 @@ class QuantizeConfig(JsonReport, Progress, Calibration, Options):
         _refuse_quantized_source(Path(self.model))
 
     def writes(self) -> list[tuple[str, Path]]:
-        from rtdeploy.artifacts import manifest_path
+        from rtdeploy.files import manifest_path
 
         out = self.output or default_output(Path(self.model), self.precision)
         return [("output", out), ("output", manifest_path(out))]
@@ -166,7 +166,7 @@ def check_config(cfg: QuantizeConfig) -> None:
 
 def default_output(model: Path, precision: str) -> Path:
     """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` beside it."""
-    from rtdeploy.artifacts import derived_path
+    from rtdeploy.lineage import derived_path
 
     return derived_path(model, precision)
 

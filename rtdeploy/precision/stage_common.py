@@ -23,7 +23,7 @@ class QuantizeResult:
 
 def write_model(model, out: Path, make_manifest) -> dict:
     """Save ``model`` to ``out`` atomically with the manifest ``make_manifest(tmp_path)`` returns."""
-    from rtdeploy.artifacts import atomic_path
+    from rtdeploy.files import atomic_path
     from rtdeploy.precision.graph import save_model
 
     holder: dict = {}

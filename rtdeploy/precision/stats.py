@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None):
     """``True``/``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""
-    from rtdeploy.artifacts import default_cache_dir
+    from rtdeploy.files import default_cache_dir
 
     if cache_dir is False:
         return None

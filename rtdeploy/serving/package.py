@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, derived_path, read_manifest
+from rtdeploy.artifacts import ENGINE_SUFFIXES, read_manifest
+from rtdeploy.lineage import derived_path
 from rtdeploy.errors import PackageError, RtDeployError, opt
 from rtdeploy.options import FLAG, READS, Options, option
 

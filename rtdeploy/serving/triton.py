@@ -22,7 +22,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, folder_lock, not_a_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest
+from rtdeploy.files import folder_lock, not_a_file
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
 from rtdeploy.manifests import EngineManifest, read_engine, read_onnx
 

@@ -237,7 +237,7 @@ class BuildOptions(JsonReport, Progress, TrtBuild, Calibration, ModelChoice, Opt
             self.meta()  # a metadata option the model does not take (a variant of a CIFAR ResNet)
 
     def writes(self) -> list[tuple[str, Path]]:
-        from rtdeploy.artifacts import manifest_path
+        from rtdeploy.files import manifest_path
 
         return [("output", manifest_path(self.output))] if self.output is not None else []
 
@@ -292,7 +292,7 @@ def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, cal
     the output); the calibration data's content fingerprint joins the inputs for implicit calibration."""
     from dataclasses import fields
 
-    from rtdeploy.artifacts import derivation
+    from rtdeploy.lineage import derivation
 
     inputs = {"parent": parent_sha256, "target": target}
     if calibration_fingerprint is not None:

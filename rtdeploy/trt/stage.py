@@ -13,9 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_matches_manifest, check_output_path, derived_path, parent_entry, read_manifest
-from rtdeploy.artifacts import sha256_file
-from rtdeploy.artifacts import write_bytes_atomic, write_failure
+from rtdeploy.artifacts import check_matches_manifest, parent_entry, read_manifest
+from rtdeploy.files import atomic_path
+from rtdeploy.lineage import derived_path
+from rtdeploy.files import sha256_file
+from rtdeploy.files import write_bytes_atomic, write_failure
 from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
 from rtdeploy.options import guard
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact

@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, manifest_path, not_a_file, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest
+from rtdeploy.files import manifest_path, not_a_file, sha256_file
 from rtdeploy.errors import ArtifactError
 from rtdeploy.manifests import ArtifactManifest, EngineManifest, OnnxManifest, read_artifact, read_onnx
 from rtdeploy.models.metadata import ModelMeta
