@@ -162,7 +162,7 @@ def quantize(model, *, show=None, **options):
     ``stats_cache`` may also be a folder path for the collected-statistics cache.
 
     Returns:
-        :class:`rtdeploy.precision.stage_common.QuantizeResult` (``path``, ``manifest``, ``report``).
+        :class:`rtdeploy.precision.artifact.QuantizeResult` (``path``, ``manifest``, ``report``).
 
     Raises:
         PrecisionError, ArtifactError, DataError, OutputError: see ``rtdeploy quantize --help``.
@@ -189,7 +189,7 @@ def build_engine(onnx=None, *, show=None, **options):
         EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`.
         MissingDependency: TensorRT, cuda-python or a GPU is missing (the precision ONNX is written first).
     """
-    from rtdeploy.derive import engine_from
+    from rtdeploy.make_or_reuse import engine_from
 
     cfg = BuildOptions(onnx=onnx, **options)
     return _finish(cfg, engine_from(cfg), lambda r: r.manifest, show)

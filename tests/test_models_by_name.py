@@ -50,7 +50,7 @@ def test_export_takes_a_name_or_the_depth_alias(tmp_path, runner, flag, value, m
 
 
 def test_model_name_and_depth_export_the_same_artifact(tmp_path):
-    from rtdeploy.derive import exported
+    from rtdeploy.make_or_reuse import exported
     from rtdeploy.export import ExportConfig
 
     first = exported(ExportConfig(depth=20, output=tmp_path / "a.onnx"))
@@ -82,7 +82,7 @@ def test_summary_and_run_and_build_engine_take_names(tmp_path, runner):
 
 
 def test_build_engine_exports_the_named_model(tmp_path, monkeypatch):
-    from rtdeploy.derive import source_onnx
+    from rtdeploy.make_or_reuse import source_onnx
     from rtdeploy.trt import BuildOptions
 
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,7 @@ from rtdeploy import api
 from rtdeploy.artifacts import read_manifest
 from rtdeploy.files import folder_lock, sha256_file
 from rtdeploy.lineage import derived_path
-from rtdeploy.derive import engine, quantized
+from rtdeploy.make_or_reuse import engine, quantized
 from rtdeploy.errors import OutputError
 from rtdeploy.precision.quantize import QuantizeConfig
 
@@ -69,7 +69,7 @@ def test_another_calibrator_or_keep_fp_is_not_served_an_old_int8_model(fp32, tmp
 
 def test_build_engine_int8_remakes_the_qdq_model_when_its_data_changed(fp32, tmp_path):
     calib = _images(tmp_path / "calib", seed=1)
-    from rtdeploy.derive import source_onnx
+    from rtdeploy.make_or_reuse import source_onnx
     from rtdeploy.trt import BuildOptions
 
     opts = BuildOptions(onnx=fp32, precision="int8", calib_dir=calib)
@@ -198,7 +198,7 @@ def test_a_second_packager_of_a_triton_repository_gets_one_line_naming_the_holde
 
 
 def test_package_for_cpu_prefers_the_cpu_form_of_an_int8_model(fp32, tmp_path, caplog):
-    from rtdeploy.derive import quantized as make
+    from rtdeploy.make_or_reuse import quantized as make
 
     calib = _images(tmp_path / "calib", seed=1)
     trt_form = _int8(fp32, calib).path

@@ -1,4 +1,4 @@
-"""Artifacts for a sweep, made or reused through :mod:`rtdeploy.derive` (its one reuse rule).
+"""Artifacts for a sweep, made or reused through :mod:`rtdeploy.make_or_reuse` (its one reuse rule).
 
     <workdir>/resnet50_224px.onnx          export (seed-0 weights, dynamic batch)
     <workdir>/resnet50_224px.int8.onnx     quantize --int8, calibrated on synthetic inputs (timing only)
@@ -76,7 +76,7 @@ def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
 
 def exported_onnx(meta, workdir: Path) -> Path:
     """The seed-0, dynamic-batch ONNX of ``meta`` in ``workdir``: reused when its manifest matches, else exported."""
-    from rtdeploy.derive import exported
+    from rtdeploy.make_or_reuse import exported
     from rtdeploy.export import ExportConfig
 
     cfg = ExportConfig(model=meta.name, output=workdir / f"{meta.name}_{meta.image_size}px.onnx", image_size=meta.image_size)
@@ -84,7 +84,7 @@ def exported_onnx(meta, workdir: Path) -> Path:
 
 
 def _quantize(fp32: Path, precision: str, meta) -> Path:
-    from rtdeploy.derive import quantized
+    from rtdeploy.make_or_reuse import quantized
     from rtdeploy.precision.quantize import QuantizeConfig
 
     calib = synthetic_calibration(meta, fp32.parent)  # FP16 uses it too, for its overflow check
@@ -120,7 +120,7 @@ def _engine_for(onnx: Path, precision: str, batch: int) -> Path:
     """The engine that times ``batch``: a static profile ``batch:batch:batch``, so its tactics are chosen for
     the batch it is timed at (trtexec ``--shapes``; MLPerf's engines are built per batch too)."""
     from rtdeploy.lineage import derived_path
-    from rtdeploy.derive import engine
+    from rtdeploy.make_or_reuse import engine
     from rtdeploy.trt import BuildOptions
 
     out = derived_path(onnx, precision, f".b{batch}.engine")

@@ -40,9 +40,9 @@ def adopt_given_onnx(src: Path, outdir: Path, *, force: bool = False):
     """``src`` and its manifest, copied into ``outdir`` as ``<stem>.onnx`` (reused when identical).
 
     Returns:
-        :class:`rtdeploy.derive.Derived` for the copy.
+        :class:`rtdeploy.make_or_reuse.Derived` for the copy.
     """
-    from rtdeploy.derive import Derived
+    from rtdeploy.make_or_reuse import Derived
 
     src = Path(src)
     dest = outdir / f"{base_stem(src)}.onnx"

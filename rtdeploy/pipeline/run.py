@@ -1,7 +1,7 @@
 """``rtdeploy run``: export -> validate -> FP16 -> INT8 -> validate each -> engines -> bench -> report.
 
 Artifacts (the ONNX, its FP16/INT8 models, engines) are made or reused through
-:mod:`rtdeploy.derive`, under its one reuse rule: the parent's sha256, the stage's options and the
+:mod:`rtdeploy.make_or_reuse`, under its one reuse rule: the parent's sha256, the stage's options and the
 content of every input it read must all match what the artifact's manifest records. The two stages
 that write reports rather than artifacts (validate, bench) keep the same record — derivation plus
 the report's sha256 — in the folder's ``stages.json``, and are judged by the same rule. The run
@@ -323,9 +323,9 @@ class _Pipeline:
         if self.on_stage:
             self.on_stage(rec)
 
-    # --- artifacts, through rtdeploy.derive ---------------------------------------------------
+    # --- artifacts, through rtdeploy.make_or_reuse ---------------------------------------------------
     def _export(self, force: bool) -> StageRecord:
-        from rtdeploy.derive import exported
+        from rtdeploy.make_or_reuse import exported
         from rtdeploy.export import ExportConfig
         from rtdeploy.models.options import model_choice_of
 
@@ -367,7 +367,7 @@ class _Pipeline:
         return ["int8-cpu"]
 
     def _quantize(self, prec: str, force: bool) -> StageRecord:
-        from rtdeploy.derive import quantized
+        from rtdeploy.make_or_reuse import quantized
         from rtdeploy.precision.quantize import QuantizeConfig
 
         from rtdeploy.precision.options import calibration_of
@@ -393,7 +393,7 @@ class _Pipeline:
             self._stage(f"build-engine-{prec}", "build-engine", lambda force, p=prec, o=onnx_path: self._build(p, o, force))
 
     def _build(self, prec: str, onnx: Path, force: bool) -> StageRecord:
-        from rtdeploy.derive import engine
+        from rtdeploy.make_or_reuse import engine
         from rtdeploy.trt import BuildOptions
 
         d = engine(BuildOptions(onnx=onnx, precision=prec, progress=self.cfg.progress), force=force)

@@ -155,3 +155,17 @@ def parse_method(name: str) -> str:
 def describe() -> str:
     """The calibrators, one ``name: description`` each, for ``--help``."""
     return "; ".join(f"{c.name}: {c.description}" if c.description else c.name for c in _entries().values())
+
+
+def calibration_inputs(cfg, parent, plan, split, target: str = "tensorrt"):
+    """What a calibrator may read besides the statistics (:class:`CalibrationInputs`)."""
+    return CalibrationInputs(percentile=cfg.percentile, model=parent.model, plan=plan,
+                             batches=lambda batch: split.stats_batches(batch), target=target)
+
+
+def calibrator_settings(cfg) -> dict:
+    """The manifest record of how a calibrator with settings ran, under its name (``consumer_mse``)."""
+    if cfg.from_trt_cache is not None:
+        return {}
+    calibrator = get_calibrator(cfg.method)
+    return {calibrator.name.replace("-", "_"): calibrator.settings()} if calibrator.settings is not None else {}

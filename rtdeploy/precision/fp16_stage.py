@@ -18,10 +18,10 @@ def run_fp16(cfg, parent, out: Path):
     from rtdeploy.manifests import new_manifest
     from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, open_calibration
-    from rtdeploy.precision.derivation import quantize_derivation
+    from rtdeploy.precision.reuse_record import quantize_derivation
     from rtdeploy.precision.fp16 import DEFAULT_SAFETY, FP16_MAX, convert_fp16, float_tensors, guard_nodes
     from rtdeploy.precision.stats import gather_stats
-    from rtdeploy.precision.stage_common import QuantizeResult, Timer, base_fields, op_inventory, write_model
+    from rtdeploy.precision.artifact import QuantizeResult, Timer, base_fields, op_inventory, write_model
 
     timer = Timer()
     meta = ModelMeta.from_dict(parent.manifest["model"])

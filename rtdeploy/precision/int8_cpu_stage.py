@@ -25,8 +25,8 @@ def run_int8_cpu(cfg, parent, out: Path):
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.calibrators import get_calibrator
     from rtdeploy.precision.int8.cpu_target import plan_cpu
-    from rtdeploy.precision.stage_common import calibration_inputs
-    from rtdeploy.precision.stage_common import Timer
+    from rtdeploy.precision.calibrators import calibration_inputs
+    from rtdeploy.precision.artifact import Timer
 
     timer = Timer()
     opset = opset_of(parent.model)
@@ -52,10 +52,10 @@ def _write(cfg, parent, plan, thresholds: dict[str, float], calibration: dict, o
     import onnx
 
     from rtdeploy.manifests import new_manifest
-    from rtdeploy.precision.derivation import quantize_derivation
+    from rtdeploy.precision.reuse_record import quantize_derivation
     from rtdeploy.precision.int8.cpu_target import activation_qparams, insert_cpu_qdq
     from rtdeploy.precision.int8.qdq import qdq_counts
-    from rtdeploy.precision.stage_common import QuantizeResult, base_fields, op_inventory, write_model
+    from rtdeploy.precision.artifact import QuantizeResult, base_fields, op_inventory, write_model
 
     qmodel = insert_cpu_qdq(parent.model, plan, thresholds)
     try:

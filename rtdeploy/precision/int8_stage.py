@@ -18,9 +18,9 @@ def run_int8(cfg, parent, out: Path):
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
     from rtdeploy.precision.int8.sensitivity import check_keep_fp
-    from rtdeploy.precision.stage_common import Timer
+    from rtdeploy.precision.artifact import Timer
 
-    from rtdeploy.precision.derivation import uses_calibration_images
+    from rtdeploy.precision.reuse_record import uses_calibration_images
 
     timer = Timer()
     opset = opset_of(parent.model)
@@ -73,7 +73,7 @@ def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
     from rtdeploy.precision.calibrators import get_calibrator
     from rtdeploy.precision.int8 import trt_cache
     from rtdeploy.precision.int8.qdq import scale_from_amax
-    from rtdeploy.precision.stage_common import calibration_inputs
+    from rtdeploy.precision.calibrators import calibration_inputs
 
     if cfg.from_trt_cache is not None:
         cache = trt_cache.read_cache(cfg.from_trt_cache)
@@ -122,9 +122,9 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
 
     from rtdeploy.manifests import new_manifest
     from rtdeploy.precision.int8 import trt_cache
-    from rtdeploy.precision.derivation import quantize_derivation
+    from rtdeploy.precision.reuse_record import quantize_derivation
     from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts
-    from rtdeploy.precision.stage_common import QuantizeResult, base_fields, op_inventory, write_model
+    from rtdeploy.precision.artifact import QuantizeResult, base_fields, op_inventory, write_model
 
     observed = {t: scales[t] for t in plan.observed()}
     qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept), weights=rounding.weights if rounding is not None else None)
@@ -155,7 +155,7 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
         "scales": observed,
     }
     from rtdeploy.precision.int8.weight_rounding import rounding_fields
-    from rtdeploy.precision.stage_common import calibrator_settings
+    from rtdeploy.precision.calibrators import calibrator_settings
 
     quantization.update(rounding_fields(rounding, cfg.weights))
     quantization.update(calibrator_settings(cfg))

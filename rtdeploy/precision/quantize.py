@@ -17,7 +17,7 @@ from pathlib import Path
 from rtdeploy.errors import PrecisionError, opt
 from rtdeploy.options import FLAG, READS, WRITES, JsonReport, Options, Progress, When, option
 from rtdeploy.precision.options import INT8, TENSORRT, Calibration
-from rtdeploy.precision.stage_common import QuantizeResult
+from rtdeploy.precision.artifact import QuantizeResult
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class QuantizeConfig(JsonReport, Progress, Calibration, Options):
     @property
     def calibrates(self) -> bool:
         """True when the stage reads calibration images (see :func:`uses_calibration_images`)."""
-        from rtdeploy.precision.derivation import uses_calibration_images
+        from rtdeploy.precision.reuse_record import uses_calibration_images
 
         return uses_calibration_images(self)
 

@@ -1,6 +1,6 @@
 """The build-engine stage: build from a ready precision ONNX, verify, write plan + manifest.
 
-The ONNX arrives in the precision asked (``rtdeploy.derive`` exports and quantizes first, so the
+The ONNX arrives in the precision asked (``rtdeploy.make_or_reuse`` exports and quantizes first, so the
 precision ONNX exists even when TensorRT or a GPU turns out to be missing). Every check that needs
 neither TensorRT nor a GPU runs first; then the engine is built, inspected, and only written when
 its compute layers really run in the precision asked.
@@ -63,7 +63,7 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
     """
     opts.check()
     if opts.onnx is None:
-        raise EngineError("the build-engine stage needs an ONNX; rtdeploy.derive.engine_from exports and quantizes one first")
+        raise EngineError("the build-engine stage needs an ONNX; rtdeploy.make_or_reuse.engine_from exports and quantizes one first")
     onnx = Path(opts.onnx)
     _check_manifest(onnx)
     facts = read_graph_facts(onnx)

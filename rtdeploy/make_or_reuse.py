@@ -22,7 +22,7 @@ from rtdeploy.files import sha256_file
 from rtdeploy.lineage import derived_path, reuse_verdict
 from rtdeploy.errors import RtDeployError
 from rtdeploy.export.onnx_export import ExportConfig, export_derivation, export_onnx, export_path
-from rtdeploy.precision.derivation import calibration_fingerprint, quantize_derivation
+from rtdeploy.precision.reuse_record import calibration_fingerprint, quantize_derivation
 from rtdeploy.precision.quantize import QuantizeConfig, quantize
 from rtdeploy.trt.options import BuildOptions, build_derivation
 

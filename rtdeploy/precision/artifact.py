@@ -1,5 +1,5 @@
-"""What the FP16 and INT8 branches of ``quantize`` share: the result type, phase timing, writing a
-model with its manifest, and the manifest fields copied from the FP32 parent.
+"""The model a precision branch writes: the result type, phase timing, writing the model with its
+manifest, and the manifest fields copied from the FP32 parent (shared by the FP16 and INT8 branches).
 
 It sits below :mod:`rtdeploy.precision.quantize` (which dispatches to the branches) and below the
 branches themselves, so none of them imports another upward.
@@ -67,21 +67,3 @@ class Timer:
         now = time.perf_counter()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._start, 3)
         self._start = now
-
-
-def calibration_inputs(cfg, parent, plan, split, target: str = "tensorrt"):
-    """What a calibrator may read besides the statistics (:class:`CalibrationInputs`)."""
-    from rtdeploy.precision.calibrators import CalibrationInputs
-
-    return CalibrationInputs(percentile=cfg.percentile, model=parent.model, plan=plan,
-                             batches=lambda batch: split.stats_batches(batch), target=target)
-
-
-def calibrator_settings(cfg) -> dict:
-    """The manifest record of how a calibrator with settings ran, under its name (``consumer_mse``)."""
-    from rtdeploy.precision.calibrators import get_calibrator
-
-    if cfg.from_trt_cache is not None:
-        return {}
-    calibrator = get_calibrator(cfg.method)
-    return {calibrator.name.replace("-", "_"): calibrator.settings()} if calibrator.settings is not None else {}

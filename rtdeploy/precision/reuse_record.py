@@ -1,6 +1,6 @@
 """What decides a precision model's bytes: the ``derivation`` record its manifest carries.
 
-The quantize stage writes it; :mod:`rtdeploy.derive` computes it again before deciding whether an
+The quantize stage writes it; :mod:`rtdeploy.make_or_reuse` computes it again before deciding whether an
 existing ``X.int8.onnx`` can be reused. Both go through :func:`quantize_derivation`, so the two
 can never disagree about what counts.
 """
