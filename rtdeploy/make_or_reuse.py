@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import read_manifest
 from rtdeploy.files import sha256_file
 from rtdeploy.lineage import derived_path, reuse_verdict
 from rtdeploy.errors import RtDeployError
@@ -107,10 +106,9 @@ def quantize_wanted(cfg: QuantizeConfig) -> dict:
     Raises:
         ArtifactError, DataError: the parent's manifest or the calibration data cannot be read.
     """
-    from rtdeploy.models import ModelMeta
+    from rtdeploy.manifests import read_onnx
 
-    meta = ModelMeta.from_dict(read_manifest(cfg.model)["model"])
-    return quantize_derivation(cfg, sha256_file(cfg.model), calibration_fingerprint(cfg, meta))
+    return quantize_derivation(cfg, sha256_file(cfg.model), calibration_fingerprint(cfg, read_onnx(cfg.model).model))
 
 
 def engine_wanted(opts: BuildOptions, precision: str) -> dict:
@@ -126,10 +124,9 @@ def engine_wanted(opts: BuildOptions, precision: str) -> dict:
     fingerprint = None
     if opts.implicit_calibration and opts.calib_dir is not None:
         from rtdeploy.data import open_source
-        from rtdeploy.models import ModelMeta
+        from rtdeploy.manifests import read_onnx
 
-        meta = ModelMeta.from_dict(read_manifest(opts.onnx)["model"])
-        fingerprint = open_source(opts.calib_dir, meta).fingerprint()
+        fingerprint = open_source(opts.calib_dir, read_onnx(opts.onnx).model).fingerprint()
     return build_derivation(opts, precision, sha256_file(opts.onnx), fingerprint, target_here(opts.hardware_compatibility))
 
 
@@ -219,5 +216,11 @@ def engine(opts: BuildOptions, *, force: bool = False) -> Derived:
 
 
 def _recorded_target(engine_path: Path) -> str:
-    recorded = (read_manifest(engine_path, required=False) or {}).get("derivation") or {}
-    return (recorded.get("inputs") or {}).get("target") or "an unrecorded TensorRT, GPU and platform"
+    from rtdeploy.manifests import read_artifact
+
+    try:
+        manifest = read_artifact(engine_path, required=False)
+    except RtDeployError:
+        manifest = None
+    derivation = manifest.derivation if manifest is not None else None
+    return (derivation.inputs if derivation is not None else {}).get("target") or "an unrecorded TensorRT, GPU and platform"

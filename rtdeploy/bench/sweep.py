@@ -104,7 +104,7 @@ def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     manifest = read_engine(path) if is_engine else read_artifact(path)
     check_matches_manifest(path, manifest.sha256, remedy="re-run the stage that made it, then time the new file")
-    meta = ModelMeta.from_dict(_model_entry(manifest, path))
+    meta = _model_entry(manifest, path)
     precision = manifest.precision
     if is_engine:
         limit = manifest.max_batch
@@ -118,14 +118,14 @@ def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
     raise BenchmarkError(f"--model {path} is neither an ONNX file (.onnx) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
 
 
-def _model_entry(manifest, path: Path) -> dict:
+def _model_entry(manifest, path: Path) -> ModelMeta:
     """The typed manifest's ``model`` section (null only for an engine built from an ONNX without a manifest)."""
     from rtdeploy.errors import ArtifactError
 
     if manifest.model is None:
         raise ArtifactError(f"the manifest of {path} does not say which model it holds (it was built from an ONNX without "
                             "an rtdeploy manifest); build it from the ONNX that `rtdeploy export` or `quantize` wrote")
-    return manifest.model.to_dict()
+    return manifest.model
 
 
 def run_sweep(cfg: BenchConfig, *, command: str | None = None) -> dict:

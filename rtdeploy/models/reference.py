@@ -47,7 +47,7 @@ def torch_model_from_manifest(manifest):
         manifest = typed(manifest, manifest.get("artifact", "the model"))
     if not isinstance(manifest, (OnnxManifest, PrecisionManifest)):
         raise ArtifactError(f"{manifest.artifact} is not an ONNX model made by rtdeploy (kind {manifest.kind}); give its ONNX")
-    meta = ModelMeta.from_dict(manifest.model.to_dict())
+    meta = manifest.model
     w = manifest.weights
     if w.path is None:
         return build_torch_model(meta, None)

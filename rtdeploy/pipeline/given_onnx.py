@@ -30,10 +30,12 @@ def check_given_onnx(cfg) -> None:
     if not manifest_path(p).exists():
         raise ArtifactError(f"--onnx {p} has no manifest ({manifest_path(p).name}); adopt it first with "
                             f"`rtdeploy import {p} --preprocess imagenet|cifar|none`, then run again")
-    manifest = read_manifest(p)
-    if manifest.get("precision", "fp32") != "fp32" or manifest.get("kind") != "onnx":
-        raise ArtifactError(f"--onnx {p} is a {manifest.get('precision')} model (kind {manifest.get('kind')}); give the FP32 ONNX it was made from")
-    check_matches_manifest(p, manifest.get("sha256"), remedy="re-import or re-export it, then give the new file as --onnx")
+    from rtdeploy.manifests import read_artifact
+
+    manifest = read_artifact(p)
+    if manifest.precision != "fp32" or manifest.kind != "onnx":
+        raise ArtifactError(f"--onnx {p} is a {manifest.precision} model (kind {manifest.kind}); give the FP32 ONNX it was made from")
+    check_matches_manifest(p, manifest.sha256, remedy="re-import or re-export it, then give the new file as --onnx")
 
 
 def adopt_given_onnx(src: Path, outdir: Path, *, force: bool = False):

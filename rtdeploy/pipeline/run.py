@@ -438,9 +438,8 @@ class _Pipeline:
             return {}
         from rtdeploy.data import open_source
         from rtdeploy.manifests import read_onnx
-        from rtdeploy.models import ModelMeta
 
-        meta = ModelMeta.from_dict(read_onnx(model).model.to_dict())
+        meta = read_onnx(model).model
         return {"images": open_source(self.cfg.images, meta).fingerprint()}
 
     def _bench(self, force: bool) -> StageRecord:

@@ -41,10 +41,11 @@ def base_fields(parent) -> dict:
     """Manifest fields every precision artifact copies from its FP32 parent."""
     from rtdeploy.artifacts import parent_entry
 
-    fields = {"model": parent.manifest.get("model"), "parent": parent_entry(parent.path)}
-    for key in ("weights", "export"):
-        if key in parent.manifest:
-            fields[key] = parent.manifest[key]
+    m = parent.manifest
+    fields = {"model": m.model.to_dict(), "parent": parent_entry(parent.path)}
+    for key, section in (("weights", m.weights), ("export", m.export)):
+        if section is not None:
+            fields[key] = section.to_dict()
     return fields
 
 

@@ -23,13 +23,13 @@ class Parent:
     Attributes:
         path: the ONNX file.
         model: the loaded ``onnx.ModelProto``.
-        manifest: its rtdeploy manifest (checked against the ``onnx`` kind's typed record).
+        manifest: its rtdeploy manifest, typed (:class:`rtdeploy.manifests.OnnxManifest`).
         sha256: sha256 of the file (the manifest's, checked against the bytes).
     """
 
     path: Path
     model: object
-    manifest: dict
+    manifest: object
     sha256: str
 
 
@@ -63,8 +63,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     p = Path(path)
     if not p.is_file():
         raise ArtifactError(f"ONNX model {p} {not_a_file(p)}; export one with `rtdeploy export --depth N -o {p.name}`")
-    manifest = read_manifest(p)
-    record = typed(manifest, p)
+    record = typed(read_manifest(p), p)
     refuse_quantized(record, p)
     sha = check_matches_manifest(p, record.sha256, remedy="re-export it (or re-import it), then quantize the new file")
     try:
@@ -77,7 +76,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     if any(_is_float16(i.type) for i in model.graph.input):
         raise PrecisionError(f"{p} has FP16 inputs, so it is not an FP32 model; give the FP32 export")
     # A fixed-batch model is calibrated in batches of its own size (precision/int8/fixed_batch.py).
-    return Parent(p, model, manifest, sha)
+    return Parent(p, model, record, sha)
 
 
 def _is_float16(type_proto) -> bool:

@@ -20,7 +20,6 @@ TARGET = "onnxruntime-cpu"
 
 def run_int8_cpu(cfg, parent, out: Path):
     """Make the CPU-target INT8 model of ``parent`` as ``cfg`` asks."""
-    from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, open_calibration
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.calibrators import get_calibrator
@@ -35,7 +34,7 @@ def run_int8_cpu(cfg, parent, out: Path):
     plan = plan_cpu(parent.model)
     if not plan.weighted:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
-    meta = ModelMeta.from_dict(parent.manifest["model"])
+    meta = parent.manifest.model
     split = SplitSource(open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed))
     timer.lap("setup")
     calibrator = get_calibrator(cfg.method)

@@ -13,7 +13,6 @@ log = logging.getLogger(__name__)
 
 def run_int8(cfg, parent, out: Path):
     """Make the INT8 Q/DQ model of ``parent`` as ``cfg`` asks (see :mod:`rtdeploy.precision.quantize`)."""
-    from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, holdout_count, open_calibration
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
@@ -31,7 +30,7 @@ def run_int8(cfg, parent, out: Path):
     if not plan.units:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
     check_keep_fp(cfg.keep_fp, len(plan.units), parent.path.name)
-    meta = ModelMeta.from_dict(parent.manifest["model"])
+    meta = parent.manifest.model
     fallback = cfg.keep_fp > 0 or cfg.target_agreement is not None
     split = None
     if uses_calibration_images(cfg):

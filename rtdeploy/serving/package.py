@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, read_manifest
+from rtdeploy.artifacts import ENGINE_SUFFIXES
 from rtdeploy.lineage import derived_path
 from rtdeploy.errors import PackageError, RtDeployError, opt
 from rtdeploy.options import FLAG, READS, Options, option
@@ -89,18 +89,24 @@ def cpu_form_of(artifact: Path) -> Path | None:
     """The INT8 model made for onnxruntime's CPU kernels from the same FP32 parent as ``artifact`` (a
     TensorRT-placed INT8 model), when one lies beside it; else None."""
     try:
-        manifest = read_manifest(artifact, required=False) or {}
-        q = manifest.get("quantization") or {}
-        parent = manifest.get("parent") or {}
-        if manifest.get("kind") != "onnx-int8" or q.get("target", "tensorrt") != "tensorrt" or not parent.get("path"):
+        manifest = _int8_manifest(artifact)
+        if manifest is None or manifest.quantization.target != "tensorrt":
             return None
-        sibling = derived_path(Path(parent["path"]), "int8-cpu")
-        other = read_manifest(sibling, required=False) if sibling.is_file() else None
+        sibling = derived_path(manifest.parent.file, "int8-cpu")
+        other = _int8_manifest(sibling)
     except (RtDeployError, OSError):
         return None
-    if not other or (other.get("parent") or {}).get("sha256") != parent.get("sha256"):
+    if other is None or other.parent.sha256 != manifest.parent.sha256:
         return None
-    return sibling if (other.get("quantization") or {}).get("target") == "onnxruntime-cpu" else None
+    return sibling if other.quantization.target == "onnxruntime-cpu" else None
+
+
+def _int8_manifest(path: Path):
+    """The typed INT8 manifest beside ``path``, or None (no file, no manifest, another kind)."""
+    from rtdeploy.manifests import Int8Manifest, read_artifact
+
+    manifest = read_artifact(path, required=False) if Path(path).is_file() else None
+    return manifest if isinstance(manifest, Int8Manifest) else None
 
 
 def package(cfg: PackageConfig) -> Path:
@@ -127,9 +133,8 @@ def package(cfg: PackageConfig) -> Path:
 
 
 def _prefer_cpu_form(artifact: Path) -> Path:
-    manifest = read_manifest(artifact, required=False) if artifact.is_file() else None
-    q = (manifest or {}).get("quantization") or {}
-    if (manifest or {}).get("kind") != "onnx-int8" or q.get("target", "tensorrt") != "tensorrt":
+    manifest = _int8_manifest(artifact)
+    if manifest is None or manifest.quantization.target != "tensorrt":
         return artifact
     cpu = cpu_form_of(artifact)
     if cpu is not None:
@@ -138,5 +143,5 @@ def _prefer_cpu_form(artifact: Path) -> Path:
         return cpu
     log.warning("%s is placed for TensorRT and runs slower than FP32 on onnxruntime CPU; for CPU serving make "
                 "`rtdeploy quantize %s --int8 --target onnxruntime-cpu` and package that", artifact.name,
-                (manifest.get("parent") or {}).get("path", "MODEL.onnx"))
+                manifest.parent.path)
     return artifact

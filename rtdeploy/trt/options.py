@@ -177,11 +177,11 @@ class BuildOptions(JsonReport, Progress, TrtBuild, Calibration, ModelChoice, Opt
         if self.onnx is None:
             return "fp32"
         try:
-            from rtdeploy.artifacts import read_manifest
+            from rtdeploy.manifests import read_artifact
 
-            manifest = read_manifest(self.onnx, required=False)
+            manifest = read_artifact(self.onnx, required=False)
             if manifest is not None:
-                return str(manifest.get("precision", "fp32"))
+                return manifest.precision
             from rtdeploy.trt.graph_facts import read_graph_facts
 
             return read_graph_facts(Path(self.onnx)).precision

@@ -230,14 +230,13 @@ def _read_timing_cache(path: Path | None) -> bytes | None:
 
 def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile, output: Path, memory):
     from rtdeploy.data import open_source
-    from rtdeploy.models.metadata import ModelMeta
     from rtdeploy.trt.calibrator import make_entropy_calibrator
 
     m = read_artifact(onnx, required=False)
     if m is None or m.model is None:
         raise PrecisionError(f"--implicit-calibration needs the model's preprocessing from {onnx.name}'s manifest, which is missing; "
                              "re-export with `rtdeploy export`")
-    source = open_source(opts.calib_dir, ModelMeta.from_dict(m.model.to_dict()))
+    source = open_source(opts.calib_dir, m.model)
     fingerprint = source.fingerprint()
     cache = output.with_name(f"{onnx.stem}.{fingerprint[:12]}.calib.cache")
     batches = (b.images for b in source.batches(profile.opt))
@@ -249,9 +248,8 @@ def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile,
 
 def _kept_float(onnx: Path) -> list[str]:
     """The ONNX nodes the precision stage kept in float (``--keep-fp``, sensitivity fallbacks, the FP16 guard)."""
-    from rtdeploy.trt.layer_report import kept_float_nodes
-
-    return kept_float_nodes(read_manifest(onnx, required=False))
+    m = read_artifact(onnx, required=False)
+    return m.kept_float() if m is not None else []
 
 
 def _check_hardware_compatibility(opts: BuildOptions, device) -> None:

@@ -56,7 +56,7 @@ def load_target(path: str | Path) -> Target:
     if manifest.model is None:
         raise ArtifactError(f"{manifest_path(p).name} names no model (its ONNX had no rtdeploy manifest); build it from the ONNX "
                             "that `rtdeploy export` or `quantize` wrote")
-    return Target(p, manifest, ModelMeta.from_dict(manifest.model.to_dict()), manifest.precision, is_engine)
+    return Target(p, manifest, manifest.model, manifest.precision, is_engine)
 
 
 def _check_onnx_parses(path: Path) -> None:
