@@ -97,7 +97,8 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         trt_cache: also write a TensorRT calibration cache here.
         from_trt_cache: take the activation scales from this TensorRT calibration cache.
         trt_version: TensorRT version in the written cache's header (8601 = 8.6.1).
-        output: the model to write (default: ``X.int8.onnx`` / ``X.fp16.onnx`` beside ``X.onnx``).
+        output: the model to write (default: ``X.int8.onnx``, ``X.int8-cpu.onnx`` for ``target="onnxruntime-cpu"``,
+            or ``X.fp16.onnx``, beside ``X.onnx``); an artifact of another kind or target there is not replaced.
         stats_cache: reuse collected statistics from a cache: True for ``$RTDEPLOY_CACHE_DIR`` or
             ``~/.cache/rtdeploy``, a folder path, or False for no cache.
         progress: show a progress bar on stderr.
