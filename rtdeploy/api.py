@@ -134,7 +134,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                  timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
                  dla_core: int | None = None, gpu_fallback: bool = False, version_compatible: bool = False,
                  hardware_compatibility: str | None = None, implicit_calibration: bool = False,
-                 output: str | os.PathLike | None = None, progress: bool = False):
+                 trt_version: str | None = None, output: str | os.PathLike | None = None, progress: bool = False):
     """Build a TensorRT engine with its manifest (``rtdeploy build-engine``).
 
     Exports (``depth``, when no ``onnx`` is given) and quantizes (FP16 graph, or calibrated INT8
@@ -151,6 +151,9 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
         max_batch: shorthand when ``batch`` is None: profile ``1:min(8, max_batch):max_batch``.
         workspace, timing_cache, builder_optimization_level, dla_core, gpu_fallback, version_compatible,
         hardware_compatibility, implicit_calibration: as the CLI options of the same names.
+        trt_version: the TensorRT release that will build it (``"8.6"``, ``"10.3"``), judged when none
+            is installed here: opsets and Q/DQ scale types it does not document are refused before any
+            work. Where TensorRT is installed, it must name that release (or be None).
         output: the engine path (default: beside the ONNX, ``<stem>.<precision>.engine``).
         progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
 
@@ -158,7 +161,9 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
         :class:`rtdeploy.trt.EngineBuildResult` (``path``, ``manifest``, ``onnx``, ``layers``).
 
     Raises:
-        EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`.
+        EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`; an
+            ONNX TensorRT does not build (the onnxruntime-CPU INT8 form, asymmetric or UINT8 Q/DQ, an
+            opset or scale type the release does not document) is an EngineError before any work.
         MissingDependency: TensorRT, cuda-python or a GPU is missing (the precision ONNX is written first).
     """
     from rtdeploy.derive import engine_from
@@ -172,7 +177,8 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                         timing_cache=Path(timing_cache) if timing_cache is not None else None,
                         builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                        implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None,
+                        implicit_calibration=implicit_calibration, trt_version=trt_version,
+                        output=Path(output) if output is not None else None,
                         progress=progress)
     return engine_from(opts)
 

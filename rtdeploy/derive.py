@@ -170,11 +170,14 @@ def engine_from(opts: BuildOptions):
     """
     from rtdeploy.artifacts import check_output_path
     from rtdeploy.trt import build_engine
+    from rtdeploy.trt.stage import check_trt_builds
 
     opts.check()
     for path in (opts.output, opts.timing_cache):
         if path is not None:
             check_output_path(path)
+    if opts.onnx is not None:
+        check_trt_builds(opts, Path(opts.onnx))
     onnx, precision = source_onnx(opts)
     return build_engine(dataclasses.replace(opts, onnx=onnx, precision=precision))
 

@@ -12,13 +12,15 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from onnx import TensorProto
 
 from manifest_fakes import write_derived_manifest, write_onnx_manifest
 from rtdeploy import api
 from rtdeploy.artifacts import manifest_path, read_manifest, sha256_file
 from rtdeploy.cli.main import _register, cli
+from rtdeploy.errors import EngineError
 from rtdeploy.models import model_meta
-from tiny_graphs import tiny_convnet
+from tiny_graphs import qdq_classifier, tiny_convnet
 
 
 @pytest.fixture(autouse=True)
@@ -119,3 +121,79 @@ def test_same_kind_is_still_replaced(tmp_path):
     first = api.quantize(fp32, int8=True, calib_dir=calib, method="max")
     second = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy")
     assert first.path == second.path and read_manifest(second.path)["quantization"]["method"] == "entropy"
+
+
+# -- 2. build-engine takes only what TensorRT builds ------------------------------------------------
+def _qdq(folder: Path, name: str, **kw) -> Path:
+    path = folder / name
+    onnx.save(qdq_classifier(**kw), str(path))
+    return path
+
+
+def test_build_engine_refuses_the_cpu_form_without_tensorrt(tmp_path, runner):
+    """Why: on a CPU machine `build-engine --onnx X.int8.onnx --int8` (then the CPU form) said "ready"."""
+    fp32 = _fp32(tmp_path)
+    cpu = api.quantize(fp32, int8=True, calib_dir=_calib(tmp_path), method="max", target="onnxruntime-cpu").path
+    before = _files(tmp_path)
+    result = runner.invoke(cli, ["build-engine", "--onnx", str(cpu), "--int8"])
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert "onnxruntime's CPU kernels" in line and "m.int8.onnx" in line and "ready" not in line
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(zero_point=128, zero_type=TensorProto.UINT8), "UINT8"),
+    (dict(zero_point=0, zero_type=TensorProto.UINT8), "UINT8"),
+    (dict(zero_point=3), "non-zero zero point"),
+    (dict(with_zero_point=False), "no zero point, so ONNX makes it UINT8"),
+], ids=["uint8-asymmetric", "uint8-zero", "int8-asymmetric", "default-uint8"])
+def test_build_engine_refuses_q_dq_tensorrt_does_not_take(tmp_path, runner, kw, needle):
+    """onnx-tensorrt QuantDequantLinearHelper (8.6-GA builtin_op_importers.cpp, 10.x onnxOpImporters.cpp):
+    zero points must be all zeros, no UINT8 Q/DQ; a Q without zero point is UINT8 by ONNX's default."""
+    model = _qdq(tmp_path, "foreign.onnx", **kw)
+    before = _files(tmp_path)
+    result = runner.invoke(cli, ["build-engine", "--onnx", str(model), "--int8"])
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert needle in line and "rtdeploy quantize" in line
+    assert _files(tmp_path) == before
+
+
+def test_build_engine_judges_the_named_release(tmp_path, runner):
+    """Why: `--high-precision fp16` (opset 19, float16 scales) passed for an 8.6 build; onnx-tensorrt 8.6 documents
+    opsets up to 17 and reads constant scales as float32."""
+    half = _qdq(tmp_path, "half.onnx", opset=19, scale_type=TensorProto.FLOAT16)
+    before = _files(tmp_path)
+    old = runner.invoke(cli, ["build-engine", "--onnx", str(half), "--int8", "--trt-version", "8.6"])
+    assert old.exit_code == 1
+    line = _one_error_line(old)
+    assert "opset 19" in line and "up to 17" in line and "TensorRT 10.0 or later" in line
+    assert _files(tmp_path) == before
+    new = runner.invoke(cli, ["build-engine", "--onnx", str(half), "--int8", "--trt-version", "10.3"])
+    assert new.exit_code == 4, new.output  # judged buildable: only TensorRT itself is missing
+    assert "build it where TensorRT 10.0 or later and a GPU are" in new.stderr
+
+
+def test_bad_trt_version_is_refused_before_any_work(tmp_path, runner):
+    result = runner.invoke(cli, ["build-engine", "--onnx", str(tmp_path / "absent.onnx"), "--trt-version", "eight"])
+    assert result.exit_code == 1 and "is not a TensorRT version" in _one_error_line(result)
+
+
+def test_installed_release_is_judged_and_a_different_name_refused(tmp_path, monkeypatch):
+    half = _qdq(tmp_path, "half.onnx", opset=19, scale_type=TensorProto.FLOAT16)
+    monkeypatch.setattr("rtdeploy.trt.loader.installed_version", lambda: "8.6.1")
+    with pytest.raises(EngineError, match="documents opsets up to 17"):
+        api.build_engine(half, precision="int8")
+    with pytest.raises(EngineError, match="names TensorRT 10.3, but TensorRT 8.6.1 is installed"):
+        api.build_engine(half, precision="int8", trt_version="10.3")
+
+
+def test_symmetric_int8_from_quantize_passes_every_release(tmp_path):
+    from rtdeploy.precision.trt_buildable import DOCUMENTED_OPSETS, Release, check_buildable, qdq_problems
+
+    fp32 = _fp32(tmp_path)
+    int8 = api.quantize(fp32, int8=True, calib_dir=_calib(tmp_path), method="max").path
+    for row in DOCUMENTED_OPSETS:
+        check_buildable(int8, row.first, manifest=read_manifest(int8))
+    assert qdq_problems(onnx.load(str(int8)), Release(8, 6)) == []

@@ -110,6 +110,8 @@ class BuildOptions:
         version_compatible: build a plan later TensorRT runtimes can load.
         hardware_compatibility: ``ampere+`` or ``same-cc`` (None: this GPU's compute capability only).
         implicit_calibration: INT8 by TensorRT's entropy calibrator on the FP32 graph (8.6 / 10.x only).
+        trt_version: the TensorRT release that will build the ONNX, judged where none is installed
+            (``8.6``, ``10.3``): opsets and Q/DQ scale types it does not document are refused.
         output: the engine file (manifest beside it).
         progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
     """
@@ -129,6 +131,7 @@ class BuildOptions:
     version_compatible: bool = False
     hardware_compatibility: str | None = None
     implicit_calibration: bool = False
+    trt_version: str | None = None
     output: Path | None = None
     progress: bool = False
 
@@ -156,6 +159,10 @@ class BuildOptions:
                                  "or drop it to use the Q/DQ model rtdeploy calibrates (the default)")
         if self.implicit_calibration and not self.calibrate:
             raise PrecisionError("--implicit-calibration and --no-calibrate contradict each other; keep one")
+        if self.trt_version is not None:
+            from rtdeploy.precision.trt_buildable import Release
+
+            Release.parse(self.trt_version)
         if self.output is not None:
             from rtdeploy.checks import output_file
 
@@ -196,7 +203,7 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
 
 
 # Options that do not change the plan's bytes, or whose content is recorded as an input instead.
-OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate", "progress"})
+OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate", "progress", "trt_version"})
 
 
 def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
