@@ -6,6 +6,7 @@ the rules themselves: rtdeploy/precision/trt_buildable.py)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from rtdeploy.artifacts import manifest_path, read_manifest, sha256_file
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import EngineError
 from rtdeploy.models import model_meta
-from tiny_graphs import qdq_classifier, tiny_convnet
+from tiny_graphs import foreign_multi_output, qdq_classifier, tiny_convnet
 
 
 @pytest.fixture(autouse=True)
@@ -197,3 +198,14 @@ def test_symmetric_int8_from_quantize_passes_every_release(tmp_path):
     for row in DOCUMENTED_OPSETS:
         check_buildable(int8, row.first, manifest=read_manifest(int8))
     assert qdq_problems(onnx.load(str(int8)), Release(8, 6)) == []
+
+
+# -- the import note ---------------------------------------------------------------------------------
+def test_import_of_opset_above_17_says_what_tensorrt_8_6_will_do(tmp_path, caplog):
+    """Why: `rtdeploy import` took opsets above 17 without a note that TensorRT 8.6 (JetPack 6.0) documents up to 17."""
+    path = tmp_path / "foreign19.onnx"
+    onnx.save(foreign_multi_output(opset=19), str(path))
+    with caplog.at_level(logging.WARNING, logger="rtdeploy"):
+        api.import_model(path, preprocess="none")
+    notes = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("opset 19" in n and "TensorRT 8.6" in n and "up to 17" in n and "TensorRT 10.0 or later" in n for n in notes), notes

@@ -121,7 +121,17 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
         manifest = make_manifest(out)
         write_manifest(out, manifest)
     log.info("imported %s as %s (%s, batch %s)", src, out, meta.name, batch)
+    _tensorrt_note(details["opset"], out)
     return ImportResult(out, manifest, meta)
+
+
+def _tensorrt_note(opset: int, out: Path) -> None:
+    """Say so when the oldest TensorRT rtdeploy builds with does not document the model's opset."""
+    from rtdeploy.precision.trt_buildable import opset_note
+
+    note = opset_note(opset)
+    if note:
+        log.warning("%s: %s", out.name, note)
 
 
 def import_derivation(cfg: ImportConfig, source_sha256: str) -> dict:
