@@ -77,30 +77,36 @@ ODD_INPUT = 'image "rgb"'
 ODD_OUTPUTS = ("logits", "class id\\top1", "confident/été")
 
 
-def foreign_multi_output(*, extra_types: tuple[int, ...] = (), scalar: bool = False, opset: int = 17):
-    """An imported classifier with odd tensor names and more than logits: its top-1 label (int64,
-    shape (N,)) and whether it is confident (bool, (N,)); ``extra_types`` adds one (N, 10) output
-    cast to each ONNX type given, ``scalar`` an output of no dimensions (the largest logit of the batch)."""
-    nodes, inits, inp = _trunk(ODD_INPUT, None, 8, 10)
-    logits, label, confident = ODD_OUTPUTS
-    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
-    if opset >= 18:  # ReduceMax takes its axes as an input from opset 18
-        inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
-        top = helper.make_node("ReduceMax", ["logits", "axis1"], ["top"], name="top", keepdims=0)
-    else:
-        top = helper.make_node("ReduceMax", ["logits"], ["top"], name="top", axes=[1], keepdims=0)
-    nodes += [helper.make_node("ArgMax", ["logits"], [label], name="argmax", axis=1, keepdims=0), top,
-              helper.make_node("Greater", ["top", "zero"], [confident], name="confident")]
-    outputs = [helper.make_tensor_value_info(logits, TensorProto.FLOAT, ["N", 10]),
-               helper.make_tensor_value_info(label, TensorProto.INT64, ["N"]),
-               helper.make_tensor_value_info(confident, TensorProto.BOOL, ["N"])]
+def foreign_multi_output(*, odd_names: bool = True, label: bool = True, confident: bool = True,
+                         extra_types: tuple[int, ...] = (), scalar: bool = False, opset: int = 17):
+    """An imported classifier with more than logits: its top-1 ``label`` (int64, shape (N,)) and
+    whether it is ``confident`` (bool, (N,)); ``odd_names`` gives every tensor a name with quotes, a
+    backslash, spaces or non-ASCII (:data:`ODD_INPUT`, :data:`ODD_OUTPUTS`); ``extra_types`` adds one
+    (N, 10) output cast to each ONNX type given, ``scalar`` an output of no dimensions (the batch's largest logit)."""
+    input_name, (logits, label_name, confident_name) = (ODD_INPUT, ODD_OUTPUTS) if odd_names else ("input", ("logits", "label", "confident"))
+    nodes, inits, inp = _trunk(input_name, None, 8, 10)
+    outputs = [helper.make_tensor_value_info(logits, TensorProto.FLOAT, ["N", 10])]
+    if logits != "logits":
+        nodes.append(helper.make_node("Identity", ["logits"], [logits], name="logits_out"))
+    if label:
+        nodes.append(helper.make_node("ArgMax", ["logits"], [label_name], name="argmax", axis=1, keepdims=0))
+        outputs.append(helper.make_tensor_value_info(label_name, TensorProto.INT64, ["N"]))
+    if confident:
+        inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+        if opset >= 18:  # ReduceMax takes its axes as an input from opset 18
+            inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+            nodes.append(helper.make_node("ReduceMax", ["logits", "axis1"], ["top"], name="top", keepdims=0))
+        else:
+            nodes.append(helper.make_node("ReduceMax", ["logits"], ["top"], name="top", axes=[1], keepdims=0))
+        nodes.append(helper.make_node("Greater", ["top", "zero"], [confident_name], name="confident"))
+        outputs.append(helper.make_tensor_value_info(confident_name, TensorProto.BOOL, ["N"]))
     for t in extra_types:
-        name = f"as {TensorProto.DataType.Name(t).lower()}"
+        name = f"as_{TensorProto.DataType.Name(t).lower()}"
         nodes.append(helper.make_node("Cast", ["logits"], [name], name=f"cast_{t}", to=t))
         outputs.append(helper.make_tensor_value_info(name, t, ["N", 10]))
     if scalar:
-        nodes.append(helper.make_node("ReduceMax", ["logits"], ["batch max"], name="batch_max", keepdims=0))
-        outputs.append(helper.make_tensor_value_info("batch max", TensorProto.FLOAT, []))
+        nodes.append(helper.make_node("ReduceMax", ["logits"], ["batch_max"], name="batch_max", keepdims=0))
+        outputs.append(helper.make_tensor_value_info("batch_max", TensorProto.FLOAT, []))
     graph = helper.make_graph(nodes, "foreign", [inp], outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
