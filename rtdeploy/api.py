@@ -267,7 +267,9 @@ def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str
 
     With ``kind="cpu"``, an INT8 model placed for TensorRT is replaced by its onnxruntime-CPU form
     (``X.int8-cpu.onnx``, from ``quantize --int8 --target onnxruntime-cpu``) when one was made from
-    the same parent.
+    the same parent. The config keeps to Triton's rules (docs/triton.md): an engine of one batch
+    size is packaged with ``max_batch_size`` 0 and full dims, and one Triton cannot keep within its
+    profile is refused (:class:`rtdeploy.errors.PackageError`).
 
     Returns:
         The model folder ``triton/<name>``.
