@@ -210,7 +210,7 @@ def _opset_problem(name: str, opset: int, release: Release) -> str | None:
     if verdict.documented is not False:
         return None
     first = first_release_documenting(opset)
-    instead = f"build it with TensorRT {first} or later, or " if first else ""
+    instead = f"build it with TensorRT {first} or later (documented there), or " if first else ""
     return (f"{name} uses ONNX opset {opset}, but TensorRT {release} documents opsets up to {verdict.limit} "
             f"({verdict.source}); {instead}re-export it at opset {verdict.limit} or lower")
 
@@ -286,10 +286,5 @@ OLDEST_SUPPORTED = Release(8, 6)
 def opset_note(opset: int) -> str | None:
     """One line for a model of ``opset`` that the oldest supported TensorRT does not document
     (None when it does): what ``build-engine`` will refuse, and where it builds."""
-    verdict = opset_verdict(OLDEST_SUPPORTED, opset)
-    if verdict.documented is not False:
-        return None
-    first = first_release_documenting(opset)
-    where = f"; TensorRT {first} or later documents it" if first else "; no TensorRT release known here documents it"
-    return (f"ONNX opset {opset}: TensorRT {OLDEST_SUPPORTED} (JetPack 6.0) documents opsets up to {verdict.limit}, so "
-            f"`build-engine` refuses this model for it{where}")
+    problem = _opset_problem("the model", opset, OLDEST_SUPPORTED)
+    return None if problem is None else f"`build-engine` refuses it for TensorRT {OLDEST_SUPPORTED} (JetPack 6.0): {problem}"
