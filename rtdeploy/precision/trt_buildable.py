@@ -230,6 +230,8 @@ def check_buildable(path: str | Path, release: Release | None, *, manifest: dict
     from rtdeploy.artifacts import CPU_TARGET, derived_path, load_onnx_graph
 
     p = Path(path)
+    if not p.is_file():
+        return  # missing, a folder or a FIFO (which would block a reader): read_graph_facts names it
     quantization = (manifest or {}).get("quantization") or {}
     if (manifest or {}).get("kind") == "onnx-int8" and quantization.get("target") == CPU_TARGET:
         parent = (manifest.get("parent") or {}).get("path") or "MODEL.onnx"
@@ -254,7 +256,7 @@ def oldest_release_for(path: str | Path) -> Release | None:
     and Q/DQ scale types; None when the file cannot be read or no documented release builds it."""
     from rtdeploy.artifacts import load_onnx_graph
 
-    model = load_onnx_graph(path)
+    model = load_onnx_graph(path) if Path(path).is_file() else None
     if model is None:
         return None
     opset = opset_of(model)

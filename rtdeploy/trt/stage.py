@@ -94,7 +94,8 @@ def check_trt_builds(opts: BuildOptions, onnx: Path, trt_module=None) -> None:
 
     installed = trt_version(trt_module) if trt_module is not None else installed_version()
     release = release_to_judge(opts.trt_version, installed)
-    check_buildable(onnx, release, manifest=read_manifest(onnx, required=False))
+    if onnx.is_file():  # else read_graph_facts names what it is (a FIFO would block a reader)
+        check_buildable(onnx, release, manifest=read_manifest(onnx, required=False))
 
 
 def _which_trt(onnx: Path) -> str:
