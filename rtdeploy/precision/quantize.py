@@ -87,7 +87,9 @@ def check_config(cfg: QuantizeConfig) -> None:
         raise PrecisionError(f"give {opt('trt_cache')} (write) or {opt('from_trt_cache')} (read), not both")
     _check_weights(cfg)
     _check_target(cfg)
-    output_file(output_of(cfg), manifest=True, writes=writes_kind(cfg))
+    out = output_of(cfg)
+    # -o onto the model itself is refused by quantize() in clearer words ("would overwrite the input itself")
+    output_file(out, manifest=True, writes=None if out.resolve() == Path(cfg.model).resolve() else writes_kind(cfg))
 
 
 def _check_method_options(cfg: QuantizeConfig) -> None:

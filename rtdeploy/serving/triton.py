@@ -118,7 +118,7 @@ def build_config(
     mbs = plan.max_batch_size
     if preferred and not mbs:
         raise PackageError(f"--preferred-batch applies to a batching model, but {artifact.name} is packaged with max_batch_size 0 "
-                           f"({plan.why}); drop --preferred-batch")
+                           f"({plan.why or '--max-batch 0'}); drop --preferred-batch")
     if preferred and max(preferred) > mbs:
         raise PackageError(f"--preferred-batch {max(preferred)} exceeds max_batch_size {mbs}; give sizes up to {mbs}")
     preferred = preferred or tuple(b for b in (1, 4, 8, 16, 32) if b <= mbs and b > 1)[:3]
