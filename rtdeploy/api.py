@@ -134,7 +134,8 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                  timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
                  dla_core: int | None = None, gpu_fallback: bool = False, version_compatible: bool = False,
                  hardware_compatibility: str | None = None, implicit_calibration: bool = False,
-                 trt_version: str | None = None, output: str | os.PathLike | None = None, progress: bool = False):
+                 trt_version: str | None = None, output: str | os.PathLike | None = None, progress: bool = False,
+                 tf32: bool = False):
     """Build a TensorRT engine with its manifest (``rtdeploy build-engine``).
 
     Exports (``depth``, when no ``onnx`` is given) and quantizes (FP16 graph, or calibrated INT8
@@ -150,7 +151,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
         batch: ``"MIN:OPT:MAX"`` or ``N`` (static). None: the ONNX's fixed batch, else 1:8:32.
         max_batch: shorthand when ``batch`` is None: profile ``1:min(8, max_batch):max_batch``.
         workspace, timing_cache, builder_optimization_level, dla_core, gpu_fallback, version_compatible,
-        hardware_compatibility, implicit_calibration: as the CLI options of the same names.
+        hardware_compatibility, implicit_calibration, tf32: as the CLI options of the same names.
         trt_version: the TensorRT release that will build it (``"8.6"``, ``"10.3"``), judged when none
             is installed here: opsets and Q/DQ scale types it does not document are refused before any
             work. Where TensorRT is installed, it must name that release (or be None).
@@ -179,7 +180,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
                         implicit_calibration=implicit_calibration, trt_version=trt_version,
                         output=Path(output) if output is not None else None,
-                        progress=progress)
+                        progress=progress, tf32=tf32)
     return engine_from(opts)
 
 
