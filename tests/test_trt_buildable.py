@@ -43,4 +43,4 @@ def test_release_to_judge():
 
 def test_opset_note_only_above_what_8_6_documents():
     assert opset_note(17) is None
-    assert "TensorRT 10.0 or later" in opset_note(19) and "JetPack 6.0" in opset_note(19)
+    assert "TensorRT 10.0 or later" in opset_note(19) and "8.5 and 8.6 (JetPack 5.1, 6.0)" in opset_note(19)

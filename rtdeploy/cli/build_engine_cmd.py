@@ -66,8 +66,8 @@ def build_engine(model, onnx, precision_fp32, precision_fp16, precision_int8, ca
                               batch=batch, workspace=workspace, timing_cache=timing_cache,
                               builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                               version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                 builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, tf32, trt_version,
-                 output, progress, json_out):
+                              implicit_calibration=implicit_calibration, trt_version=trt_version, output=output, progress=progress,
+                              tf32=tf32)
     m = result.manifest
     counts = ", ".join(f"{n} {p.upper()}" for p, n in sorted(m["layers"]["by_precision"].items()))
     placement = f", DLA {m['dla']['dla']} / GPU {m['dla']['gpu']} layers" if m.get("dla") else ""

@@ -281,7 +281,7 @@ def release_to_judge(named: str | None, installed: str | None) -> Release | None
     return here or wanted
 
 
-# JetPack 6.0 ships TensorRT 8.6, the oldest release rtdeploy builds with.
+# TensorRT 8.5 (JetPack 5.1) and 8.6 (JetPack 6.0), the oldest releases rtdeploy builds with, document the same opsets.
 OLDEST_SUPPORTED = Release(8, 6)
 
 
@@ -289,4 +289,4 @@ def opset_note(opset: int) -> str | None:
     """One line for a model of ``opset`` that the oldest supported TensorRT does not document
     (None when it does): what ``build-engine`` will refuse, and where it builds."""
     problem = _opset_problem("the model", opset, OLDEST_SUPPORTED)
-    return None if problem is None else f"`build-engine` refuses it for TensorRT {OLDEST_SUPPORTED} (JetPack 6.0): {problem}"
+    return None if problem is None else f"`build-engine` refuses it for TensorRT 8.5 and 8.6 (JetPack 5.1, 6.0): {problem}"
