@@ -97,7 +97,8 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         trt_cache: also write a TensorRT calibration cache here.
         from_trt_cache: take the activation scales from this TensorRT calibration cache.
         trt_version: TensorRT version in the written cache's header (8601 = 8.6.1).
-        output: the model to write (default: ``X.int8.onnx`` / ``X.fp16.onnx`` beside ``X.onnx``).
+        output: the model to write (default: ``X.int8.onnx``, ``X.int8-cpu.onnx`` for ``target="onnxruntime-cpu"``,
+            or ``X.fp16.onnx``, beside ``X.onnx``); an artifact of another kind or target there is not replaced.
         stats_cache: reuse collected statistics from a cache: True for ``$RTDEPLOY_CACHE_DIR`` or
             ``~/.cache/rtdeploy``, a folder path, or False for no cache.
         progress: show a progress bar on stderr.
@@ -133,7 +134,8 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                  timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
                  dla_core: int | None = None, gpu_fallback: bool = False, version_compatible: bool = False,
                  hardware_compatibility: str | None = None, implicit_calibration: bool = False,
-                 output: str | os.PathLike | None = None, progress: bool = False, tf32: bool = False):
+                 trt_version: str | None = None, output: str | os.PathLike | None = None, progress: bool = False,
+                 tf32: bool = False):
     """Build a TensorRT engine with its manifest (``rtdeploy build-engine``).
 
     Exports (``depth``, when no ``onnx`` is given) and quantizes (FP16 graph, or calibrated INT8
@@ -150,6 +152,9 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
         max_batch: shorthand when ``batch`` is None: profile ``1:min(8, max_batch):max_batch``.
         workspace, timing_cache, builder_optimization_level, dla_core, gpu_fallback, version_compatible,
         hardware_compatibility, implicit_calibration, tf32: as the CLI options of the same names.
+        trt_version: the TensorRT release that will build it (``"8.6"``, ``"10.3"``), judged when none
+            is installed here: opsets and Q/DQ scale types it does not document are refused before any
+            work. Where TensorRT is installed, it must name that release (or be None).
         output: the engine path (default: beside the ONNX, ``<stem>.<precision>.engine``).
         progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
 
@@ -157,7 +162,9 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
         :class:`rtdeploy.trt.EngineBuildResult` (``path``, ``manifest``, ``onnx``, ``layers``).
 
     Raises:
-        EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`.
+        EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`; an
+            ONNX TensorRT does not build (the onnxruntime-CPU INT8 form, asymmetric or UINT8 Q/DQ, an
+            opset or scale type the release does not document) is an EngineError before any work.
         MissingDependency: TensorRT, cuda-python or a GPU is missing (the precision ONNX is written first).
     """
     from rtdeploy.derive import engine_from
@@ -171,7 +178,8 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                         timing_cache=Path(timing_cache) if timing_cache is not None else None,
                         builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                        implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None,
+                        implicit_calibration=implicit_calibration, trt_version=trt_version,
+                        output=Path(output) if output is not None else None,
                         progress=progress, tf32=tf32)
     return engine_from(opts)
 
@@ -260,7 +268,9 @@ def package(artifact: str | os.PathLike, *, triton: str | os.PathLike, name: str
 
     With ``kind="cpu"``, an INT8 model placed for TensorRT is replaced by its onnxruntime-CPU form
     (``X.int8-cpu.onnx``, from ``quantize --int8 --target onnxruntime-cpu``) when one was made from
-    the same parent.
+    the same parent. The config keeps to Triton's rules (docs/triton.md): an engine of one batch
+    size is packaged with ``max_batch_size`` 0 and full dims, and one Triton cannot keep within its
+    profile is refused (:class:`rtdeploy.errors.PackageError`).
 
     Returns:
         The model folder ``triton/<name>``.

@@ -24,6 +24,7 @@ import platform
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -452,11 +453,22 @@ def base_stem(path: str | os.PathLike) -> str:
     return head if head and tag in PRECISION_TAGS else stem
 
 
+# The INT8 form made for onnxruntime's CPU kernels (``quantize --int8 --target onnxruntime-cpu``).
+CPU_TARGET = "onnxruntime-cpu"
+
+
+def precision_tag(precision: str, target: str | None = None) -> str:
+    """The file-name tag of a precision model: ``fp16``, ``int8``, or ``int8-cpu`` for the INT8 form
+    placed for ``target`` onnxruntime-cpu, so that the two INT8 forms never share a name."""
+    return "int8-cpu" if precision == "int8" and target == CPU_TARGET else precision
+
+
 def derived_path(source: str | os.PathLike, precision: str, suffix: str = ".onnx") -> Path:
     """The one naming rule for derived files, beside ``source``.
 
     ``resnet50.onnx`` -> ``resnet50.int8.onnx``, ``resnet50.fp16.onnx``, ``resnet50.int8-cpu.onnx``
-    (the INT8 form for onnxruntime's CPU kernels); engines always carry their
+    (the INT8 form for onnxruntime's CPU kernels: ``precision`` is then :func:`precision_tag`'s
+    ``int8-cpu``); engines always carry their
     precision: ``resnet50.onnx`` -> ``resnet50.fp32.engine``, ``resnet50.int8.onnx`` -> ``resnet50.int8.engine``.
     The FP32 ONNX of ``resnet50.onnx`` is the file itself.
     """
@@ -567,6 +579,59 @@ def refuse_overwriting_inputs(output: str | os.PathLike, *inputs: str | os.PathL
         if out in manifests:
             raise OutputError(f"{option} {output} would overwrite the manifest of {chain[manifests.index(out)].name}; "
                               "write the result to another path")
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """What an artifact is, as far as replacing it goes: its manifest ``kind``, its ``precision``,
+    and for INT8 models the ``target`` the Q/DQ was placed for (TensorRT or onnxruntime's CPU kernels)."""
+
+    kind: str
+    precision: str | None = None
+    target: str | None = None
+
+    @classmethod
+    def of_manifest(cls, manifest: dict[str, Any]) -> "ArtifactKind":
+        """The kind a manifest describes (an INT8 model without a recorded target is TensorRT's)."""
+        kind = str(manifest.get("kind"))
+        target = None
+        if kind == "onnx-int8":
+            target = (manifest.get("quantization") or {}).get("target") or "tensorrt"
+        return cls(kind, manifest.get("precision"), target)
+
+    def describe(self) -> str:
+        """``an INT8 model placed for TensorRT``, ``the INT8 form for onnxruntime's CPU kernels`` ..."""
+        if self.kind == "onnx-int8":
+            return "the INT8 form for onnxruntime's CPU kernels" if self.target == CPU_TARGET else "an INT8 model placed for TensorRT"
+        if self.kind == "engine":
+            return f"an {self.precision.upper()} TensorRT engine" if self.precision else "a TensorRT engine"
+        if self.kind in ("onnx", "onnx-fp16"):
+            return f"an {(self.precision or 'fp32').upper()} ONNX model"
+        return f"a {self.kind} artifact"
+
+
+def refuse_replacing_another_kind(output: str | os.PathLike, writes: ArtifactKind, *, option: str = "-o") -> None:
+    """Refuse, before any work, an output path that holds an artifact of another kind, precision or
+    INT8 target than the one the command writes (per the manifest beside it): replacing a
+    TensorRT-placed INT8 model by the CPU form, an FP16 model by an export, an engine by one of
+    another precision loses the first with exit 0. A file without a readable manifest is not judged.
+
+    Raises:
+        OutputError: ``output`` holds an artifact of another kind.
+    """
+    p = Path(output)
+    if not p.is_file():
+        return
+    try:
+        manifest = read_manifest(p, required=False)
+    except ArtifactError:
+        return
+    if manifest is None:
+        return
+    have = ArtifactKind.of_manifest(manifest)
+    if have != writes:
+        raise OutputError(f"{option} {output} would replace {have.describe()} with {writes.describe()}; write it to another "
+                          f"path, or move {p.name} and its manifest away first")
 
 
 @contextlib.contextmanager

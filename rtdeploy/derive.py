@@ -21,7 +21,7 @@ from rtdeploy.artifacts import derived_path, read_manifest, reuse_verdict, sha25
 from rtdeploy.errors import RtDeployError
 from rtdeploy.export.onnx_export import ExportConfig, export_derivation, export_onnx, export_path
 from rtdeploy.precision.derivation import calibration_fingerprint, quantize_derivation
-from rtdeploy.precision.quantize import QuantizeConfig, quantize
+from rtdeploy.precision.quantize import QuantizeConfig, output_of, quantize
 from rtdeploy.trt.options import BuildOptions, build_derivation
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,14 @@ def exported(cfg: ExportConfig, *, force: bool = False) -> Derived:
 
 
 def quantized(cfg: QuantizeConfig, *, force: bool = False) -> Derived:
-    """The FP16/INT8 model ``cfg`` describes (at ``cfg.output``, default ``X.<precision>.onnx``):
+    """The FP16/INT8 model ``cfg`` describes (at ``cfg.output``, default ``X.<precision>.onnx``, or
+    ``X.int8-cpu.onnx`` for the onnxruntime-CPU form):
     reused when made from the parent's current bytes with the same options and calibration data.
 
     Raises:
         RtDeployError: as :func:`rtdeploy.precision.quantize.quantize`.
     """
-    out = Path(cfg.output) if cfg.output is not None else derived_path(cfg.model, "int8" if cfg.int8 else "fp16")
+    out = output_of(cfg)
     cfg = dataclasses.replace(cfg, output=out)
     ok, why = _reuse(out, None if force else _wanted(quantize_wanted, cfg), force)
     if ok:
@@ -173,11 +174,14 @@ def engine_from(opts: BuildOptions):
     """
     from rtdeploy.artifacts import check_output_path
     from rtdeploy.trt import build_engine
+    from rtdeploy.trt.stage import check_trt_builds
 
     opts.check()
     for path in (opts.output, opts.timing_cache):
         if path is not None:
             check_output_path(path)
+    if opts.onnx is not None:
+        check_trt_builds(opts, Path(opts.onnx))
     onnx, precision = source_onnx(opts)
     return build_engine(dataclasses.replace(opts, onnx=onnx, precision=precision))
 

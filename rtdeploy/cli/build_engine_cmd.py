@@ -27,18 +27,24 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_opt
 @click.option("--version-compatible", is_flag=True, help="Plan that later TensorRT runtimes can load.")
 @click.option("--hardware-compatibility", type=click.Choice(["ampere+", "same-cc"]), help="Plan for all Ampere+ GPUs, or any GPU of this compute capability.")
 @click.option("--tf32", is_flag=True, help="Let FP32 layers run TF32 tensor-core kernels (TensorRT's default; rtdeploy clears it so FP32 is FP32).")
+@click.option("--trt-version", metavar="X.Y", help="TensorRT release that will build it, judged where none is installed (e.g. 8.6): "
+              "opsets and Q/DQ scale types it does not document are refused.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Engine file [default: <onnx stem>.<precision>.engine beside the ONNX].")
 @progress_option()
 @json_option("the manifest")
 @handle_errors
 def build_engine(model, onnx, precision_fp32, precision_fp16, precision_int8, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
-                 builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, tf32, output, progress, json_out):
+                 builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, tf32, trt_version,
+                 output, progress, json_out):
     """Build a TensorRT engine (a plain plan file) and its JSON manifest.
 
     Exports and quantizes as needed (reusing artifacts whose manifests match), parses the ONNX,
     builds with the API of the installed TensorRT (8.6, 10.x or 11.x), then checks each layer's
     precision and fails if INT8/FP16 was asked but not built. Without TensorRT or a GPU it still
-    writes the precision ONNX and says how to build it elsewhere.
+    writes the precision ONNX and says how to build it elsewhere. An ONNX TensorRT does not build
+    is refused first: the onnxruntime-CPU INT8 form (X.int8-cpu.onnx), asymmetric or UINT8 Q/DQ,
+    and opsets or Q/DQ scale types the installed TensorRT (or, without one, --trt-version)
+    does not document (TensorRT 8.6: opsets up to 17, float32 scales).
 
     \b
     Examples:
@@ -60,7 +66,8 @@ def build_engine(model, onnx, precision_fp32, precision_fp16, precision_int8, ca
                               batch=batch, workspace=workspace, timing_cache=timing_cache,
                               builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                               version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                              implicit_calibration=implicit_calibration, output=output, progress=progress, tf32=tf32)
+                              implicit_calibration=implicit_calibration, trt_version=trt_version, output=output, progress=progress,
+                              tf32=tf32)
     m = result.manifest
     counts = ", ".join(f"{n} {p.upper()}" for p, n in sorted(m["layers"]["by_precision"].items()))
     placement = f", DLA {m['dla']['dla']} / GPU {m['dla']['gpu']} layers" if m.get("dla") else ""

@@ -33,7 +33,8 @@ def _batches(value: str | None) -> tuple[int, ...]:
 @click.option("--triton", "repo", required=True, type=click.Path(path_type=Path), help="Model repository folder to write into.")
 @click.option("--name", help="Triton model name [default: from the file name, e.g. resnet50_int8].")
 @click.option("--version", "model_version", type=int, default=1, show_default=True, help="Model version folder.")
-@click.option("--max-batch", type=int, help="max_batch_size [default: the engine profile's max, or 32 for a dynamic ONNX].")
+@click.option("--max-batch", type=int, help="max_batch_size [default: the engine profile's max, or 32 for a dynamic ONNX; "
+              "0 where Triton must not batch: a fixed batch, an engine of one batch size].")
 @click.option("--preferred-batch", help="Preferred batch sizes for dynamic batching, e.g. 4,8,16.")
 @click.option("--max-queue-delay-us", type=int, default=100, show_default=True, help="Dynamic batching queue delay.")
 @click.option("--instances", type=int, default=1, show_default=True, help="Model instances per device.")
@@ -44,8 +45,11 @@ def package(artifact, repo, name, model_version, max_batch, preferred_batch, max
     """Package ARTIFACT (an rtdeploy .onnx or .plan/.engine) for Triton Inference Server.
 
     Writes DIR/<name>/config.pbtxt and DIR/<name>/<version>/model.onnx (backend onnxruntime) or
-    model.plan (platform tensorrt_plan). An engine only runs on the TensorRT version and GPU
-    it was built for: use a Triton release that ships the same TensorRT.
+    model.plan (platform tensorrt_plan). Every request Triton accepts under the config is one the
+    model runs: an engine of one batch size N gets max_batch_size 0 and inputs of batch N, one whose
+    profile starts above 1 otherwise is refused; INT8 Q/DQ ONNX on GPUs goes through onnxruntime's
+    TensorRT accelerator. An engine only runs on the TensorRT version and GPU it was built for: use a
+    Triton release that ships the same TensorRT (docs/triton.md).
 
     \b
     Examples:

@@ -31,7 +31,8 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_
 @progress_option()
 @click.option("--weights", type=click.Choice(["nearest", "adaround"]), default="nearest", show_default=True,
               help="INT8 weight rounding: to nearest, or adaptive (each weight up or down to minimise its layer's output error).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx, X.int8-cpu.onnx for --target onnxruntime-cpu, or X.fp16.onnx, beside X.onnx]; "
+              "an artifact of another kind there is not replaced.")
 @json_option("the report")
 @handle_errors
 def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed, keep_fp, target_agreement, fp16_io,
@@ -42,8 +43,8 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     another --method reuses them); weights are int8 per output channel, activations per tensor;
     Q/DQ sits on the inputs of Conv/Gemm and on the shortcut input of residual Adds, as TensorRT
     fuses them. FP16: activations that would overflow FP16 on the calibration images keep their
-    ops in FP32. Writes MODEL.<precision>.onnx and its manifest (parent, data fingerprint, scales,
-    layers kept in floating point).
+    ops in FP32. Writes MODEL.int8.onnx (MODEL.int8-cpu.onnx for --target onnxruntime-cpu) or
+    MODEL.fp16.onnx and its manifest (parent, data fingerprint, scales, layers kept in floating point).
 
     \b
     Examples:

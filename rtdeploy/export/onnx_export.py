@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, config_fields, derivation, refuse_overwriting_inputs, sha256_file
+from rtdeploy.artifacts import ArtifactKind, atomic_path, config_fields, derivation, refuse_overwriting_inputs, sha256_file
 from rtdeploy.checks import check_bytes, check_memory, output_file
 from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
 from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
@@ -98,7 +98,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
         raise ExportError(f"--opset {cfg.opset} is not supported; accepted: {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.6 reads up to 17, the default)")
     batch = parse_batch(cfg.batch)
     meta = _spec(cfg).meta(num_classes=cfg.num_classes, in_channels=cfg.in_channels, variant=cfg.variant, image_size=cfg.image_size)
-    out = output_file(export_path(cfg), manifest=True)
+    out = output_file(export_path(cfg), manifest=True, writes=ArtifactKind("onnx", "fp32"))
     refuse_overwriting_inputs(out, cfg.weights)
     size = _trace_size(meta)
     traced = 1 if batch == "dynamic" else batch

@@ -20,8 +20,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import (atomic_path, base_stem, check_output_path, derivation, load_onnx_graph, new_manifest,
-                                not_a_file, refuse_overwriting_inputs, sha256_file)
+from rtdeploy.artifacts import (ArtifactKind, atomic_path, base_stem, check_output_path, derivation, load_onnx_graph,
+                                new_manifest, not_a_file, refuse_overwriting_inputs, refuse_replacing_another_kind,
+                                sha256_file)
 from rtdeploy.checks import model_name
 from rtdeploy.artifacts import write_manifest
 from rtdeploy.errors import ExportError, OutputError, first_line
@@ -96,6 +97,7 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
     check_output_path(out)
     if out.resolve() != src.resolve():
         refuse_overwriting_inputs(out, src)
+        refuse_replacing_another_kind(out, ArtifactKind("onnx", "fp32"))
     meta = _meta(cfg, out, inp, out_name, channels, size, classes)
     details = {"source": str(src.resolve()), "source_sha256": sha256_file(src), "opset": _opset(model),
                "opset_upgraded_from": upgraded_from, "batch": batch, "inlined_external_data": external}
@@ -119,7 +121,17 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
         manifest = make_manifest(out)
         write_manifest(out, manifest)
     log.info("imported %s as %s (%s, batch %s)", src, out, meta.name, batch)
+    _tensorrt_note(details["opset"], out)
     return ImportResult(out, manifest, meta)
+
+
+def _tensorrt_note(opset: int, out: Path) -> None:
+    """Say so when the oldest TensorRT rtdeploy builds with does not document the model's opset."""
+    from rtdeploy.precision.trt_buildable import opset_note
+
+    note = opset_note(opset)
+    if note:
+        log.warning("%s: %s", out.name, note)
 
 
 def import_derivation(cfg: ImportConfig, source_sha256: str) -> dict:

@@ -87,7 +87,9 @@ def check_config(cfg: QuantizeConfig) -> None:
         raise PrecisionError(f"give {opt('trt_cache')} (write) or {opt('from_trt_cache')} (read), not both")
     _check_weights(cfg)
     _check_target(cfg)
-    output_file(cfg.output or default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16"), manifest=True)
+    out = output_of(cfg)
+    # -o onto the model itself is refused by quantize() in clearer words ("would overwrite the input itself")
+    output_file(out, manifest=True, writes=None if out.resolve() == Path(cfg.model).resolve() else writes_kind(cfg))
 
 
 def _check_method_options(cfg: QuantizeConfig) -> None:
@@ -132,11 +134,25 @@ def _check_target(cfg: QuantizeConfig) -> None:
             raise PrecisionError(f"{', '.join(given)} apply to {opt('target')} tensorrt only; drop them or use {opt('target')} tensorrt")
 
 
-def default_output(model: Path, precision: str) -> Path:
-    """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` beside it."""
-    from rtdeploy.artifacts import derived_path
+def default_output(model: Path, precision: str, target: str = TARGETS[0]) -> Path:
+    """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` beside it; ``X.int8-cpu.onnx`` for ``target`` onnxruntime-cpu."""
+    from rtdeploy.artifacts import derived_path, precision_tag
 
-    return derived_path(model, precision)
+    return derived_path(model, precision_tag(precision, target))
+
+
+def output_of(cfg: QuantizeConfig) -> Path:
+    """The model ``cfg`` writes: ``cfg.output``, else :func:`default_output`."""
+    return Path(cfg.output) if cfg.output is not None else default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16", cfg.target)
+
+
+def writes_kind(cfg: QuantizeConfig):
+    """The :class:`rtdeploy.artifacts.ArtifactKind` of the model ``cfg`` writes."""
+    from rtdeploy.artifacts import ArtifactKind
+
+    if cfg.fp16:
+        return ArtifactKind("onnx-fp16", "fp16")
+    return ArtifactKind("onnx-int8", "int8", cfg.target)
 
 
 def quantize(cfg: QuantizeConfig) -> QuantizeResult:
@@ -152,8 +168,7 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     from rtdeploy.precision.graph import load_fp32_parent, name_nodes
 
     check_config(cfg)
-    precision = "int8" if cfg.int8 else "fp16"
-    out = check_output_path(cfg.output or default_output(Path(cfg.model), precision))
+    out = check_output_path(output_of(cfg))
     if cfg.trt_cache:
         check_output_path(cfg.trt_cache)
     parent = load_fp32_parent(cfg.model)  # refuses an already quantized model first, with the clearer message

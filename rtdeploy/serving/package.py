@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, derived_path, read_manifest
+from rtdeploy.artifacts import CPU_TARGET, ENGINE_SUFFIXES, derived_path, precision_tag, read_manifest
 from rtdeploy.errors import PackageError, RtDeployError, opt
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,13 @@ def cpu_form_of(artifact: Path) -> Path | None:
         parent = manifest.get("parent") or {}
         if manifest.get("kind") != "onnx-int8" or q.get("target", "tensorrt") != "tensorrt" or not parent.get("path"):
             return None
-        sibling = derived_path(Path(parent["path"]), "int8-cpu")
+        sibling = derived_path(Path(parent["path"]), precision_tag("int8", CPU_TARGET))
         other = read_manifest(sibling, required=False) if sibling.is_file() else None
     except (RtDeployError, OSError):
         return None
     if not other or (other.get("parent") or {}).get("sha256") != parent.get("sha256"):
         return None
-    return sibling if (other.get("quantization") or {}).get("target") == "onnxruntime-cpu" else None
+    return sibling if (other.get("quantization") or {}).get("target") == CPU_TARGET else None
 
 
 def package(cfg: PackageConfig) -> Path:

@@ -112,6 +112,8 @@ class BuildOptions:
         implicit_calibration: INT8 by TensorRT's entropy calibrator on the FP32 graph (8.6 / 10.x only).
         tf32: leave ``BuilderFlag.TF32`` on (TensorRT's default), so FP32 layers may run TF32 tensor-core
             kernels; by default it is cleared, as Polygraphy does, and FP32 layers run FP32.
+        trt_version: the TensorRT release that will build the ONNX, judged where none is installed
+            (``8.6``, ``10.3``): opsets and Q/DQ scale types it does not document are refused.
         output: the engine file (manifest beside it).
         progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
     """
@@ -132,6 +134,7 @@ class BuildOptions:
     hardware_compatibility: str | None = None
     implicit_calibration: bool = False
     tf32: bool = False
+    trt_version: str | None = None
     output: Path | None = None
     progress: bool = False
 
@@ -159,6 +162,10 @@ class BuildOptions:
                                  "or drop it to use the Q/DQ model rtdeploy calibrates (the default)")
         if self.implicit_calibration and not self.calibrate:
             raise PrecisionError("--implicit-calibration and --no-calibrate contradict each other; keep one")
+        if self.trt_version is not None:
+            from rtdeploy.precision.trt_buildable import Release
+
+            Release.parse(self.trt_version)
         if self.output is not None:
             from rtdeploy.checks import output_file
 
@@ -199,7 +206,7 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
 
 
 # Options that do not change the plan's bytes, or whose content is recorded as an input instead.
-OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate", "progress"})
+OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate", "progress", "trt_version"})
 
 
 def engine_target(tensorrt_version: str, compute_capability: str, platform: str, hardware_compatibility: str | None = None) -> str:
