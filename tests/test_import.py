@@ -17,56 +17,7 @@ from click.testing import CliRunner
 
 from rtdeploy.artifacts import manifest_path, sha256_file
 from rtdeploy.cli.main import _register, cli
-
-
-def classifier(opset: int = 13, *, batch: int | str = "N", classes: int = 10, channels: int = 3, size: int = 8,
-               in_type=None, extra_input: bool = False, rank: int = 4, extra_node=None):
-    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm: a tiny image classifier."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    shape = [batch, channels, size, size][:rank] if rank <= 4 else [batch, channels, size, size, 1]
-    inputs = [helper.make_tensor_value_info("pixels", in_type or TensorProto.FLOAT, shape)]
-    nodes = []
-    first = "pixels"
-    if in_type is not None:
-        nodes.append(helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT))
-        first = "as_float"
-    if extra_input:
-        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [batch, channels, size, size]))
-        nodes.append(helper.make_node("Mul", ["pixels", "mask"], ["masked"]))
-        first = "masked"
-    inits = [numpy_helper.from_array(rng.normal(size=(8, channels, 3, 3)).astype(np.float32), "w1"),
-             numpy_helper.from_array(rng.normal(size=(8,)).astype(np.float32), "b1"),
-             numpy_helper.from_array(rng.normal(size=(classes, 8)).astype(np.float32), "w2"),
-             numpy_helper.from_array(rng.normal(size=(classes,)).astype(np.float32), "b2")]
-    if rank == 4:
-        nodes += [helper.make_node("Conv", [first, "w1", "b1"], ["c"], pads=[1, 1, 1, 1])]
-        last = "c"
-        if extra_node is not None:
-            nodes.append(extra_node)
-            last = extra_node.output[0]
-        nodes += [helper.make_node("Relu", [last], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-                  helper.make_node("Flatten", ["g"], ["f"])]
-        head_in = "f"
-    else:
-        inits[2] = numpy_helper.from_array(rng.normal(size=(classes, size)).astype(np.float32), "w2")
-        head_in = first
-    nodes.append(helper.make_node("Gemm", [head_in, "w2", "b2"], ["probs"], transB=1))
-    out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, classes])
-    graph = helper.make_graph(nodes, "foreign", inputs, [out], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 7
-    onnx.checker.check_model(model)
-    return model
-
-
-def save(model, path: Path) -> Path:
-    import onnx
-
-    onnx.save_model(model, str(path))
-    return path
+from tiny_graphs import classifier, save
 
 
 @pytest.fixture(scope="module")
