@@ -502,7 +502,48 @@ CLOSING = [
          "--keep-fp applies to INT8 only"),
 ]
 
-ALL_CASES = CASES + GROWN + CLOSING
+def _imported(make_model: str, *, calib: tuple | None = None) -> Callable[[Path], None]:
+    """m.onnx built by ``tiny_graphs.<make_model>()``, adopted with ``rtdeploy import`` (and a
+    calibration tensor file c.npy of random pixels of shape ``calib``)."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+        from rtdeploy import api
+
+        tiny_graphs.save(getattr(tiny_graphs, make_model)(), d / "m.onnx")
+        api.import_model(d / "m.onnx", preprocess="none")
+        if calib is not None:
+            import numpy as np
+
+            np.save(d / "c.npy", np.random.default_rng(0).random(calib, dtype=np.float32))
+    return setup
+
+
+def _huge_input(d: Path) -> None:
+    """A classifier declaring a 1x3x100000x100000 input (120 GB): bench used to allocate it ("Unable to allocate")."""
+    import tiny_graphs
+    from rtdeploy import api
+
+    tiny_graphs.save(tiny_graphs.classifier(batch=1, size=100_000), d / "m.onnx")
+    api.import_model(d / "m.onnx", preprocess="none")
+
+
+# Issue 22: library errors and declared sizes end in one line at the stage.
+ISSUE22 = [
+    Case("quantize-int8-custom-domain-op", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "c.npy"), "--no-stats-cache"],
+         "quantize stopped in onnxruntime", setup=_imported("custom_domain_classifier", calib=(4, 3, 8, 8))),
+    Case("quantize-fp16-custom-domain-op", lambda d: ["quantize", M(d), "--fp16", "--calib-dir", str(d / "c.npy")],
+         "quantize stopped in onnxruntime", setup=_imported("custom_domain_classifier", calib=(4, 3, 8, 8))),
+    Case("validate-declared-activation-too-large", lambda d: ["validate", M(d), "--batch", "2"], "by the shapes its graph declares",
+         setup=_imported("wide_activation_model")),
+    Case("quantize-declared-activation-too-large", lambda d: ["quantize", M(d), "--fp16"], "by the shapes its graph declares",
+         setup=_imported("wide_activation_model")),
+    Case("bench-declared-activation-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "by the shapes its graph declares", setup=_imported("wide_activation_model")),
+    Case("bench-declared-input-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "by the shapes its graph declares", setup=_huge_input),
+]
+
+ALL_CASES = CASES + GROWN + CLOSING + ISSUE22
 
 
 def _snapshot(d: Path) -> dict[str, str]:

@@ -93,3 +93,34 @@ def classifier(opset: int = 13, *, batch: int | str = "N", classes: int = 10, ch
 def save(model, path: Path) -> Path:
     onnx.save_model(model, str(path))
     return path
+
+
+def wide_activation_model(*, size: int = 1024, copies: int = 300_000, batch: int | str = "N"):
+    """A tiny graph whose declared middle tensor is huge: the input tiled ``copies`` times along the
+    channels (``1024x1024``, 300,000 copies: 1.2 TB per sample), averaged back to one channel, pooled,
+    and a Gemm to 10 classes. Its weights are a few bytes, so only the shapes tell the size."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array([1, copies, 1, 1], np.int64), "repeats"),
+             numpy_helper.from_array(rng.normal(size=(10, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(10, np.float32), "b")]
+    nodes = [helper.make_node("Tile", ["pixels", "repeats"], ["tiled"]),
+             helper.make_node("ReduceMean", ["tiled"], ["mean"], axes=[1], keepdims=1),
+             helper.make_node("GlobalAveragePool", ["mean"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "w", "b"], ["probs"], transB=1)]
+    graph = helper.make_graph(nodes, "wide", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 1, size, size])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    onnx.checker.check_model(model)
+    return model
+
+
+def custom_domain_classifier():
+    """:func:`classifier` with its Relu replaced by ``com.example.MyRelu``: valid ONNX (a custom
+    domain is declared), which onnxruntime cannot run without that domain's operator library."""
+    model = classifier()
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type, relu.domain = "MyRelu", "com.example"
+    onnx.checker.check_model(model)
+    return model

@@ -25,6 +25,7 @@ from rtdeploy.artifacts import (atomic_path, base_stem, check_output_path, deriv
 from rtdeploy.checks import model_name
 from rtdeploy.artifacts import write_manifest
 from rtdeploy.errors import ExportError, OutputError, first_line
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.models.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from rtdeploy.models.specs import IMPORTED_FAMILY
 
@@ -74,6 +75,7 @@ class ImportResult:
     meta: ModelMeta
 
 
+@stage_boundary("import", ExportError)
 def import_onnx(cfg: ImportConfig) -> ImportResult:
     """Check ``cfg.model``, then write its manifest (and a rewritten copy when needed).
 
