@@ -437,7 +437,7 @@ GROWN = [
     Case("import-name-parent-dir", lambda d: ["import", M(d), "--preprocess", "cifar", "--name", "../x", "-o", str(d / "i.onnx")], "--name '../x'",
          setup=_exported()),
     Case("import-output-is-input-manifest", lambda d: ["import", M(d), "--preprocess", "cifar", "-o", str(d / "m.onnx.json")],
-         "would overwrite the manifest of m.onnx", setup=_exported()),
+         "would overwrite the manifest of m.onnx", setup=_both(_exported(), _unlink("m.onnx.json"))),  # a foreign file: an export is not imported
     Case("run-images-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--images", str(d / "none")], "--images"),
     Case("run-calib-dir-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--calib-dir", str(d / "none")], "--calib-dir"),
     Case("run-weights-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--weights", str(d / "none.pth")], "--weights"),
@@ -527,8 +527,20 @@ def _huge_input(d: Path) -> None:
     api.import_model(d / "m.onnx", preprocess="none")
 
 
-# Issue 22: library errors and declared sizes end in one line at the stage.
+def _fp16_child(d: Path) -> None:
+    from rtdeploy import api
+
+    api.quantize(d / "m.onnx", fp16=True, output=d / "m.fp16.onnx")
+
+
+# Issue 22: import adopts only foreign files; library errors and declared sizes end in one line at the stage.
 ISSUE22 = [
+    Case("import-rtdeploy-export", lambda d: ["import", M(d), "--preprocess", "cifar"], "m.onnx is rtdeploy's own FP32 export of resnet20",
+         setup=_exported()),
+    Case("import-rtdeploy-fp16-child", lambda d: ["import", str(d / "m.fp16.onnx"), "--preprocess", "cifar"],
+         "m.fp16.onnx is rtdeploy's own FP16 model", setup=_both(_exported(), _fp16_child)),
+    Case("import-rtdeploy-fp16-child-without-manifest", lambda d: ["import", str(d / "m.fp16.onnx"), "--preprocess", "cifar"],
+         "holds float16 weights, so it is an FP16 model", setup=_both(_exported(), _fp16_child, _unlink("m.fp16.onnx.json"))),
     Case("quantize-int8-custom-domain-op", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "c.npy"), "--no-stats-cache"],
          "quantize stopped in onnxruntime", setup=_imported("custom_domain_classifier", calib=(4, 3, 8, 8))),
     Case("quantize-fp16-custom-domain-op", lambda d: ["quantize", M(d), "--fp16", "--calib-dir", str(d / "c.npy")],
