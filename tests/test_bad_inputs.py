@@ -533,7 +533,15 @@ def _fp16_child(d: Path) -> None:
     api.quantize(d / "m.onnx", fp16=True, output=d / "m.fp16.onnx")
 
 
-# Issue 22: import adopts only foreign files; library errors and declared sizes end in one line at the stage.
+def _linked_folder_twice(d: Path) -> None:
+    """calib/a holds an image; calib/b is a link to calib/a (its images would be read twice)."""
+    (d / "calib").mkdir()
+    _images("calib/a", good=2)(d)
+    os.symlink(d / "calib" / "a", d / "calib" / "b")
+
+
+# Issue 22: import adopts only foreign files; library errors and declared sizes end in one line at the stage;
+# a calibration folder reached twice through a link is refused.
 ISSUE22 = [
     Case("import-rtdeploy-export", lambda d: ["import", M(d), "--preprocess", "cifar"], "m.onnx is rtdeploy's own FP32 export of resnet20",
          setup=_exported()),
@@ -553,6 +561,8 @@ ISSUE22 = [
          "by the shapes its graph declares", setup=_imported("wide_activation_model")),
     Case("bench-declared-input-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
          "by the shapes its graph declares", setup=_huge_input),
+    Case("quantize-calib-folder-linked-twice", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "calib"), "--no-stats-cache"],
+         "through a link, so", setup=_both(_exported(), _linked_folder_twice)),
 ]
 
 ALL_CASES = CASES + GROWN + CLOSING + ISSUE22
