@@ -518,6 +518,15 @@ def _imported(make_model: str, *, calib: tuple | None = None) -> Callable[[Path]
     return setup
 
 
+def _saved(make_model: str, name: str) -> Callable[[Path], None]:
+    """``tiny_graphs.<make_model>()`` saved as ``name`` (no manifest)."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+
+        tiny_graphs.save(getattr(tiny_graphs, make_model)(), d / name)
+    return setup
+
+
 def _huge_input(d: Path) -> None:
     """A classifier declaring a 1x3x100000x100000 input (120 GB): bench used to allocate it ("Unable to allocate")."""
     import tiny_graphs
@@ -561,6 +570,8 @@ ISSUE22 = [
          "by the shapes its graph declares", setup=_imported("wide_activation_model")),
     Case("bench-declared-input-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
          "by the shapes its graph declares", setup=_huge_input),
+    Case("validate-reference-declares-too-much", lambda d: ["validate", M(d), "--reference", str(d / "w.onnx")],
+         "against w.onnx needs at least", setup=_both(_imported("classifier"), _saved("wide_activation_model", "w.onnx"))),
     Case("quantize-calib-folder-linked-twice", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "calib"), "--no-stats-cache"],
          "through a link, so", setup=_both(_exported(), _linked_folder_twice)),
 ]

@@ -81,6 +81,9 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
         sources.append(("images", open_source(cfg.images, target.meta, limit=cfg.samples, seed=cfg.seed)))
         check_labels(sources[-1][1], target.meta.num_classes)
     reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
+    other = getattr(reference, "path", None)  # an ONNX reference other than the model (its parent, --reference PATH)
+    if other is not None and Path(other).resolve() != target.path.resolve():
+        check_model_memory(other, cfg.batch, what=f"validate --batch {cfg.batch} against {Path(other).name}", error=DataError)
     report = ValidationReport(str(target.path), target.precision, candidate.name, _label(reference), tol)
     with reference, candidate:
         for name, source in sources:
