@@ -34,7 +34,12 @@ def _listing(d: Path) -> dict[str, str]:
 def _held(args: list[str], point: str, cwd: Path) -> subprocess.Popen:
     """Start the command and return once it waits at ``point``."""
     env = {**os.environ, "RTDEPLOY_TEST_HOLD": point}
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    return _at_hold(subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd), point)
+
+
+def _at_hold(proc: subprocess.Popen, point: str) -> subprocess.Popen:
+    """``proc`` once it has said it waits at ``point``; what it wrote to stderr before is kept in
+    ``proc.stderr_before_hold``."""
     seen = []
     while True:
         line = proc.stderr.readline()
@@ -43,6 +48,7 @@ def _held(args: list[str], point: str, cwd: Path) -> subprocess.Popen:
             pytest.fail(f"the command ended before reaching {point!r}: rc {proc.returncode}, stderr {''.join(seen) + err!r}")
         if line.startswith(HOLD):
             assert line.strip() == HOLD + point
+            proc.stderr_before_hold = "".join(seen)
             return proc
         seen.append(line)
 
@@ -166,16 +172,7 @@ def _launched(where: str, point: str, args: list[str], cwd: Path, *, hold_write:
     env = {**os.environ, **({"RTDEPLOY_TEST_HOLD": "write"} if hold_write else {})}
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, _console_entry(), where, point, *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
-    seen = []
-    while True:
-        line = proc.stderr.readline()
-        if not line:
-            out, err = proc.communicate(timeout=60)
-            pytest.fail(f"the command ended before reaching {point!r}: rc {proc.returncode}, stderr {''.join(seen) + err!r}")
-        if line.strip() == HOLD + point:
-            proc.stderr_before_hold = "".join(seen)
-            return proc
-        seen.append(line)
+    return _at_hold(proc, point)
 
 
 def _signalled(proc: subprocess.Popen, sig: int) -> tuple[str, str]:
