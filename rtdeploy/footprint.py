@@ -52,10 +52,18 @@ class Footprint:
         return copies * (self.weights + (self.fixed_batch or batch) * per_sample)
 
 
-def footprint(model) -> Footprint:
-    """The :class:`Footprint` of an ``onnx.ModelProto`` (its shapes inferred where onnx can)."""
+def footprint(model, sample_shape: tuple[int, ...] | None = None) -> Footprint:
+    """The :class:`Footprint` of an ``onnx.ModelProto`` (its shapes inferred where onnx can).
+
+    Args:
+        sample_shape: the input shape of one sample (C, H, W) the stages feed, from the manifest:
+            it stands in for dims the graph names instead of fixing (an import with ``--size``),
+            which would otherwise count as empty all the way through the graph.
+    """
     import onnx
 
+    if sample_shape is not None:
+        model = _with_sample_shape(model, sample_shape)
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - inference is best effort here; the declared shapes still count
@@ -76,20 +84,21 @@ def footprint(model) -> Footprint:
                      per_sample=per_sample, peak_per_sample=max(steps, default=0), fixed_batch=_fixed_batch(real_inputs))
 
 
-def read_footprint(path: str | os.PathLike) -> Footprint:
+def read_footprint(path: str | os.PathLike, sample_shape: tuple[int, ...] | None = None) -> Footprint:
     """The :class:`Footprint` of the ONNX file at ``path`` (its external data is not read)."""
     import onnx
 
-    return footprint(onnx.load(str(path), load_external_data=False))
+    return footprint(onnx.load(str(path), load_external_data=False), sample_shape)
 
 
-def check_model_memory(model, batch: int, *, what: str, error: type[RtDeployError], copies: int = 1,
-                       holding: Iterable[str] = (), available: int | None = None) -> int:
+def check_model_memory(model, batch: int, *, what: str, error: type[RtDeployError], sample_shape: tuple[int, ...] | None = None,
+                       copies: int = 1, holding: Iterable[str] = (), available: int | None = None) -> int:
     """Refuse to run ``model`` (a ModelProto, a path or a :class:`Footprint`) at ``batch`` when its
     declared shapes need more memory than is available, before anything is allocated.
 
     Args:
         what: what would run, for the message (``"validate --batch 8 of m.onnx"``).
+        sample_shape: see :func:`footprint` (with a :class:`Footprint`, the one it was made with, for the message).
         copies: sessions of the model held at once (bench streams).
         holding: tensors held together besides (a calibration session's observed activations).
         available: bytes to compare with (default: :func:`rtdeploy.checks.available_memory`).
@@ -100,15 +109,42 @@ def check_model_memory(model, batch: int, *, what: str, error: type[RtDeployErro
     Raises:
         error: the estimate exceeds the available memory.
     """
-    fp = model if isinstance(model, Footprint) else read_footprint(model) if isinstance(model, (str, Path)) else footprint(model)
+    fp = (model if isinstance(model, Footprint) else read_footprint(model, sample_shape) if isinstance(model, (str, Path))
+          else footprint(model, sample_shape))
     need = fp.need(batch, copies=copies, holding=holding)
     runs = fp.fixed_batch or batch
     per_sample = max(fp.peak_per_sample, fp.held_per_sample(holding))
-    purpose = f"{runs} sample(s) of {_size(per_sample)} each and {_size(fp.weights)} of weights, by the shapes its graph declares"
+    inputs = f" for {'x'.join(map(str, sample_shape))} inputs" if sample_shape is not None else ""
+    purpose = f"{runs} sample(s) of {_size(per_sample)} each and {_size(fp.weights)} of weights, by the shapes its graph declares{inputs}"
     smaller = ("re-export the model with a smaller (or dynamic) batch, " if fp.fixed_batch and fp.fixed_batch > 1
                else "give a smaller batch, " if runs > 1 else "")
     return check_bytes(need, what=what, purpose=purpose, error=error, available=available,
                        advice=f"{smaller}run it where more memory is, or fix the model if those shapes are wrong")
+
+
+def manifest_sample_shape(manifest: dict | None) -> tuple[int, int, int] | None:
+    """(C, H, W) of one sample as an artifact's manifest says the stages feed it (None when it does not say)."""
+    model = (manifest or {}).get("model") or {}
+    channels, size = model.get("in_channels"), model.get("image_size")
+    return (channels, size, size) if isinstance(channels, int) and isinstance(size, int) else None
+
+
+def _with_sample_shape(model, sample_shape: tuple[int, ...]):
+    """A copy of ``model`` whose single input has ``sample_shape`` where it names a dim instead of fixing it."""
+    import onnx
+
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    dims = list(inputs[0].type.tensor_type.shape.dim)[1:] if len(inputs) == 1 else []
+    if len(dims) != len(sample_shape) or all(d.HasField("dim_value") for d in dims):
+        return model
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(model)
+    target = next(i for i in pinned.graph.input if i.name == inputs[0].name)
+    for d, size in zip(list(target.type.tensor_type.shape.dim)[1:], sample_shape):
+        if not d.HasField("dim_value"):
+            d.dim_value = int(size)
+    return pinned
 
 
 def _bytes_per_sample(tensor_type) -> int | None:

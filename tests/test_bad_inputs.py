@@ -536,6 +536,17 @@ def _huge_input(d: Path) -> None:
     api.import_model(d / "m.onnx", preprocess="none")
 
 
+def _named_size_imported_at(size: int) -> Callable[[Path], None]:
+    """A classifier whose H and W are named ('H'), imported with ``--size size``."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+        from rtdeploy import api
+
+        tiny_graphs.save(tiny_graphs.classifier(size="H"), d / "m.onnx")
+        api.import_model(d / "m.onnx", preprocess="none", size=size)
+    return setup
+
+
 def _fp16_child(d: Path) -> None:
     from rtdeploy import api
 
@@ -570,6 +581,10 @@ ISSUE22 = [
          "by the shapes its graph declares", setup=_imported("wide_activation_model")),
     Case("bench-declared-input-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
          "by the shapes its graph declares", setup=_huge_input),
+    Case("quantize-named-size-imported-too-large", lambda d: ["quantize", M(d), "--int8", "--no-stats-cache"],
+         "for 3x100000x100000 inputs", setup=_named_size_imported_at(100_000)),
+    Case("bench-named-size-imported-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "for 3x100000x100000 inputs", setup=_named_size_imported_at(100_000)),
     Case("validate-reference-declares-too-much", lambda d: ["validate", M(d), "--reference", str(d / "w.onnx")],
          "against w.onnx needs at least", setup=_both(_imported("classifier"), _saved("wide_activation_model", "w.onnx"))),
     Case("quantize-calib-folder-linked-twice", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "calib"), "--no-stats-cache"],

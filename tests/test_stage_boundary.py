@@ -40,6 +40,13 @@ def test_unknown_shapes_count_as_nothing_so_the_estimate_stays_a_lower_bound():
     assert "pixels" not in fp.per_sample and fp.peak_per_sample < 2048
 
 
+def test_the_input_size_the_stages_feed_stands_in_for_named_dims():
+    # An import with --size 8 of a model whose H and W are named: the manifest's size completes them,
+    # else every activation after the input counted as empty (and calibration picked its largest batch).
+    assert footprint(classifier(size="H"), sample_shape=(3, 8, 8)) == footprint(classifier())
+    assert footprint(classifier(size=8), sample_shape=(3, 99, 99)) == footprint(classifier())  # fixed dims stand
+
+
 def test_declared_shapes_beyond_memory_are_refused_before_anything_runs():
     fp = footprint(wide_activation_model())
     assert fp.peak_per_sample == 300_000 * 1024 * 1024 * 4  # the Tile output

@@ -243,13 +243,19 @@ def _check_parallelism(threads, streams) -> None:
 def _check_model_memory(path: Path, batch: int, streams: int) -> None:
     """An ONNX ``--model`` at the largest batch on every stream, by the shapes its graph declares
     (anything that is not ONNX is left to the stages that read it)."""
-    from rtdeploy.artifacts import load_onnx_graph
-    from rtdeploy.footprint import check_model_memory, footprint
+    from rtdeploy.artifacts import load_onnx_graph, read_manifest
+    from rtdeploy.errors import ArtifactError
+    from rtdeploy.footprint import check_model_memory, manifest_sample_shape
 
     graph = load_onnx_graph(path) if path.suffix.lower() == ".onnx" else None
-    if graph is not None:
-        check_model_memory(footprint(graph), batch, copies=streams, error=BenchmarkError,
-                           what=f"bench --model {path.name} --batch {batch}" + (f" on {streams} streams" if streams > 1 else ""))
+    if graph is None:
+        return
+    try:
+        sample = manifest_sample_shape(read_manifest(path, required=False))
+    except ArtifactError:  # the stage that reads the manifest says what is wrong with it
+        sample = None
+    check_model_memory(graph, batch, sample_shape=sample, copies=streams, error=BenchmarkError,
+                       what=f"bench --model {path.name} --batch {batch}" + (f" on {streams} streams" if streams > 1 else ""))
 
 
 def _check_trt_exports(cfg: BenchConfig) -> None:

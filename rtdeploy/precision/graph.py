@@ -32,6 +32,13 @@ class Parent:
     manifest: dict
     sha256: str
 
+    @property
+    def sample_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of one input sample, as the manifest says the stages feed it (None when it does not say)."""
+        from rtdeploy.footprint import manifest_sample_shape
+
+        return manifest_sample_shape(self.manifest)
+
 
 def load_fp32_parent(path: str | os.PathLike) -> Parent:
     """Read an FP32 ONNX model made by ``rtdeploy export`` and check it can be converted.

@@ -160,7 +160,7 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     if cfg.trt_cache:
         check_output_path(cfg.trt_cache)
     parent = load_fp32_parent(cfg.model)  # refuses an already quantized model first, with the clearer message
-    check_model_memory(parent.model, 1, what=f"quantize {parent.path.name}", error=PrecisionError)
+    check_model_memory(parent.model, 1, sample_shape=parent.sample_shape, what=f"quantize {parent.path.name}", error=PrecisionError)
     refuse_overwriting_inputs(out, cfg.model, cfg.calib_dir, cfg.from_trt_cache)
     if cfg.trt_cache:
         refuse_overwriting_inputs(cfg.trt_cache, cfg.model, cfg.from_trt_cache, option="--trt-cache")

@@ -71,11 +71,13 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
             check_limit(name, value)
     target = load_target(cfg.model)
     tol = tolerance_for(target.precision, cfg.tolerances)
+    sample = target.meta.input_shape(1)[1:]
     if target.is_engine:  # no graph to read: the ResNet-shaped lower bound
         check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
                      what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
     else:
-        check_model_memory(target.path, cfg.batch, what=f"validate --batch {cfg.batch} of {target.path.name}", error=DataError)
+        check_model_memory(target.path, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} of {target.path.name}",
+                           error=DataError)
     sources = [("random", SyntheticSource(target.meta, cfg.samples or DEFAULT_RANDOM_SAMPLES, seed=cfg.seed))]
     if cfg.images is not None:  # opened before any model runs, so bad data fails fast
         sources.append(("images", open_source(cfg.images, target.meta, limit=cfg.samples, seed=cfg.seed)))
@@ -83,7 +85,8 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
     reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
     other = getattr(reference, "path", None)  # an ONNX reference other than the model (its parent, --reference PATH)
     if other is not None and Path(other).resolve() != target.path.resolve():
-        check_model_memory(other, cfg.batch, what=f"validate --batch {cfg.batch} against {Path(other).name}", error=DataError)
+        check_model_memory(other, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} against {Path(other).name}",
+                           error=DataError)
     report = ValidationReport(str(target.path), target.precision, candidate.name, _label(reference), tol)
     with reference, candidate:
         for name, source in sources:

@@ -45,17 +45,20 @@ def augment(model, tensors: list[str]):
     return m
 
 
-def batch_size_for(model, tensors: list[str], memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
-    """A batch size whose observed activations fit about ``memory_budget`` bytes (1..256).
+def batch_size_for(model, tensors: list[str], memory_budget: int = DEFAULT_MEMORY_BUDGET, *,
+                   sample_shape: tuple[int, ...] | None = None) -> int:
+    """A batch size whose observed activations fit about ``memory_budget`` bytes (1..256);
+    ``sample_shape`` (C, H, W) stands in for input dims the graph names (see :func:`rtdeploy.footprint.footprint`).
 
     Raises:
         PrecisionError: not even that batch fits in the memory available (the model's declared shapes).
     """
     from rtdeploy.footprint import check_model_memory, footprint
 
-    fp = footprint(model)
+    fp = footprint(model, sample_shape)
     batch = int(max(1, min(MAX_BATCH, memory_budget // max(1, fp.held_per_sample(tensors)))))
-    check_model_memory(fp, batch, holding=tensors, what=f"observing {len(tensors)} activations at batch {batch}", error=PrecisionError)
+    check_model_memory(fp, batch, sample_shape=sample_shape, holding=tensors, error=PrecisionError,
+                       what=f"observing {len(tensors)} activations at batch {batch}")
     return batch
 
 
