@@ -133,7 +133,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                  timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
                  dla_core: int | None = None, gpu_fallback: bool = False, version_compatible: bool = False,
                  hardware_compatibility: str | None = None, implicit_calibration: bool = False,
-                 output: str | os.PathLike | None = None, progress: bool = False):
+                 output: str | os.PathLike | None = None, progress: bool = False, tf32: bool = False):
     """Build a TensorRT engine with its manifest (``rtdeploy build-engine``).
 
     Exports (``depth``, when no ``onnx`` is given) and quantizes (FP16 graph, or calibrated INT8
@@ -149,7 +149,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
         batch: ``"MIN:OPT:MAX"`` or ``N`` (static). None: the ONNX's fixed batch, else 1:8:32.
         max_batch: shorthand when ``batch`` is None: profile ``1:min(8, max_batch):max_batch``.
         workspace, timing_cache, builder_optimization_level, dla_core, gpu_fallback, version_compatible,
-        hardware_compatibility, implicit_calibration: as the CLI options of the same names.
+        hardware_compatibility, implicit_calibration, tf32: as the CLI options of the same names.
         output: the engine path (default: beside the ONNX, ``<stem>.<precision>.engine``).
         progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
 
@@ -172,7 +172,7 @@ def build_engine(onnx: str | os.PathLike | None = None, *, depth: int = 50, mode
                         builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
                         implicit_calibration=implicit_calibration, output=Path(output) if output is not None else None,
-                        progress=progress)
+                        progress=progress, tf32=tf32)
     return engine_from(opts)
 
 

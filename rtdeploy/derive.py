@@ -112,11 +112,15 @@ def quantize_wanted(cfg: QuantizeConfig) -> dict:
 
 
 def engine_wanted(opts: BuildOptions, precision: str) -> dict:
-    """The derivation record an engine built from ``opts.onnx`` with ``opts`` would carry.
+    """The derivation record an engine built from ``opts.onnx`` with ``opts`` here, now, would carry:
+    the TensorRT release, GPU and platform of this machine are an input (a plan runs only there).
 
     Raises:
         DataError: implicit calibration's data cannot be opened.
+        MissingDependency: TensorRT, cuda-python or a GPU is missing.
     """
+    from rtdeploy.trt.stage import target_here
+
     fingerprint = None
     if opts.implicit_calibration and opts.calib_dir is not None:
         from rtdeploy.data import open_source
@@ -124,7 +128,7 @@ def engine_wanted(opts: BuildOptions, precision: str) -> dict:
 
         meta = ModelMeta.from_dict(read_manifest(opts.onnx)["model"])
         fingerprint = open_source(opts.calib_dir, meta).fingerprint()
-    return build_derivation(opts, precision, sha256_file(opts.onnx), fingerprint)
+    return build_derivation(opts, precision, sha256_file(opts.onnx), fingerprint, target_here(opts.hardware_compatibility))
 
 
 def source_onnx(opts: BuildOptions, *, force: bool = False) -> tuple[Path, str]:
@@ -192,8 +196,16 @@ def engine(opts: BuildOptions, *, force: bool = False) -> Derived:
     precision = opts.precision or "fp32"
     out = Path(opts.output) if opts.output is not None else derived_path(opts.onnx, precision, ".engine")
     opts = dataclasses.replace(opts, output=out, precision=precision)
-    ok, why = _reuse(out, None if force else _wanted(engine_wanted, opts, precision), force)
+    wanted = None if force else _wanted(engine_wanted, opts, precision)
+    ok, why = _reuse(out, wanted, force)
     if ok:
         return Derived(out, False, why)
+    if why == "its target changed":
+        why = f"it was built for {_recorded_target(out)}; this machine is {wanted['inputs']['target']}"
     result = build_engine(opts)
     return Derived(result.path, True, why, result)
+
+
+def _recorded_target(engine_path: Path) -> str:
+    recorded = (read_manifest(engine_path, required=False) or {}).get("derivation") or {}
+    return (recorded.get("inputs") or {}).get("target") or "an unrecorded TensorRT, GPU and platform"

@@ -142,17 +142,21 @@ def test_reimport_changes_what_an_engine_or_a_cache_made_int8_records(tmp_path):
     """An engine (and an INT8 model quantized from a TensorRT cache) reads no images, so no calibration
     fingerprint carried the preprocessing: the parent's model record is an input of its derivation."""
     from rtdeploy import api
-    from rtdeploy.derive import engine_wanted
     from rtdeploy.trt import BuildOptions
+    from rtdeploy.trt.options import build_derivation
 
     path = save(classifier(), tmp_path / "net.onnx")
     api.import_model(path, preprocess="none")
     opts = BuildOptions(onnx=path, precision="fp32")
-    before = engine_wanted(opts, "fp32")
+
+    def engine_record() -> dict:  # what build-engine records, and derive.engine_wanted compares, on one machine
+        return build_derivation(opts, "fp32", sha256_file(path), None, "TensorRT 10.3.0, compute 8.6, linux-x86_64")
+
+    before = engine_record()
     api.import_model(path, preprocess="none")
-    assert engine_wanted(opts, "fp32") == before  # the same record: reused
+    assert engine_record() == before  # the same record: reused
     api.import_model(path, preprocess="imagenet")
-    after = engine_wanted(opts, "fp32")
+    after = engine_record()
     assert after["inputs"]["parent"] == before["inputs"]["parent"] and after != before
 
 

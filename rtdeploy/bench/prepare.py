@@ -3,7 +3,7 @@
     <workdir>/resnet50_224px.onnx          export (seed-0 weights, dynamic batch)
     <workdir>/resnet50_224px.int8.onnx     quantize --int8, calibrated on synthetic inputs (timing only)
     <workdir>/resnet50_224px.fp16.onnx     quantize --fp16
-    <workdir>/resnet50_224px.int8.engine   build-engine (profile up to the sweep's largest batch)
+    <workdir>/resnet50_224px.int8.b8.engine  build-engine, one per batch size with a static profile (trtexec --shapes)
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ def prepare_slots(slots: list, cfg, skipped: list[dict]) -> list:
             bar.set_postfix_str(slot.label, refresh=False)
             try:
                 onnx = _onnx_for(slot.meta, slot.precision, cfg, onnx_cache)
-                slot.artifact = onnx if slot.backend == "onnxruntime" else _engine_for(onnx, slot.precision, max(slot.batches))
+                if slot.backend == "onnxruntime":
+                    slot.artifact = onnx
+                else:
+                    slot.engines = {b: _engine_for(onnx, slot.precision, b) for b in slot.batches}
+                    slot.artifact = slot.engines[slot.batches[0]]
             except MissingDependency as e:
                 if slot.backend == "tensorrt":
                     raise
@@ -112,9 +116,12 @@ def synthetic_calibration(meta, folder: Path) -> Path:
     return path
 
 
-def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
+def _engine_for(onnx: Path, precision: str, batch: int) -> Path:
+    """The engine that times ``batch``: a static profile ``batch:batch:batch``, so its tactics are chosen for
+    the batch it is timed at (trtexec ``--shapes``; MLPerf's engines are built per batch too)."""
+    from rtdeploy.artifacts import derived_path
     from rtdeploy.derive import engine
     from rtdeploy.trt import BuildOptions
 
-    batch = f"1:{min(8, max_batch)}:{max_batch}" if max_batch > 1 else "1"
-    return engine(BuildOptions(onnx=onnx, precision=precision, batch=batch)).path
+    out = derived_path(onnx, precision, f".b{batch}.engine")
+    return engine(BuildOptions(onnx=onnx, precision=precision, batch=str(batch), output=out)).path

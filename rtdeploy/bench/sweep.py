@@ -25,7 +25,7 @@ from rtdeploy.bench.options import BACKENDS, BenchConfig
 from rtdeploy.bench.prepare import prepare_slots
 from rtdeploy.bench.results import SCHEMA_ID, result_record, scaling_table
 from rtdeploy.bench.naming import assign_labels, quantization_facts
-from rtdeploy.bench.notes import int8_cpu_note
+from rtdeploy.bench.notes import int8_cpu_note, tuned_for_note
 from rtdeploy.bench.stats import NOISE_ADVICE
 from rtdeploy.errors import BenchmarkError, RtDeployError
 from rtdeploy.models import ModelMeta, model_meta
@@ -39,6 +39,9 @@ class Slot:
 
     Attributes:
         artifact: the ONNX file or engine it runs (None for torch, which builds the model itself).
+        engines: TensorRT engines the sweep built, one per batch size with a static profile (as trtexec
+            ``--shapes`` times each shape on an engine tuned for it); empty for a given engine, which is
+            timed at every batch on its own profile.
         given: the artifact was given by the user (``--model``), not prepared by the sweep.
         channels_last, compile: torch variants (NHWC memory format; ``torch.compile``).
         tag: tells apart given files of the same model, backend and precision (their file name).
@@ -49,6 +52,7 @@ class Slot:
     precision: str
     batches: tuple[int, ...]
     artifact: Path | None = None
+    engines: dict[int, Path] = field(default_factory=dict)
     given: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -56,6 +60,10 @@ class Slot:
     runner_name: str = ""
     spin_wait: bool | None = None
     cases: list[Case] = field(default_factory=list)
+
+    def artifact_for(self, batch: int) -> Path | None:
+        """The file timed at ``batch``: its own engine when the sweep built one per batch, else ``artifact``."""
+        return self.engines.get(batch, self.artifact)
 
     @property
     def label(self) -> str:
@@ -156,7 +164,8 @@ def run_slots(slots: list[Slot], cfg: BenchConfig, *, skipped: list[dict] | None
     exports: dict = {"profile": None, "times": None, "profile_count": None, "times_count": None}
     with contextlib.ExitStack() as stack:
         stack.enter_context(_torch_threads(cfg.threads, "torch" in backends))
-        cases = [c for s in slots for c in _open_cases(s, cfg, stack)]
+        scratch = _Scratch(stack)  # closed after every runner (the stack unwinds last in, first out)
+        cases = [c for s in slots for c in _open_cases(s, cfg, stack, scratch)]
         started = _now()
         _time(cases, cfg)
         measured = {"start": started, "end": _now()}
@@ -188,24 +197,43 @@ def _export_trt(slots: list[Slot], cfg: BenchConfig) -> dict:
         out["times"] = str(cfg.export_times)
     if cfg.export_profile:
         feed = case.timers[0].feed
-        out["profile_count"] = profile_run(lambda times: be.trt_profiled_runner(slot.artifact, times), feed, rule,
+        out["profile_count"] = profile_run(lambda times: be.trt_profiled_runner(slot.artifact_for(case.batch), times), feed, rule,
                                            cfg.export_profile)
         out["profile"] = str(cfg.export_profile)
     return out
 
 
-def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> list[Case]:
+class _Scratch:
+    """The sweep's TensorRT scratch memory: one buffer per stream, shared by the execution contexts of every
+    batch size and slot (they are timed one case at a time, never at once), instead of one per context."""
+
+    def __init__(self, stack: contextlib.ExitStack):
+        self.stack, self.pool = stack, None
+
+    def lanes(self, shared_engines: list, streams: int) -> list:
+        if self.pool is None:
+            self.pool = be.trt_scratch_pool(shared_engines[0])
+            self.stack.callback(self.pool.close)
+        size = max(be.trt_scratch_size(s) for s in shared_engines)
+        return [self.pool.get(lane, size) for lane in range(streams)]
+
+
+def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, scratch: _Scratch) -> list[Case]:
     device = _device(slot, cfg)
-    # TensorRT: the engine is deserialized once, and each batch size gets its own execution contexts,
+    # TensorRT: each engine is deserialized once, and each batch size gets its own execution contexts,
     # because a captured CUDA graph belongs to one input shape (TensorRT #3798): interleaved batches
-    # on one context would re-capture inside the timed windows.
-    shared = be.trt_shared_engine(slot.artifact) if slot.backend == "tensorrt" else None
-    runners = _open_runners(slot, cfg, stack, shared)
-    slot.runner_name = runners[0].name
-    slot.spin_wait = getattr(runners[0], "spin_wait", None)
-    for i, batch in enumerate(slot.batches):
-        if shared is not None and i:
-            runners = _open_runners(slot, cfg, stack, shared)
+    # on one context would re-capture inside the timed windows. The contexts share scratch memory.
+    shared, lanes = {}, None
+    if slot.backend == "tensorrt":
+        engines = {path: be.trt_shared_engine(path) for path in dict.fromkeys(slot.artifact_for(b) for b in slot.batches)}
+        shared = {b: engines[slot.artifact_for(b)] for b in slot.batches}  # a given engine serves every batch, loaded once
+        lanes = scratch.lanes(list(engines.values()), max(cfg.streams))
+    runners = None
+    for batch in slot.batches:
+        if runners is None or shared:
+            runners = _open_runners(slot, cfg, stack, shared.get(batch), lanes)
+            slot.runner_name = runners[0].name
+            slot.spin_wait = getattr(runners[0], "spin_wait", None)
         runner = runners[0]
         _check_batch(slot, runner, batch)
         feed = {slot.meta.input_name: _input(slot.meta, batch, runner)}
@@ -223,24 +251,24 @@ def _device(slot: Slot, cfg: BenchConfig) -> str:
     return "cuda" if slot.backend == "tensorrt" else cfg.device
 
 
-def _open_runners(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, shared) -> list:
+def _open_runners(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, shared=None, lanes=None) -> list:
     # torch runs N streams on one model; onnxruntime and TensorRT need one session / context per stream
     n_runners = 1 if slot.backend == "torch" else max(cfg.streams)
-    return [stack.enter_context(_make_runner(slot, cfg, shared)) for _ in range(n_runners)]
+    return [stack.enter_context(_make_runner(slot, cfg, shared, lanes[i] if lanes else None)) for i in range(n_runners)]
 
 
-def _make_runner(slot: Slot, cfg: BenchConfig, shared=None):
+def _make_runner(slot: Slot, cfg: BenchConfig, shared=None, scratch=None):
     if slot.backend == "torch":
         return be.torch_runner(slot.meta, slot.precision, cfg.device, channels_last=slot.channels_last, compile=slot.compile)
     if slot.backend == "onnxruntime":
         return be.ort_runner(slot.artifact, cfg.device, cfg.threads)
-    return be.trt_runner(slot.artifact, cuda_graph=cfg.cuda_graph, shared=shared)
+    return be.trt_runner(shared.path, cuda_graph=cfg.cuda_graph, shared=shared, scratch=scratch)
 
 
 def _check_batch(slot: Slot, runner, batch: int) -> None:
     profile = getattr(runner, "profile", None)  # a TensorRT engine's batch profile, once active
     if profile is not None and not profile.min <= batch <= profile.max:
-        raise BenchmarkError(f"--batch {batch} is outside engine {slot.artifact.name}'s optimization profile "
+        raise BenchmarkError(f"--batch {batch} is outside engine {slot.artifact_for(batch).name}'s optimization profile "
                              f"(batch {profile.min}..{profile.max}); give a batch in that range, or rebuild the engine")
     session = getattr(runner, "session", None)
     if session is None:
@@ -307,7 +335,7 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
     assign_labels(results)
     if len(warnings) > len(option_notes(cfg)):
         warnings.append(NOISE_ADVICE)
-    notes = [n for n in (int8_cpu_note(results),) if n]
+    notes = [n for n in (int8_cpu_note(results), tuned_for_note(results)) if n]
     start, end = env["load_average_start"], env["load_average_end"]
     cores = env.get("usable_cores") or 1
     if start and end and max(start[0], end[0]) > 0.5 * cores:
@@ -330,9 +358,9 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
 def _identity(slot: Slot, case: Case, cfg: BenchConfig) -> dict:
     from rtdeploy.artifacts import sha256_file
 
-    artifact = None
-    if slot.artifact is not None:
-        artifact = {"path": str(slot.artifact), "sha256": sha256_file(slot.artifact)}
+    artifact, path = None, slot.artifact_for(case.batch)
+    if path is not None:
+        artifact = {"path": str(path), "sha256": sha256_file(path)}
     return {
         "id": case.key, "model": slot.meta.name, "depth": slot.meta.depth, "family": slot.meta.family,
         "image_size": slot.meta.image_size, "gmacs": slot.meta.gmacs, "backend": slot.backend,
@@ -355,7 +383,14 @@ def _settings(slot: Slot, cfg: BenchConfig, case: Case) -> dict:
         "data_transfers": device == "cuda",
         "channels_last": slot.channels_last,
         "compile": slot.compile,
+        "profile": _profile_of(slot, case) if slot.backend == "tensorrt" else None,
     }
+
+
+def _profile_of(slot: Slot, case: Case) -> str | None:
+    """A TensorRT engine's optimization profile ``MIN:OPT:MAX``, as its runner read it."""
+    profile = getattr(case.timers[0].runner, "profile", None)
+    return f"{profile.min}:{profile.opt}:{profile.max}" if profile is not None else None
 
 
 def _global_settings(cfg: BenchConfig) -> dict:

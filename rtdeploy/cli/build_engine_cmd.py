@@ -26,12 +26,13 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_opt
 @click.option("--gpu-fallback", is_flag=True, help="With --dla-core: run layers DLA cannot run on the GPU.")
 @click.option("--version-compatible", is_flag=True, help="Plan that later TensorRT runtimes can load.")
 @click.option("--hardware-compatibility", type=click.Choice(["ampere+", "same-cc"]), help="Plan for all Ampere+ GPUs, or any GPU of this compute capability.")
+@click.option("--tf32", is_flag=True, help="Let FP32 layers run TF32 tensor-core kernels (TensorRT's default; rtdeploy clears it so FP32 is FP32).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Engine file [default: <onnx stem>.<precision>.engine beside the ONNX].")
 @progress_option()
 @json_option("the manifest")
 @handle_errors
 def build_engine(model, onnx, precision_fp32, precision_fp16, precision_int8, calib_dir, no_calibrate, implicit_calibration, batch, workspace, timing_cache,
-                 builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, output, progress, json_out):
+                 builder_optimization_level, dla_core, gpu_fallback, version_compatible, hardware_compatibility, tf32, output, progress, json_out):
     """Build a TensorRT engine (a plain plan file) and its JSON manifest.
 
     Exports and quantizes as needed (reusing artifacts whose manifests match), parses the ONNX,
@@ -59,7 +60,7 @@ def build_engine(model, onnx, precision_fp32, precision_fp16, precision_int8, ca
                               batch=batch, workspace=workspace, timing_cache=timing_cache,
                               builder_optimization_level=builder_optimization_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
                               version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                              implicit_calibration=implicit_calibration, output=output, progress=progress)
+                              implicit_calibration=implicit_calibration, output=output, progress=progress, tf32=tf32)
     m = result.manifest
     counts = ", ".join(f"{n} {p.upper()}" for p, n in sorted(m["layers"]["by_precision"].items()))
     placement = f", DLA {m['dla']['dla']} / GPU {m['dla']['gpu']} layers" if m.get("dla") else ""

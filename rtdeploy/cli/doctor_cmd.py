@@ -39,6 +39,8 @@ def doctor(json_out):
             click.echo(f"CUDA device {d['index']}: {d['name']} (compute {d['capability']}, {d['memory_gib']} GiB, seen by {d['seen_by']})")
     else:
         click.echo("CUDA devices: none visible" + (f" ({report.problems['torch.cuda']})" if "torch.cuda" in report.problems else ""))
+    if report.gpu_extra:
+        click.echo(f"TensorRT install: {report.gpu_extra['line']}")
     click.echo("")
     rows = []
     for command in report.commands:

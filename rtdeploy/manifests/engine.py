@@ -79,6 +79,7 @@ class BuildInfo(Record):
     version_compatible: bool
     hardware_compatibility: str | None
     precision_constraints: PrecisionConstraints | None = None
+    tf32: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +103,7 @@ class LayerRow(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Fallback(Record):
-    """A compute layer that runs above the precision asked for it."""
+    """A compute layer that does not run at the precision asked for it (above it, or below it: asked FP32, got FP16 or TF32)."""
 
     name: str
     asked: str
@@ -140,7 +141,9 @@ class IoTensor(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class LayersSection(Record):
-    """The engine's layers by precision and device; ``verified``: the asked precision really ran."""
+    """The engine's layers by precision and device. ``ok``: the asked precision runs (False: a compute layer
+    runs other than asked; None: nothing contradicts it but part of the engine cannot be judged);
+    ``verifiable``: every compute layer could be judged; ``verified``: ``ok`` is True."""
 
     verified: bool
     detailed: bool
@@ -157,6 +160,10 @@ class LayersSection(Record):
     reformat: int | None = None
     qdq: int | None = None
     io: tuple[IoTensor, ...] = ()
+    ok: bool | None = None
+    verifiable: bool | None = None
+    unverifiable: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

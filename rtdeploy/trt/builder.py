@@ -42,8 +42,10 @@ class BuildRequest:
         version_compatible: set BuilderFlag.VERSION_COMPATIBLE.
         hardware_compatibility: ``ampere+``, ``same-cc`` or None.
         calibrator: an implicit INT8 calibrator (``plan.calibrator`` only).
-        keep_fp32: ONNX node names the FP16 stage kept in FP32 (its overflow guard); pinned to FP32
-            with ``OBEY_PRECISION_CONSTRAINTS`` where the network is weakly typed.
+        keep_fp32: ONNX node names the precision stage kept in float (the FP16 overflow guard,
+            ``quantize --keep-fp``, sensitivity fallbacks, unquantized layers of a Q/DQ graph); pinned to
+            FP32 with ``OBEY_PRECISION_CONSTRAINTS`` where the network is weakly typed.
+        tf32: leave ``BuilderFlag.TF32`` set (TensorRT's default); False clears it.
         progress: show the build's phases as bars on stderr (TensorRT 10 and later).
     """
 
@@ -61,6 +63,7 @@ class BuildRequest:
     calibrator: Any = None
     keep_fp32: tuple[str, ...] = ()
     progress: bool = False
+    tf32: bool = False
 
 
 @dataclass
@@ -208,6 +211,10 @@ def _configure(trt, features: Features, builder, config, request: BuildRequest) 
         if not hasattr(trt.BuilderFlag, name):
             raise EngineError(f"TensorRT {features.version} has no BuilderFlag.{name}; drop the option that needs it")
         config.set_flag(getattr(trt.BuilderFlag, name))
+    if features.tf32_flag and not request.tf32:
+        # TF32 is on by default (NvInfer.h BuilderFlag::kTF32, "Enabled by default"): FP32 layers would run TF32
+        # tensor-core kernels (20 of 21 convolutions of NVIDIA's A100 FP32 ResNet-18 engine). Polygraphy clears it too.
+        config.clear_flag(trt.BuilderFlag.TF32)
     if request.plan.precision != "fp32" and features.fast_fp16_query and not builder.platform_has_fast_fp16:
         log.warning("this GPU has no fast FP16; %s layers may run slower than expected", request.plan.precision.upper())
     if request.workspace_bytes is not None:
@@ -229,10 +236,12 @@ def _configure(trt, features: Features, builder, config, request: BuildRequest) 
 
 
 def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags: list[str]) -> dict | None:
-    """Weak typing (8.6; DLA builds on 10.x) treats the FP16 graph's Casts as hints: TensorRT may run
-    the layers the FP16 stage kept in FP32 in FP16 anyway, unless each is given an FP32 precision and
+    """Weak typing (8.x; DLA builds on 10.x) treats the graph's types as hints: TensorRT may run every
+    layer the precision stage kept in float (the FP16 guard, ``--keep-fp``, sensitivity fallbacks, the
+    unquantized layers of a Q/DQ graph) in FP16 anyway, unless each is given an FP32 precision and
     ``OBEY_PRECISION_CONSTRAINTS`` is set (NvInfer.h, ``ILayer::setPrecision``; trtexec
-    ``--precisionConstraints=obey --layerPrecisions=...``). Strongly typed networks obey the graph's types."""
+    ``--precisionConstraints=obey --layerPrecisions=...``). Strongly typed networks obey the graph's types.
+    What was built is checked after the build (a kept layer that runs below FP32 fails it)."""
     if request.plan.strongly_typed or not request.keep_fp32 or request.plan.precision == "fp32":
         return None
     if not hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
@@ -248,7 +257,7 @@ def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags:
             pinned.append(layer.name)
     missing = sorted(wanted - set(pinned))
     if missing:
-        log.warning("%d node(s) kept in FP32 by the FP16 stage have no layer of that name in TensorRT's network: %s",
+        log.warning("%d node(s) kept in float by the precision stage have no layer of that name in TensorRT's network: %s",
                     len(missing), ", ".join(missing[:MAX_LISTED]))
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
@@ -256,6 +265,9 @@ def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags:
 
 
 def _hardware_level(trt, features: Features, value: str):
+    if not features.hardware_compatibility:
+        raise EngineError(f"TensorRT {features.version} has no hardware compatibility levels (TensorRT 8.6 added them); "
+                          "build without --hardware-compatibility")
     levels = trt.HardwareCompatibilityLevel
     if value == "ampere+":
         return levels.AMPERE_PLUS

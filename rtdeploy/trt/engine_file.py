@@ -173,8 +173,18 @@ def load_engine(trt, path: str | Path, *, device: DeviceInfo | None, logger=None
     manifest = check_engine_file(path, manifest, runtime_version=version, device=device)
     logger = logger if logger is not None else make_logger(trt)
     version_compatible = bool(manifest is not None and manifest.build.version_compatible)
-    engine, runtime = deserialize_plan(trt, path.read_bytes(), logger=logger, version_compatible=version_compatible,
-                                       what=str(path), rebuild=rebuild_command(manifest, path))
+    try:
+        engine, runtime = deserialize_plan(trt, path.read_bytes(), logger=logger, version_compatible=version_compatible,
+                                           what=str(path), rebuild=rebuild_command(manifest, path))
+    except EngineError as e:
+        if manifest is None and hasattr(trt.Runtime, "engine_host_code_allowed"):
+            # A version-compatible plan embeds a lean runtime (host code) that TensorRT runs only when the application
+            # opts in (NvInferRuntime.h: engine_host_code_allowed, default False; trtexec opts in on --versionCompatible).
+            # rtdeploy opts in for plans whose manifest records the flag; a plan without one is not trusted to run code.
+            raise EngineError(f"{e}; a plan without an rtdeploy manifest is deserialized without host code, so a "
+                              "version-compatible plan (trtexec --versionCompatible) fails this way: rebuild it with "
+                              "rtdeploy build-engine --version-compatible, whose manifest allows its embedded runtime") from None
+        raise
     return engine, manifest, runtime
 
 

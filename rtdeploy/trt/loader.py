@@ -15,7 +15,8 @@ from rtdeploy.errors import MissingDependency, RtDeployError
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = 'install it with pip install "rtdeploy[gpu]" (x86-64 with an NVIDIA driver), or use JetPack\'s TensorRT on Jetson'
+INSTALL_HINT = ('install it with pip install "rtdeploy[gpu]" (TensorRT and cuda-python for CUDA 12, which every driver from R525 '
+                'runs; "rtdeploy[gpu-cu13]" on CUDA 13 drivers: rtdeploy doctor says which fits), or use JetPack\'s TensorRT on Jetson')
 
 
 def import_tensorrt():

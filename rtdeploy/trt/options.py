@@ -110,6 +110,8 @@ class BuildOptions:
         version_compatible: build a plan later TensorRT runtimes can load.
         hardware_compatibility: ``ampere+`` or ``same-cc`` (None: this GPU's compute capability only).
         implicit_calibration: INT8 by TensorRT's entropy calibrator on the FP32 graph (8.6 / 10.x only).
+        tf32: leave ``BuilderFlag.TF32`` on (TensorRT's default), so FP32 layers may run TF32 tensor-core
+            kernels; by default it is cleared, as Polygraphy does, and FP32 layers run FP32.
         output: the engine file (manifest beside it).
         progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
     """
@@ -129,6 +131,7 @@ class BuildOptions:
     version_compatible: bool = False
     hardware_compatibility: str | None = None
     implicit_calibration: bool = False
+    tf32: bool = False
     output: Path | None = None
     progress: bool = False
 
@@ -199,14 +202,27 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
 OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate", "progress"})
 
 
-def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
-    """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256``
-    (the calibration data's content fingerprint joins the inputs for implicit calibration)."""
+def engine_target(tensorrt_version: str, compute_capability: str, platform: str, hardware_compatibility: str | None = None) -> str:
+    """What a plan is tied to besides its ONNX and options (TensorRT's engine-compatibility rules, see
+    :func:`rtdeploy.trt.engine_file.compatibility_problem`): the TensorRT release that built it, the GPU's
+    compute capability (an ``ampere+`` plan: any Ampere or newer GPU) and the platform.
+
+    ``"TensorRT 10.3.0, compute 8.7, linux-aarch64"``: an engine input of the reuse rule, so a plan is
+    rebuilt, not reused, after ``pip install -U tensorrt``, on another GPU or another platform.
+    """
+    gpu = "Ampere or newer (hardware-compatible)" if hardware_compatibility == "ampere+" else f"compute {compute_capability}"
+    return f"TensorRT {tensorrt_version}, {gpu}, {platform}"
+
+
+def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None,
+                     target: str) -> dict:
+    """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256`` for
+    ``target`` (:func:`engine_target`); the calibration data's content fingerprint joins the inputs for
+    implicit calibration."""
     from rtdeploy.artifacts import config_fields, derivation, parent_inputs
 
-    inputs = parent_inputs(opts.onnx, parent_sha256) if opts.onnx is not None else {"parent": parent_sha256}
+    inputs = {**(parent_inputs(opts.onnx, parent_sha256) if opts.onnx is not None else {"parent": parent_sha256}), "target": target}
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
     config = config_fields(opts, exclude=OUTPUT_NEUTRAL) | {"precision": precision}
     return derivation("build-engine", config, inputs)
-

@@ -19,7 +19,7 @@ from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
 from rtdeploy.library_errors import stage_boundary
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
-from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, parse_size, resolve_profile
+from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, engine_target, parse_size, resolve_profile
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,25 @@ def _check_manifest(onnx: Path) -> None:
                                "to build from the file as it is")
 
 
+def target_here(hardware_compatibility: str | None = None, *, device: int = 0) -> str:
+    """The :func:`rtdeploy.trt.options.engine_target` of a build on this machine now.
+
+    Raises:
+        MissingDependency: TensorRT, cuda-python or a GPU is missing (nothing can be built or run here).
+    """
+    from rtdeploy.trt.device_memory import open_device_memory
+    from rtdeploy.trt.engine_file import this_platform
+    from rtdeploy.trt.loader import import_tensorrt, trt_version
+
+    version = trt_version(import_tensorrt())
+    memory = open_device_memory(device)
+    try:
+        info = memory.device_info()
+    finally:
+        memory.close()
+    return engine_target(version, info.compute_capability, this_platform(), hardware_compatibility)
+
+
 def default_engine_path(onnx: Path, precision: str) -> Path:
     """``resnet50.int8.onnx`` -> ``resnet50.int8.engine``; ``resnet50.onnx`` (fp32) -> ``resnet50.fp32.engine``."""
     return derived_path(onnx, precision, ".engine")
@@ -104,7 +123,8 @@ def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: Bat
                         ("--dla-core", opts.dla_core), ("--hardware-compatibility", opts.hardware_compatibility)):
         if value is not None:
             parts.append(f"{flag} {value}")
-    parts += [f for f, on in (("--gpu-fallback", opts.gpu_fallback), ("--version-compatible", opts.version_compatible)) if on]
+    parts += [f for f, on in (("--gpu-fallback", opts.gpu_fallback), ("--version-compatible", opts.version_compatible),
+                              ("--tf32", opts.tf32)) if on]
     if opts.timing_cache is not None:
         parts.append(f"--timing-cache {Path(opts.timing_cache).resolve()}")
     parts.append(f"-o {output.resolve()}")
@@ -139,6 +159,8 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
 
     trt = trt_module if trt_module is not None else import_tensorrt()
     features = Features.detect(trt)
+    features.refuse_missing(version_compatible=opts.version_compatible, hardware_compatibility=opts.hardware_compatibility,
+                            optimization_level=opts.builder_optimization_level)
     plan = plan_precision(features, precision, facts, implicit_calibration=opts.implicit_calibration,
                           dla=opts.dla_core is not None)
     logger = make_logger(trt)
@@ -149,14 +171,15 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
         memory = open_device_memory()
     device = memory.device_info()
     _check_hardware_compatibility(opts, device)
-    kept, guard = _kept_float(onnx)
+    kept = _kept_float(onnx)
     kept += [n for n in facts.float_weighted if n not in kept]  # a Q/DQ graph's unquantized layers are asked in float
     calibrator, calibration = _calibrator(trt, opts, onnx, facts, profile, output, memory) if plan.calibrator else (None, None)
     request = BuildRequest(
         onnx=onnx, facts=facts, plan=plan, profile=profile, workspace_bytes=resolve_workspace(opts.workspace, device),
         timing_cache=_read_timing_cache(opts.timing_cache), optimization_level=opts.builder_optimization_level,
         dla_core=opts.dla_core, gpu_fallback=opts.gpu_fallback, version_compatible=opts.version_compatible,
-        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator, keep_fp32=tuple(guard), progress=opts.progress)
+        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator, keep_fp32=tuple(kept), progress=opts.progress,
+        tf32=opts.tf32)
     start = time.perf_counter()
     try:
         built = build_plan(trt, request, logger=logger, builder=builder)
@@ -166,7 +189,7 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
     seconds = time.perf_counter() - start
     # Explicit precision (strongly typed graphs, Q/DQ layers) must be built as asked; weak typing may choose.
     strict = plan.strongly_typed or (precision == "int8" and not plan.calibrator)
-    layers = _inspect(trt, logger, built.plan, facts, profile, precision, kept, opts.version_compatible, command, strict)
+    layers = _inspect(trt, logger, built.plan, facts, profile, precision, kept, opts, command, strict)
     if calibration is not None:
         calibration["cache_sha256"] = sha256_file(calibration["cache"]) if Path(calibration["cache"]).is_file() else None
     fields = _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, request, layers, calibration, seconds, command)
@@ -225,12 +248,11 @@ def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile,
                         "source_fingerprint": fingerprint, "cache": str(cache)}
 
 
-def _kept_float(onnx: Path) -> tuple[list[str], list[str]]:
-    """(nodes kept in float by the precision stage, of which those the FP16 overflow guard keeps in FP32)."""
+def _kept_float(onnx: Path) -> list[str]:
+    """The ONNX nodes the precision stage kept in float (``--keep-fp``, sensitivity fallbacks, the FP16 guard)."""
     from rtdeploy.trt.layer_report import kept_float_nodes
 
-    manifest = read_manifest(onnx, required=False)
-    return kept_float_nodes(manifest), kept_float_nodes({"fp16": (manifest or {}).get("fp16")})
+    return kept_float_nodes(read_manifest(onnx, required=False))
 
 
 def _check_hardware_compatibility(opts: BuildOptions, device) -> None:
@@ -242,15 +264,15 @@ def _check_hardware_compatibility(opts: BuildOptions, device) -> None:
 
 
 def _inspect(trt, logger, plan: bytes, facts: GraphFacts, profile: BatchProfile, precision: str, kept: list[str],
-             version_compatible: bool, command: str, strict: bool) -> dict:
+             opts: BuildOptions, command: str, strict: bool) -> dict:
     from rtdeploy.trt.engine_file import deserialize_plan
     from rtdeploy.trt.engine_report import check_precision_realized, inspect_engine
 
     # The same deserialization as loading the file later (version-compatible plans need host code allowed).
-    engine, _runtime = deserialize_plan(trt, plan, logger=logger, version_compatible=version_compatible,
+    engine, _runtime = deserialize_plan(trt, plan, logger=logger, version_compatible=opts.version_compatible,
                                         what="the engine TensorRT just built", rebuild=command)
     report = inspect_engine(trt, engine, facts.input_name, (profile.opt, *facts.sample_shape))
-    report["verdict"] = check_precision_realized(report, precision, frozenset(kept), strict=strict)
+    report["verdict"] = check_precision_realized(report, precision, frozenset(kept), strict=strict, tf32=opts.tf32)
     report["kept_float"] = list(kept)
     return report
 
@@ -276,20 +298,24 @@ def _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, reque
                   "builder_optimization_level": opts.builder_optimization_level,
                   "timing_cache": str(Path(opts.timing_cache).resolve()) if opts.timing_cache else None,
                   "dla_core": opts.dla_core, "gpu_fallback": opts.gpu_fallback, "version_compatible": opts.version_compatible,
-                  "hardware_compatibility": opts.hardware_compatibility, "precision_constraints": built.precision_constraints},
+                  "hardware_compatibility": opts.hardware_compatibility, "precision_constraints": built.precision_constraints,
+                  "tf32": opts.tf32},
         "dla": built.dla_placement,
         "platform": this_platform(),
         "layers": _layers_entry(layers),
         "rebuild_command": command,
-        "derivation": build_derivation(opts, plan.precision, sha256_file(onnx),
-                                       (calibration or {}).get("source_fingerprint")),
+        "derivation": build_derivation(opts, plan.precision, sha256_file(onnx), (calibration or {}).get("source_fingerprint"),
+                                       engine_target(trt_version(trt), device.compute_capability, this_platform(),
+                                                     opts.hardware_compatibility)),
     }
 
 
 def _layers_entry(report: dict) -> dict:
     """The engine manifest's ``layers`` entry: the layer table ``rtdeploy inspect`` prints, and the verdict."""
     verdict = report["verdict"]
-    return {"verified": verdict["verified"], "expected": verdict["expected"], "fallbacks": verdict["fallbacks"],
+    return {"verified": verdict["verified"], "ok": verdict["ok"], "verifiable": verdict["verifiable"],
+            "unverifiable": verdict["unverifiable"], "hidden": report["hidden"],
+            "expected": verdict["expected"], "fallbacks": verdict["fallbacks"],
             "kept_float": report["kept_float"], "detailed": report["detailed"], "schema": report["schema"], "count": report["layers"],
             "compute": report["compute"], "compute_layers": report["compute_layers"], "reformat": report["reformat"],
             "qdq": report["qdq"], "io": report["io"], "by_precision": report["by_precision"], "by_device": report["by_device"],
