@@ -492,6 +492,21 @@ def derivation(stage: str, config: dict[str, Any], inputs: dict[str, str]) -> di
             "inputs": dict(sorted(inputs.items()))}
 
 
+def parent_inputs(parent: str | os.PathLike, parent_sha256: str) -> dict[str, str]:
+    """The inputs a derivation records of its parent: its bytes (``parent``) and, when its manifest
+    has one, its ``model`` record (preprocessing, input, classes). ``rtdeploy import`` again with
+    other preprocessing changes the manifest, not the bytes, and what was made from the old record
+    (and carries it on in its own manifest) must not be reused."""
+    inputs = {"parent": parent_sha256}
+    try:
+        model = (read_manifest(parent, required=False) or {}).get("model")
+    except ArtifactError:
+        model = None
+    if isinstance(model, dict):
+        inputs["model"] = hashlib.sha256(json.dumps(model, sort_keys=True, default=json_default).encode()).hexdigest()
+    return inputs
+
+
 def config_fields(cfg: Any, *, exclude: frozenset[str] | set[str]) -> dict[str, Any]:
     """A config dataclass's fields that decide the output: all but ``exclude`` (paths, progress ...)."""
     import dataclasses

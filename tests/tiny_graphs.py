@@ -1,6 +1,9 @@
-"""Small hand-built ONNX graphs for the precision tests, with the manifest ``rtdeploy export`` would write."""
+"""Small hand-built ONNX graphs for the precision and import tests (with the manifest ``rtdeploy export``
+would write, where a test needs one)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -140,3 +143,79 @@ def qdq_classifier(*, opset: int = 17, zero_point: int = 0, zero_type: int = Ten
     out = h.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
     graph = h.make_graph(qdq + nodes, "qdq", [inp], [out], inits)
     return h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=8)
+
+
+def classifier(opset: int = 13, *, batch: int | str = "N", classes: int = 10, channels: int = 3, size: int = 8,
+               in_type=None, extra_input: bool = False, rank: int = 4, extra_node=None):
+    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm: a tiny image classifier."""
+    rng = np.random.default_rng(0)
+    shape = [batch, channels, size, size][:rank] if rank <= 4 else [batch, channels, size, size, 1]
+    inputs = [helper.make_tensor_value_info("pixels", in_type or TensorProto.FLOAT, shape)]
+    nodes = []
+    first = "pixels"
+    if in_type is not None:
+        nodes.append(helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT))
+        first = "as_float"
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [batch, channels, size, size]))
+        nodes.append(helper.make_node("Mul", ["pixels", "mask"], ["masked"]))
+        first = "masked"
+    inits = [numpy_helper.from_array(rng.normal(size=(8, channels, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(size=(8,)).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.normal(size=(classes, 8)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.normal(size=(classes,)).astype(np.float32), "b2")]
+    if rank == 4:
+        nodes += [helper.make_node("Conv", [first, "w1", "b1"], ["c"], pads=[1, 1, 1, 1])]
+        last = "c"
+        if extra_node is not None:
+            nodes.append(extra_node)
+            last = extra_node.output[0]
+        nodes += [helper.make_node("Relu", [last], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+                  helper.make_node("Flatten", ["g"], ["f"])]
+        head_in = "f"
+    else:
+        inits[2] = numpy_helper.from_array(rng.normal(size=(classes, size)).astype(np.float32), "w2")
+        head_in = first
+    nodes.append(helper.make_node("Gemm", [head_in, "w2", "b2"], ["probs"], transB=1))
+    out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, classes])
+    graph = helper.make_graph(nodes, "foreign", inputs, [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model
+
+
+def save(model, path: Path) -> Path:
+    onnx.save_model(model, str(path))
+    return path
+
+
+def wide_activation_model(*, size: int = 1024, copies: int = 300_000, batch: int | str = "N"):
+    """A tiny graph whose declared middle tensor is huge: the input tiled ``copies`` times along the
+    channels (``1024x1024``, 300,000 copies: 1.2 TB per sample), averaged back to one channel, pooled,
+    and a Gemm to 10 classes. Its weights are a few bytes, so only the shapes tell the size."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array([1, copies, 1, 1], np.int64), "repeats"),
+             numpy_helper.from_array(rng.normal(size=(10, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(10, np.float32), "b")]
+    nodes = [helper.make_node("Tile", ["pixels", "repeats"], ["tiled"]),
+             helper.make_node("ReduceMean", ["tiled"], ["mean"], axes=[1], keepdims=1),
+             helper.make_node("GlobalAveragePool", ["mean"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "w", "b"], ["probs"], transB=1)]
+    graph = helper.make_graph(nodes, "wide", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 1, size, size])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    onnx.checker.check_model(model)
+    return model
+
+
+def custom_domain_classifier():
+    """:func:`classifier` with its Relu replaced by ``com.example.MyRelu``: valid ONNX (a custom
+    domain is declared), which onnxruntime cannot run without that domain's operator library."""
+    model = classifier()
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type, relu.domain = "MyRelu", "com.example"
+    onnx.checker.check_model(model)
+    return model

@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtdeploy.errors import BenchmarkError
+from rtdeploy.library_errors import stage_boundary
+
 
 @dataclass
 class BenchResult:
@@ -30,6 +33,7 @@ class BenchResult:
     written: list[Path] = field(default_factory=list)
 
 
+@stage_boundary("bench", BenchmarkError)
 def benchmark(*, command: str | None = None, **options) -> BenchResult:
     """Run a benchmark; ``options`` are those of :func:`rtdeploy.bench.options.make_config`.
 

@@ -211,6 +211,7 @@ def make_config(*, depth="50", model=None, precision="fp32", backend="onnxruntim
     for m in models:
         if not m.is_file():
             raise BenchmarkError(f"--model {m} {not_a_file(m)}; give an ONNX file or a TensorRT engine")
+        _check_model_memory(m, biggest, max(parse_positive_ints(streams, "--streams")))
     cfg = BenchConfig(
         depths=parse_depths(depth) if not models else (), models=models,
         precisions=parse_names(precision, "--precision", PRECISIONS), backends=parse_names(backend, "--backend", BACKENDS),
@@ -237,6 +238,24 @@ def _check_parallelism(threads, streams) -> None:
     for option, value in (("--threads", int(threads)), ("--streams", max(parse_positive_ints(streams, "--streams")))):
         if value > MAX_PARALLEL:
             raise BenchmarkError(f"{option} {value} is not accepted; give at most {MAX_PARALLEL} (this machine has {cores} CPU cores)")
+
+
+def _check_model_memory(path: Path, batch: int, streams: int) -> None:
+    """An ONNX ``--model`` at the largest batch on every stream, by the shapes its graph declares
+    (anything that is not ONNX is left to the stages that read it)."""
+    from rtdeploy.artifacts import load_onnx_graph, read_manifest
+    from rtdeploy.errors import ArtifactError
+    from rtdeploy.footprint import check_model_memory, manifest_sample_shape
+
+    graph = load_onnx_graph(path) if path.suffix.lower() == ".onnx" else None
+    if graph is None:
+        return
+    try:
+        sample = manifest_sample_shape(read_manifest(path, required=False))
+    except ArtifactError:  # the stage that reads the manifest says what is wrong with it
+        sample = None
+    check_model_memory(graph, batch, sample_shape=sample, copies=streams, error=BenchmarkError,
+                       what=f"bench --model {path.name} --batch {batch}" + (f" on {streams} streams" if streams > 1 else ""))
 
 
 def _check_trt_exports(cfg: BenchConfig) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from rtdeploy.artifacts import ArtifactKind, atomic_path, config_fields, derivation, refuse_overwriting_inputs, sha256_file
 from rtdeploy.checks import check_bytes, check_memory, output_file
 from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
 from rtdeploy.models import ModelMeta, build_model, load_weights
 from rtdeploy.models.specs import get_spec, model_names
@@ -87,6 +88,7 @@ def parse_batch(value: str | int) -> int | str:
     raise ExportError(f"--batch {value!r} is not accepted; give 'dynamic' or a positive integer such as 1 or 32")
 
 
+@stage_boundary("export", ExportError)
 def export_onnx(cfg: ExportConfig) -> ExportResult:
     """Export the model ``cfg.model`` (or ResNet-``cfg.depth``) to ONNX, check it, and write it with its manifest.
 

@@ -22,6 +22,7 @@ from typing import Any
 from rtdeploy.artifacts import check_output_path, derivation, derived_path, folder_lock, reuse_verdict, sha256_file
 from rtdeploy.artifacts import write_json_atomic
 from rtdeploy.errors import MissingDependency, OutputError, RtDeployError, opt
+from rtdeploy.library_errors import stage_boundary
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class RunReport:
         return {"outdir": str(self.outdir), "stages": [s.__dict__ for s in self.stages]}
 
 
+@stage_boundary("run", RtDeployError)
 def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | None = None) -> RunReport:
     """Run the whole pipeline into ``cfg.outdir`` and write its report.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtdeploy.artifacts import config_fields, derivation, sha256_file
+from rtdeploy.artifacts import config_fields, derivation, parent_inputs, sha256_file
 
 # Options that do not change the written model: where things are, how to show progress. The
 # content of the calibration data and of a read TensorRT cache is recorded as an input instead.
@@ -30,11 +30,11 @@ def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | 
 
     Args:
         cfg: the :class:`rtdeploy.precision.quantize.QuantizeConfig`.
-        parent_sha256: the FP32 parent's sha256.
+        parent_sha256: the FP32 parent's sha256 (its manifest's model record joins it: :func:`parent_inputs`).
         calibration_fingerprint: the calibration source's content fingerprint (None when the
             stage reads no images: see :func:`uses_calibration_images`).
     """
-    inputs = {"parent": parent_sha256}
+    inputs = parent_inputs(cfg.model, parent_sha256)
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
     if cfg.from_trt_cache is not None:

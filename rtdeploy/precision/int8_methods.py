@@ -25,7 +25,7 @@ CONSUMER_MSE = ConsumerMseConfig()
 def _batch(parent, tensors: list[str]) -> int:
     from rtdeploy.precision.int8.collect import batch_size_for
 
-    return max(1, min(64, batch_size_for(parent.model, tensors)))
+    return max(1, min(64, batch_size_for(parent.model, tensors, sample_shape=parent.sample_shape)))
 
 
 def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRoundConfig = ADAROUND) -> RoundingResult:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.errors import PrecisionError, opt
+from rtdeploy.library_errors import stage_boundary
 # Re-exported: callers name the result and the shared helpers through this module.
 from rtdeploy.precision.stage_common import QuantizeResult, Timer, base_fields, op_inventory, write_model  # noqa: F401
 from rtdeploy.precision.stats import resolve_cache_dir  # noqa: F401
@@ -155,6 +156,7 @@ def writes_kind(cfg: QuantizeConfig):
     return ArtifactKind("onnx-int8", "int8", cfg.target)
 
 
+@stage_boundary("quantize", PrecisionError)
 def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     """Run the stage (see the module docstring).
 
@@ -165,6 +167,7 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
         OutputError: the output cannot be written.
     """
     from rtdeploy.artifacts import check_output_path, refuse_overwriting_inputs
+    from rtdeploy.footprint import check_model_memory
     from rtdeploy.precision.graph import load_fp32_parent, name_nodes
 
     check_config(cfg)
@@ -172,6 +175,7 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     if cfg.trt_cache:
         check_output_path(cfg.trt_cache)
     parent = load_fp32_parent(cfg.model)  # refuses an already quantized model first, with the clearer message
+    check_model_memory(parent.model, 1, sample_shape=parent.sample_shape, what=f"quantize {parent.path.name}", error=PrecisionError)
     refuse_overwriting_inputs(out, cfg.model, cfg.calib_dir, cfg.from_trt_cache)
     if cfg.trt_cache:
         refuse_overwriting_inputs(cfg.trt_cache, cfg.model, cfg.from_trt_cache, option="--trt-cache")

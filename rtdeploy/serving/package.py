@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rtdeploy.artifacts import CPU_TARGET, ENGINE_SUFFIXES, derived_path, precision_tag, read_manifest
 from rtdeploy.errors import PackageError, RtDeployError, opt
+from rtdeploy.library_errors import stage_boundary
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def cpu_form_of(artifact: Path) -> Path | None:
     return sibling if (other.get("quantization") or {}).get("target") == CPU_TARGET else None
 
 
+@stage_boundary("package", PackageError)
 def package(cfg: PackageConfig) -> Path:
     """Write the Triton model repository entry ``cfg`` describes.
 

@@ -226,9 +226,9 @@ def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, cal
     """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256`` for
     ``target`` (:func:`engine_target`); the calibration data's content fingerprint joins the inputs for
     implicit calibration."""
-    from rtdeploy.artifacts import config_fields, derivation
+    from rtdeploy.artifacts import config_fields, derivation, parent_inputs
 
-    inputs = {"parent": parent_sha256, "target": target}
+    inputs = {**(parent_inputs(opts.onnx, parent_sha256) if opts.onnx is not None else {"parent": parent_sha256}), "target": target}
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
     config = config_fields(opts, exclude=OUTPUT_NEUTRAL) | {"precision": precision}

@@ -16,6 +16,7 @@ from rtdeploy.artifacts import atomic_path, check_matches_manifest, check_output
 from rtdeploy.artifacts import ArtifactKind, refuse_overwriting_inputs, refuse_replacing_another_kind, sha256_file
 from rtdeploy.artifacts import write_bytes_atomic, write_failure
 from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, engine_target, parse_size, resolve_profile
@@ -43,6 +44,7 @@ class EngineBuildResult:
     layers: dict
 
 
+@stage_boundary("build-engine", EngineError)
 def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineBuildResult:
     """Run the build-engine stage (see :func:`rtdeploy.api.build_engine`).
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtdeploy.errors import ArtifactError, DataError
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.validate.compare import OutputStats, check
 from rtdeploy.validate.report import SetReport, ValidationReport
 from rtdeploy.validate.targets import candidate_runner, load_target, reference_runner
@@ -46,6 +47,7 @@ class ValidateConfig:
     progress: bool = False
 
 
+@stage_boundary("validate", ArtifactError)
 def validate_model(cfg: ValidateConfig) -> ValidationReport:
     """Compare ``cfg.model`` with its reference; the report says whether it is within tolerance.
 
@@ -58,6 +60,7 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
     from rtdeploy.data.sources import check_labels
 
     from rtdeploy.checks import check_memory, seed, whole
+    from rtdeploy.footprint import check_model_memory
 
     whole(cfg.batch, "--batch", DataError, minimum=1)
     if cfg.samples is not None:
@@ -68,13 +71,22 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
             check_limit(name, value)
     target = load_target(cfg.model)
     tol = tolerance_for(target.precision, cfg.tolerances)
-    check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
-                 what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    sample = target.meta.input_shape(1)[1:]
+    if target.is_engine:  # no graph to read: the ResNet-shaped lower bound
+        check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
+                     what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    else:
+        check_model_memory(target.path, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} of {target.path.name}",
+                           error=DataError)
     sources = [("random", SyntheticSource(target.meta, cfg.samples or DEFAULT_RANDOM_SAMPLES, seed=cfg.seed))]
     if cfg.images is not None:  # opened before any model runs, so bad data fails fast
         sources.append(("images", open_source(cfg.images, target.meta, limit=cfg.samples, seed=cfg.seed)))
         check_labels(sources[-1][1], target.meta.num_classes)
     reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
+    other = getattr(reference, "path", None)  # an ONNX reference other than the model (its parent, --reference PATH)
+    if other is not None and Path(other).resolve() != target.path.resolve():
+        check_model_memory(other, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} against {Path(other).name}",
+                           error=DataError)
     report = ValidationReport(str(target.path), target.precision, candidate.name, _label(reference), tol)
     with reference, candidate:
         for name, source in sources:
