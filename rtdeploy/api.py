@@ -25,8 +25,7 @@ from typing import Any
 
 from rtdeploy.bench.options import BenchConfig
 from rtdeploy.doctor import DoctorConfig
-from rtdeploy.export.onnx_export import ExportConfig
-from rtdeploy.export.onnx_import import ImportConfig
+from rtdeploy.export.options import ExportConfig, ImportConfig
 from rtdeploy.models.summary import SummaryConfig
 from rtdeploy.options import declared, default_of
 from rtdeploy.pipeline.run import RunConfig
@@ -34,7 +33,7 @@ from rtdeploy.precision.quantize import QuantizeConfig
 from rtdeploy.serving.package import PackageConfig
 from rtdeploy.trt.inspect_options import InspectConfig
 from rtdeploy.trt.options import BuildOptions
-from rtdeploy.validate.run import ValidateConfig
+from rtdeploy.validate.options import ValidateConfig
 
 # The keyword every function takes besides its options: called with the result before the JSON
 # is written (the command line prints its lines there, so that a JSON written through
@@ -186,7 +185,9 @@ def build_engine(onnx=None, *, show=None, **options):
         :class:`rtdeploy.trt.EngineBuildResult` (``path``, ``manifest``, ``onnx``, ``layers``).
 
     Raises:
-        EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`.
+        EngineError, PrecisionError, ArtifactError, OutputError: see :func:`rtdeploy.trt.build_engine`; an
+            ONNX TensorRT does not build (the onnxruntime-CPU INT8 form, asymmetric or UINT8 Q/DQ, an
+            opset or scale type the release does not document) is an EngineError before any work.
         MissingDependency: TensorRT, cuda-python or a GPU is missing (the precision ONNX is written first).
     """
     from rtdeploy.make_or_reuse import engine_from
@@ -267,7 +268,9 @@ def package(artifact, *, show=None, **options) -> Path:
 
     With ``kind="cpu"``, an INT8 model placed for TensorRT is replaced by its onnxruntime-CPU form
     (``X.int8-cpu.onnx``, from ``quantize --int8 --target onnxruntime-cpu``) when one was made from
-    the same parent.
+    the same parent. The config keeps to Triton's rules (docs/triton.md): an engine of one batch
+    size is packaged with ``max_batch_size`` 0 and full dims, and one Triton cannot keep within its
+    profile is refused (:class:`rtdeploy.errors.PackageError`).
 
     Returns:
         The model folder ``triton/<name>``.

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,32 @@ def ancestors(path: str | os.PathLike) -> list[Path]:
             break
         chain.append(Path(parent["path"]).resolve())
     return chain
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """What an artifact is, as far as replacing it goes: its manifest ``kind``, its ``precision``,
+    and for INT8 models the ``target`` the Q/DQ was placed for (TensorRT or onnxruntime's CPU kernels)."""
+
+    kind: str
+    precision: str | None = None
+    target: str | None = None
+
+    @classmethod
+    def of_manifest(cls, manifest: dict[str, Any]) -> "ArtifactKind":
+        """The kind a manifest describes (an INT8 model without a recorded target is TensorRT's)."""
+        kind = str(manifest.get("kind"))
+        target = None
+        if kind == "onnx-int8":
+            target = (manifest.get("quantization") or {}).get("target") or "tensorrt"
+        return cls(kind, manifest.get("precision"), target)
+
+    def describe(self) -> str:
+        """``an INT8 model placed for TensorRT``, ``the INT8 form for onnxruntime's CPU kernels`` ..."""
+        if self.kind == "onnx-int8":
+            return "the INT8 form for onnxruntime's CPU kernels" if self.target == "onnxruntime-cpu" else "an INT8 model placed for TensorRT"
+        if self.kind == "engine":
+            return f"an {self.precision.upper()} TensorRT engine" if self.precision else "a TensorRT engine"
+        if self.kind in ("onnx", "onnx-fp16"):
+            return f"an {(self.precision or 'fp32').upper()} ONNX model"
+        return f"a {self.kind} artifact"

@@ -139,17 +139,19 @@ def comma_list(value: str, option: str, error: type[RtDeployError] = RtDeployErr
     return items
 
 
-def output_file(path: str | os.PathLike, *, manifest: bool = False, option: str = "-o") -> Path:
+def output_file(path: str | os.PathLike, *, manifest: bool = False, option: str = "-o", writes=None) -> Path:
     """Check, before any work, that ``path`` can be written (and its manifest beside it).
 
     Devices, FIFOs and links to them are written through, as a shell redirection does, so they
     are accepted; an artifact with a manifest must be a regular file (a manifest beside a device
-    means nothing), and its manifest path must not be a folder.
+    means nothing), and its manifest path must not be a folder. With ``writes`` (an
+    :class:`rtdeploy.artifacts.ArtifactKind`), an artifact of another kind at ``path`` is not replaced.
 
     Raises:
         OutputError: see :func:`rtdeploy.files.check_output_path`, or the rules above.
     """
     from rtdeploy.files import check_output_path, is_special_file, manifest_path
+    from rtdeploy.guard import refuse_replacing_another_kind
 
     p = check_output_path(path)
     if not manifest:
@@ -161,6 +163,8 @@ def output_file(path: str | os.PathLike, *, manifest: bool = False, option: str 
         raise OutputError(f"the manifest path {mp} of {option} {p} is a folder; remove it or choose another {option} path")
     if mp.exists() and is_special_file(mp):
         raise OutputError(f"the manifest path {mp} of {option} {p} is not a regular file; remove it or choose another {option} path")
+    if writes is not None:
+        refuse_replacing_another_kind(p, writes, option=option)
     return p
 
 

@@ -167,3 +167,31 @@ def _check_foreign(out: Path, flag: str, mine: list[Path]) -> None:
         return
     if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT and "kind" in data:
         raise OutputError(f"{flag} {out} would overwrite the manifest of {owner.name}; write the result to another path")
+
+
+def refuse_replacing_another_kind(output: str | os.PathLike, writes, *, option: str = "-o") -> None:
+    """Refuse, before any work, an output path that holds an artifact of another kind, precision or
+    INT8 target than the one the command writes (``writes``, an :class:`rtdeploy.artifacts.ArtifactKind`;
+    per the manifest beside the path): replacing a TensorRT-placed INT8 model by the CPU form, an FP16
+    model by an export, an engine by one of another precision loses the first with exit 0. A file
+    without a readable manifest is not judged.
+
+    Raises:
+        OutputError: ``output`` holds an artifact of another kind.
+    """
+    from rtdeploy.artifacts import ArtifactKind, read_manifest
+    from rtdeploy.errors import ArtifactError
+
+    p = Path(output)
+    if not p.is_file():
+        return
+    try:
+        manifest = read_manifest(p, required=False)
+    except ArtifactError:
+        return
+    if manifest is None:
+        return
+    have = ArtifactKind.of_manifest(manifest)
+    if have != writes:
+        raise OutputError(f"{option} {output} would replace {have.describe()} with {writes.describe()}; write it to another "
+                          f"path, or move {p.name} and its manifest away first")

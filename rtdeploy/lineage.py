@@ -8,6 +8,7 @@ read — equals what the stage would record now (:func:`reuse_verdict`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,11 +33,22 @@ def base_stem(path: str | os.PathLike) -> str:
     return head if head and tag in PRECISION_TAGS else stem
 
 
+# The INT8 form made for onnxruntime's CPU kernels (``quantize --int8 --target onnxruntime-cpu``).
+CPU_TARGET = "onnxruntime-cpu"
+
+
+def precision_tag(precision: str, target: str | None = None) -> str:
+    """The file-name tag of a precision model: ``fp16``, ``int8``, or ``int8-cpu`` for the INT8 form
+    placed for ``target`` onnxruntime-cpu, so that the two INT8 forms never share a name."""
+    return "int8-cpu" if precision == "int8" and target == CPU_TARGET else precision
+
+
 def derived_path(source: str | os.PathLike, precision: str, suffix: str = ".onnx") -> Path:
     """The one naming rule for derived files, beside ``source``.
 
     ``resnet50.onnx`` -> ``resnet50.int8.onnx``, ``resnet50.fp16.onnx``, ``resnet50.int8-cpu.onnx``
-    (the INT8 form for onnxruntime's CPU kernels); engines always carry their
+    (the INT8 form for onnxruntime's CPU kernels: ``precision`` is then :func:`precision_tag`'s
+    ``int8-cpu``); engines always carry their
     precision: ``resnet50.onnx`` -> ``resnet50.fp32.engine``, ``resnet50.int8.onnx`` -> ``resnet50.int8.engine``.
     The FP32 ONNX of ``resnet50.onnx`` is the file itself.
     """
@@ -58,6 +70,21 @@ def derivation(stage: str, config: dict[str, Any], inputs: dict[str, str]) -> di
     """
     return {"stage": stage, "config": json.loads(json.dumps(config, sort_keys=True, default=json_default)),
             "inputs": dict(sorted(inputs.items()))}
+
+
+def parent_inputs(parent: str | os.PathLike, parent_sha256: str) -> dict[str, str]:
+    """The inputs a derivation records of its parent: its bytes (``parent``) and, when its manifest
+    has one, its ``model`` record (preprocessing, input, classes). ``rtdeploy import`` again with
+    other preprocessing changes the manifest, not the bytes, and what was made from the old record
+    (and carries it on in its own manifest) must not be reused."""
+    inputs = {"parent": parent_sha256}
+    try:
+        model = (read_manifest(parent, required=False) or {}).get("model")
+    except ArtifactError:
+        model = None
+    if isinstance(model, dict):
+        inputs["model"] = hashlib.sha256(json.dumps(model, sort_keys=True, default=json_default).encode()).hexdigest()
+    return inputs
 
 
 def reuse_verdict(path: str | os.PathLike, wanted: dict[str, Any], recorded: dict[str, Any] | None = None) -> tuple[bool, str]:

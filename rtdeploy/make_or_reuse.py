@@ -20,9 +20,10 @@ from typing import Any
 from rtdeploy.files import sha256_file
 from rtdeploy.lineage import derived_path, reuse_verdict
 from rtdeploy.errors import RtDeployError
-from rtdeploy.export.onnx_export import ExportConfig, export_derivation, export_onnx, export_path
+from rtdeploy.export.onnx_export import export_derivation, export_onnx
+from rtdeploy.export.options import ExportConfig, export_path
 from rtdeploy.precision.reuse_record import calibration_fingerprint, quantize_derivation
-from rtdeploy.precision.quantize import QuantizeConfig, quantize
+from rtdeploy.precision.quantize import QuantizeConfig, output_of, quantize
 from rtdeploy.trt.options import BuildOptions, build_derivation
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,14 @@ def exported(cfg: ExportConfig, *, force: bool = False) -> Derived:
 
 
 def quantized(cfg: QuantizeConfig, *, force: bool = False) -> Derived:
-    """The FP16/INT8 model ``cfg`` describes (at ``cfg.output``, default ``X.<precision>.onnx``):
+    """The FP16/INT8 model ``cfg`` describes (at ``cfg.output``, default ``X.<precision>.onnx``, or
+    ``X.int8-cpu.onnx`` for the onnxruntime-CPU form):
     reused when made from the parent's current bytes with the same options and calibration data.
 
     Raises:
         RtDeployError: as :func:`rtdeploy.precision.quantize.quantize`.
     """
-    out = Path(cfg.output) if cfg.output is not None else derived_path(cfg.model, "int8" if cfg.int8 else "fp16")
+    out = output_of(cfg)
     cfg = dataclasses.replace(cfg, output=out)
     ok, why = _reuse(out, None if force else _wanted(quantize_wanted, cfg), force)
     if ok:
@@ -173,8 +175,11 @@ def engine_from(opts: BuildOptions):
         as :func:`source_onnx` and :func:`rtdeploy.trt.build_engine`.
     """
     from rtdeploy.trt import build_engine
+    from rtdeploy.trt.stage import check_trt_builds
 
     opts.check()
+    if opts.onnx is not None:
+        check_trt_builds(opts, Path(opts.onnx))
     onnx, precision = source_onnx(opts)
     return build_engine(dataclasses.replace(opts, onnx=onnx, precision=precision, **_consumed(opts)))
 

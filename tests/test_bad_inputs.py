@@ -437,7 +437,7 @@ GROWN = [
     Case("import-name-parent-dir", lambda d: ["import", M(d), "--preprocess", "cifar", "--name", "../x", "-o", str(d / "i.onnx")], "--name '../x'",
          setup=_exported()),
     Case("import-output-is-input-manifest", lambda d: ["import", M(d), "--preprocess", "cifar", "-o", str(d / "m.onnx.json")],
-         "would overwrite the manifest of m.onnx", setup=_exported()),
+         "would overwrite the manifest of m.onnx", setup=_both(_exported(), _unlink("m.onnx.json"))),  # a foreign file: an export is not imported
     Case("run-images-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--images", str(d / "none")], "--images"),
     Case("run-calib-dir-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--calib-dir", str(d / "none")], "--calib-dir"),
     Case("run-weights-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--weights", str(d / "none.pth")], "--weights"),
@@ -590,7 +590,96 @@ GUARDED = [
          "--provider cuda does nothing with", setup=_fake_engine),
 ]
 
-ALL_CASES = CASES + GROWN + CLOSING + GUARDED
+def _imported(make_model: str, *, calib: tuple | None = None) -> Callable[[Path], None]:
+    """m.onnx built by ``tiny_graphs.<make_model>()``, adopted with ``rtdeploy import`` (and a
+    calibration tensor file c.npy of random pixels of shape ``calib``)."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+        from rtdeploy import api
+
+        tiny_graphs.save(getattr(tiny_graphs, make_model)(), d / "m.onnx")
+        api.import_model(d / "m.onnx", preprocess="none")
+        if calib is not None:
+            import numpy as np
+
+            np.save(d / "c.npy", np.random.default_rng(0).random(calib, dtype=np.float32))
+    return setup
+
+
+def _saved(make_model: str, name: str) -> Callable[[Path], None]:
+    """``tiny_graphs.<make_model>()`` saved as ``name`` (no manifest)."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+
+        tiny_graphs.save(getattr(tiny_graphs, make_model)(), d / name)
+    return setup
+
+
+def _huge_input(d: Path) -> None:
+    """A classifier declaring a 1x3x100000x100000 input (120 GB): bench used to allocate it ("Unable to allocate")."""
+    import tiny_graphs
+    from rtdeploy import api
+
+    tiny_graphs.save(tiny_graphs.classifier(batch=1, size=100_000), d / "m.onnx")
+    api.import_model(d / "m.onnx", preprocess="none")
+
+
+def _named_size_imported_at(size: int) -> Callable[[Path], None]:
+    """A classifier whose H and W are named ('H'), imported with ``--size size``."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+        from rtdeploy import api
+
+        tiny_graphs.save(tiny_graphs.classifier(size="H"), d / "m.onnx")
+        api.import_model(d / "m.onnx", preprocess="none", size=size)
+    return setup
+
+
+def _fp16_child(d: Path) -> None:
+    from rtdeploy import api
+
+    api.quantize(d / "m.onnx", fp16=True, output=d / "m.fp16.onnx")
+
+
+def _linked_folder_twice(d: Path) -> None:
+    """calib/a holds an image; calib/b is a link to calib/a (its images would be read twice)."""
+    (d / "calib").mkdir()
+    _images("calib/a", good=2)(d)
+    os.symlink(d / "calib" / "a", d / "calib" / "b")
+
+
+# Issue 22: import adopts only foreign files; library errors and declared sizes end in one line at the stage;
+# a calibration folder reached twice through a link is refused.
+ISSUE22 = [
+    Case("import-rtdeploy-export", lambda d: ["import", M(d), "--preprocess", "cifar"], "m.onnx is rtdeploy's own FP32 export of resnet20",
+         setup=_exported()),
+    Case("import-rtdeploy-fp16-child", lambda d: ["import", str(d / "m.fp16.onnx"), "--preprocess", "cifar"],
+         "m.fp16.onnx is rtdeploy's own FP16 model", setup=_both(_exported(), _fp16_child)),
+    Case("import-rtdeploy-fp16-child-without-manifest", lambda d: ["import", str(d / "m.fp16.onnx"), "--preprocess", "cifar"],
+         "holds float16 weights, so it is an FP16 model", setup=_both(_exported(), _fp16_child, _unlink("m.fp16.onnx.json"))),
+    Case("quantize-int8-custom-domain-op", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "c.npy"), "--no-stats-cache"],
+         "quantize stopped in onnxruntime", setup=_imported("custom_domain_classifier", calib=(4, 3, 8, 8))),
+    Case("quantize-fp16-custom-domain-op", lambda d: ["quantize", M(d), "--fp16", "--calib-dir", str(d / "c.npy")],
+         "quantize stopped in onnxruntime", setup=_imported("custom_domain_classifier", calib=(4, 3, 8, 8))),
+    Case("validate-declared-activation-too-large", lambda d: ["validate", M(d), "--batch", "2"], "by the shapes its graph declares",
+         setup=_imported("wide_activation_model")),
+    Case("quantize-declared-activation-too-large", lambda d: ["quantize", M(d), "--fp16"], "by the shapes its graph declares",
+         setup=_imported("wide_activation_model")),
+    Case("bench-declared-activation-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "by the shapes its graph declares", setup=_imported("wide_activation_model")),
+    Case("bench-declared-input-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "by the shapes its graph declares", setup=_huge_input),
+    Case("quantize-named-size-imported-too-large", lambda d: ["quantize", M(d), "--int8", "--no-stats-cache"],
+         "for 3x100000x100000 inputs", setup=_named_size_imported_at(100_000)),
+    Case("bench-named-size-imported-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "for 3x100000x100000 inputs", setup=_named_size_imported_at(100_000)),
+    Case("validate-reference-declares-too-much", lambda d: ["validate", M(d), "--reference", str(d / "w.onnx")],
+         "against w.onnx needs at least", setup=_both(_imported("classifier"), _saved("wide_activation_model", "w.onnx"))),
+    Case("quantize-calib-folder-linked-twice", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "calib"), "--no-stats-cache"],
+         "through a link, so", setup=_both(_exported(), _linked_folder_twice)),
+]
+
+ALL_CASES = CASES + GROWN + CLOSING + ISSUE22 + GUARDED
 
 
 def _snapshot(d: Path) -> dict[str, str]:

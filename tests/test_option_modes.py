@@ -61,7 +61,7 @@ COMMAND_SAMPLES = {
     ("validate", "batch"): 4, ("bench", "batch"): "1,8", ("bench", "model"): "resnet18", ("bench", "depth"): "18",
     ("bench", "precision"): "fp16", ("run", "precision"): "fp32,int8", ("package", "force"): True, ("validate", "seed"): 1,
     ("validate", "model"): "m.onnx", ("quantize", "model"): "m.onnx", ("import", "model"): "m.onnx",
-    ("quantize", "weights"): "adaround",
+    ("quantize", "weights"): "adaround", ("build-engine", "trt_version"): "8.6",
 }
 
 # Per command: its modes (the options that put it in that mode), and in each mode the options it

@@ -24,7 +24,7 @@ from rtdeploy.bench.options import (
     parse_positive_ints,
 )
 from rtdeploy.errors import BenchmarkError, EngineError, ExportError, OutputError, PackageError, RtDeployError
-from rtdeploy.export.onnx_export import parse_batch
+from rtdeploy.export.options import parse_batch
 from rtdeploy.serving.triton import check_model_name, default_model_name
 from rtdeploy.trt.options import BatchProfile, parse_size
 from rtdeploy.validate.tolerances import FRACTIONS, Tolerance, check_limit

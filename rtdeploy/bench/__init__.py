@@ -17,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtdeploy.errors import BenchmarkError
+from rtdeploy.library_errors import stage_boundary
+
 
 @dataclass
 class BenchResult:
@@ -31,6 +34,7 @@ class BenchResult:
     written: list[Path] = field(default_factory=list)
 
 
+@stage_boundary("bench", BenchmarkError)
 def benchmark(cfg) -> BenchResult:
     """Run the benchmark :class:`~rtdeploy.bench.options.BenchConfig` asks for.
 

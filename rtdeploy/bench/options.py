@@ -296,6 +296,8 @@ class BenchConfig(JsonReport, Progress, Options):
         biggest = max(self.batch)
         check_memory(biggest, 3, size, error=BenchmarkError, what=f"--batch {biggest} at {size}x{size}")
         _check_parallelism(self.threads, self.streams)
+        for f in self.files:
+            _check_model_memory(f, biggest, max(self.streams))
         _check_trt_exports(self)
 
     def reads(self) -> list[Path]:
@@ -319,6 +321,24 @@ def _check_parallelism(threads: int, streams: tuple[int, ...]) -> None:
     for flag, value in (("--threads", threads), ("--streams", max(streams))):
         if value > MAX_PARALLEL:
             raise BenchmarkError(f"{flag} {value} is not accepted; give at most {MAX_PARALLEL} (this machine has {cores} CPU cores)")
+
+
+def _check_model_memory(path: Path, batch: int, streams: int) -> None:
+    """An ONNX ``--model`` at the largest batch on every stream, by the shapes its graph declares
+    (anything that is not ONNX is left to the stages that read it)."""
+    from rtdeploy.artifacts import load_onnx_graph, read_manifest
+    from rtdeploy.errors import ArtifactError
+    from rtdeploy.footprint import check_model_memory, manifest_sample_shape
+
+    graph = load_onnx_graph(path) if path.suffix.lower() == ".onnx" else None
+    if graph is None:
+        return
+    try:
+        sample = manifest_sample_shape(read_manifest(path, required=False))
+    except ArtifactError:  # the stage that reads the manifest says what is wrong with it
+        sample = None
+    check_model_memory(graph, batch, sample_shape=sample, copies=streams, error=BenchmarkError,
+                       what=f"bench --model {path.name} --batch {batch}" + (f" on {streams} streams" if streams > 1 else ""))
 
 
 def _check_trt_exports(cfg: BenchConfig) -> None:

@@ -14,7 +14,10 @@ def build_engine(**options):
     Exports and quantizes as needed (reusing artifacts whose manifests match), parses the ONNX,
     builds with the API of the installed TensorRT (8.6, 10.x or 11.x), then checks each layer's
     precision and fails if INT8/FP16 was asked but not built. Without TensorRT or a GPU it still
-    writes the precision ONNX and says how to build it elsewhere.
+    writes the precision ONNX and says how to build it elsewhere. An ONNX TensorRT does not build
+    is refused first: the onnxruntime-CPU INT8 form (X.int8-cpu.onnx), asymmetric or UINT8 Q/DQ,
+    and opsets or Q/DQ scale types the installed TensorRT (or, without one, --trt-version)
+    does not document (TensorRT 8.6: opsets up to 17, float32 scales).
 
     \b
     Examples:

@@ -26,7 +26,8 @@ from typing import Callable
 
 import click
 
-from rtdeploy.errors import Interrupted, RtDeployError
+from rtdeploy.cli.signals import interruption
+from rtdeploy.errors import RtDeployError
 
 log = logging.getLogger("rtdeploy")
 
@@ -83,34 +84,10 @@ def reader_went_away() -> None:
 def interrupted(e: BaseException) -> None:
     """The one line and exit status (128 + signal) of an interrupt; partial files are already gone.
 
-    (Under ``rtdeploy`` itself the signal handler has already set further signals to be ignored, so a
+    (Under ``rtdeploy`` itself the signal policy has already set further signals to be ignored, so a
     second Ctrl-C cannot break this exit; in-process callers keep their own handlers.)
     """
-    signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-    name = e.signal_name if isinstance(e, Interrupted) else "SIGINT"
-    fail(f"interrupted ({name}); no partial output was kept", 128 + signum)
-
-
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def install_signal_handlers() -> None:
-    """Make SIGINT, SIGTERM and SIGHUP alike: each unwinds as :class:`Interrupted` (so partial files
-    are removed on the way out); any further one is ignored while that happens."""
-
-    def on_signal(signum, frame):
-        ignore_interrupts()
-        raise Interrupted(signum)
-
-    for s in INTERRUPT_SIGNALS:
-        signal.signal(s, on_signal)
-
-
-def ignore_interrupts() -> None:
-    """Ignore further SIGINT/SIGTERM/SIGHUP (main thread only; elsewhere nothing to do)."""
-    with contextlib.suppress(ValueError):  # not the main thread
-        for s in INTERRUPT_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
+    fail(*interruption(e))
 
 
 def say(message: str, json_out: str | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rtdeploy.cli.common import say
 from rtdeploy.cli.generate import command
-from rtdeploy.export.onnx_export import ExportConfig
+from rtdeploy.export.options import ExportConfig
 
 
 @command("export", ExportConfig)

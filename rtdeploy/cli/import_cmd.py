@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rtdeploy.cli.common import say
 from rtdeploy.cli.generate import command
-from rtdeploy.export.onnx_import import ImportConfig
+from rtdeploy.export.options import ImportConfig
 
 
 @command("import", ImportConfig)

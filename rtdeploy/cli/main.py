@@ -9,7 +9,8 @@ import sys
 import click
 
 from rtdeploy import __version__
-from rtdeploy.cli.common import fail, install_signal_handlers, interrupted, reader_went_away, setup_logging
+from rtdeploy.cli import signals
+from rtdeploy.cli.common import fail, interrupted, reader_went_away, setup_logging
 
 # (module, attribute): each stage's command lives beside the others; a module not written yet is
 # simply absent from --help.
@@ -105,8 +106,9 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    install_signal_handlers()
+    """Run the command line (the console script enters through :mod:`rtdeploy.cli.entry`, which puts
+    the signal policy in place before this module is imported)."""
+    signals.install()
     _register()
     cli(prog_name="rtdeploy")
 

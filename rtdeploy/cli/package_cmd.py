@@ -13,8 +13,11 @@ def package(**options):
     """Package ARTIFACT (an rtdeploy .onnx or .plan/.engine) for Triton Inference Server.
 
     Writes DIR/<name>/config.pbtxt and DIR/<name>/<version>/model.onnx (backend onnxruntime) or
-    model.plan (platform tensorrt_plan). An engine only runs on the TensorRT version and GPU
-    it was built for: use a Triton release that ships the same TensorRT.
+    model.plan (platform tensorrt_plan). Every request Triton accepts under the config is one the
+    model runs: an engine of one batch size N gets max_batch_size 0 and inputs of batch N, one whose
+    profile starts above 1 otherwise is refused; INT8 Q/DQ ONNX on GPUs goes through onnxruntime's
+    TensorRT accelerator. An engine only runs on the TensorRT version and GPU it was built for: use a
+    Triton release that ships the same TensorRT (docs/triton.md).
 
     \b
     Examples:

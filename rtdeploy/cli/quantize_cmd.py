@@ -15,8 +15,8 @@ def quantize(**options):
     another --method reuses them); weights are int8 per output channel, activations per tensor;
     Q/DQ sits on the inputs of Conv/Gemm and on the shortcut input of residual Adds, as TensorRT
     fuses them. FP16: activations that would overflow FP16 on the calibration images keep their
-    ops in FP32. Writes MODEL.<precision>.onnx and its manifest (parent, data fingerprint, scales,
-    layers kept in floating point).
+    ops in FP32. Writes MODEL.int8.onnx (MODEL.int8-cpu.onnx for --target onnxruntime-cpu) or
+    MODEL.fp16.onnx and its manifest (parent, data fingerprint, scales, layers kept in floating point).
 
     \b
     Examples:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rtdeploy.cli.common import say
 from rtdeploy.cli.generate import command
 from rtdeploy.tables import format_table
-from rtdeploy.validate.run import ValidateConfig
+from rtdeploy.validate.options import ValidateConfig
 
 # statistic -> tolerance field that limits it (None: reported only)
 _ROWS = [

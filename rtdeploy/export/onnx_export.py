@@ -24,46 +24,20 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from rtdeploy.artifacts import ArtifactKind
 from rtdeploy.files import atomic_path, sha256_file
 from rtdeploy.lineage import derivation
 from rtdeploy.checks import check_bytes, check_memory, output_file
 from rtdeploy.errors import ExportError, RtDeployError, first_line
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.manifests import new_manifest
 from rtdeploy.models import ModelMeta
 from rtdeploy.models.reference import INIT_SEED, build_torch_model, check_weight_values
-from rtdeploy.models.options import Checkpoint, ModelChoice
-from rtdeploy.options import WRITES, JsonReport, Options, option, output_fields
+from rtdeploy.export.options import DEFAULT_OPSET, ExportConfig, export_path
+from rtdeploy.options import output_fields
 
 log = logging.getLogger(__name__)
 
-MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 20, 17
-
-
-def _opset(value) -> int:
-    from rtdeploy.checks import is_ascii_int
-
-    if isinstance(value, bool) or not (isinstance(value, int) or is_ascii_int(value)) or not MIN_OPSET <= int(value) <= MAX_OPSET:
-        raise ExportError(f"--opset {value} is not supported; accepted: {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.6 reads up to 17, the default)")
-    return int(value)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExportConfig(JsonReport, Checkpoint, ModelChoice, Options):
-    """What to export: ``rtdeploy export``'s options (the model ones declared in
-    :class:`~rtdeploy.models.options.ModelChoice` and :class:`~rtdeploy.models.options.Checkpoint`)."""
-
-    error = ExportError
-
-    opset: int = option(DEFAULT_OPSET, "--opset", type=int, parse=_opset, help="ONNX opset, 13..20 (TensorRT 8.6 reads up to 17).")
-    batch: int | str = option("dynamic", "--batch", parse=lambda v: parse_batch(v), help="'dynamic' batch axis, or a fixed batch size.")
-    output: Path | None = option(None, "-o", "--output", type=Path, path=WRITES, changes_output=False,
-                                 help="ONNX file to write [default: <model>.onnx].")
-
-    def writes(self) -> list[tuple[str, Path]]:
-        from rtdeploy.files import manifest_path
-
-        out = export_path(self)
-        return [("output", out), ("output", manifest_path(out))]
 
 
 @dataclass(frozen=True)
@@ -75,20 +49,7 @@ class ExportResult:
     meta: ModelMeta
 
 
-def parse_batch(value: str | int) -> int | str:
-    """``"dynamic"`` or a positive batch size.
-
-    Raises:
-        ExportError: anything else.
-    """
-    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isascii() and value.isdigit()):
-        if int(value) >= 1:
-            return int(value)
-    elif value == "dynamic":
-        return value
-    raise ExportError(f"--batch {value!r} is not accepted; give 'dynamic' or a positive integer such as 1 or 32")
-
-
+@stage_boundary("export", ExportError)
 def export_onnx(cfg: ExportConfig) -> ExportResult:
     """Export the model ``cfg.model`` (or ResNet-``cfg.depth``) to ONNX, check it, and write it with its manifest.
 
@@ -99,7 +60,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     cfg.check()
     batch = cfg.batch
     meta = cfg.meta()
-    out = output_file(export_path(cfg), manifest=True)
+    out = output_file(export_path(cfg), manifest=True, writes=ArtifactKind("onnx", "fp32"))
     size = _trace_size(meta)
     traced = 1 if batch == "dynamic" else batch
     check_memory(traced, meta.in_channels, size, error=ExportError, what=f"tracing {meta.name} at batch {traced}, {size}x{size}")
@@ -152,11 +113,6 @@ def check_weights_memory(meta: ModelMeta) -> None:
     params = sum(p.numel() for p in model.parameters())
     check_bytes(4 * params * _WEIGHT_COPIES, what=f"{meta.name} with {meta.num_classes} classes ({params:,} parameters)",
                 purpose="its weights", advice="give a smaller --num-classes or --in-channels", error=ExportError)
-
-
-def export_path(cfg: ExportConfig) -> Path:
-    """Where ``cfg`` writes: ``cfg.output``, or ``<name>.onnx`` (``resnet50.onnx``) in the working folder."""
-    return Path(cfg.output) if cfg.output is not None else Path(f"{cfg.model_name}.onnx")
 
 
 def export_derivation(cfg: ExportConfig) -> dict:

@@ -23,6 +23,7 @@ from rtdeploy.files import check_output_path, folder_lock, sha256_file
 from rtdeploy.lineage import derivation, derived_path, reuse_verdict
 from rtdeploy.files import write_json_atomic
 from rtdeploy.errors import MissingDependency, OutputError, RtDeployError, opt
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.models.options import Checkpoint, ModelChoice
 from rtdeploy.options import FLAG, NEGATIVE, READS, JsonReport, Options, Progress, When, option
 from rtdeploy.precision.options import Calibration
@@ -208,6 +209,7 @@ class RunReport:
         return {"outdir": str(self.outdir), "stages": [s.__dict__ for s in self.stages]}
 
 
+@stage_boundary("run", RtDeployError)
 def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | None = None) -> RunReport:
     """Run the whole pipeline into ``cfg.outdir`` and write its report.
 

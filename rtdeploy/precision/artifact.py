@@ -44,8 +44,7 @@ def base_fields(parent) -> dict:
     m = parent.manifest
     fields = {"model": m.model.to_dict(), "parent": parent_entry(parent.path)}
     for key, section in (("weights", m.weights), ("export", m.export)):
-        if section is not None:
-            fields[key] = section.to_dict()
+        fields[key] = section.to_dict() if section is not None else None
     return fields
 
 

@@ -48,6 +48,7 @@ class CalibrationInputs:
         batches: ``batches(batch_size) -> iterator of input arrays`` over the statistics part of the
             calibration images, never the held-out part (calibrators that need ``"images"``).
         target: the INT8 form being made (``tensorrt`` or ``onnxruntime-cpu``).
+        sample_shape: one input's shape as the stages feed it (C, H, W), for memory estimates.
     """
 
     percentile: float = 99.99
@@ -55,6 +56,7 @@ class CalibrationInputs:
     plan: Any = None
     batches: Callable[[int], Iterator[Any]] | None = None
     target: str = "tensorrt"
+    sample_shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,8 @@ def describe() -> str:
 def calibration_inputs(cfg, parent, plan, split, target: str = "tensorrt"):
     """What a calibrator may read besides the statistics (:class:`CalibrationInputs`)."""
     return CalibrationInputs(percentile=cfg.percentile, model=parent.model, plan=plan,
-                             batches=lambda batch: split.stats_batches(batch), target=target)
+                             batches=lambda batch: split.stats_batches(batch), target=target,
+                             sample_shape=getattr(parent, "sample_shape", None))
 
 
 def calibrator_settings(cfg) -> dict:

@@ -1,7 +1,7 @@
 """Small ONNX graph helpers shared by the FP16 and INT8 passes.
 
 Loading the FP32 parent (with its manifest and the checks that it is really FP32), the producer and
-consumer maps of a graph, unique names, and the element counts of activations (to size batches).
+consumer maps of a graph and unique names.
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ class Parent:
     model: object
     manifest: object
     sha256: str
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of one input sample, as the manifest says the stages feed it (None when it does not say)."""
+        from rtdeploy.footprint import manifest_sample_shape
+
+        return manifest_sample_shape(self.manifest.to_dict())
 
 
 def refuse_quantized(record, path: Path) -> None:
@@ -135,31 +142,6 @@ class NameMaker:
             name, i = f"{base}_{i}", i + 1
         self.used.add(name)
         return name
-
-
-def elements_per_sample(model, names) -> int:
-    """Sum over ``names`` of the elements each tensor holds per sample (batch dimension excluded).
-
-    Uses the shapes recorded by shape inference; a tensor without a known shape counts as 0.
-    """
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shape inference is best effort here: it only sizes batches
-        inferred = model
-    infos = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
-    total = 0
-    for name in names:
-        info = infos.get(name)
-        if info is None:
-            continue
-        dims = info.type.tensor_type.shape.dim[1:]
-        count = 1
-        for d in dims:
-            count *= d.dim_value if d.dim_value > 0 else 0
-        total += count
-    return total
 
 
 def save_model(model, path: Path) -> None:

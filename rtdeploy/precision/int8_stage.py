@@ -108,7 +108,7 @@ def _fallback(cfg, parent, plan, scales, split, rounding=None):
     from rtdeploy.precision.int8.sensitivity import SwitchableEvaluator, choose_fallback
 
     images = split.holdout_images()
-    batch = max(1, batch_size_for(parent.model, plan.observed()) // 2)
+    batch = max(1, batch_size_for(parent.model, plan.observed(), sample_shape=parent.sample_shape) // 2)
     evaluator = SwitchableEvaluator(parent.model, plan, {t: scales[t] for t in plan.observed()}, images, batch_size=batch,
                                     weights=rounding.weights if rounding is not None else None)
     result = choose_fallback(evaluator, keep_fp=cfg.keep_fp, target_agreement=cfg.target_agreement)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.errors import PrecisionError, opt
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.options import FLAG, READS, WRITES, JsonReport, Options, Progress, When, option
 from rtdeploy.precision.options import INT8, TENSORRT, Calibration
 from rtdeploy.precision.artifact import QuantizeResult
@@ -84,7 +85,8 @@ class QuantizeConfig(JsonReport, Progress, Calibration, Options):
                                         + opt("target") + " tensorrt")),
                           help="INT8 weight rounding: to nearest, or adaptive (each weight up or down to minimise its layer's output error).")
     output: Path | None = option(None, "-o", "--output", type=Path, path=WRITES, changes_output=False,
-                                 help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
+                                 help="Model to write [default: X.int8.onnx, X.int8-cpu.onnx for --target onnxruntime-cpu, or "
+                                      "X.fp16.onnx, beside X.onnx]; an artifact of another kind there is not replaced.")
 
     @property
     def precision(self) -> str:
@@ -127,7 +129,7 @@ class QuantizeConfig(JsonReport, Progress, Calibration, Options):
     def writes(self) -> list[tuple[str, Path]]:
         from rtdeploy.files import manifest_path
 
-        out = self.output or default_output(Path(self.model), self.precision)
+        out = output_of(self)
         return [("output", out), ("output", manifest_path(out))]
 
 
@@ -161,16 +163,33 @@ def check_config(cfg: QuantizeConfig) -> None:
     from rtdeploy.checks import output_file
 
     cfg.check()
-    output_file(cfg.output or default_output(Path(cfg.model), cfg.precision), manifest=True)
+    out = output_of(cfg)
+    # -o onto the model itself is refused by the output guard in clearer words ("would overwrite the input itself")
+    output_file(out, manifest=True, writes=None if out.resolve() == Path(cfg.model).resolve() else writes_kind(cfg))
 
 
-def default_output(model: Path, precision: str) -> Path:
-    """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` beside it."""
-    from rtdeploy.lineage import derived_path
+def default_output(model: Path, precision: str, target: str = TARGETS[0]) -> Path:
+    """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` beside it; ``X.int8-cpu.onnx`` for ``target`` onnxruntime-cpu."""
+    from rtdeploy.lineage import derived_path, precision_tag
 
-    return derived_path(model, precision)
+    return derived_path(model, precision_tag(precision, target))
 
 
+def output_of(cfg: QuantizeConfig) -> Path:
+    """The model ``cfg`` writes: ``cfg.output``, else :func:`default_output`."""
+    return Path(cfg.output) if cfg.output is not None else default_output(Path(cfg.model), "int8" if cfg.int8 else "fp16", cfg.target)
+
+
+def writes_kind(cfg: QuantizeConfig):
+    """The :class:`rtdeploy.artifacts.ArtifactKind` of the model ``cfg`` writes."""
+    from rtdeploy.artifacts import ArtifactKind
+
+    if cfg.fp16:
+        return ArtifactKind("onnx-fp16", "fp16")
+    return ArtifactKind("onnx-int8", "int8", cfg.target)
+
+
+@stage_boundary("quantize", PrecisionError)
 def quantize(cfg: QuantizeConfig) -> QuantizeResult:
     """Run the stage (see the module docstring).
 
@@ -180,11 +199,13 @@ def quantize(cfg: QuantizeConfig) -> QuantizeResult:
         DataError: calibration images missing, empty, corrupt, too few, or non-finite.
         OutputError: the output cannot be written.
     """
+    from rtdeploy.footprint import check_model_memory
     from rtdeploy.precision.graph import load_fp32_parent, name_nodes
 
     check_config(cfg)
-    out = cfg.output or default_output(Path(cfg.model), cfg.precision)
+    out = output_of(cfg)
     parent = load_fp32_parent(cfg.model)
+    check_model_memory(parent.model, 1, sample_shape=parent.sample_shape, what=f"quantize {parent.path.name}", error=PrecisionError)
     name_nodes(parent.model)
     if cfg.int8 and cfg.target == "onnxruntime-cpu":
         from rtdeploy.precision.int8_cpu_stage import run_int8_cpu

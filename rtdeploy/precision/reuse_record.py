@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtdeploy.files import sha256_file
-from rtdeploy.lineage import derivation
+from rtdeploy.lineage import derivation, parent_inputs
 from rtdeploy.options import output_fields
 
 
@@ -30,11 +30,11 @@ def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | 
 
     Args:
         cfg: the :class:`rtdeploy.precision.quantize.QuantizeConfig`.
-        parent_sha256: the FP32 parent's sha256.
+        parent_sha256: the FP32 parent's sha256 (its manifest's model record joins it: :func:`parent_inputs`).
         calibration_fingerprint: the calibration source's content fingerprint (None when the
             stage reads no images: see :func:`uses_calibration_images`).
     """
-    inputs = {"parent": parent_sha256}
+    inputs = parent_inputs(cfg.model, parent_sha256)
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
     if cfg.from_trt_cache is not None:

@@ -48,7 +48,7 @@ def gather_stats(parent, tensors: list[str], split, calibrator, cache_dir, progr
         stats = _from_cache(cache, keys, tensors)  # another process may have written it while we waited
         if stats is not None:
             return stats, "hit"
-        batch = batch_size_for(parent.model, tensors)
+        batch = batch_size_for(parent.model, tensors, sample_shape=parent.sample_shape)
         stats = collect_stats(parent.model, tensors, split.stats_batches(batch, progress=progress), histogram=histogram)
         cache.save(keys[0], stats)
     return stats, "miss" if cache.folder is not None else "off"

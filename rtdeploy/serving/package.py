@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.artifacts import ENGINE_SUFFIXES
-from rtdeploy.lineage import derived_path
+from rtdeploy.lineage import CPU_TARGET, derived_path, precision_tag
 from rtdeploy.errors import PackageError, RtDeployError, opt
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.options import FLAG, READS, Options, option
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,13 @@ def cpu_form_of(artifact: Path) -> Path | None:
         manifest = _int8_manifest(artifact)
         if manifest is None or manifest.quantization.target != "tensorrt":
             return None
-        sibling = derived_path(manifest.parent.file, "int8-cpu")
+        sibling = derived_path(manifest.parent.file, precision_tag("int8", CPU_TARGET))
         other = _int8_manifest(sibling)
     except (RtDeployError, OSError):
         return None
     if other is None or other.parent.sha256 != manifest.parent.sha256:
         return None
-    return sibling if other.quantization.target == "onnxruntime-cpu" else None
+    return sibling if other.quantization.target == CPU_TARGET else None
 
 
 def _int8_manifest(path: Path):
@@ -109,6 +110,7 @@ def _int8_manifest(path: Path):
     return manifest if isinstance(manifest, Int8Manifest) else None
 
 
+@stage_boundary("package", PackageError)
 def package(cfg: PackageConfig) -> Path:
     """Write the Triton model repository entry ``cfg`` describes.
 

@@ -43,6 +43,14 @@ def trt_version(trt) -> str:
     return str(getattr(trt, "__version__", "0"))
 
 
+def installed_version() -> str | None:
+    """The release of the importable TensorRT (e.g. ``10.3.0``), or None when none imports."""
+    try:
+        return trt_version(import_tensorrt())
+    except MissingDependency:
+        return None
+
+
 def availability() -> dict[str, Any]:
     """What this machine offers for TensorRT, for ``rtdeploy doctor``; never raises.
 

@@ -120,6 +120,13 @@ def _hardware(value):
     return value
 
 
+def _release(value) -> str:
+    from rtdeploy.precision.trt_buildable import Release
+
+    Release.parse(value)
+    return str(value)
+
+
 def _dla_core(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise EngineError(f"--dla-core {value} is not accepted; DLA cores are numbered from 0")
@@ -166,6 +173,9 @@ class BuildOptions(JsonReport, Progress, TrtBuild, Calibration, ModelChoice, Opt
 
     onnx: Path | None = option(None, "--onnx", type=Path, path=READS, changes_output=False,
                                help="Build from this ONNX (FP32, FP16 graph or INT8 Q/DQ) instead of exporting --model.")
+    trt_version: str | None = option(None, "--trt-version", metavar="X.Y", parse=_release, changes_output=False,
+                                     help="TensorRT release that will build it, judged where none is installed (e.g. 8.6): "
+                                          "opsets and Q/DQ scale types it does not document are refused.")
     calibrate: bool = option(True, "--no-calibrate", kind=NEGATIVE, changes_output=False,
                              help="Never calibrate: --int8 then needs a Q/DQ ONNX.")
     output: Path | None = option(None, "-o", "--output", type=Path, path=WRITES, changes_output=False,
@@ -292,9 +302,9 @@ def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, cal
     the output); the calibration data's content fingerprint joins the inputs for implicit calibration."""
     from dataclasses import fields
 
-    from rtdeploy.lineage import derivation
+    from rtdeploy.lineage import derivation, parent_inputs
 
-    inputs = {"parent": parent_sha256, "target": target}
+    inputs = {**(parent_inputs(opts.onnx, parent_sha256) if opts.onnx is not None else {"parent": parent_sha256}), "target": target}
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
     plan = {f.name for f in fields(TrtBuild)}

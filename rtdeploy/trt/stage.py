@@ -13,12 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import check_matches_manifest, parent_entry, read_manifest
+from rtdeploy.artifacts import ArtifactKind, check_matches_manifest, parent_entry, read_manifest
 from rtdeploy.files import atomic_path
 from rtdeploy.lineage import derived_path
 from rtdeploy.files import sha256_file
 from rtdeploy.files import write_bytes_atomic, write_failure
 from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
+from rtdeploy.guard import refuse_replacing_another_kind
+from rtdeploy.library_errors import stage_boundary
 from rtdeploy.options import guard
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
@@ -47,6 +49,7 @@ class EngineBuildResult:
     layers: dict
 
 
+@stage_boundary("build-engine", EngineError)
 def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineBuildResult:
     """Run the build-engine stage (see :func:`rtdeploy.api.build_engine`).
 
@@ -67,17 +70,43 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
     onnx = Path(opts.onnx)
     _check_manifest(onnx)
     facts = read_graph_facts(onnx)
+    check_trt_builds(opts, onnx, trt_module)
     precision = opts.precision or facts.precision
     check_source_precision(opts, onnx, facts, precision)
     profile = resolve_profile(opts, facts.fixed_batch)
     output = Path(opts.output) if opts.output is not None else default_engine_path(onnx, precision)
     if opts.output is None:
         guard(dataclasses.replace(opts, output=output))  # the guard, on the default path too
+    refuse_replacing_another_kind(output, ArtifactKind("engine", precision))
     command = rebuild_command(opts, onnx, precision, profile, output)
     try:
         return _build(opts, onnx, facts, precision, profile, output, command, trt_module, memory)
     except MissingDependency as e:
-        raise MissingDependency(f"{e} — nothing lost: {onnx} is ready; build it where TensorRT and a GPU are: {command}") from e
+        raise MissingDependency(f"{e} — nothing lost: {onnx} is ready; build it where {_which_trt(onnx)} and a GPU are: {command}") from e
+
+
+def check_trt_builds(opts: BuildOptions, onnx: Path, trt_module=None) -> None:
+    """Refuse, before any work, an ONNX the TensorRT that would build it does not take (the
+    installed one, or ``opts.trt_version`` where none is; see :mod:`rtdeploy.precision.trt_buildable`).
+
+    Raises:
+        EngineError: the CPU form, asymmetric or UINT8 Q/DQ, an opset or scale type the release does not document.
+    """
+    from rtdeploy.precision.trt_buildable import check_buildable, release_to_judge
+    from rtdeploy.trt.loader import installed_version, trt_version
+
+    installed = trt_version(trt_module) if trt_module is not None else installed_version()
+    release = release_to_judge(opts.trt_version, installed)
+    if onnx.is_file():  # else read_graph_facts names what it is (a FIFO would block a reader)
+        check_buildable(onnx, release, manifest=read_manifest(onnx, required=False))
+
+
+def _which_trt(onnx: Path) -> str:
+    """``TensorRT`` or ``TensorRT 10.0 or later`` (when older releases do not document the model)."""
+    from rtdeploy.precision.trt_buildable import Release, oldest_release_for
+
+    oldest = oldest_release_for(onnx)
+    return f"TensorRT {oldest} or later" if oldest is not None and oldest > Release(8, 6) else "TensorRT"
 
 
 def _check_manifest(onnx: Path) -> None:

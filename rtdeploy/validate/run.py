@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.errors import ArtifactError, DataError
-from rtdeploy.options import KEYED, MULTIPLE, READS, JsonReport, Options, Progress, When, option
+from rtdeploy.library_errors import stage_boundary
+from rtdeploy.validate.options import ValidateConfig
 from rtdeploy.validate.compare import OutputStats, check
 from rtdeploy.validate.report import SetReport, ValidationReport
 from rtdeploy.validate.targets import candidate_runner, load_target, reference_runner
@@ -19,51 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RANDOM_SAMPLES = 8  # one batch; each sample compares every logit, and --images adds real data
 
 
-# The tolerance options: --tol-<limit> per limit of :class:`Tolerance`, folded into one dict.
-TOLERANCE_FLAGS = {
-    "cosine": ("--tol-cosine", "Min mean cosine similarity."),
-    "cosine_worst": ("--tol-cosine-worst", "Min cosine similarity of the worst sample."),
-    "max_abs": ("--tol-max-abs", "Max absolute error as a fraction of the reference output range."),
-    "max_rel": ("--tol-max-rel", "Max relative error (not checked by default)."),
-    "top1": ("--tol-top1", "Min top-1 agreement (0..1)."),
-    "top5": ("--tol-top5", "Min top-5 agreement (0..1)."),
-    "accuracy_drop": ("--tol-accuracy-drop", "Max top-1 accuracy drop in points when labels are given."),
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ValidateConfig(JsonReport, Progress, Options):
-    """What to validate and how: ``rtdeploy validate``'s options, each declared once here.
-
-    ``samples``: random samples (default 8); with ``images``, also the size of a seeded image
-    subset (default: all images). ``reference``: None (automatic), ``torch``, ``onnx`` (the parent
-    ONNX) or an ONNX path. ``tolerances``: overrides of the precision's default limits, by
-    :class:`Tolerance` field name.
-    """
-
-    error = DataError
-
-    model: Path = option(argument=True, type=Path, path=READS, changes_output=False,
-                         help="The candidate: an ONNX with its manifest, or a TensorRT engine (.engine/.plan).")
-    images: Path | None = option(None, "--images", type=Path, path=READS, changes_output=False,
-                                 help="Folder of images (class subfolders give labels) or .npy/.npz tensors, compared besides random inputs.")
-    samples: int | None = option(None, "--samples", type=int,
-                                 help="Random inputs to compare [default: 8]; with --images also a seeded subset of that many images [default: all].")
-    batch: int = option(8, "--batch", type=int, help="Batch size fed to both models.")
-    reference: str | None = option(None, "--reference", metavar="torch|onnx|PATH",
-                                   help="Reference: the PyTorch model, the parent ONNX, or an ONNX file [default: parent ONNX if any, else PyTorch].")
-    tolerances: dict = option(kind=KEYED, factory=dict, type=float, keys=TOLERANCE_FLAGS, help="Tolerance overrides, by limit.")
-    seed: int = option(0, "--seed", type=int, help="Seed of the random inputs and the image subset.")
-    providers: tuple[str, ...] = option(("cpu",), "--provider", kind=MULTIPLE, parse=tuple,
-                                        applies=(When("model", lambda m: Path(m).suffix.lower() not in (".engine", ".plan"),
-                                                      message="{given} does nothing with {decider}: an engine runs on TensorRT, "
-                                                              "not onnxruntime; drop {option}"),),
-                                        help="onnxruntime execution provider for the candidate (cpu, cuda, tensorrt).")
-
-    def reads(self) -> list[Path]:
-        return [Path(self.reference)] if self.reference is not None and self.reference not in ("torch", "onnx") else []
-
-
+@stage_boundary("validate", ArtifactError)
 def validate_model(cfg: ValidateConfig) -> ValidationReport:
     """Compare ``cfg.model`` with its reference; the report says whether it is within tolerance.
 
@@ -76,6 +32,7 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
     from rtdeploy.data.sources import check_labels
 
     from rtdeploy.checks import check_memory, seed, whole
+    from rtdeploy.footprint import check_model_memory
 
     cfg.check()
     whole(cfg.batch, "--batch", DataError, minimum=1)
@@ -87,13 +44,22 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
             check_limit(name, value)
     target = load_target(cfg.model)
     tol = tolerance_for(target.precision, cfg.tolerances)
-    check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
-                 what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    sample = target.meta.input_shape(1)[1:]
+    if target.is_engine:  # no graph to read: the ResNet-shaped lower bound
+        check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
+                     what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    else:
+        check_model_memory(target.path, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} of {target.path.name}",
+                           error=DataError)
     sources = [("random", SyntheticSource(target.meta, cfg.samples or DEFAULT_RANDOM_SAMPLES, seed=cfg.seed))]
     if cfg.images is not None:  # opened before any model runs, so bad data fails fast
         sources.append(("images", open_source(cfg.images, target.meta, limit=cfg.samples, seed=cfg.seed)))
         check_labels(sources[-1][1], target.meta.num_classes)
     reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
+    other = getattr(reference, "path", None)  # an ONNX reference other than the model (its parent, --reference PATH)
+    if other is not None and Path(other).resolve() != target.path.resolve():
+        check_model_memory(other, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} against {Path(other).name}",
+                           error=DataError)
     report = ValidationReport(str(target.path), target.precision, candidate.name, _label(reference), tol)
     with reference, candidate:
         for name, source in sources:

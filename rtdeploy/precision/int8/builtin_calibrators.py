@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
 from rtdeploy.errors import PrecisionError
-from rtdeploy.precision.int8.consumer_mse import ConsumerMseConfig
 
-CONSUMER_MSE = ConsumerMseConfig()
+# Nothing heavy at import: the command line reads the registry's names to build --method's choices.
 
 STATISTICS = {
     "entropy": "TensorRT's KL-divergence search",
@@ -37,9 +34,9 @@ def register_builtins(register: Callable) -> None:
 
 
 def _from_statistics(method: str):
-    from rtdeploy.precision.int8.calibrators import compute_thresholds
-
     def thresholds(stats: dict, inputs) -> dict[str, float]:
+        from rtdeploy.precision.int8.calibrators import compute_thresholds
+
         return compute_thresholds(stats, method, inputs.percentile)
 
     thresholds.__name__ = thresholds.__qualname__ = method.replace("-", "_")
@@ -49,9 +46,11 @@ def _from_statistics(method: str):
 def consumer_mse(stats: dict, inputs) -> dict[str, float]:
     """Thresholds for every tensor in ``stats``: consumer-mse for the plan's observed tensors, the
     ``mse`` calibrator for any other (only a TensorRT cache asks for those)."""
+    import numpy as np
+
     from rtdeploy.precision.int8.calibrators import compute_thresholds
     from rtdeploy.precision.int8.collect import batch_size_for
-    from rtdeploy.precision.int8.consumer_mse import consumer_mse_thresholds
+    from rtdeploy.precision.int8.consumer_mse import ConsumerMseConfig, consumer_mse_thresholds
 
     plan = inputs.plan
     observed = plan.observed()
@@ -61,12 +60,14 @@ def consumer_mse(stats: dict, inputs) -> dict[str, float]:
         if not np.isfinite(stats[t].amax):
             raise PrecisionError(f"tensor {t} reached NaN/Inf on the calibration data; check the inputs and the model")
     tensors = list(dict.fromkeys(u.activation for u in plan.units))
-    batches = inputs.batches(max(1, min(64, batch_size_for(inputs.model, tensors))))
-    thresholds.update(consumer_mse_thresholds(inputs.model, plan, {t: stats[t].amax for t in observed}, batches, CONSUMER_MSE))
+    batches = inputs.batches(max(1, min(64, batch_size_for(inputs.model, tensors, sample_shape=inputs.sample_shape))))
+    thresholds.update(consumer_mse_thresholds(inputs.model, plan, {t: stats[t].amax for t in observed}, batches, ConsumerMseConfig()))
     return thresholds
 
 
 def consumer_mse_settings() -> dict:
     """The consumer-mse search's settings, for the manifest."""
-    c = CONSUMER_MSE
+    from rtdeploy.precision.int8.consumer_mse import ConsumerMseConfig
+
+    c = ConsumerMseConfig()
     return {"images": c.images, "columns_per_consumer": c.columns, "grid": c.grid, "refine": c.refine, "low": c.low}

@@ -17,7 +17,7 @@ def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRou
     from rtdeploy.precision.int8.collect import batch_size_for
 
     tensors = [u.activation for u in plan.units if u.weight is not None]
-    batches = split.stats_batches(max(1, min(64, batch_size_for(parent.model, tensors))))
+    batches = split.stats_batches(max(1, min(64, batch_size_for(parent.model, tensors, sample_shape=parent.sample_shape))))
     return adaround_weights(parent.model, plan, scales, batches, cfg)
 
 
