@@ -35,6 +35,18 @@ def plugin_names() -> list[tuple[str, object]]:
     return found
 
 
+def filled(registry: dict, builtin: str, register_builtins, register) -> dict:
+    """``registry`` with its built-in entries first (registered by ``register_builtins(register)``
+    when ``builtin``, one of them, is missing) and every plugin's entries after them."""
+    if builtin not in registry:
+        users = dict(registry)
+        registry.clear()
+        register_builtins(register)
+        registry.update(users)
+    load_plugins()
+    return registry
+
+
 def load_plugins() -> None:
     """Import every plugin not imported yet in this process.
 

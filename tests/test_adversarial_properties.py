@@ -166,19 +166,9 @@ _FILES: dict = {}
 
 def _mode_files(factory) -> Path:
     if "d" not in _FILES:
-        from manifest_fakes import write_derived_manifest, write_engine_manifest, write_onnx_manifest
+        from test_option_modes import mode_files
 
-        from rtdeploy.models import model_meta
-
-        d = factory.mktemp("combinations")
-        meta = model_meta(20).to_dict()
-        for name in ("m.onnx", "m.int8.onnx", "m.engine", "c.cache"):
-            (d / name).write_bytes(b"bytes")
-        write_onnx_manifest(d / "m.onnx", meta)
-        write_derived_manifest(d / "m.int8.onnx", d / "m.onnx", "int8")
-        write_engine_manifest(d / "m.engine", d / "m.onnx", precision="fp32", model=meta)
-        (d / "calib").mkdir()
-        _FILES["d"] = d
+        _FILES["d"] = mode_files(factory.mktemp("combinations"))
     return _FILES["d"]
 
 

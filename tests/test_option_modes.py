@@ -21,12 +21,15 @@ from rtdeploy.options import check_modes, declared, flag_of
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """Inputs whose kind decides a mode: an FP32 ONNX, an INT8 one, an engine, calibration data."""
+    return mode_files(tmp_path_factory.mktemp("modes"))
+
+
+def mode_files(d: Path) -> Path:
+    """Inputs whose kind decides a mode, in ``d``: an FP32 ONNX, an INT8 one, an engine, calibration data."""
     from manifest_fakes import write_derived_manifest, write_engine_manifest, write_onnx_manifest
 
     from rtdeploy.models import model_meta
 
-    d = tmp_path_factory.mktemp("modes")
     meta = model_meta(20).to_dict()
     for name in ("m.onnx", "m.int8.onnx", "m.engine", "c.cache"):
         (d / name).write_bytes(b"bytes")

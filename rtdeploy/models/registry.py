@@ -158,17 +158,10 @@ def _same_function(a: Callable, b: Callable) -> bool:
 
 def _entries() -> dict[str, ModelEntry]:
     """The registry, with the built-in ResNets and the plugins' models (loaded on first use)."""
-    if "resnet50" not in _registry:
-        from rtdeploy.models.resnet import register_resnets
+    from rtdeploy.models.resnet import register_resnets
+    from rtdeploy.plugins import filled
 
-        users = dict(_registry)
-        _registry.clear()
-        register_resnets(register_model)
-        _registry.update(users)
-    from rtdeploy.plugins import load_plugins
-
-    load_plugins()
-    return _registry
+    return filled(_registry, "resnet50", register_resnets, register_model)
 
 
 def list_models() -> tuple[str, ...]:

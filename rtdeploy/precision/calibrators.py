@@ -111,17 +111,11 @@ def register_calibrator(name: str, *, needs: tuple[str, ...] = (HISTOGRAM,), tar
 
 
 def _entries() -> dict[str, Calibrator]:
-    if DEFAULT not in _registry:
-        from rtdeploy.precision.int8.builtin_calibrators import register_builtins
+    """The registry, with the built-in calibrators and the plugins' (loaded on first use)."""
+    from rtdeploy.plugins import filled
+    from rtdeploy.precision.int8.builtin_calibrators import register_builtins
 
-        users = dict(_registry)
-        _registry.clear()
-        register_builtins(register_calibrator)
-        _registry.update(users)
-    from rtdeploy.plugins import load_plugins
-
-    load_plugins()
-    return _registry
+    return filled(_registry, DEFAULT, register_builtins, register_calibrator)
 
 
 def list_calibrators() -> tuple[str, ...]:

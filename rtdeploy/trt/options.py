@@ -92,10 +92,18 @@ def parse_size(value: str | int | None, *, what: str = "--workspace") -> int | N
     return size
 
 
-def _precision(value):
-    if value not in PRECISIONS:
-        raise PrecisionError(f"precision {value!r} is not accepted; use one of {', '.join(PRECISIONS)}")
-    return value
+def _one_of(accepted: tuple[str, ...], error: type, refusal: str):
+    """The parser of an option whose value is one of ``accepted`` (``refusal`` formats ``{value!r}``)."""
+    def parse(value):
+        if value not in accepted:
+            raise error(refusal.format(value=value))
+        return value
+
+    return parse
+
+
+_precision = _one_of(PRECISIONS, PrecisionError, "precision {value!r} is not accepted; use one of " + ", ".join(PRECISIONS))
+_hardware = _one_of(HARDWARE_COMPATIBILITY, EngineError, "--hardware-compatibility {value!r} is not accepted; use ampere+ or same-cc")
 
 
 def _profile(value) -> str:
@@ -111,12 +119,6 @@ def _workspace(value):
 def _level(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_OPTIMIZATION_LEVEL:
         raise EngineError(f"--builder-optimization-level {value} is not accepted; give 0..{MAX_OPTIMIZATION_LEVEL} (TensorRT's default is 3)")
-    return value
-
-
-def _hardware(value):
-    if value not in HARDWARE_COMPATIBILITY:
-        raise EngineError(f"--hardware-compatibility {value!r} is not accepted; use ampere+ or same-cc")
     return value
 
 
