@@ -10,7 +10,8 @@ copies together), the places where it is declared by hand, read from the code's 
 - ``cli``: a parameter of a click command's function (``rtdeploy/cli``);
 - ``api``: a parameter of a function in ``rtdeploy/api.py``;
 - ``parser``: a parameter of another function that turns options into a config (``make_config``);
-- ``field``: an annotated attribute of a class named ``*Config`` or ``*Options``;
+- ``field``: an annotated attribute of a class named ``*Config`` or ``*Options``, or one declared
+  with ``option(...)`` in any class (a shared option group);
 - ``table``: a string that is exactly the field name or the flag, in a module-level table (an
   UPPER_CASE assignment: reuse lists, flag maps, the parity test's exception tables) or in
   ``rebuild_command``;
@@ -90,9 +91,10 @@ def count(root: Path, flag: str, names: tuple[str, ...]) -> dict[str, int]:
                     counts["api"] += hits
                 elif node.name in PARSERS:
                     counts["parser"] += hits
-            elif isinstance(node, ast.ClassDef) and node.name.endswith(("Config", "Options")):
-                counts["field"] += sum(1 for s in node.body if isinstance(s, ast.AnnAssign)
-                                       and isinstance(s.target, ast.Name) and s.target.id in names)
+            elif isinstance(node, ast.ClassDef):
+                config = node.name.endswith(("Config", "Options"))
+                counts["field"] += sum(1 for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                                       and s.target.id in names and (config or _is_option(s.value)))
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if id(node) in in_table and (node.value in names or node.value == flag):
                     counts["table"] += 1
@@ -103,6 +105,10 @@ def count(root: Path, flag: str, names: tuple[str, ...]) -> dict[str, int]:
                 if callee.endswith(("Config", "Options")) or callee.startswith("api.") or callee in PARSERS:
                     counts["repack"] += sum(1 for k in node.keywords if k.arg in names)
     return counts
+
+
+def _is_option(value) -> bool:
+    return isinstance(value, ast.Call) and _name(value.func) == "option"
 
 
 def _inside_click(tree, target) -> bool:

@@ -28,7 +28,7 @@ from rtdeploy.doctor import DoctorConfig
 from rtdeploy.export.options import ExportConfig, ImportConfig
 from rtdeploy.models.summary import SummaryConfig
 from rtdeploy.options import declared, default_of
-from rtdeploy.pipeline.run import RunConfig
+from rtdeploy.pipeline.options import RunConfig
 from rtdeploy.precision.quantize import QuantizeConfig
 from rtdeploy.serving.package import PackageConfig
 from rtdeploy.trt.inspect_options import InspectConfig

@@ -71,7 +71,7 @@ def test_summary_and_run_and_build_engine_take_names(tmp_path, runner):
     res = runner.invoke(cli, ["summary", "--model", "resnet56", "--blocks-only"], catch_exceptions=False)
     assert res.exit_code == 0 and "resnet56 (cifar" in res.output
     assert RunConfig(model="resnet32").name == "resnet32" and RunConfig(depth=44).name == "resnet44"
-    from rtdeploy.pipeline.run import default_outdir
+    from rtdeploy.pipeline.options import default_outdir
 
     assert default_outdir(RunConfig(model="resnet32").name) == Path("rtdeploy-out/resnet32")
     with pytest.raises(Exception, match="not both"):

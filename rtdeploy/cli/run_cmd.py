@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rtdeploy.cli.common import say
 from rtdeploy.cli.generate import command
-from rtdeploy.pipeline.run import RunConfig
+from rtdeploy.pipeline.options import RunConfig
 
 STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
 

@@ -3,7 +3,7 @@
 from rtdeploy.faces import lazy_face
 
 __getattr__ = lazy_face(__name__, {
-    "RunConfig": "rtdeploy.pipeline.run", "RunReport": "rtdeploy.pipeline.run", "StageRecord": "rtdeploy.pipeline.run",
+    "RunConfig": "rtdeploy.pipeline.options", "RunReport": "rtdeploy.pipeline.run", "StageRecord": "rtdeploy.pipeline.run",
     "run_pipeline": "rtdeploy.pipeline.run",
 })
 __all__ = ["RunConfig", "RunReport", "StageRecord", "run_pipeline"]

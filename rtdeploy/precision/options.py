@@ -7,7 +7,7 @@ the quantize stage whole (:func:`calibration_of`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from rtdeploy.errors import PrecisionError, opt
@@ -99,7 +99,8 @@ class Calibration:
     percentile: float = option(99.99, "--percentile", type=float, parse=_percentile,
                                help="Percentile for --method percentile, in (0, 100].",
                                applies=(When("method", "percentile", message="{given} applies to {mode} only (the method is {decider}); "
-                                             "add " + opt("method") + " percentile or drop {option}"), FROM_IMAGES))
+                                             "add " + opt("method") + " percentile or drop {option}"),
+                                        FROM_IMAGES, INT8, INT8_IN_RUN, INT8_IN_BUILD))
     seed: int = option(0, "--seed", type=int, parse=_seed, applies=(SAMPLES,), help="Seed of the calibration subset and of the held-out split.")
     keep_fp: int = option(0, "--keep-fp", type=int, parse=_keep_fp, applies=(INT8, TENSORRT, INT8_IN_RUN, INT8_IN_BUILD),
                           help="INT8: keep the N most quantization-sensitive layers in floating point.")
@@ -115,15 +116,14 @@ class Calibration:
             raise PrecisionError(f"give {opt('keep_fp')} N or {opt('target_agreement')} A, not both")
 
 
-# The calibration options that choose INT8 scales (not where the images come from): a quantize
-# that makes FP16 takes only the others.
-INT8_ONLY = frozenset({"method", "percentile", "keep_fp", "target_agreement"})
-# The options of the INT8 fallback search, which the onnxruntime-cpu form does not take.
-TENSORRT_ONLY = frozenset({"keep_fp", "target_agreement"})
-
-
 def calibration_of(cfg, *, int8: bool = True, tensorrt: bool = True) -> dict:
     """``cfg``'s calibration options by field, for a quantize config: all of them for an INT8
-    model placed for TensorRT, fewer for FP16 or the onnxruntime-cpu form."""
-    drop = (INT8_ONLY if not int8 else frozenset()) | (TENSORRT_ONLY if not tensorrt else frozenset())
-    return {f.name: getattr(cfg, f.name) for f in fields(Calibration) if f.name not in drop}
+    model placed for TensorRT; for FP16 not those that apply to INT8 only, for the onnxruntime-cpu
+    form not those that apply to the TensorRT placement only (by their declared modes)."""
+    from rtdeploy.options import declared
+
+    def applies(o) -> bool:
+        deciders = {w.field for w in o.applies}
+        return (int8 or "int8" not in deciders) and (tensorrt or "target" not in deciders)
+
+    return {f.name: getattr(cfg, f.name) for f, o in declared(Calibration) if applies(o)}

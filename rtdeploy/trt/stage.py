@@ -149,13 +149,12 @@ def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: Bat
     from rtdeploy.options import command_line, declared
     from rtdeploy.trt.options import TrtBuild
 
-    plan = dataclasses.replace(opts, precision=precision, batch=str(profile),
+    implicit_data = Path(opts.calib_dir).resolve() if opts.implicit_calibration and opts.calib_dir else None
+    plan = dataclasses.replace(opts, precision=precision, batch=str(profile), calib_dir=implicit_data,
                                timing_cache=Path(opts.timing_cache).resolve() if opts.timing_cache else None)
-    skip = {f.name for f, _ in declared(BuildOptions)} - {f.name for f in dataclasses.fields(TrtBuild)}
-    words = ["--onnx", str(onnx.resolve()), *command_line(plan, skip=skip)]
-    if opts.implicit_calibration and opts.calib_dir:
-        words += ["--calib-dir", str(Path(opts.calib_dir).resolve())]
-    words += ["-o", str(output.resolve())]
+    keep = {f.name for f in dataclasses.fields(TrtBuild)} | {"calib_dir"}  # the images TensorRT's own calibration reads
+    skip = {f.name for f, _ in declared(BuildOptions)} - keep
+    words = ["--onnx", str(onnx.resolve()), *command_line(plan, skip=skip), "-o", str(output.resolve())]
     return " ".join(["rtdeploy build-engine", *(shlex.quote(w) for w in words)])
 
 
