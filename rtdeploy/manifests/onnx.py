@@ -141,6 +141,7 @@ class Quantization(Record):
     weight_rounding: str | None = None
     adaround: dict[str, Any] | None = None
     consumer_mse: dict[str, Any] | None = None
+    calibrator_settings: dict[str, Any] | None = None
     target: Literal["tensorrt", "onnxruntime-cpu"] = "tensorrt"
     high_precision: Literal["fp32", "fp16"] = "fp32"
     biases: str | None = None

@@ -161,8 +161,15 @@ def calibration_inputs(cfg, parent, plan, split, target: str = "tensorrt"):
 
 
 def calibrator_settings(cfg) -> dict:
-    """The manifest record of how a calibrator with settings ran, under its name (``consumer_mse``)."""
+    """The manifest record of how a calibrator with settings ran: ``calibrator_settings`` (any
+    registered calibrator), and for ``consumer-mse`` also under its older key ``consumer_mse``."""
     if cfg.from_trt_cache is not None:
         return {}
     calibrator = get_calibrator(cfg.method)
-    return {calibrator.name.replace("-", "_"): calibrator.settings()} if calibrator.settings is not None else {}
+    if calibrator.settings is None:
+        return {}
+    settings = calibrator.settings()
+    record = {"calibrator_settings": {"calibrator": calibrator.name, **settings}}
+    if calibrator.name == "consumer-mse":
+        record["consumer_mse"] = settings
+    return record
