@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rtdeploy.errors import RtDeployError, UsageError, opt
+from rtdeploy.errors import RtDeployError, opt
 
 # What kind of command-line switch a field is.
 VALUE, FLAG, NEGATIVE, CHOICE_FLAGS, KEYED, MULTIPLE = "value", "flag", "negative", "choice-flags", "keyed", "multiple"
@@ -40,11 +40,12 @@ class When:
     """A mode in which an option applies: ``field``'s value passes ``test``.
 
     Attributes:
-        field: the option (or input) that decides the mode.
+        field: the option that decides the mode, or a property of the config that several options
+            decide (``calibrates``); a command without that field is never in another mode.
         test: ``value -> bool``; a constant compares equal, a tuple means "one of".
         says: how a message names the mode (default: the field's flag and the value it needs).
-        message: the refusal, when it is not ``"{options} applies to {mode} only"``; ``{options}``,
-            ``{mode}`` and ``{value}`` are filled in.
+        message: the refusal (default ``"{given} does nothing with {decider}; drop {option}"``); see
+            :func:`mode_error` for the names it may use.
         error: the error class (default: the config's :attr:`Options.error`).
     """
 
@@ -371,17 +372,6 @@ def command_line(cfg: Options, *, skip: frozenset[str] | set[str] = frozenset())
         else:
             words += [o.flag, _show(value)]
     return words
-
-
-def require_one(cfg: Options, names: tuple[str, ...], what: str) -> None:
-    """Refuse a config where not exactly one of the flags ``names`` is set.
-
-    Raises:
-        UsageError: none or several are set.
-    """
-    chosen = [n for n in names if getattr(cfg, n)]
-    if len(chosen) != 1:
-        raise UsageError(f"give exactly one of {' or '.join(opt(n) for n in names)} ({what})")
 
 
 # --- option groups every command shares ----------------------------------------------------------

@@ -184,7 +184,7 @@ WRITERS = {
 
 
 @pytest.mark.slow
-@settings(settings.get_profile("adversarial"), max_examples=4)
+@settings(settings.get_profile("adversarial"), max_examples=3)
 @given(st.sampled_from(SIGNALS), st.sampled_from(HOLDS), st.sampled_from(sorted(WRITERS)))
 def test_a_signal_at_any_step_leaves_no_partial_file(tmp_path_factory, sig, hold, writer):
     d = tmp_path_factory.mktemp("signal")
