@@ -9,7 +9,7 @@ from rtdeploy.artifacts import read_manifest
 from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.errors import ExportError
 from rtdeploy.export import ExportConfig, export_onnx
-from rtdeploy.models.reference import torch_model_from_manifest
+from rtdeploy.validate.reference import torch_model_from_manifest
 from rtdeploy.validate import ValidateConfig, validate_model
 
 QUICK = [18, 34, 50, 20, 32, 44, 56, 110]

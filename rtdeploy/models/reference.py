@@ -1,5 +1,5 @@
-"""The PyTorch model an artifact was made from, rebuilt by name: the reference of ``validate``,
-the torch backend of ``bench``, and the model ``export`` exports.
+"""The PyTorch model of a registered name: the model ``export`` exports, the torch backend of
+``bench``, and (rebuilt from a manifest by :mod:`rtdeploy.validate.reference`) the reference of ``validate``.
 
 A model without weights is initialised with a fixed seed, so the export and every later rebuild
 of it agree bit for bit; a model with weights loads them (``weights_only=True``) and refuses values
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from rtdeploy.errors import ArtifactError, WeightsError
+from rtdeploy.errors import WeightsError
 from rtdeploy.models.metadata import ModelMeta
 
 INIT_SEED = 0
@@ -32,31 +32,6 @@ def build_torch_model(meta: ModelMeta, weights: str | Path | None):
     if weights is not None:
         load_weights(model, weights, model_name=f"{meta.name} ({meta.num_classes} classes)")
     return model.eval()
-
-
-def torch_model_from_manifest(manifest):
-    """Rebuild the torch model an ONNX manifest (typed, or the dict of one) was exported from.
-
-    Raises:
-        ArtifactError: the manifest is not an ONNX model's, or the weights file it records is gone or has changed.
-    """
-    from rtdeploy.files import sha256_file
-    from rtdeploy.manifests import OnnxManifest, PrecisionManifest, typed
-
-    if isinstance(manifest, dict):
-        manifest = typed(manifest, manifest.get("artifact", "the model"))
-    if not isinstance(manifest, (OnnxManifest, PrecisionManifest)):
-        raise ArtifactError(f"{manifest.artifact} is not an ONNX model made by rtdeploy (kind {manifest.kind}); give its ONNX")
-    meta = manifest.model
-    w = manifest.weights
-    if w.path is None:
-        return build_torch_model(meta, None)
-    path = Path(w.path)
-    if not path.is_file():
-        raise ArtifactError(f"the weights this model was exported from ({path}) are gone; put them back or re-export with --weights")
-    if sha256_file(path) != w.sha256:
-        raise ArtifactError(f"the weights file {path} changed since export (sha256 differs); re-export with `rtdeploy export --weights {path}`")
-    return build_torch_model(meta, path)
 
 
 def check_weight_values(model, weights: str | Path | None) -> None:

@@ -122,7 +122,7 @@ def _check_parent(target: Target, parent: Path) -> None:
 
 
 def _torch_reference(target: Target):
-    from rtdeploy.models.reference import torch_model_from_manifest
+    from rtdeploy.validate.reference import torch_model_from_manifest
     from rtdeploy.runners.torch_runner import TorchRunner
 
     if target.meta.family == "imported":
