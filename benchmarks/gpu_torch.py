@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from rtdeploy.bench import backends as be
-    from rtdeploy.bench.options import make_config
+    from rtdeploy.bench.options import BenchConfig
     from rtdeploy.bench.report import markdown, terminal_table, write_outputs
     from rtdeploy.bench.sweep import Slot, run_slots
     from rtdeploy.errors import RtDeployError
-    from rtdeploy.models import model_meta
+    from rtdeploy.models import get_model
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / args.name
@@ -49,17 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     if not names or any(v not in VARIANTS for v in names):
         ap.error(f"--variants {args.variants!r}: give a comma list of {', '.join(VARIANTS)}")
     try:
-        cfg = make_config(depth=args.depth, backend="torch", precision=args.precision, device="cuda", batch=args.batch,
+        cfg = BenchConfig(depth=args.depth, backend="torch", precision=args.precision, device="cuda", batch=args.batch,
                           warmup=args.warmup, duration=args.duration, repeats=args.repeats, iterations=args.iterations,
                           progress=True)
+        cfg.check()
         be.check_installed("torch")
         be.check_device(("torch",), "cuda")
     except RtDeployError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
     variants = [VARIANTS[v] for v in names if not (args.no_compile and VARIANTS[v][1])]
-    slots = [Slot(model_meta(d), "torch", p, cfg.batches, channels_last=cl, compile=comp)
-             for d in cfg.depths for cl, comp in variants for p in cfg.precisions]
+    slots = [Slot(get_model(name).meta(), "torch", p, cfg.batch, channels_last=cl, compile=comp)
+             for name in cfg.names for cl, comp in variants for p in cfg.precision]
     report = run_slots(slots, cfg, command="python benchmarks/gpu_torch.py " + " ".join(argv or sys.argv[1:]))
     write_outputs(report, json=stem.with_suffix(".json"), markdown_path=stem.with_suffix(".md"), plot=stem.with_suffix(".png"))
     print(terminal_table(report))

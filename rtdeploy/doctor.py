@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from rtdeploy.machine import cpu_model
+from rtdeploy.options import JsonReport, Options
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ class DoctorReport:
         d = asdict(self)
         d["commands"] = {c: {"ready": not self.missing(c), "requirements": [asdict(r) for r in reqs]} for c, reqs in self.commands.items()}
         return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class DoctorConfig(JsonReport, Options):
+    """``rtdeploy doctor``'s one option: ``--json`` (bare: stdout, instead of the tables)."""
 
 
 def diagnose() -> DoctorReport:

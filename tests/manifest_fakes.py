@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtdeploy.artifacts import parent_entry, sha256_file, write_manifest
+from rtdeploy.artifacts import parent_entry, write_manifest
+from rtdeploy.files import sha256_file
 from rtdeploy.manifests import new_manifest
 
 

@@ -26,7 +26,7 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.cli.main import _register, cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -502,6 +502,94 @@ CLOSING = [
          "--keep-fp applies to INT8 only"),
 ]
 
+def _link(name: str, target: str, *, hard: bool = False) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        (d / "sub").mkdir(exist_ok=True)
+        (os.link if hard else os.symlink)(d / target, d / "sub" / name)
+    return setup
+
+
+def _foreign_onnx(d: Path) -> None:
+    """An ONNX classifier rtdeploy did not write (no manifest)."""
+    import onnx
+    from tiny_graphs import huge_activation_model
+
+    onnx.save(huge_activation_model(), str(d / "f.onnx"))
+
+
+def _packaged(d: Path) -> None:
+    _exported()(d)
+    from rtdeploy import api
+
+    api.package(d / "m.onnx", triton=d / "repo", kind="cpu")
+
+
+def _empty_checkpoint(d: Path) -> None:
+    (d / "w.pth").write_bytes(b"checkpoint")
+
+
+# Issue 22: outputs onto inputs through every path (the output guard), and options that would be
+# ignored (the mode rule). Each failed on the code before: exit 0 and a file overwritten, or the option
+# ignored. tests/test_adversarial_properties.py draws more of both from generators.
+GUARDED = [
+    Case("bench-markdown-onto-the-timed-model", lambda d: ["bench", "--model", M(d), "--markdown", M(d)], "named like a model file",
+         setup=_exported()),
+    Case("bench-markdown-onto-the-model-manifest", lambda d: ["bench", "--model", M(d), "--markdown", M(d) + ".json"],
+         "named like a model file or its manifest", setup=_exported()),
+    Case("bench-json-onto-the-parent-manifest", lambda d: ["bench", "--model", str(d / "m.int8.onnx"), "--json", M(d) + ".json"],
+         "or its manifest", setup=_both(_exported(), _quantized)),
+    Case("bench-markdown-onto-a-link-to-the-model", lambda d: ["bench", "--model", M(d), "--markdown", str(d / "sub" / "report.md")],
+         "would overwrite the input itself", setup=_both(_exported(), _link("report.md", "m.onnx"))),
+    Case("quantize-output-onto-a-calibration-image", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "imgs"),
+                                                                  "-o", str(d / "imgs" / "ok0.png")],
+         "would overwrite ok0.png in the input folder", setup=_both(_exported(), _images("imgs", good=2))),
+    Case("quantize-trt-cache-onto-a-calibration-image", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "imgs"),
+                                                                     "--trt-cache", str(d / "imgs" / "ok1.png")],
+         "would overwrite ok1.png in the input folder", setup=_both(_exported(), _images("imgs", good=2))),
+    Case("quantize-output-through-a-hard-link", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "sub" / "h.onnx")],
+         "would overwrite the input itself", setup=_both(_exported(), _link("h.onnx", "m.onnx", hard=True))),
+    Case("quantize-output-through-dotdot", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "imgs" / ".." / "m.onnx")],
+         "would overwrite the input itself", setup=_both(_exported(), _mkdir("imgs"))),
+    Case("quantize-output-and-trt-cache-one-file", lambda d: ["quantize", M(d), "--int8", "-o", str(d / "q.onnx"),
+                                                               "--trt-cache", str(d / "q.onnx")],
+         "which --trt-cache also writes", setup=_exported()),
+    Case("validate-json-through-a-link-to-the-ancestor-manifest", lambda d: ["validate", str(d / "m.int8.onnx"), "--json",
+                                                                              str(d / "sub" / "r.json")],
+         "would overwrite the manifest of m.onnx", setup=_both(_exported(), _quantized, _link("r.json", "m.onnx.json"))),
+    Case("import-output-onto-another-artifact-manifest", lambda d: ["import", str(d / "f.onnx"), "--preprocess", "none",
+                                                                     "-o", M(d) + ".json"],
+         "would overwrite the manifest of m.onnx", setup=_both(_exported(), _foreign_onnx)),
+    Case("build-engine-timing-cache-onto-the-onnx", lambda d: ["build-engine", "--onnx", M(d), "--fp32", "--timing-cache", M(d)],
+         "would overwrite the input itself", setup=_exported()),
+    Case("package-force-deletes-another-version", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--kind", "cpu", "--force",
+                                                             "--version", "2"],
+         "would replace", setup=_packaged),
+    Case("run-no-bench-rebench", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--no-bench", "--rebench"],
+         "--rebench does nothing with --no-bench", exit_code=1),
+    Case("run-no-bench-force-bench", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--no-bench", "--force", "bench"],
+         "--force bench does nothing with --no-bench"),
+    Case("run-force-a-stage-twice", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--force", "export,export"],
+         "names 'export' twice"),
+    Case("run-onnx-with-weights", lambda d: ["run", "--onnx", M(d), "--weights", str(d / "w.pth"), "-o", str(d / "out")],
+         "--weights", setup=_both(_exported(), _empty_checkpoint)),
+    Case("run-onnx-with-num-classes", lambda d: ["run", "--onnx", M(d), "--num-classes", "100", "-o", str(d / "out")],
+         "--num-classes 100 does nothing with --onnx", setup=_exported()),
+    Case("bench-given-model-with-image-size", lambda d: ["bench", "--model", M(d), "--image-size", "64"],
+         "--image-size 64 does nothing with --model m.onnx", setup=_exported()),
+    Case("bench-given-model-with-precision", lambda d: ["bench", "--model", M(d), "--precision", "int8"],
+         "does nothing with --model m.onnx", setup=_exported()),
+    Case("quantize-trt-version-without-trt-cache", lambda d: ["quantize", M(d), "--int8", "--trt-version", "10030"],
+         "--trt-version 10030 does nothing without --trt-cache", setup=_exported()),
+    Case("quantize-method-with-from-trt-cache", lambda d: ["quantize", M(d), "--int8", "--from-trt-cache", str(d / "c.cache"),
+                                                           "--method", "max"],
+         "--method max does nothing with --from-trt-cache", setup=_both(_exported(), _write("c.cache", b"TRT-8601-EntropyCalibration2\n"))),
+    Case("quantize-consumer-mse-for-the-cpu-target", lambda d: ["quantize", M(d), "--int8", "--target", "onnxruntime-cpu",
+                                                                "--method", "consumer-mse"],
+         "calibrates tensorrt only, not --target onnxruntime-cpu", setup=_exported()),
+    Case("validate-engine-with-provider", lambda d: ["validate", str(d / "m.plan"), "--provider", "cuda"],
+         "--provider cuda does nothing with", setup=_fake_engine),
+]
+
 def _imported(make_model: str, *, calib: tuple | None = None) -> Callable[[Path], None]:
     """m.onnx built by ``tiny_graphs.<make_model>()``, adopted with ``rtdeploy import`` (and a
     calibration tensor file c.npy of random pixels of shape ``calib``)."""
@@ -591,7 +679,7 @@ ISSUE22 = [
          "through a link, so", setup=_both(_exported(), _linked_folder_twice)),
 ]
 
-ALL_CASES = CASES + GROWN + CLOSING + ISSUE22
+ALL_CASES = CASES + GROWN + CLOSING + ISSUE22 + GUARDED
 
 
 def _snapshot(d: Path) -> dict[str, str]:

@@ -110,7 +110,7 @@ def test_artifacts_are_reused_while_manifests_match(sweep, monkeypatch):
     def no_export(cfg):
         raise AssertionError("a matching export must be reused")
 
-    monkeypatch.setattr("rtdeploy.derive.export_onnx", no_export)
+    monkeypatch.setattr("rtdeploy.make_or_reuse.export_onnx", no_export)
     api.bench(depth="20", iterations=1, duration=0, repeats=1, warmup="0", workdir=work)
     assert onnx.stat().st_mtime_ns == before
     monkeypatch.undo()
@@ -125,7 +125,7 @@ def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path,
     def quantize(cfg):  # as when a library the precision stage needs is not installed
         raise MissingDependency("the quantize stage needs a missing library; install it")
 
-    monkeypatch.setattr("rtdeploy.derive.quantize", quantize)
+    monkeypatch.setattr("rtdeploy.make_or_reuse.quantize", quantize)
     rep = api.bench(depth="20", backend="torch,onnxruntime", precision="fp32,int8", iterations=1, duration=0, repeats=1, warmup="0",
                     workdir=tmp_path).report
     assert sorted(r["id"] for r in rep["results"]) == ["resnet20/onnxruntime/fp32/b1", "resnet20/torch/fp32/b1"]
@@ -214,7 +214,7 @@ def fake_tensorrt(monkeypatch):
     pools, loads = [], []
 
     def build_engine(opts):  # the build stage's signature; records what the real stage records
-        from rtdeploy.derive import engine_wanted
+        from rtdeploy.make_or_reuse import engine_wanted
         from rtdeploy.trt.options import BatchProfile
 
         onnx, output, profile = opts.onnx, opts.output, BatchProfile.parse(opts.batch)
@@ -268,7 +268,7 @@ def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_te
 
 def test_given_engine_batch_outside_its_profile(tmp_path, fake_tensorrt):
     from rtdeploy.bench.report import markdown
-    from rtdeploy.derive import engine
+    from rtdeploy.make_or_reuse import engine
     from rtdeploy.errors import BenchmarkError
     from rtdeploy.trt import BuildOptions
 

@@ -2,7 +2,7 @@
 
 These run the real command in a subprocess. None of them depends on timing: a signal is sent only
 once the process has said, on stderr, that it is waiting at the point under test
-(``RTDEPLOY_TEST_HOLD``, see ``rtdeploy.artifacts._hold_for_test``), so it always lands there.
+(``RTDEPLOY_TEST_HOLD``, see ``rtdeploy.files._hold_for_test``), so it always lands there.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.files import manifest_path, sha256_file
 
 HOLD = "rtdeploy-test-hold: "
 

@@ -17,7 +17,8 @@ from onnx import TensorProto
 
 from manifest_fakes import write_derived_manifest, write_onnx_manifest
 from rtdeploy import api
-from rtdeploy.artifacts import manifest_path, read_manifest, sha256_file
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import EngineError
 from rtdeploy.models import model_meta

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.cli.main import _register, cli
 from tiny_graphs import classifier, save
 

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from manifest_fakes import write_engine_manifest
-from rtdeploy.artifacts import manifest_path, read_manifest
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import manifest_path
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import OutputError, PackageError
 from rtdeploy.serving.triton import write_repository

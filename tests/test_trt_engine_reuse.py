@@ -1,4 +1,4 @@
-"""Engine reuse (rtdeploy.derive.engine) follows TensorRT's portability rule, not only the ONNX and options.
+"""Engine reuse (rtdeploy.make_or_reuse.engine) follows TensorRT's portability rule, not only the ONNX and options.
 
 TensorRT: a plan loads only on the release that built it (a version-compatible one also on later ones),
 on GPUs of the compute capability it was built for (unless hardware-compatible) and on the platform that
@@ -31,7 +31,7 @@ def machine(monkeypatch, tmp_path):
     state = SimpleNamespace(target=HERE, builds=[])
 
     def build_engine(opts):
-        from rtdeploy.derive import engine_wanted
+        from rtdeploy.make_or_reuse import engine_wanted
 
         state.builds.append(opts.output)
         opts.output.write_bytes(b"plan for " + state.target.encode())
@@ -49,7 +49,7 @@ def machine(monkeypatch, tmp_path):
                                        engine_target("10.3.0", "9.0", "linux-aarch64"),     # another GPU
                                        engine_target("10.3.0", "8.7", "linux-x86_64")])     # a shared folder, another platform
 def test_a_plan_built_for_another_target_is_rebuilt_not_reused(machine, elsewhere):
-    from rtdeploy.derive import engine
+    from rtdeploy.make_or_reuse import engine
 
     opts = BuildOptions(onnx=machine.onnx, precision="fp32")
     first = engine(opts)
@@ -63,8 +63,8 @@ def test_a_plan_built_for_another_target_is_rebuilt_not_reused(machine, elsewher
 
 
 def test_a_plan_from_an_rtdeploy_that_recorded_no_target_is_rebuilt(machine):
-    from rtdeploy.artifacts import sha256_file
-    from rtdeploy.derive import engine
+    from rtdeploy.files import sha256_file
+    from rtdeploy.make_or_reuse import engine
 
     opts = BuildOptions(onnx=machine.onnx, precision="fp32")
     out = engine(opts).path

@@ -158,7 +158,7 @@ def test_compatibility_rules():
 
 
 def write_engine(folder: Path, data: bytes, m: dict) -> Path:
-    from rtdeploy.artifacts import sha256_file
+    from rtdeploy.files import sha256_file
 
     path = folder / "r50.int8.engine"
     path.write_bytes(data)

@@ -94,7 +94,7 @@ def check_device(backends: tuple[str, ...], device: str) -> None:
 
 def torch_runner(meta, precision: str, device: str, *, channels_last: bool = False, compile: bool = False, weights=None):
     """A ``TorchRunner`` for the seed-0 (or ``weights``) model of ``meta`` — the same weights the sweep exports."""
-    from rtdeploy.export.onnx_export import build_torch_model
+    from rtdeploy.models.reference import build_torch_model
     from rtdeploy.runners.torch_runner import TorchRunner
 
     model = build_torch_model(meta, weights)
@@ -152,12 +152,7 @@ def trt_scratch_size(shared) -> int:
     """The scratch memory an execution context of a shared engine needs."""
     from rtdeploy.trt.runner import scratch_size
 
-    return scratch_size(shared.engine)
-
-
-def make_timer(backend: str, runner, feed: dict, device: str):
-    """The timer that measures ``runner`` best: CUDA events where the backend allows, host time otherwise."""
-    return make_timers(backend, [runner], feed, device, 1)[0]
+    return scratch_size(shared.trt, shared.engine)
 
 
 STREAM_MODES = {

@@ -169,7 +169,7 @@ def _md_table(rows: list[dict], columns: list[str]) -> list[str]:
 
 def write_outputs(report: dict, *, json: Path | None = None, markdown_path: Path | None = None, plot: Path | None = None) -> list[Path]:
     """Write the requested report files atomically; returns the paths written."""
-    from rtdeploy.artifacts import write_json_atomic, write_text_atomic
+    from rtdeploy.files import write_json_atomic, write_text_atomic
 
     written = []
     if json is not None:

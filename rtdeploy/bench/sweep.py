@@ -28,7 +28,7 @@ from rtdeploy.bench.naming import assign_labels, quantization_facts
 from rtdeploy.bench.notes import int8_cpu_note, tuned_for_note
 from rtdeploy.bench.stats import NOISE_ADVICE
 from rtdeploy.errors import BenchmarkError, RtDeployError
-from rtdeploy.models import ModelMeta, model_meta
+from rtdeploy.models import ModelMeta, get_model
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +75,24 @@ class Slot:
 
 def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
     """The runners a request needs, and the combinations skipped as unsupported (with reasons)."""
-    if cfg.models:
-        slots = [_slot_for_file(p, cfg) for p in cfg.models]
+    if cfg.files:
+        slots = [_slot_for_file(p, cfg) for p in cfg.files]
         labels = [s.label for s in slots]
         for slot in slots:
             if labels.count(slot.label) > 1:  # two files of one model and precision: tell them apart by name
                 slot.tag = slot.artifact.name
         return slots, []
     slots, skipped = [], []
-    for depth in cfg.depths:
-        meta = model_meta(depth, image_size=cfg.image_size)
-        for backend in cfg.backends:
-            for precision in cfg.precisions:
+    for name in cfg.names:
+        meta = get_model(name).meta(image_size=cfg.image_size)
+        for backend in cfg.backend:
+            for precision in cfg.precision:
                 reason = be.unsupported_reason(backend, precision, cfg.device)
                 if reason:
                     skipped.append({"model": meta.name, "backend": backend, "precision": precision, "reason": reason})
                 else:
                     torch_only = backend == "torch"
-                    slots.append(Slot(meta, backend, precision, cfg.batches, channels_last=cfg.channels_last and torch_only,
+                    slots.append(Slot(meta, backend, precision, cfg.batch, channels_last=cfg.channels_last and torch_only,
                                       compile=cfg.compile and torch_only))
     return slots, skipped
 
@@ -104,28 +104,28 @@ def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     manifest = read_engine(path) if is_engine else read_artifact(path)
     check_matches_manifest(path, manifest.sha256, remedy="re-run the stage that made it, then time the new file")
-    meta = ModelMeta.from_dict(_model_entry(manifest, path))
+    meta = _model_entry(manifest, path)
     precision = manifest.precision
     if is_engine:
         limit = manifest.max_batch
-        too_big = [b for b in cfg.batches if b > limit]
+        too_big = [b for b in cfg.batch if b > limit]
         if too_big:
             raise BenchmarkError(f"--batch {max(too_big)} is larger than engine {path.name}'s optimization profile (max batch {limit}); "
                                  f"give --batch {limit} or less, or rebuild the engine with a larger max batch")
-        return Slot(meta, "tensorrt", precision, cfg.batches, path, given=True)
+        return Slot(meta, "tensorrt", precision, cfg.batch, path, given=True)
     if path.suffix.lower() == ".onnx":
-        return Slot(meta, "onnxruntime", precision, cfg.batches, path, given=True)
+        return Slot(meta, "onnxruntime", precision, cfg.batch, path, given=True)
     raise BenchmarkError(f"--model {path} is neither an ONNX file (.onnx) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
 
 
-def _model_entry(manifest, path: Path) -> dict:
+def _model_entry(manifest, path: Path) -> ModelMeta:
     """The typed manifest's ``model`` section (null only for an engine built from an ONNX without a manifest)."""
     from rtdeploy.errors import ArtifactError
 
     if manifest.model is None:
         raise ArtifactError(f"the manifest of {path} does not say which model it holds (it was built from an ONNX without "
                             "an rtdeploy manifest); build it from the ONNX that `rtdeploy export` or `quantize` wrote")
-    return manifest.model.to_dict()
+    return manifest.model
 
 
 def run_sweep(cfg: BenchConfig, *, command: str | None = None) -> dict:
@@ -326,14 +326,14 @@ def _torch_threads(threads: int, uses_torch: bool) -> Iterator[None]:
 
 
 def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict, command: str | None) -> dict:
-    results, warnings = [], list(option_notes(cfg))
+    results, warnings = [], []
     for slot in slots:
         for case in slot.cases:
             record, warns = result_record(_identity(slot, case, cfg), case.batch, case.windows, _settings(slot, cfg, case))
             results.append(record)
             warnings.extend(warns)
     assign_labels(results)
-    if len(warnings) > len(option_notes(cfg)):
+    if warnings:
         warnings.append(NOISE_ADVICE)
     notes = [n for n in (int8_cpu_note(results), tuned_for_note(results)) if n]
     start, end = env["load_average_start"], env["load_average_end"]
@@ -356,7 +356,7 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
 
 
 def _identity(slot: Slot, case: Case, cfg: BenchConfig) -> dict:
-    from rtdeploy.artifacts import sha256_file
+    from rtdeploy.files import sha256_file
 
     artifact, path = None, slot.artifact_for(case.batch)
     if path is not None:
@@ -398,8 +398,8 @@ def _global_settings(cfg: BenchConfig) -> dict:
     if "torch" in sys.modules:  # the threads torch used: the requested count, or its default
         torch_threads = cfg.threads or sys.modules["torch"].get_num_threads()
     return {
-        "device": cfg.device, "batches": list(cfg.batches), "streams": list(cfg.streams), "warmup_s": cfg.warmup_s,
-        "iterations": cfg.iterations, "duration_s": cfg.duration_s, "stop_rule": STOP_RULE, "repeats": cfg.repeats,
+        "device": cfg.device, "batches": list(cfg.batch), "streams": list(cfg.streams), "warmup_s": cfg.warmup,
+        "iterations": cfg.iterations, "duration_s": cfg.duration, "stop_rule": STOP_RULE, "repeats": cfg.repeats,
         "interleaved": True,
         "threads": cfg.threads, "torch_threads": torch_threads, "image_size": cfg.image_size,
         "cuda_graph": cfg.cuda_graph, "channels_last": cfg.channels_last, "compile": cfg.compile,
@@ -409,15 +409,3 @@ def _global_settings(cfg: BenchConfig) -> dict:
 
 STOP_RULE = ("each window: warm-up, then inferences until both the minimum duration and the minimum iterations "
              "(per stream) are reached; iterations/duration null = the device's default (see each result's settings)")
-
-
-def option_notes(cfg: BenchConfig) -> list[str]:
-    """Notes for options that apply to no backend in this request (they are then ignored)."""
-    notes = []
-    backends = set(cfg.backends) if not cfg.models else {"tensorrt" if p.suffix in ENGINE_SUFFIXES else "onnxruntime" for p in cfg.models}
-    if cfg.cuda_graph and "tensorrt" not in backends:
-        notes.append("--cuda-graph applies to --backend tensorrt only; ignored")
-    for flag, on in (("--channels-last", cfg.channels_last), ("--compile", cfg.compile)):
-        if on and "torch" not in backends:
-            notes.append(f"{flag} applies to --backend torch only; ignored")
-    return notes

@@ -11,6 +11,7 @@ import click
 from rtdeploy import __version__
 from rtdeploy.cli import signals
 from rtdeploy.cli.common import fail, interrupted, reader_went_away, setup_logging
+from rtdeploy.errors import RtDeployError
 
 # (module, attribute): each stage's command lives beside the others; a module not written yet is
 # simply absent from --help.
@@ -109,7 +110,10 @@ def main() -> None:
     """Run the command line (the console script enters through :mod:`rtdeploy.cli.entry`, which puts
     the signal policy in place before this module is imported)."""
     signals.install()
-    _register()
+    try:
+        _register()  # the commands' choices read the registries, and so import the plugins
+    except RtDeployError as e:  # a plugin that fails to import: one line, as any user error
+        fail(e.render(lambda field: "--" + field.replace("_", "-")), e.exit_code)
     cli(prog_name="rtdeploy")
 
 

@@ -22,7 +22,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from rtdeploy.data.preprocess import IMAGE_SUFFIXES, check_image_channels, load_image
-from rtdeploy.artifacts import not_a_file
+from rtdeploy.files import not_a_file
 from rtdeploy.errors import DataError, first_line
 from rtdeploy.models.metadata import ModelMeta
 

@@ -26,54 +26,24 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import (ArtifactKind, atomic_path, base_stem, check_output_path, derivation, load_onnx_graph,
-                                manifest_path, new_manifest, not_a_file, read_manifest, refuse_overwriting_inputs,
-                                refuse_replacing_another_kind, sha256_file)
+from rtdeploy.artifacts import ArtifactKind, load_onnx_graph, new_manifest, read_manifest
+from rtdeploy.files import atomic_path, check_output_path, manifest_path, not_a_file, sha256_file
+from rtdeploy.guard import refuse_replacing_another_kind
+from rtdeploy.lineage import base_stem, derivation
 from rtdeploy.checks import model_name
 from rtdeploy.artifacts import write_manifest
 from rtdeploy.errors import ArtifactError, ExportError, OutputError, first_line
 from rtdeploy.library_errors import stage_boundary
 from rtdeploy.models.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
-from rtdeploy.models.specs import IMPORTED_FAMILY
+from rtdeploy.models.registry import IMPORTED_FAMILY
+from rtdeploy.export.options import LAYOUTS, PREPROCESS, ImportConfig
+from rtdeploy.options import output_fields
 from rtdeploy.precision.graph import QUANT_OPS
 
 log = logging.getLogger(__name__)
 
 MIN_IMPORT_OPSET = 13   # per-channel Q/DQ and the ops rtdeploy's passes read
 MAX_IMPORT_OPSET = 21   # the newest opset the import is tested on
-PREPROCESS = ("imagenet", "cifar", "none")
-LAYOUTS = ("NCHW",)
-
-
-@dataclass(frozen=True)
-class ImportConfig:
-    """What to import, and how its inputs are made (see :func:`rtdeploy.api.import_model`).
-
-    Attributes:
-        model: the ONNX file to adopt.
-        output: where the adopted ONNX lies (None: the file itself, or ``<stem>.imported.onnx``
-            beside it when it has to be rewritten).
-        name: the model's name in reports and derived files (None: the output's stem).
-        preprocess: ``imagenet`` (resize the short side to size*256/224, center crop, ImageNet
-            mean/std), ``cifar`` (resize to size, ImageNet mean/std, as the CIFAR ResNets here),
-            ``none`` (resize to size, pixels in [0, 1]).
-        size: input height = width in pixels (None: read from the model).
-        mean, std: per-channel normalization of pixels in [0, 1] (override ``preprocess``'s).
-        layout: the input layout; ``NCHW`` only.
-        classes: expected output size (None: read from the model).
-    """
-
-    model: Path
-    output: Path | None = None
-    name: str | None = None
-    preprocess: str | None = None
-    size: int | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    layout: str = "NCHW"
-    classes: int | None = None
-
-
 @dataclass(frozen=True)
 class ImportResult:
     """The adopted ONNX, its manifest and the model metadata read from it."""
@@ -92,6 +62,7 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
         OutputError: the output cannot be written.
     """
     _check_options(cfg)
+    cfg.check()
     src = Path(cfg.model)
     _refuse_rtdeploy_artifact(src)
     model, external = _load(src)
@@ -107,7 +78,6 @@ def import_onnx(cfg: ImportConfig) -> ImportResult:
     rewrite = rewrite or out.resolve() != src.resolve()
     check_output_path(out)
     if out.resolve() != src.resolve():
-        refuse_overwriting_inputs(out, src)
         refuse_replacing_another_kind(out, ArtifactKind("onnx", "fp32"))
     meta = _meta(cfg, out, inp, out_name, channels, size, classes)
     details = {"source": str(src.resolve()), "source_sha256": sha256_file(src), "opset": _opset(model),
@@ -145,9 +115,7 @@ def _tensorrt_note(opset: int, out: Path) -> None:
 
 def import_derivation(cfg: ImportConfig, source_sha256: str) -> dict:
     """The derivation record of an import: its options and the source file's bytes."""
-    config = {"name": cfg.name, "preprocess": cfg.preprocess, "size": cfg.size, "mean": cfg.mean, "std": cfg.std,
-              "layout": cfg.layout, "classes": cfg.classes}
-    return derivation("import", config, {"source": source_sha256})
+    return derivation("import", output_fields(cfg), {"source": source_sha256})
 
 
 def _check_options(cfg: ImportConfig) -> None:
@@ -398,16 +366,3 @@ def _check_std_in_float32(std: tuple[float, ...]) -> None:
                           f"{'0' if np.float32(low[0]) == 0 else 'a subnormal number'} in float32, in which inputs are "
                           f"normalised, so they would be Inf or NaN; give values of at least {tiny:.2g}, such as 0.229,0.224,0.225")
 
-
-def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    """``"0.485,0.456,0.406"`` -> a tuple of floats (None stays None).
-
-    Raises:
-        ExportError: not comma-separated numbers.
-    """
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        raise ExportError(f"{option} {text!r} is not accepted; give comma-separated numbers, e.g. 0.485,0.456,0.406") from None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rtdeploy.manifests.common import ArtifactManifest, ModelSection, ParentRef
+from rtdeploy.manifests.common import ArtifactManifest, ParentRef
 from rtdeploy.manifests.onnx import QuantizeCalibration
 from rtdeploy.manifests.typed import Record
+from rtdeploy.models.metadata import ModelMeta
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,7 +175,7 @@ class EngineManifest(ArtifactManifest):
     """
 
     kind: Literal["engine"]
-    model: ModelSection | None
+    model: ModelMeta | None
     parent: ParentRef
     tensorrt: TensorRTInfo
     device: DeviceSection
@@ -185,6 +186,10 @@ class EngineManifest(ArtifactManifest):
     layers: LayersSection
     rebuild_command: str
     platform: str | None = None
+
+    def kept_float(self) -> list[str]:
+        """The layers the engine's source ONNX kept in float."""
+        return list(self.layers.kept_float)
 
     @property
     def max_batch(self) -> int:

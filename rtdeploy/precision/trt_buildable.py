@@ -227,7 +227,8 @@ def check_buildable(path: str | Path, release: Release | None, *, manifest: dict
     Raises:
         EngineError: one line: what the file is or holds, what TensorRT takes, what to use instead.
     """
-    from rtdeploy.artifacts import CPU_TARGET, derived_path, load_onnx_graph
+    from rtdeploy.artifacts import load_onnx_graph
+    from rtdeploy.lineage import CPU_TARGET, derived_path
 
     p = Path(path)
     if not p.is_file():

@@ -25,7 +25,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import CPU_TARGET, ENGINE_SUFFIXES, check_matches_manifest, derived_path, folder_lock, not_a_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest
+from rtdeploy.files import folder_lock, not_a_file
+from rtdeploy.lineage import CPU_TARGET, derived_path
 from rtdeploy.errors import ArtifactError, OutputError, PackageError
 from rtdeploy.manifests import EngineManifest, read_engine, read_onnx
 from rtdeploy.serving.triton_config import ONNX_TO_TRITON, TensorSpec, TritonConfig, engine_binding_type

@@ -12,8 +12,8 @@ The releases differ (see docs/tensorrt.md):
 8.5 (JetPack 5.1, the last JetPack for Jetson Xavier) has the 8.6 path without what 8.6 added
 (NVIDIA/TensorRT v8.6.0 ``python/src/infer/pyCore.cpp``): hardware and version compatibility
 (``HardwareCompatibilityLevel``, ``BuilderFlag.VERSION_COMPATIBLE``, ``Runtime.engine_host_code_allowed``)
-and builder optimization levels. Every such member is looked up with ``hasattr`` here, never read
-unguarded elsewhere.
+and builder optimization levels. Every such member is looked up with ``hasattr`` here (:class:`Features`),
+never probed elsewhere: the builder, the runner, the plan loader and the progress bars read these fields.
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ class Features:
     version_compatible: bool = False
     optimization_levels: bool = False
     tf32_flag: bool = False
+    builder_flags: frozenset[str] = frozenset()
+    parser_error_nodes: bool = False
+    progress_monitor: bool = False
+    plugins_init: bool = False
+    device_memory_size_v2: bool = False
+    allocation_strategy: bool = False
+    set_device_memory: bool = False
 
     @classmethod
     def detect(cls, trt) -> "Features":
@@ -72,10 +79,19 @@ class Features:
             version_compatible=hasattr(flags, "VERSION_COMPATIBLE"),
             optimization_levels=hasattr(config, "builder_optimization_level"),
             tf32_flag=hasattr(flags, "TF32"),
+            builder_flags=frozenset(getattr(flags, "__members__", None) or (n for n in dir(flags) if n.isupper())),
+            parser_error_nodes=hasattr(getattr(trt, "ParserError", None), "node_name"),  # 10.x: the node's name and operator
+            progress_monitor=hasattr(trt, "IProgressMonitor") and hasattr(config, "progress_monitor"),  # 10.x
+            plugins_init=hasattr(trt, "init_libnvinfer_plugins"),
+            device_memory_size_v2=hasattr(getattr(trt, "ICudaEngine", None), "device_memory_size_v2"),  # 10.x
+            allocation_strategy=hasattr(trt, "ExecutionContextAllocationStrategy"),  # 10.x
+            set_device_memory=hasattr(getattr(trt, "IExecutionContext", None), "set_device_memory"),  # 10.x
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["builder_flags"] = sorted(self.builder_flags)
+        return d
 
     def refuse_missing(self, *, version_compatible: bool = False, hardware_compatibility: str | None = None,
                        optimization_level: int | None = None) -> None:

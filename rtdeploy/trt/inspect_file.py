@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import not_a_file
+from rtdeploy.files import not_a_file
 from rtdeploy.errors import ArtifactError, EngineError
 from rtdeploy.trt.layer_report import EXPECTABLE, LayerInfoError, build_report, describe_fallbacks, kept_float_nodes, verdict
 

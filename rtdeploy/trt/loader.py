@@ -51,12 +51,6 @@ def installed_version() -> str | None:
         return None
 
 
-def major_of(version: str) -> int:
-    """The major number of a version string (``"10.3.0"`` -> 10; unparsable -> 0)."""
-    head = str(version).split(".")[0]
-    return int(head) if head.isdigit() else 0
-
-
 def availability() -> dict[str, Any]:
     """What this machine offers for TensorRT, for ``rtdeploy doctor``; never raises.
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from rtdeploy.errors import EngineError
 from rtdeploy.runners.base import Runner
+from rtdeploy.trt.features import Features
 from rtdeploy.trt.options import BatchProfile
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,10 @@ class Scratch:
     size: int
 
 
-def scratch_size(engine) -> int:
+def scratch_size(trt, engine) -> int:
     """The device memory an execution context of ``engine`` needs (``device_memory_size_v2`` from 10.x, else ``device_memory_size``)."""
-    return int(engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2") else engine.device_memory_size)
+    v2 = Features.detect(trt).device_memory_size_v2
+    return int(engine.device_memory_size_v2 if v2 else engine.device_memory_size)
 
 
 class ScratchPool:
@@ -135,15 +137,15 @@ def _new_context(trt, engine, scratch: Scratch | None):
     """An execution context: with its own device memory, or on ``scratch`` (see the module docstring)."""
     if scratch is None:
         return engine.create_execution_context()
-    need = scratch_size(engine)
+    features = Features.detect(trt)
+    need = scratch_size(trt, engine)
     if need > scratch.size:
         raise EngineError(f"the shared scratch memory ({scratch.size} bytes) is smaller than the {need} bytes this engine needs")
-    strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
-    context = (engine.create_execution_context(strategy.USER_MANAGED) if strategy is not None
+    context = (engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED) if features.allocation_strategy
                else engine.create_execution_context_without_device_memory())
     if context is None:
         return None
-    if hasattr(context, "set_device_memory"):
+    if features.set_device_memory:
         context.set_device_memory(scratch.ptr, scratch.size)
     else:
         context.device_memory = scratch.ptr

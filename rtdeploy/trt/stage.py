@@ -1,22 +1,27 @@
 """The build-engine stage: build from a ready precision ONNX, verify, write plan + manifest.
 
-The ONNX arrives in the precision asked (``rtdeploy.derive`` exports and quantizes first, so the
+The ONNX arrives in the precision asked (``rtdeploy.make_or_reuse`` exports and quantizes first, so the
 precision ONNX exists even when TensorRT or a GPU turns out to be missing). Every check that needs
 neither TensorRT nor a GPU runs first; then the engine is built, inspected, and only written when
 its compute layers really run in the precision asked.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_matches_manifest, check_output_path, derived_path, parent_entry, read_manifest
-from rtdeploy.artifacts import ArtifactKind, refuse_overwriting_inputs, refuse_replacing_another_kind, sha256_file
-from rtdeploy.artifacts import write_bytes_atomic, write_failure
+from rtdeploy.artifacts import ArtifactKind, check_matches_manifest, parent_entry, read_manifest
+from rtdeploy.files import atomic_path
+from rtdeploy.lineage import derived_path
+from rtdeploy.files import sha256_file
+from rtdeploy.files import write_bytes_atomic, write_failure
 from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
+from rtdeploy.guard import refuse_replacing_another_kind
 from rtdeploy.library_errors import stage_boundary
+from rtdeploy.options import guard
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
 from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, engine_target, parse_size, resolve_profile
@@ -60,12 +65,8 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
             written first and the message names it.
     """
     opts.check()
-    if opts.output is not None:
-        check_output_path(opts.output)
-    if opts.timing_cache is not None:
-        check_output_path(opts.timing_cache)
     if opts.onnx is None:
-        raise EngineError("the build-engine stage needs an ONNX; rtdeploy.derive.engine_from exports and quantizes one first")
+        raise EngineError("the build-engine stage needs an ONNX; rtdeploy.make_or_reuse.engine_from exports and quantizes one first")
     onnx = Path(opts.onnx)
     _check_manifest(onnx)
     facts = read_graph_facts(onnx)
@@ -74,8 +75,8 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
     check_source_precision(opts, onnx, facts, precision)
     profile = resolve_profile(opts, facts.fixed_batch)
     output = Path(opts.output) if opts.output is not None else default_engine_path(onnx, precision)
-    check_output_path(output)
-    refuse_overwriting_inputs(output, onnx, opts.calib_dir, opts.timing_cache)
+    if opts.output is None:
+        guard(dataclasses.replace(opts, output=output))  # the guard, on the default path too
     refuse_replacing_another_kind(output, ArtifactKind("engine", precision))
     command = rebuild_command(opts, onnx, precision, profile, output)
     try:
@@ -141,20 +142,20 @@ def default_engine_path(onnx: Path, precision: str) -> Path:
 
 
 def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: BatchProfile, output: Path) -> str:
-    """The ``rtdeploy build-engine`` command that builds this engine again from ``onnx``."""
-    parts = ["rtdeploy build-engine", f"--onnx {onnx.resolve()}", f"--{precision}", f"--batch {profile}"]
-    if opts.implicit_calibration:
-        parts.append("--implicit-calibration" + (f" --calib-dir {Path(opts.calib_dir).resolve()}" if opts.calib_dir else ""))
-    for flag, value in (("--workspace", opts.workspace), ("--builder-optimization-level", opts.builder_optimization_level),
-                        ("--dla-core", opts.dla_core), ("--hardware-compatibility", opts.hardware_compatibility)):
-        if value is not None:
-            parts.append(f"{flag} {value}")
-    parts += [f for f, on in (("--gpu-fallback", opts.gpu_fallback), ("--version-compatible", opts.version_compatible),
-                              ("--tf32", opts.tf32)) if on]
-    if opts.timing_cache is not None:
-        parts.append(f"--timing-cache {Path(opts.timing_cache).resolve()}")
-    parts.append(f"-o {output.resolve()}")
-    return " ".join(parts)
+    """The ``rtdeploy build-engine`` command that builds this engine again from ``onnx``: the flags
+    of the options that decide the plan (:class:`~rtdeploy.trt.options.TrtBuild`), from their declarations."""
+    import shlex
+
+    from rtdeploy.options import command_line, declared
+    from rtdeploy.trt.options import TrtBuild
+
+    implicit_data = Path(opts.calib_dir).resolve() if opts.implicit_calibration and opts.calib_dir else None
+    plan = dataclasses.replace(opts, precision=precision, batch=str(profile), calib_dir=implicit_data,
+                               timing_cache=Path(opts.timing_cache).resolve() if opts.timing_cache else None)
+    keep = {f.name for f in dataclasses.fields(TrtBuild)} | {"calib_dir"}  # the images TensorRT's own calibration reads
+    skip = {f.name for f, _ in declared(BuildOptions)} - keep
+    words = ["--onnx", str(onnx.resolve()), *command_line(plan, skip=skip), "-o", str(output.resolve())]
+    return " ".join(["rtdeploy build-engine", *(shlex.quote(w) for w in words)])
 
 
 # -- the ONNX to build from -----------------------------------------------------------------------
@@ -257,14 +258,13 @@ def _read_timing_cache(path: Path | None) -> bytes | None:
 
 def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile, output: Path, memory):
     from rtdeploy.data import open_source
-    from rtdeploy.models.metadata import ModelMeta
     from rtdeploy.trt.calibrator import make_entropy_calibrator
 
     m = read_artifact(onnx, required=False)
     if m is None or m.model is None:
         raise PrecisionError(f"--implicit-calibration needs the model's preprocessing from {onnx.name}'s manifest, which is missing; "
                              "re-export with `rtdeploy export`")
-    source = open_source(opts.calib_dir, ModelMeta.from_dict(m.model.to_dict()))
+    source = open_source(opts.calib_dir, m.model)
     fingerprint = source.fingerprint()
     cache = output.with_name(f"{onnx.stem}.{fingerprint[:12]}.calib.cache")
     batches = (b.images for b in source.batches(profile.opt))
@@ -276,9 +276,8 @@ def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile,
 
 def _kept_float(onnx: Path) -> list[str]:
     """The ONNX nodes the precision stage kept in float (``--keep-fp``, sensitivity fallbacks, the FP16 guard)."""
-    from rtdeploy.trt.layer_report import kept_float_nodes
-
-    return kept_float_nodes(read_manifest(onnx, required=False))
+    m = read_artifact(onnx, required=False)
+    return m.kept_float() if m is not None else []
 
 
 def _check_hardware_compatibility(opts: BuildOptions, device) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtdeploy.errors import ArtifactError, DataError
 from rtdeploy.library_errors import stage_boundary
+from rtdeploy.validate.options import ValidateConfig
 from rtdeploy.validate.compare import OutputStats, check
 from rtdeploy.validate.report import SetReport, ValidationReport
 from rtdeploy.validate.targets import candidate_runner, load_target, reference_runner
@@ -17,34 +17,6 @@ from rtdeploy.validate.tolerances import Tolerance, check_limit, tolerance_for
 log = logging.getLogger(__name__)
 
 DEFAULT_RANDOM_SAMPLES = 8  # one batch; each sample compares every logit, and --images adds real data
-
-
-@dataclass(frozen=True)
-class ValidateConfig:
-    """What to validate and how.
-
-    Attributes:
-        model: the candidate (.onnx with its manifest, or a TensorRT .engine/.plan).
-        images: a folder of images or a .npy/.npz tensor file, compared in addition to random inputs.
-        samples: random samples (default 8); with ``images``, also the size of a seeded image subset
-            (default: all images).
-        batch: batch size fed to both runners.
-        reference: None (automatic), ``torch``, ``onnx`` (the parent ONNX) or an ONNX path.
-        tolerances: overrides of the precision's default limits, by :class:`Tolerance` field name.
-        seed: seed of the random inputs and of the image subset.
-        providers: onnxruntime execution providers for an ONNX candidate.
-        progress: show progress bars on stderr.
-    """
-
-    model: Path
-    images: Path | None = None
-    samples: int | None = None
-    batch: int = 8
-    reference: str | None = None
-    tolerances: dict = field(default_factory=dict)
-    seed: int = 0
-    providers: tuple[str, ...] = ("cpu",)
-    progress: bool = False
 
 
 @stage_boundary("validate", ArtifactError)
@@ -62,6 +34,7 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
     from rtdeploy.checks import check_memory, seed, whole
     from rtdeploy.footprint import check_model_memory
 
+    cfg.check()
     whole(cfg.batch, "--batch", DataError, minimum=1)
     if cfg.samples is not None:
         whole(cfg.samples, "--samples", DataError, minimum=1)

@@ -865,8 +865,8 @@ def test_runners_that_take_turns_share_one_scratch_buffer(trt, rt, make_world, m
     pool = ScratchPool(w.memory)
     before = len(w.contexts)  # the build's inspection made one of its own
     rng = np.random.default_rng(6)
-    with TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.engine))) as r8, \
-            TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.engine))) as r3:
+    with TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.trt, shared.engine))) as r8, \
+            TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.trt, shared.engine))) as r3:
         for r, batch in ((r8, 8), (r3, 3), (r8, 8)):
             x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
             np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)

@@ -176,7 +176,7 @@ class StatsCache:
         """Store ``stats`` under ``key`` (atomically); a cache that cannot be written is skipped."""
         if self.folder is None:
             return None
-        from rtdeploy.artifacts import atomic_path
+        from rtdeploy.files import atomic_path
 
         names = list(stats)
         arrays = {
