@@ -258,11 +258,11 @@ def _child(job: dict) -> None:
     import torch  # noqa: F401
 
     from rtdeploy import api
-    from rtdeploy.precision import int8_methods
+    from rtdeploy.precision.int8 import weight_rounding
     from rtdeploy.precision.int8.reconstruct import ReconstructConfig
 
     if job.get("over"):
-        int8_methods.RECONSTRUCT = replace(ReconstructConfig(), **job["over"])
+        weight_rounding.RECONSTRUCT = replace(ReconstructConfig(), **job["over"])
     t, c = time.perf_counter(), time.process_time()
     r = api.quantize(job["model"], int8=True, calib_dir=job["calib"], method=job["method"], output=job["output"],
                      stats_cache=False, weights=job["weights"])

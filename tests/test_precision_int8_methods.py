@@ -52,10 +52,10 @@ def test_manifest_records_weight_rounding_and_activation_method(exported, tmp_pa
 
 
 def _small_reconstruction(monkeypatch):
-    from rtdeploy.precision import int8_methods
+    from rtdeploy.precision.int8 import weight_rounding
     from rtdeploy.precision.int8.reconstruct import ReconstructConfig
 
-    monkeypatch.setattr(int8_methods, "RECONSTRUCT", ReconstructConfig(images=16, iters=10, batch=4))
+    monkeypatch.setattr(weight_rounding, "RECONSTRUCT", ReconstructConfig(images=16, iters=10, batch=4))
 
 
 @pytest.mark.slow
@@ -92,23 +92,26 @@ def test_block_reconstruction_falls_back_to_adaround_on_an_op_it_cannot_run(tmp_
     assert q["adaround"]["layers"] == 4
 
 
-@pytest.mark.parametrize("depth, images, trt_cache, chosen", [
-    (20, 1000, False, "block"),
-    (56, 1000, False, "block"),  # the model the budget was measured on
-    (110, 1000, False, "adaround"),  # block would cost twice ResNet-56's
-    (56, 127, False, "nearest"),  # too few images to fit a rounding to
-    (56, 1000, True, "nearest"),  # scales from a TensorRT cache: no images
+@pytest.mark.parametrize("depth, images, trt_cache, chosen, fallback", [
+    (20, 1000, False, "block", {}),
+    (56, 1000, False, "block", {}),  # the model the budget was measured on
+    (110, 1000, False, "adaround", {}),  # block would cost twice ResNet-56's
+    (56, 127, False, "nearest", {}),  # too few images to fit a rounding to
+    (56, 1000, True, "nearest", {}),  # scales from a TensorRT cache: no images
+    # layers returned to float would leave block reconstruction's compensation wrong
+    (20, 1000, False, "adaround", {"keep_fp": 6}),
+    (56, 1000, False, "adaround", {"target_agreement": 0.99}),
 ])
-def test_auto_weights_is_the_best_rounding_that_fits_the_budget(depth, images, trt_cache, chosen, exported):
+def test_auto_weights_is_the_best_rounding_that_fits_the_budget(depth, images, trt_cache, chosen, fallback, exported):
     import onnx
 
     from rtdeploy.precision.int8.qdq import plan_qdq
-    from rtdeploy.precision.int8_methods import auto_weights, weighted_gmacs
+    from rtdeploy.precision.int8.weight_rounding import auto_weights, weighted_gmacs
     from rtdeploy.precision.quantize import QuantizeConfig
 
     model = onnx.load(str(exported(depth).path))
     plan = plan_qdq(model)
-    cfg = QuantizeConfig(model=Path("m.onnx"), int8=True, from_trt_cache=Path("c.cache") if trt_cache else None)
+    cfg = QuantizeConfig(model=Path("m.onnx"), int8=True, from_trt_cache=Path("c.cache") if trt_cache else None, **fallback)
     got, why = auto_weights(model, plan, images, cfg)
     assert got == chosen and why
     assert auto_weights(model, plan, images, QuantizeConfig(model=Path("m.onnx"), int8=True, weights="nearest")) == ("nearest", "asked for")

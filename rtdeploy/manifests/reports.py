@@ -139,6 +139,7 @@ class TimeStats(Record):
     max: float
     std: float
     cv: float
+    tail_counts: dict[str, int]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +177,11 @@ class BenchResult(Record):
     device_ms: TimeStats | None
     split_ms: dict[str, TimeStats] | None
     warnings: tuple[str, ...]
+    streams: int
+    label: str
+    quantization: dict[str, Any] | None
+    throughput_window: dict[str, Any]
+    per_stream: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, kw_only=True)

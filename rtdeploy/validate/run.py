@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtdeploy.errors import ArtifactError, DataError
+from rtdeploy.library_errors import stage_boundary
+from rtdeploy.validate.options import ValidateConfig
 from rtdeploy.validate.compare import OutputStats, check
 from rtdeploy.validate.report import SetReport, ValidationReport
 from rtdeploy.validate.targets import candidate_runner, load_target, reference_runner
@@ -18,34 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RANDOM_SAMPLES = 8  # one batch; each sample compares every logit, and --images adds real data
 
 
-@dataclass(frozen=True)
-class ValidateConfig:
-    """What to validate and how.
-
-    Attributes:
-        model: the candidate (.onnx with its manifest, or a TensorRT .engine/.plan).
-        images: a folder of images or a .npy/.npz tensor file, compared in addition to random inputs.
-        samples: random samples (default 8); with ``images``, also the size of a seeded image subset
-            (default: all images).
-        batch: batch size fed to both runners.
-        reference: None (automatic), ``torch``, ``onnx`` (the parent ONNX) or an ONNX path.
-        tolerances: overrides of the precision's default limits, by :class:`Tolerance` field name.
-        seed: seed of the random inputs and of the image subset.
-        providers: onnxruntime execution providers for an ONNX candidate.
-        progress: show progress bars on stderr.
-    """
-
-    model: Path
-    images: Path | None = None
-    samples: int | None = None
-    batch: int = 8
-    reference: str | None = None
-    tolerances: dict = field(default_factory=dict)
-    seed: int = 0
-    providers: tuple[str, ...] = ("cpu",)
-    progress: bool = False
-
-
+@stage_boundary("validate", ArtifactError)
 def validate_model(cfg: ValidateConfig) -> ValidationReport:
     """Compare ``cfg.model`` with its reference; the report says whether it is within tolerance.
 
@@ -58,7 +32,9 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
     from rtdeploy.data.sources import check_labels
 
     from rtdeploy.checks import check_memory, seed, whole
+    from rtdeploy.footprint import check_model_memory
 
+    cfg.check()
     whole(cfg.batch, "--batch", DataError, minimum=1)
     if cfg.samples is not None:
         whole(cfg.samples, "--samples", DataError, minimum=1)
@@ -68,13 +44,22 @@ def validate_model(cfg: ValidateConfig) -> ValidationReport:
             check_limit(name, value)
     target = load_target(cfg.model)
     tol = tolerance_for(target.precision, cfg.tolerances)
-    check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
-                 what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    sample = target.meta.input_shape(1)[1:]
+    if target.is_engine:  # no graph to read: the ResNet-shaped lower bound
+        check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
+                     what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    else:
+        check_model_memory(target.path, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} of {target.path.name}",
+                           error=DataError)
     sources = [("random", SyntheticSource(target.meta, cfg.samples or DEFAULT_RANDOM_SAMPLES, seed=cfg.seed))]
     if cfg.images is not None:  # opened before any model runs, so bad data fails fast
         sources.append(("images", open_source(cfg.images, target.meta, limit=cfg.samples, seed=cfg.seed)))
         check_labels(sources[-1][1], target.meta.num_classes)
     reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
+    other = getattr(reference, "path", None)  # an ONNX reference other than the model (its parent, --reference PATH)
+    if other is not None and Path(other).resolve() != target.path.resolve():
+        check_model_memory(other, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} against {Path(other).name}",
+                           error=DataError)
     report = ValidationReport(str(target.path), target.precision, candidate.name, _label(reference), tol)
     with reference, candidate:
         for name, source in sources:
