@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from dev_accuracy import evaluate, evaluate_foreign  # beside this script
-from record import machine, save
+from record import cifar10_root, machine, save
 
 import numpy as np
 
@@ -58,9 +57,7 @@ def main() -> None:
         result["speed"] = {**_speed(work, args), "command": " ".join(sys.argv)}
         save(result, out, _markdown)
     if "accuracy" in args.sections:
-        root = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
-        if not (root / "calib").is_dir():
-            sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
+        root = cifar10_root()
         result["accuracy"] = {str(d): _accuracy(d, root, work) for d in args.depths}
         result["accuracy_command"] = " ".join(sys.argv)
     result["machine"]["load_average_after"] = load_average()

@@ -26,21 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from dev_accuracy import evaluate  # beside this script
-from record import machine, save
+from record import cifar10_root, machine, peak_rss_kib, run_child, save
 
 from rtdeploy.machine import load_average
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 SECTIONS = ("heldout", "dev")
 FOLDS = (1, 2)
 PERTURBATIONS = 3
@@ -64,9 +60,7 @@ def main() -> None:
     if args.child:
         _child(json.loads(args.child))
         return
-    root = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
-    if not (root / "calib").is_dir():
-        sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
+    root = cifar10_root()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     out = args.out
@@ -230,8 +224,8 @@ def _dev(fp32: Path, root: Path, work: Path, candidates, previous: dict) -> dict
     for label, method, weights, over in candidates:
         out = work / f"{fp32.stem}.{label.replace(' ', '').replace(',', '_').replace('+', '.')}.int8.onnx"
         before = load_average()
-        run = _calibrate_in_subprocess({"model": str(fp32), "calib": str(root / "calib"), "method": method, "weights": weights,
-                                        "over": over, "output": str(out)})
+        run = run_child(__file__, {"model": str(fp32), "calib": str(root / "calib"), "method": method, "weights": weights,
+                                   "over": over, "output": str(out)}, timeout=3600)
         run["load_average_before"], run["load_average_after"] = before, load_average()
         if run.get("error"):
             rows[label] = {"candidate": label, **run}
@@ -241,15 +235,6 @@ def _dev(fp32: Path, root: Path, work: Path, candidates, previous: dict) -> dict
     return {"fp32_accuracy": evaluator.fp32_accuracy, "images": evaluator.count, "rows": list(rows.values())}
 
 
-def _calibrate_in_subprocess(job: dict, timeout: float = 3600) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return {"error": f"did not finish in {timeout:.0f} s"}
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _child(job: dict) -> None:
@@ -267,15 +252,10 @@ def _child(job: dict) -> None:
     r = api.quantize(job["model"], int8=True, calib_dir=job["calib"], method=job["method"], output=job["output"],
                      stats_cache=False, weights=job["weights"])
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    print(json.dumps({"calib_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(_peak_rss_kib() / 1024, 1),
+    print(json.dumps({"calib_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(peak_rss_kib() / 1024, 1),
                       "phases_s": r.report["seconds"]}))
 
 
-def _peak_rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class _DevEvaluator:
