@@ -39,6 +39,9 @@ def doctor(json_out):
             click.echo(f"CUDA device {d['index']}: {d['name']} (compute {d['capability']}, {d['memory_gib']} GiB, seen by {d['seen_by']})")
     else:
         click.echo("CUDA devices: none visible" + (f" ({report.problems['torch.cuda']})" if "torch.cuda" in report.problems else ""))
+    photos = report.calibration_photos
+    click.echo(f"default calibration photos: {photos['path']} "
+               + (f"({photos['images']} images; --calib-dir DIR replaces them)" if photos["images"] else "(missing: reinstall rtdeploy)"))
     click.echo("")
     rows = []
     for command in report.commands:
