@@ -32,7 +32,7 @@ def summary(*, depth: int = 50, model: str | None = None, image_size: int | None
 
 def export(*, depth: int = 50, model: str | None = None, weights: str | os.PathLike | None = None, num_classes: int | None = None,
            in_channels: int = 3, variant: str | None = None, image_size: int | None = None, opset: int = 17,
-           batch: int | str = "dynamic", output: str | os.PathLike | None = None):
+           batch: int | str = "dynamic", output: str | os.PathLike | None = None, progress: bool = False):
     """Export a registry model to ONNX with its manifest (``rtdeploy export``).
 
     ``model`` names it (``resnet50``); ``depth`` is the short alias used when ``model`` is None.
@@ -45,7 +45,8 @@ def export(*, depth: int = 50, model: str | None = None, weights: str | os.PathL
 
     get_spec(model if model is not None else depth)  # an unknown model fails before anything else is checked
     cfg = ExportConfig(depth=depth, model=model, output=Path(output) if output is not None else None, weights=Path(weights) if weights else None, num_classes=num_classes,
-                       in_channels=in_channels, variant=variant, image_size=image_size, opset=opset, batch=batch)
+                       in_channels=in_channels, variant=variant, image_size=image_size, opset=opset, batch=batch,
+                       progress=progress)
     return export_onnx(cfg)
 
 

@@ -11,6 +11,21 @@ REPO = Path(__file__).resolve().parents[1]
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+# Fixtures that reach ../shared/data/cifar10; every test using one (directly or through another
+# fixture) is a data test.
+DATA_FIXTURES = {"cifar_root", "cifar_weights"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects: `-m "not shared_data"` must see the marks
+def pytest_collection_modifyitems(config, items):
+    """Mark every data test ``shared_data``: those using the CIFAR-10 fixtures and those that skip
+    when ../shared (the data and the TensorRT reference outputs beside the repository) is absent."""
+    for item in items:
+        skips_without_shared = any("../shared" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())) or skips_without_shared:
+            item.add_marker(pytest.mark.shared_data)
+
+
 def _cifar_root() -> Path:
     return Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
 

@@ -63,7 +63,8 @@ def test_command_has_an_api_function_with_the_same_options(name, command):
 
 # --- api <-> the stage's config dataclass: one declaration per option --------------------------
 # (api function, config class, api parameter -> config field where the names differ,
-#  config fields the api fills itself, and fields whose api form is parsed into another type)
+#  config fields the api fills itself or only `rtdeploy run` sets (the calibration images held out
+#  for validation), and fields whose api form is parsed into another type)
 def _configs():
     from rtdeploy.bench.options import BenchConfig
     from rtdeploy.export import ExportConfig
@@ -76,8 +77,8 @@ def _configs():
     return [
         (api.package, PackageConfig, {}, set(), set()),
         (api.export, ExportConfig, {}, set(), set()),
-        (api.quantize, QuantizeConfig, {"stats_cache": "cache_dir"}, set(), set()),
-        (api.validate, ValidateConfig, {}, set(), {"providers"}),
+        (api.quantize, QuantizeConfig, {"stats_cache": "cache_dir"}, {"hold_out_validation"}, set()),
+        (api.validate, ValidateConfig, {}, {"held_out"}, {"providers"}),
         (api.build_engine, BuildOptions, {"max_batch": None}, set(), {"batch"}),
         (api.run, RunConfig, {"precision": "precisions", "on_stage": None}, set(), {"precisions", "force"}),
         (api.bench, BenchConfig, {"depth": "depths", "model": "models", "precision": "precisions", "backend": "backends",

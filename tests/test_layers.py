@@ -20,7 +20,7 @@ FLOORS = {
     "pipeline": 3, "bench": 3, "derive": 3,
     "export": 2, "precision": 2, "trt": 2, "validate": 2, "serving": 2,
     "models": 1, "data": 1, "runners": 1, "artifacts": 1, "errors": 1, "machine": 1, "tables": 1,
-    "manifests": 1, "checks": 1,
+    "manifests": 1, "checks": 1, "progress": 1,
 }
 
 

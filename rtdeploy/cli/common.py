@@ -36,17 +36,24 @@ def handle_errors(fn: Callable) -> Callable:
     """Run a command with the shared checks and its failures as one line.
 
     Before the command runs: a ``json_out`` target is checked (so a bad ``--json`` fails before any
-    work) and a ``progress`` of None becomes "is stderr a terminal". Then an RtDeployError becomes
-    ``error: <message>`` and its exit code; an interrupt (Ctrl-C, SIGTERM, SIGHUP) ``128 + signal``.
+    work) and a ``progress`` of None becomes "is stderr a terminal": bars there, and otherwise (a
+    pipe, a log) one line per phase of the long stages on stderr (:mod:`rtdeploy.progress`). Then an
+    RtDeployError becomes ``error: <message>`` and its exit code; an interrupt (Ctrl-C, SIGTERM,
+    SIGHUP) ``128 + signal``.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rtdeploy.progress import phase_lines
+
         try:
             check_json_target(kwargs.get("json_out"), kwargs)
+            lines = False
             if "progress" in kwargs and kwargs["progress"] is None:
                 kwargs["progress"] = stderr_is_terminal()
-            return fn(*args, **kwargs)
+                lines = not kwargs["progress"]
+            with phase_lines(lines):
+                return fn(*args, **kwargs)
         except RtDeployError as e:
             fail(e.render(flag_namer()), e.exit_code)
         except BrokenPipeError:  # files are OutputErrors by now: this is stdout, read by `head` or a closed pager
@@ -188,9 +195,11 @@ def stderr_is_terminal() -> bool:
 
 
 def progress_option() -> Callable:
-    """``--progress/--no-progress``: bars on stderr; by default only when stderr is a terminal."""
+    """``--progress/--no-progress``: bars on stderr; by default bars when stderr is a terminal and a
+    line per phase otherwise."""
     return click.option("--progress/--no-progress", default=None,
-                        help="Progress bars on stderr  [default: when stderr is a terminal].")
+                        help="Progress bars on stderr; --no-progress: nothing  [default: bars when stderr is a terminal, "
+                             "else a line per phase].")
 
 
 def json_option(what: str = "the report") -> Callable:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, say
+from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, progress_option, say
 
 
 @click.command("export")
@@ -19,9 +19,10 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_opt
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 13..20 (TensorRT 8.6 reads up to 17).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' batch axis, or a fixed batch size.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write [default: <model>.onnx].")
+@progress_option()
 @json_option("the manifest")
 @handle_errors
-def export(model, weights, num_classes, in_channels, variant, image_size, opset, batch, output, json_out):
+def export(model, weights, num_classes, in_channels, variant, image_size, opset, batch, output, progress, json_out):
     """Export a ResNet to ONNX (dynamic batch, BatchNorm folded, fully checked).
 
     Writes MODEL.onnx and MODEL.onnx.json (family, depth, preprocessing, opset, tool versions,
@@ -36,7 +37,7 @@ def export(model, weights, num_classes, in_channels, variant, image_size, opset,
     from rtdeploy import api
 
     result = api.export(model=model, weights=weights, num_classes=num_classes, in_channels=in_channels, variant=variant,
-                        image_size=image_size, opset=opset, batch=batch, output=output)
+                        image_size=image_size, opset=opset, batch=batch, output=output, progress=progress)
     m = result.manifest
     say(f"wrote {result.path} ({m['bytes'] / 1e6:.1f} MB, opset {opset}, batch {m['export']['batch']}, "
                f"{sum(m['ops'].values())} nodes, {m['export']['seconds']:.1f}s)", json_out)

@@ -10,7 +10,7 @@ from rtdeploy.cli.common import emit_json, format_table, handle_errors, json_opt
 
 # statistic -> tolerance field that limits it (None: reported only)
 _ROWS = [
-    ("max_abs_err", None), ("mean_abs_err", None), ("max_abs_err_of_range", "max_abs"), ("max_rel_err", "max_rel"),
+    ("max_abs_err", None), ("reference_range", None), ("mean_abs_err", None), ("max_abs_err_of_range", "max_abs"), ("max_rel_err", "max_rel"),
     ("cosine_mean", "cosine"), ("cosine_worst", "cosine_worst"), ("top1_agreement", "top1"), ("top5_agreement", "top5"),
     ("nonfinite", "nonfinite"), ("reference_accuracy", None), ("candidate_accuracy", None), ("accuracy_drop_points", "accuracy_drop"),
 ]
@@ -18,7 +18,7 @@ _ROWS = [
 
 @click.command("validate")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--images", type=click.Path(path_type=Path), help="Folder of images (class subfolders give labels) or .npy/.npz tensors, compared besides random inputs.")
+@click.option("--images", type=click.Path(path_type=Path), help="Folder of images (class subfolders give labels) or .npy/.npz tensors to compare on (FP32/FP16: besides random inputs; INT8: alone).")
 @click.option("--samples", type=int, help="Random inputs to compare [default: 8]; with --images also a seeded subset of that many images [default: all].")
 @click.option("--batch", type=int, default=8, show_default=True, help="Batch size fed to both models.")
 @click.option("--reference", metavar="torch|onnx|PATH", help="Reference: the PyTorch model, the parent ONNX, or an ONNX file [default: parent ONNX if any, else PyTorch].")
@@ -39,8 +39,10 @@ def validate(model, images, samples, batch, reference, seed, providers, tol_cosi
     """Compare MODEL (ONNX or TensorRT engine) with its reference on the same inputs.
 
     Reference: PyTorch rebuilt from the manifest for an FP32 export; the parent ONNX for FP16/INT8
-    models and engines. Tolerances default per precision (fp32 tight, fp16 and int8 looser); any
-    NaN/Inf fails. Exits 3 naming the worst statistic when out of tolerance.
+    models and engines; an imported FP32 model is its own reference. Tolerances default per
+    precision and INT8 target (fp32 tight, fp16 and int8 looser; docs/validation.md); any NaN/Inf
+    fails. An INT8 model is judged on --images alone when given (random inputs lie outside its
+    calibrated ranges). Exits 3 naming the worst statistic when out of tolerance.
 
     \b
     Examples:
@@ -54,7 +56,10 @@ def validate(model, images, samples, batch, reference, seed, providers, tol_cosi
                   "top1": tol_top1, "top5": tol_top5, "accuracy_drop": tol_accuracy_drop}
     report = api.validate(model, images=images, samples=samples, batch=batch, reference=reference, tolerances=tolerances,
                           seed=seed, providers=tuple(providers), progress=progress)
-    say(f"{report.model} ({report.precision}, {report.candidate}) vs reference {report.reference}", json_out)
+    target = f", {report.target} target" if report.target else ""
+    say(f"{report.model} ({report.precision}{target}, {report.candidate}) vs reference {report.reference}", json_out)
+    if report.inputs_note:
+        say(report.inputs_note, json_out)
     limits = report.tolerance.to_dict() | {"nonfinite": 0}
     for s in report.sets:
         say(f"\n{s.description}: {s.samples} samples, {s.seconds:.1f}s", json_out)

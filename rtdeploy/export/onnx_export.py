@@ -31,6 +31,7 @@ from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
 from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
 from rtdeploy.models import ModelMeta, build_model, load_weights
 from rtdeploy.models.specs import get_spec, model_names
+from rtdeploy.progress import phase, ticking
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class ExportConfig:
         num_classes, in_channels, variant, image_size: model options (family defaults when None).
         opset: ONNX opset, 13..20.
         batch: ``"dynamic"`` for a dynamic batch axis, or a fixed batch size.
+        progress: a bar with the time elapsed while the exporter traces (it reports no steps);
+            each phase is also announced on the ``rtdeploy.progress`` logger.
     """
 
     depth: int = 50
@@ -62,6 +65,7 @@ class ExportConfig:
     image_size: int | None = None
     opset: int = DEFAULT_OPSET
     batch: int | str = "dynamic"
+    progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     traced = 1 if batch == "dynamic" else batch
     check_memory(traced, meta.in_channels, size, error=ExportError, what=f"tracing {meta.name} at batch {traced}, {size}x{size}")
     check_weights_memory(meta)
+    phase("export %s: building the model%s", meta.name, f" with the weights of {cfg.weights}" if cfg.weights else " (seed 0)")
     model = build_torch_model(meta, cfg.weights)
     check_weight_values(model, cfg.weights)
     start = time.perf_counter()
@@ -125,7 +130,11 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
         return done["manifest"]
 
     with atomic_path(out, manifest=make_manifest) as tmp:
-        done["ops"] = _check_and_finalize(_torch_export(model, meta, cfg.opset, batch), meta, batch, tmp)
+        phase("export %s: tracing with torch.onnx (TorchScript exporter, opset %d)", meta.name, cfg.opset)
+        with ticking(f"export {meta.name}: tracing", cfg.progress):
+            data = _torch_export(model, meta, cfg.opset, batch)
+        phase("export %s: checking the graph (shape inference, onnx.checker)", meta.name)
+        done["ops"] = _check_and_finalize(data, meta, batch, tmp)
     manifest = done["manifest"]
     seconds = manifest["export"]["seconds"]
     log.info("exported %s to %s in %.2fs", meta.name, out, seconds)
@@ -241,7 +250,7 @@ def export_derivation(cfg: ExportConfig) -> dict:
     """
     spec = _spec(cfg)
     named = {"depth": spec.depth} if spec.depth is not None else {"depth": None, "model": spec.name}
-    config = config_fields(cfg, exclude={"output", "weights", "model"}) | named | {"batch": parse_batch(cfg.batch)}
+    config = config_fields(cfg, exclude={"output", "weights", "model", "progress"}) | named | {"batch": parse_batch(cfg.batch)}
     weights = sha256_file(cfg.weights) if cfg.weights is not None else f"init-seed-{INIT_SEED}"
     return derivation("export", config, {"weights": weights})
 

@@ -28,13 +28,14 @@ def _batch(parent, tensors: list[str]) -> int:
     return max(1, min(64, batch_size_for(parent.model, tensors)))
 
 
-def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRoundConfig = ADAROUND) -> RoundingResult:
+def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRoundConfig = ADAROUND, *,
+                      progress: bool = False) -> RoundingResult:
     """AdaRound's objective for every supported weighted layer, on the first ``cfg.images``
-    images of the statistics part of ``split``."""
+    images of the statistics part of ``split`` (``progress``: a bar over them)."""
     from rtdeploy.precision.int8.adaround import adaround_weights
 
     tensors = [u.activation for u in plan.units if u.weight is not None]
-    batches = split.stats_batches(_batch(parent, tensors))
+    batches = split.stats_batches(_batch(parent, tensors), progress=progress)
     return adaround_weights(parent.model, plan, scales, batches, cfg)
 
 

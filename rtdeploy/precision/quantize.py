@@ -49,6 +49,9 @@ class QuantizeConfig:
     weights: str = "nearest"
     target: str = "tensorrt"
     high_precision: str = "fp32"
+    # Set by `rtdeploy run` without --images: the calibration images held out for validation
+    # (rtdeploy.data.split) are never read here.
+    hold_out_validation: bool = False
 
 
 def check_config(cfg: QuantizeConfig) -> None:

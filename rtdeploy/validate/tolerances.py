@@ -49,7 +49,10 @@ DEFAULT_TOLERANCES = {
     "fp32": Tolerance(cosine=0.99999, cosine_worst=0.9999, max_abs=1e-4, top1=0.99, top5=1.0, accuracy_drop=0.1),
     "fp16": Tolerance(cosine=0.9995, cosine_worst=0.995, max_abs=1e-2, top1=0.97, top5=0.99, accuracy_drop=0.5),
     "int8": Tolerance(cosine=0.98, cosine_worst=0.85, max_abs=None, top1=0.85, top5=0.95, accuracy_drop=3.0),
+    "int8-cpu": Tolerance(cosine=0.98, cosine_worst=0.85, max_abs=None, top1=0.85, top5=0.95, accuracy_drop=3.0),
 }
+# INT8 target (the quantize manifest's quantization.target) -> its DEFAULT_TOLERANCES key.
+TARGET_KEYS = {"tensorrt": "int8", "onnxruntime-cpu": "int8-cpu"}
 
 # statistic -> (tolerance field, "min" or "max"): how each checked statistic meets its limit.
 CHECKS = {
@@ -63,20 +66,22 @@ CHECKS = {
 }
 
 
-def tolerance_for(precision: str, overrides: dict[str, float | None] | None = None) -> Tolerance:
-    """The default tolerance of ``precision`` with ``overrides`` (field name -> value) applied.
+def tolerance_for(precision: str, overrides: dict[str, float | None] | None = None, *, target: str | None = None) -> Tolerance:
+    """The default tolerance of ``precision`` (for INT8: of its ``target``) with ``overrides``
+    (field name -> value) applied.
 
     Raises:
         RtDeployError: unknown precision or override name.
     """
-    if precision not in DEFAULT_TOLERANCES:
+    if precision not in PRECISIONS:
         raise RtDeployError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
+    key = TARGET_KEYS.get(target, precision) if precision == "int8" else precision
     fields = {f.name for f in dataclasses.fields(Tolerance)}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(given) - fields)
     if unknown:
         raise RtDeployError(f"unknown tolerance {unknown[0]!r}; accepted: {', '.join(sorted(fields))}")
-    return dataclasses.replace(DEFAULT_TOLERANCES[precision], **{k: check_limit(k, v) for k, v in given.items()})
+    return dataclasses.replace(DEFAULT_TOLERANCES[key], **{k: check_limit(k, v) for k, v in given.items()})
 
 
 # Limits that are fractions in [0, 1] (a lower bound); the others are errors or points (>= 0).
