@@ -85,7 +85,7 @@ def quantize(model: str | os.PathLike, *, int8: bool = False, fp16: bool = False
         model: an FP32 ONNX made by ``rtdeploy export`` (its manifest beside it).
         int8, fp16: which precision to make (exactly one).
         calib_dir: calibration images (folder, recursive) or a .npy/.npz tensor file; None: the
-            bundled ``calib_data/`` photos.
+            photos bundled with the package (``rtdeploy/calib_data``).
         method: INT8 calibrator: ``entropy``, ``max``, ``percentile``, ``mse`` or ``consumer-mse``
             (the threshold minimising the error of the ops that read each tensor).
         percentile: for ``percentile``, in (0, 100].

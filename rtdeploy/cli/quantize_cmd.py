@@ -13,7 +13,7 @@ from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--int8", is_flag=True, help="Calibrated INT8 with Q/DQ nodes placed for TensorRT.")
 @click.option("--fp16", is_flag=True, help="FP16 graph (overflowing ops kept in FP32).")
-@click.option("--calib-dir", type=click.Path(path_type=Path), help="Calibration images (folder, recursive) or .npy/.npz [default: the bundled calib_data/ photos].")
+@click.option("--calib-dir", type=click.Path(path_type=Path), help="Calibration images (folder, recursive) or .npy/.npz [default: the photos bundled with rtdeploy].")
 @click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse", "consumer-mse"]), default="entropy", show_default=True,
               help="INT8 activation calibrator (consumer-mse: the threshold minimising the error of the ops that read each tensor).")
 @click.option("--percentile", type=float, default=99.99, show_default=True, help="Percentile for --method percentile, in (0, 100].")

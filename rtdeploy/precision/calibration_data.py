@@ -50,7 +50,7 @@ def default_calib_dir() -> Path:
 def open_calibration(calib_dir: str | os.PathLike | None, meta, calib_size: int | None, seed: int, *,
                      hold_out_validation: bool = False):
     """The calibration source: ``calib_size`` images (all, up to 1,000, when None) from ``calib_dir``
-    (the bundled ``calib_data/`` when None). The source's ``path`` attribute is set to the folder used.
+    (the bundled photos when None). The source's ``path`` attribute is set to the folder used.
 
     With ``hold_out_validation``, the images :func:`rtdeploy.data.split.validation_split` holds out
     for validation are set aside first (when the set is large enough to split), so that no stage
