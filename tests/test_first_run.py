@@ -317,3 +317,18 @@ def test_every_data_test_is_marked_shared_data(request):
                     any("../shared" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif")))
                 and item.get_closest_marker("shared_data") is None]
     assert not unmarked, unmarked
+
+
+# --- the default INT8 limits are the recorded derivation --------------------------------------------
+def test_int8_defaults_are_the_limits_derived_from_the_recorded_measurements():
+    """docs/validation.md: every derived limit in DEFAULT_TOLERANCES equals the one
+    benchmarks/validation_tolerances.py derived from its recorded cases (change one, re-measure)."""
+    from rtdeploy.validate import DEFAULT_TOLERANCES
+
+    field = {"cosine_mean": "cosine", "cosine_worst": "cosine_worst", "top1_agreement": "top1",
+             "accuracy_drop_points": "accuracy_drop"}
+    recorded = json.loads((REPO / "benchmarks" / "results" / "validation_tolerances.json").read_text())["limits"]
+    assert len(recorded) >= 12
+    for row in recorded:
+        assert getattr(DEFAULT_TOLERANCES[row["tolerance"]], field[row["statistic"]]) == pytest.approx(row["limit"]), row
+        assert row["worst correct"] != row["best broken"] and row["margin"] > 1.5, row
