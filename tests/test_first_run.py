@@ -143,19 +143,22 @@ def test_calibration_never_reads_the_held_out_images(tmp_path):
 def tiny_run(tmp_path_factory):
     """An imported tiny classifier, 32 calibration images (8 held out), FP32 + INT8, no bench; each
     pass over the validation inputs recorded (which model, which inputs)."""
-    from rtdeploy.validate import outputs
+    from rtdeploy.validate.outputs import OutputStore
 
     tmp = tmp_path_factory.mktemp("tiny")
     model, folder = _imported(tmp), _pngs(tmp / "calib", 32)
     passes = []
-    real = outputs.run_over
+    real = OutputStore.outputs
 
-    def recording(runner_, source, **kw):
-        passes.append((runner_.identity, source.description))
-        return real(runner_, source, **kw)
+    def recording(store, runner_, source, **kw):
+        before = store.computed
+        result = real(store, runner_, source, **kw)
+        if store.computed > before:  # a pass ran (not shared)
+            passes.append((runner_.identity, source.description))
+        return result
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(outputs, "run_over", recording)
+    mp.setattr(OutputStore, "outputs", recording)
     try:
         report = api.run(onnx=model, calib_dir=folder, precision="fp32,int8", engines=False, bench=False, outdir=tmp / "run")
     finally:
@@ -332,3 +335,36 @@ def test_int8_defaults_are_the_limits_derived_from_the_recorded_measurements():
     for row in recorded:
         assert getattr(DEFAULT_TOLERANCES[row["tolerance"]], field[row["statistic"]]) == pytest.approx(row["limit"]), row
         assert row["worst correct"] != row["best broken"] and row["margin"] > 1.5, row
+
+
+def test_a_set_is_decoded_once_for_every_model_that_runs_on_it(tmp_path):
+    """The next model's pass over the same images reuses the decoded batches (within a memory budget)."""
+    from rtdeploy.data import open_source
+    from rtdeploy.models.specs import get_spec
+    from rtdeploy.runners.base import Runner
+    from rtdeploy.validate import OutputStore
+
+    class Doubler(Runner):
+        def __init__(self, identity):
+            super().__init__()
+            self.identity, self.name, self.input_names = identity, identity, ["x"]
+
+        def _activate(self):
+            pass
+
+        def _infer(self, feed):
+            return {"y": feed["x"].reshape(len(feed["x"]), -1)[:, :4] * 2}
+
+    source = open_source(_pngs(tmp_path / "imgs", 10, size=32), get_spec(20).meta())
+    reads = []
+    real = source.batches
+    source.batches = lambda *a, **k: reads.append(1) or real(*a, **k)
+    store = OutputStore()
+    a = store.outputs(Doubler("a"), source, batch=4, fingerprint=source.fingerprint())
+    b = store.outputs(Doubler("b"), source, batch=4, fingerprint=source.fingerprint())
+    assert len(reads) == 1 and store.computed == 2
+    assert np.array_equal(a.arrays["y"], b.arrays["y"]) and a.arrays["y"].shape == (10, 4)
+    tight = OutputStore(input_budget=1)  # nothing fits: every pass decodes
+    tight.outputs(Doubler("a"), source, batch=4, fingerprint=source.fingerprint())
+    tight.outputs(Doubler("b"), source, batch=4, fingerprint=source.fingerprint())
+    assert len(reads) == 3

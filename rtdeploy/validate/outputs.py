@@ -30,11 +30,20 @@ class Outputs:
     seconds: float
 
 
-class OutputStore:
-    """Outputs by (model identity, set fingerprint, batch size); a model without identity is never kept."""
+INPUT_BUDGET = 512 << 20  # decoded inputs of one set are kept for the next model up to this many bytes
 
-    def __init__(self) -> None:
+
+class OutputStore:
+    """Outputs by (model identity, set fingerprint, batch size); a model without identity is never kept.
+
+    The decoded inputs of the last set are kept too (when they fit ``input_budget`` bytes), so the
+    next model's pass over the same set does not decode its images again.
+    """
+
+    def __init__(self, input_budget: int = INPUT_BUDGET) -> None:
         self._kept: dict[tuple[str, str, int], Outputs] = {}
+        self._inputs: tuple[tuple[str, int], list] | None = None
+        self.input_budget = input_budget
         self.computed = 0  # passes actually run (the rest were shared)
 
     def outputs(self, runner, source, *, batch: int, fingerprint: str, progress: bool = False, role: str = "") -> Outputs:
@@ -48,20 +57,38 @@ class OutputStore:
             return self._kept[key]
         phase("validate: %s %s on %s", role, runner.name, source.description)
         runner.activate()
-        result = run_over(runner, source, batch=batch, progress=progress, desc=f"{role} {runner.name}".strip())
+        result = run_over(runner, self._batches(source, batch, fingerprint), len(source), progress=progress,
+                          desc=f"{role} {runner.name}".strip())
         self.computed += 1
         if identity is not None:
             self._kept[key] = result
         return result
 
+    def _batches(self, source, batch: int, fingerprint: str):
+        """The set's batches: the kept ones, or decoded now (and kept when they fit the budget)."""
+        if self._inputs is not None and self._inputs[0] == (fingerprint, batch):
+            yield from self._inputs[1]
+            return
+        kept: list | None = []
+        size = 0
+        for b in source.batches(batch):
+            size += b.images.nbytes
+            if kept is not None and size <= self.input_budget:
+                kept.append(b)
+            else:
+                kept = None
+            yield b
+        if kept is not None:
+            self._inputs = ((fingerprint, batch), kept)
 
-def run_over(runner, source, *, batch: int, progress: bool = False, desc: str = "") -> Outputs:
-    """One pass of the active ``runner`` over ``source`` in batches; outputs concatenated by name."""
+
+def run_over(runner, batches, count: int, *, progress: bool = False, desc: str = "") -> Outputs:
+    """One pass of the active ``runner`` over ``batches`` (``count`` samples); outputs concatenated by name."""
     start = time.perf_counter()
     parts: dict[str, list[np.ndarray]] = {}
     labels: list[np.ndarray] = []
-    with bar(len(source), progress, desc) as shown:
-        for images, batch_labels in source.batches(batch):
+    with bar(count, progress, desc) as shown:
+        for images, batch_labels in batches:
             for name, value in runner.infer({runner.input_names[0]: images}).items():
                 parts.setdefault(name, []).append(np.asarray(value))
             if batch_labels is not None:
