@@ -30,19 +30,19 @@ class Outputs:
     seconds: float
 
 
-INPUT_BUDGET = 512 << 20  # decoded inputs of one set are kept for the next model up to this many bytes
+INPUT_BUDGET = 512 << 20  # decoded input sets are kept for the next model up to this many bytes in all
 
 
 class OutputStore:
     """Outputs by (model identity, set fingerprint, batch size); a model without identity is never kept.
 
-    The decoded inputs of the last set are kept too (when they fit ``input_budget`` bytes), so the
-    next model's pass over the same set does not decode its images again.
+    The decoded input sets are kept too (while they fit ``input_budget`` bytes in all), so the next
+    model's pass over a set does not decode its images again.
     """
 
     def __init__(self, input_budget: int = INPUT_BUDGET) -> None:
         self._kept: dict[tuple[str, str, int], Outputs] = {}
-        self._inputs: tuple[tuple[str, int], list] | None = None
+        self._inputs: dict[tuple[str, int], list] = {}
         self.input_budget = input_budget
         self.computed = 0  # passes actually run (the rest were shared)
 
@@ -66,20 +66,20 @@ class OutputStore:
 
     def _batches(self, source, batch: int, fingerprint: str):
         """The set's batches: the kept ones, or decoded now (and kept when they fit the budget)."""
-        if self._inputs is not None and self._inputs[0] == (fingerprint, batch):
-            yield from self._inputs[1]
+        if (fingerprint, batch) in self._inputs:
+            yield from self._inputs[(fingerprint, batch)]
             return
+        room = self.input_budget - sum(b.images.nbytes for kept in self._inputs.values() for b in kept)
         kept: list | None = []
-        size = 0
         for b in source.batches(batch):
-            size += b.images.nbytes
-            if kept is not None and size <= self.input_budget:
+            room -= b.images.nbytes
+            if kept is not None and room >= 0:
                 kept.append(b)
             else:
                 kept = None
             yield b
         if kept is not None:
-            self._inputs = ((fingerprint, batch), kept)
+            self._inputs[(fingerprint, batch)] = kept
 
 
 def run_over(runner, batches, count: int, *, progress: bool = False, desc: str = "") -> Outputs:
