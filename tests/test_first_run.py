@@ -368,3 +368,20 @@ def test_a_set_is_decoded_once_for_every_model_that_runs_on_it(tmp_path):
     tight.outputs(Doubler("a"), source, batch=4, fingerprint=source.fingerprint())
     tight.outputs(Doubler("b"), source, batch=4, fingerprint=source.fingerprint())
     assert len(reads) == 3
+
+
+def test_validation_passes_let_idle_threads_sleep(runner, exported, monkeypatch):
+    """Spinning worker threads ran the PyTorch reference 5-9x slower on two busy cores: validate and
+    run let OpenMP threads sleep (unless the user chose), and validation's onnxruntime sessions too."""
+    from rtdeploy.validate.targets import _ort
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    res = runner.invoke(cli, ["validate", str(exported(20).path), "--samples", "2"])
+    assert res.exit_code == 0, res.output
+    import os
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    runner.invoke(cli, ["validate", str(exported(20).path), "--samples", "2"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE", "the user's choice is kept"
+    assert _ort(exported(20).path).spinning is False

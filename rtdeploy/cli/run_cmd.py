@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, progress_option, say
+from rtdeploy.cli.common import emit_json, handle_errors, json_option, model_option, passive_thread_waits, progress_option, say
 
 STATUS_MARK = {"made": "made", "reused": "reused", "skipped": "skipped", "failed": "FAILED"}
 
@@ -51,6 +51,7 @@ def run(model, onnx, weights, num_classes, calib_dir, calib_size, method, keep_f
       rtdeploy run --depth 50
       rtdeploy run --depth 56 --weights resnet56-4bfd9763.th --calib-dir cifar10/calib --images cifar10/dev --keep-fp 20
     """
+    passive_thread_waits()
     from rtdeploy import api
     from rtdeploy.errors import RtDeployError
 

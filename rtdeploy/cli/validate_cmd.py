@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtdeploy.cli.common import emit_json, format_table, handle_errors, json_option, progress_option, say
+from rtdeploy.cli.common import emit_json, format_table, handle_errors, json_option, passive_thread_waits, progress_option, say
 
 # statistic -> tolerance field that limits it (None: reported only)
 _ROWS = [
@@ -50,6 +50,7 @@ def validate(model, images, samples, batch, reference, seed, providers, tol_cosi
       rtdeploy validate r56.onnx --images ../shared/data/cifar10/dev --samples 500
       rtdeploy validate r56.int8.onnx --images dev/ --tol-top1 0.9 --json report.json
     """
+    passive_thread_waits()
     from rtdeploy import api
 
     tolerances = {"cosine": tol_cosine, "cosine_worst": tol_cosine_worst, "max_abs": tol_max_abs, "max_rel": tol_max_rel,

@@ -79,10 +79,12 @@ def candidate_runner(target: Target, providers: tuple[str, ...] = ("cpu",)):
 
 
 def _ort(path: Path, providers: tuple[str, ...] = ("cpu",)):
-    """onnxruntime on ``path``, identified by the file's bytes and the providers (outputs shareable)."""
+    """onnxruntime on ``path``, identified by the file's bytes and the providers (outputs shareable);
+    its threads sleep between ops (a validation pass is throughput, and the other model's pass or
+    other work may want the cores)."""
     from rtdeploy.runners.ort_runner import OrtRunner
 
-    runner = OrtRunner(path, providers=providers)
+    runner = OrtRunner(path, providers=providers, spinning=False)
     runner.identity = f"onnxruntime:{','.join(runner.providers)}:{sha256_file(path)}"
     return runner
 
