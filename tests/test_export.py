@@ -29,6 +29,7 @@ def _export_and_validate(exported, depth):
 
 
 @pytest.mark.parametrize("depth", QUICK)
+@pytest.mark.slow
 def test_export_and_validate(exported, depth):
     _export_and_validate(exported, depth)
 
@@ -39,6 +40,7 @@ def test_export_and_validate_deep(exported, depth):
     _export_and_validate(exported, depth)
 
 
+@pytest.mark.slow
 def test_graph_is_checked_and_batchnorm_folded(exported):
     import onnx
 
@@ -76,6 +78,7 @@ def test_dynamic_batch_runs_any_batch(exported, batch):
     assert out.shape == (batch, 1000)
 
 
+@pytest.mark.slow
 def test_fixed_batch_and_input_size_other_than_trace_size(tmp_path):
     import onnxruntime as ort
 

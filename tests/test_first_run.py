@@ -288,7 +288,8 @@ def test_counted_statistics_are_judged_as_samples(stat, value, limit, n, fails):
 
 
 # --- never silent in a pipe; inspect ------------------------------------------------------------
-def test_a_pipe_gets_a_line_per_phase(runner, tmp_path):
+def test_a_pipe_gets_a_line_per_phase(runner, tmp_path, exported):
+    """Before: piped, nothing printed until a stage ended (9 minutes for the README's example)."""
     res = runner.invoke(cli, ["export", "--depth", "20", "-o", str(tmp_path / "r20.onnx")])
     assert res.exit_code == 0, res.output
     lines = res.stderr.splitlines()
@@ -297,7 +298,9 @@ def test_a_pipe_gets_a_line_per_phase(runner, tmp_path):
     res = runner.invoke(cli, ["quantize", str(tmp_path / "r20.onnx"), "--int8", "--calib-size", "4", "--no-stats-cache"])
     assert res.exit_code == 0, res.output
     assert re.search(r"\d\d:\d\d:\d\d calibration: histograms of \d+ tensors on images in ", res.stderr), res.stderr
-    quiet = runner.invoke(cli, ["export", "--depth", "20", "-o", str(tmp_path / "q.onnx"), "--no-progress"])
+    res = runner.invoke(cli, ["validate", str(exported(20).path), "--samples", "2"])
+    assert re.search(r"\d\d:\d\d:\d\d validate: reference torch\[cpu\] on random normal inputs", res.stderr), res.stderr
+    quiet = runner.invoke(cli, ["validate", str(exported(20).path), "--samples", "2", "--no-progress"])
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
 
 

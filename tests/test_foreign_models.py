@@ -90,6 +90,7 @@ def test_imported_cifar_resnet_int8_agrees_like_rtdeploys_own_export(tmp_path, c
     assert abs(row["imported_agreement"] - row["own_agreement"]) <= 0.003, row
 
 
+@pytest.mark.slow
 def test_int8_folds_a_batchnorm_left_after_a_conv_as_tensorrt_does(tmp_path):
     """The INT8 model of an unfolded export has the folded structure of rtdeploy's own export (no
     BatchNormalization left, the same Q/DQ counts), and its FP32 function is unchanged."""

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,6 +21,7 @@ def run_kit(*args, env=None) -> subprocess.CompletedProcess:
                           timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_dry_run_writes_the_plan_and_the_machine(tmp_path):
     out = tmp_path / "gpu-run"
     proc = run_kit("--dry-run", out)
@@ -36,6 +39,7 @@ def test_dry_run_writes_the_plan_and_the_machine(tmp_path):
     assert "collected" in (out / "collect.log").read_text() or "selected" in (out / "collect.log").read_text()
 
 
+@pytest.mark.slow
 def test_the_sweep_commands_parse_and_fail_cleanly_without_a_gpu(tmp_path):
     out = tmp_path / "gpu-run"
     assert run_kit("--dry-run", out).returncode == 0

@@ -169,6 +169,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("version", list(harness.RELEASES))
+@pytest.mark.slow
 def test_profiler_subclasses_the_real_iprofiler(version, tmp_path):
     try:
         env = harness.prepare(harness.RELEASES[version])

@@ -118,6 +118,7 @@ def test_validate_report_and_json(exported):
     assert len(d["sets"][0]["fingerprint"]) == 64
 
 
+@pytest.mark.slow
 def test_real_images_give_accuracy(exported, cifar_root):
     result = exported(20)
     report = validate_model(ValidateConfig(model=result.path, images=cifar_root / "dev", samples=40, batch=20))
