@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="harness_overhead", help="basename of the results")
     args = ap.parse_args(argv)
 
-    from rtdeploy.artifacts import write_json_atomic, write_text_atomic
+    from rtdeploy.files import write_json_atomic, write_text_atomic
     from rtdeploy.machine import describe, load_average
     from rtdeploy.bench.options import default_workdir
     from rtdeploy.bench.stats import percentile

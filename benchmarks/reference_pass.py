@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = next((CIFAR / "weights").glob(f"resnet{args.depth}-*.th"))
         exported = api.export(depth=args.depth, weights=weights, output=Path(tmp) / "m.onnx")
-        from rtdeploy.export import torch_model_from_manifest
+        from rtdeploy.validate.reference import torch_model_from_manifest
         from rtdeploy.manifests import read_onnx
 
         model = torch_model_from_manifest(read_onnx(exported.path)).eval()

@@ -104,7 +104,7 @@ def measure(model: Path, images: Path | None, held_out: bool, store, samples: in
 
 
 def one_case(depth: int, weights: Path | None, folder: Path, folder_label: str, work: Path, dev: bool, store) -> list[dict]:
-    from rtdeploy.derive import quantized
+    from rtdeploy.make_or_reuse import quantized
     from rtdeploy.export import ExportConfig, export_onnx
     from rtdeploy.precision.quantize import QuantizeConfig
 
@@ -116,7 +116,7 @@ def one_case(depth: int, weights: Path | None, folder: Path, folder_label: str, 
     for label, kw in makes.items():
         out = work / f"{folder_label}.{label}.onnx"
         t0 = time.perf_counter()
-        quantized(QuantizeConfig(model=fp32, calib_dir=folder, output=out, hold_out_validation=True, cache_dir=False, **kw))
+        quantized(QuantizeConfig(model=fp32, calib_dir=folder, output=out, hold_out_validation=True, stats_cache=False, **kw))
         seconds = time.perf_counter() - t0
         variants = {"correct": out}
         if label.startswith("int8"):

@@ -1,4 +1,5 @@
-"""Shared option checks: numbers that must be sane, output paths, and memory a request would need.
+"""Shared option checks: numbers that must be sane, output paths, and memory a request would need
+(what this machine has is :func:`rtdeploy.machine.available_memory`).
 
 Every stage checks its own options before any work; the rules that several stages share live here
 so each refuses a bad value with the same one-line message (what was given, what is accepted, what
@@ -138,17 +139,19 @@ def comma_list(value: str, option: str, error: type[RtDeployError] = RtDeployErr
     return items
 
 
-def output_file(path: str | os.PathLike, *, manifest: bool = False, option: str = "-o") -> Path:
+def output_file(path: str | os.PathLike, *, manifest: bool = False, option: str = "-o", writes=None) -> Path:
     """Check, before any work, that ``path`` can be written (and its manifest beside it).
 
     Devices, FIFOs and links to them are written through, as a shell redirection does, so they
     are accepted; an artifact with a manifest must be a regular file (a manifest beside a device
-    means nothing), and its manifest path must not be a folder.
+    means nothing), and its manifest path must not be a folder. With ``writes`` (an
+    :class:`rtdeploy.artifacts.ArtifactKind`), an artifact of another kind at ``path`` is not replaced.
 
     Raises:
-        OutputError: see :func:`rtdeploy.artifacts.check_output_path`, or the rules above.
+        OutputError: see :func:`rtdeploy.files.check_output_path`, or the rules above.
     """
-    from rtdeploy.artifacts import check_output_path, is_special_file, manifest_path
+    from rtdeploy.files import check_output_path, is_special_file, manifest_path
+    from rtdeploy.guard import refuse_replacing_another_kind
 
     p = check_output_path(path)
     if not manifest:
@@ -160,6 +163,8 @@ def output_file(path: str | os.PathLike, *, manifest: bool = False, option: str 
         raise OutputError(f"the manifest path {mp} of {option} {p} is a folder; remove it or choose another {option} path")
     if mp.exists() and is_special_file(mp):
         raise OutputError(f"the manifest path {mp} of {option} {p} is not a regular file; remove it or choose another {option} path")
+    if writes is not None:
+        refuse_replacing_another_kind(p, writes, option=option)
     return p
 
 
@@ -170,28 +175,13 @@ def memory_estimate(batch: int, channels: int, image_size: int) -> int:
     return 4 * batch * pixels * (channels + 2 * _LARGEST_ACTIVATION_PER_PIXEL)
 
 
-def available_memory() -> int | None:
-    """Memory this process may use, in bytes: MemAvailable (``/proc/meminfo``), else the total; None
-    when unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(batch: int, channels: int, image_size: int, *, what: str,
                  error: type[RtDeployError] = RtDeployError, available: int | None = None) -> int:
     """Refuse a batch / image size whose forward pass cannot fit in memory, before allocating.
 
     Args:
         what: the options to name, e.g. ``"--batch 99999999 at 32x32"``.
-        available: bytes to compare with (default: :func:`available_memory`).
+        available: bytes to compare with (default: :func:`rtdeploy.machine.available_memory`).
 
     Returns:
         The estimate in bytes.
@@ -211,6 +201,8 @@ def check_bytes(need: int, *, what: str, purpose: str, advice: str, error: type[
     Raises:
         error: ``need`` exceeds the available memory; the message names ``what``, ``purpose`` and ``advice``.
     """
+    from rtdeploy.machine import available_memory
+
     have = available if available is not None else available_memory()
     if have is not None and need > have:
         raise error(f"{what} needs at least {_gib(need)} of memory for {purpose}, {_gib(have)} is available; {advice}")

@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from rtdeploy.machine import cpu_model
+from rtdeploy.options import JsonReport, Options
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class DoctorReport:
         onnxruntime_providers: onnxruntime's available execution providers.
         torch_cuda: the CUDA version torch was built with, or None for a CPU build.
         tensorrt: :func:`rtdeploy.trt.loader.availability` (``ok``, ``tensorrt``, ``cuda``, ``gpu``, ``hint``).
+        gpu_extra: which install extra fits the NVIDIA driver here (:func:`rtdeploy.trt.driver.advice_here`):
+            ``driver_cuda``, ``extra`` (``gpu-cu12``/``gpu-cu13`` or None), ``line``.
         cuda_devices: CUDA devices (name, capability, memory) as torch sees them, or (CPU torch) as cuda-python does.
         commands: command -> list of :class:`Requirement`.
         calibration_photos: the bundled default calibration photos: ``path``, ``images`` (0 when
@@ -57,6 +60,7 @@ class DoctorReport:
     onnxruntime_providers: list[str] = field(default_factory=list)
     torch_cuda: str | None = None
     tensorrt: dict = field(default_factory=dict)
+    gpu_extra: dict = field(default_factory=dict)
     cuda_devices: list[dict] = field(default_factory=list)
     commands: dict[str, list[Requirement]] = field(default_factory=dict)
     calibration_photos: dict = field(default_factory=dict)
@@ -72,6 +76,11 @@ class DoctorReport:
         return d
 
 
+@dataclass(frozen=True, kw_only=True)
+class DoctorConfig(JsonReport, Options):
+    """``rtdeploy doctor``'s one option: ``--json`` (bare: stdout, instead of the tables)."""
+
+
 def diagnose() -> DoctorReport:
     """Look at the installation; never raises for a missing or broken optional library."""
     report = DoctorReport(
@@ -82,6 +91,7 @@ def diagnose() -> DoctorReport:
     for dist in ("rtdeploy", "torch", "onnx", "onnxruntime", "numpy", "pillow", "click", "tqdm", "matplotlib", "tensorrt", "cuda-python"):
         report.packages[dist] = _dist_version(dist)
     report.tensorrt = _trt_availability()
+    report.gpu_extra = _gpu_extra()
     _merge_trt_findings(report)
     report.onnxruntime_providers = _ort_providers(report)
     report.cuda_devices = _cuda_devices(report)
@@ -120,6 +130,16 @@ def _trt_availability() -> dict:
     except Exception as e:  # it promises not to raise; doctor must not crash if it ever does
         reason = f"cannot check TensorRT: {_first_line(e)}"
         return {"ok": False, "hint": reason, **{k: {"available": False, "reason": reason} for k in ("tensorrt", "cuda", "gpu")}}
+
+
+def _gpu_extra() -> dict:
+    """:func:`rtdeploy.trt.driver.advice_here` (the driver is read there, through libcuda); never raises."""
+    from rtdeploy.trt import driver
+
+    try:
+        return driver.advice_here().to_dict()
+    except Exception as e:  # a courtesy: doctor must not crash on an odd driver library
+        return {"driver_cuda": None, "extra": None, "line": f"cannot read the driver's CUDA version: {_first_line(e)}"}
 
 
 def _merge_trt_findings(report: DoctorReport) -> None:
@@ -187,7 +207,9 @@ def _requirements(r: DoctorReport) -> dict[str, list[Requirement]]:
     has = lambda name: r.packages.get(name) is not None  # noqa: E731
     core = [Requirement(n, has(n), CORE) for n in ("torch", "onnx", "onnxruntime", "numpy", "pillow")]
     # Exactly what rtdeploy.trt needs to build or run an engine: tensorrt, cuda-python, a GPU it can open.
-    fixes = {"tensorrt": GPU_EXTRA, "cuda": GPU_EXTRA, "gpu": "needs an NVIDIA GPU and its driver (check nvidia-smi)"}
+    extra = r.gpu_extra.get("extra")
+    install = f'pip install "rtdeploy[{extra}]" ({r.gpu_extra["line"]})' if extra else r.gpu_extra.get("line") or GPU_EXTRA
+    fixes = {"tensorrt": install, "cuda": install, "gpu": "needs an NVIDIA GPU and its driver (check nvidia-smi)"}
     reasons = {part: r.tensorrt[part].get("reason") for part in fixes}
     if not r.tensorrt["cuda"]["available"]:
         reasons["gpu"] = None  # not checked without cuda-python: "not checked" is no fix

@@ -25,6 +25,27 @@ def load_average() -> list[float] | None:
         return None
 
 
+def _meminfo(key: str) -> int | None:
+    """One ``/proc/meminfo`` entry in bytes, or None where there is none."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def available_memory() -> int | None:
+    """Memory this process may use, in bytes: MemAvailable (``/proc/meminfo``), else the total; None
+    when unknown."""
+    available = _meminfo("MemAvailable")
+    if available is not None:
+        return available
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def cpu_model() -> str:
     """The CPU's marketing name (``/proc/cpuinfo``), or what ``platform`` knows."""
     with contextlib.suppress(OSError):
@@ -36,11 +57,8 @@ def cpu_model() -> str:
 
 def memory_gib() -> float | None:
     """Total memory in GiB (``/proc/meminfo``), or None when unknown."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    return None
+    total = _meminfo("MemTotal")
+    return round(total / 2**30, 1) if total is not None else None
 
 
 def library_versions() -> dict[str, str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtdeploy.artifacts import parent_entry, sha256_file, write_manifest
+from rtdeploy.artifacts import parent_entry, write_manifest
+from rtdeploy.files import sha256_file
 from rtdeploy.manifests import new_manifest
 
 
@@ -29,8 +30,10 @@ def write_onnx_manifest(path: Path, meta: dict, **overrides) -> dict:
 
 def engine_fields(parent: Path, *, precision: str, model: dict | None, profile: tuple[int, int, int] = (1, 8, 32),
                   input_name: str = "input", sample_shape: tuple[int, ...] = (3, 32, 32), tensorrt: str = "10.3.0",
-                  compute_capability: str = "8.6", device: str = "NVIDIA A10") -> dict:
-    """The fields ``build-engine`` writes for an engine built from ``parent`` (an existing ONNX file)."""
+                  compute_capability: str = "8.6", device: str = "NVIDIA A10", dla_core: int | None = None,
+                  version_compatible: bool = False) -> dict:
+    """The fields ``build-engine`` writes for an engine built from ``parent`` (an existing ONNX file);
+    with ``dla_core``, a DLA build (every layer on the DLA)."""
     lo, opt, hi = profile
     calibration = {"method": "qdq", "onnx": None} if precision == "int8" else None
     return {
@@ -41,8 +44,9 @@ def engine_fields(parent: Path, *, precision: str, model: dict | None, profile: 
         "profile": {"input": input_name, "sample_shape": list(sample_shape), "min": lo, "opt": opt, "max": hi},
         "calibration": calibration,
         "build": {"seconds": 0.0, "workspace_bytes": None, "builder_optimization_level": None, "timing_cache": None,
-                  "dla_core": None, "gpu_fallback": False, "version_compatible": False, "hardware_compatibility": None},
-        "dla": None,
+                  "dla_core": dla_core, "gpu_fallback": False, "version_compatible": version_compatible,
+                  "hardware_compatibility": None},
+        "dla": None if dla_core is None else {"dla": 1, "gpu": 0, "gpu_layers": []},
         "layers": {"verified": True, "detailed": False, "by_precision": {}, "by_device": {}, "list": []},
         "rebuild_command": f"rtdeploy build-engine --onnx {parent} --{precision}",
     }

@@ -26,7 +26,7 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.cli.main import _register, cli
 from conftest import message_lines
 
@@ -438,7 +438,7 @@ GROWN = [
     Case("import-name-parent-dir", lambda d: ["import", M(d), "--preprocess", "cifar", "--name", "../x", "-o", str(d / "i.onnx")], "--name '../x'",
          setup=_exported()),
     Case("import-output-is-input-manifest", lambda d: ["import", M(d), "--preprocess", "cifar", "-o", str(d / "m.onnx.json")],
-         "would overwrite the manifest of m.onnx", setup=_exported()),
+         "would overwrite the manifest of m.onnx", setup=_both(_exported(), _unlink("m.onnx.json"))),  # a foreign file: an export is not imported
     Case("run-images-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--images", str(d / "none")], "--images"),
     Case("run-calib-dir-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--calib-dir", str(d / "none")], "--calib-dir"),
     Case("run-weights-missing", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--weights", str(d / "none.pth")], "--weights"),
@@ -503,7 +503,184 @@ CLOSING = [
          "--keep-fp applies to INT8 only"),
 ]
 
-ALL_CASES = CASES + GROWN + CLOSING
+def _link(name: str, target: str, *, hard: bool = False) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        (d / "sub").mkdir(exist_ok=True)
+        (os.link if hard else os.symlink)(d / target, d / "sub" / name)
+    return setup
+
+
+def _foreign_onnx(d: Path) -> None:
+    """An ONNX classifier rtdeploy did not write (no manifest)."""
+    import onnx
+    from tiny_graphs import huge_activation_model
+
+    onnx.save(huge_activation_model(), str(d / "f.onnx"))
+
+
+def _packaged(d: Path) -> None:
+    _exported()(d)
+    from rtdeploy import api
+
+    api.package(d / "m.onnx", triton=d / "repo", kind="cpu")
+
+
+def _empty_checkpoint(d: Path) -> None:
+    (d / "w.pth").write_bytes(b"checkpoint")
+
+
+# Issue 22: outputs onto inputs through every path (the output guard), and options that would be
+# ignored (the mode rule). Each failed on the code before: exit 0 and a file overwritten, or the option
+# ignored. tests/test_adversarial_properties.py draws more of both from generators.
+GUARDED = [
+    Case("bench-markdown-onto-the-timed-model", lambda d: ["bench", "--model", M(d), "--markdown", M(d)], "named like a model file",
+         setup=_exported()),
+    Case("bench-markdown-onto-the-model-manifest", lambda d: ["bench", "--model", M(d), "--markdown", M(d) + ".json"],
+         "named like a model file or its manifest", setup=_exported()),
+    Case("bench-json-onto-the-parent-manifest", lambda d: ["bench", "--model", str(d / "m.int8.onnx"), "--json", M(d) + ".json"],
+         "or its manifest", setup=_both(_exported(), _quantized)),
+    Case("bench-markdown-onto-a-link-to-the-model", lambda d: ["bench", "--model", M(d), "--markdown", str(d / "sub" / "report.md")],
+         "would overwrite the input itself", setup=_both(_exported(), _link("report.md", "m.onnx"))),
+    Case("quantize-output-onto-a-calibration-image", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "imgs"),
+                                                                  "-o", str(d / "imgs" / "ok0.png")],
+         "would overwrite ok0.png in the input folder", setup=_both(_exported(), _images("imgs", good=2))),
+    Case("quantize-trt-cache-onto-a-calibration-image", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "imgs"),
+                                                                     "--trt-cache", str(d / "imgs" / "ok1.png")],
+         "would overwrite ok1.png in the input folder", setup=_both(_exported(), _images("imgs", good=2))),
+    Case("quantize-output-through-a-hard-link", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "sub" / "h.onnx")],
+         "would overwrite the input itself", setup=_both(_exported(), _link("h.onnx", "m.onnx", hard=True))),
+    Case("quantize-output-through-dotdot", lambda d: ["quantize", M(d), "--fp16", "-o", str(d / "imgs" / ".." / "m.onnx")],
+         "would overwrite the input itself", setup=_both(_exported(), _mkdir("imgs"))),
+    Case("quantize-output-and-trt-cache-one-file", lambda d: ["quantize", M(d), "--int8", "-o", str(d / "q.onnx"),
+                                                               "--trt-cache", str(d / "q.onnx")],
+         "which --trt-cache also writes", setup=_exported()),
+    Case("validate-json-through-a-link-to-the-ancestor-manifest", lambda d: ["validate", str(d / "m.int8.onnx"), "--json",
+                                                                              str(d / "sub" / "r.json")],
+         "would overwrite the manifest of m.onnx", setup=_both(_exported(), _quantized, _link("r.json", "m.onnx.json"))),
+    Case("import-output-onto-another-artifact-manifest", lambda d: ["import", str(d / "f.onnx"), "--preprocess", "none",
+                                                                     "-o", M(d) + ".json"],
+         "would overwrite the manifest of m.onnx", setup=_both(_exported(), _foreign_onnx)),
+    Case("build-engine-timing-cache-onto-the-onnx", lambda d: ["build-engine", "--onnx", M(d), "--fp32", "--timing-cache", M(d)],
+         "would overwrite the input itself", setup=_exported()),
+    Case("package-force-deletes-another-version", lambda d: ["package", M(d), "--triton", str(d / "repo"), "--kind", "cpu", "--force",
+                                                             "--version", "2"],
+         "would replace", setup=_packaged),
+    Case("run-no-bench-rebench", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--no-bench", "--rebench"],
+         "--rebench does nothing with --no-bench", exit_code=1),
+    Case("run-no-bench-force-bench", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--no-bench", "--force", "bench"],
+         "--force bench does nothing with --no-bench"),
+    Case("run-force-a-stage-twice", lambda d: ["run", "--depth", "20", "-o", str(d / "out"), "--force", "export,export"],
+         "names 'export' twice"),
+    Case("run-onnx-with-weights", lambda d: ["run", "--onnx", M(d), "--weights", str(d / "w.pth"), "-o", str(d / "out")],
+         "--weights", setup=_both(_exported(), _empty_checkpoint)),
+    Case("run-onnx-with-num-classes", lambda d: ["run", "--onnx", M(d), "--num-classes", "100", "-o", str(d / "out")],
+         "--num-classes 100 does nothing with --onnx", setup=_exported()),
+    Case("bench-given-model-with-image-size", lambda d: ["bench", "--model", M(d), "--image-size", "64"],
+         "--image-size 64 does nothing with --model m.onnx", setup=_exported()),
+    Case("bench-given-model-with-precision", lambda d: ["bench", "--model", M(d), "--precision", "int8"],
+         "does nothing with --model m.onnx", setup=_exported()),
+    Case("quantize-trt-version-without-trt-cache", lambda d: ["quantize", M(d), "--int8", "--trt-version", "10030"],
+         "--trt-version 10030 does nothing without --trt-cache", setup=_exported()),
+    Case("quantize-method-with-from-trt-cache", lambda d: ["quantize", M(d), "--int8", "--from-trt-cache", str(d / "c.cache"),
+                                                           "--method", "max"],
+         "--method max does nothing with --from-trt-cache", setup=_both(_exported(), _write("c.cache", b"TRT-8601-EntropyCalibration2\n"))),
+    Case("quantize-consumer-mse-for-the-cpu-target", lambda d: ["quantize", M(d), "--int8", "--target", "onnxruntime-cpu",
+                                                                "--method", "consumer-mse"],
+         "calibrates tensorrt only, not --target onnxruntime-cpu", setup=_exported()),
+    Case("validate-engine-with-provider", lambda d: ["validate", str(d / "m.plan"), "--provider", "cuda"],
+         "--provider cuda does nothing with", setup=_fake_engine),
+]
+
+def _imported(make_model: str, *, calib: tuple | None = None) -> Callable[[Path], None]:
+    """m.onnx built by ``tiny_graphs.<make_model>()``, adopted with ``rtdeploy import`` (and a
+    calibration tensor file c.npy of random pixels of shape ``calib``)."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+        from rtdeploy import api
+
+        tiny_graphs.save(getattr(tiny_graphs, make_model)(), d / "m.onnx")
+        api.import_model(d / "m.onnx", preprocess="none")
+        if calib is not None:
+            import numpy as np
+
+            np.save(d / "c.npy", np.random.default_rng(0).random(calib, dtype=np.float32))
+    return setup
+
+
+def _saved(make_model: str, name: str) -> Callable[[Path], None]:
+    """``tiny_graphs.<make_model>()`` saved as ``name`` (no manifest)."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+
+        tiny_graphs.save(getattr(tiny_graphs, make_model)(), d / name)
+    return setup
+
+
+def _huge_input(d: Path) -> None:
+    """A classifier declaring a 1x3x100000x100000 input (120 GB): bench used to allocate it ("Unable to allocate")."""
+    import tiny_graphs
+    from rtdeploy import api
+
+    tiny_graphs.save(tiny_graphs.classifier(batch=1, size=100_000), d / "m.onnx")
+    api.import_model(d / "m.onnx", preprocess="none")
+
+
+def _named_size_imported_at(size: int) -> Callable[[Path], None]:
+    """A classifier whose H and W are named ('H'), imported with ``--size size``."""
+    def setup(d: Path) -> None:
+        import tiny_graphs
+        from rtdeploy import api
+
+        tiny_graphs.save(tiny_graphs.classifier(size="H"), d / "m.onnx")
+        api.import_model(d / "m.onnx", preprocess="none", size=size)
+    return setup
+
+
+def _fp16_child(d: Path) -> None:
+    from rtdeploy import api
+
+    api.quantize(d / "m.onnx", fp16=True, output=d / "m.fp16.onnx")
+
+
+def _linked_folder_twice(d: Path) -> None:
+    """calib/a holds an image; calib/b is a link to calib/a (its images would be read twice)."""
+    (d / "calib").mkdir()
+    _images("calib/a", good=2)(d)
+    os.symlink(d / "calib" / "a", d / "calib" / "b")
+
+
+# Issue 22: import adopts only foreign files; library errors and declared sizes end in one line at the stage;
+# a calibration folder reached twice through a link is refused.
+ISSUE22 = [
+    Case("import-rtdeploy-export", lambda d: ["import", M(d), "--preprocess", "cifar"], "m.onnx is rtdeploy's own FP32 export of resnet20",
+         setup=_exported()),
+    Case("import-rtdeploy-fp16-child", lambda d: ["import", str(d / "m.fp16.onnx"), "--preprocess", "cifar"],
+         "m.fp16.onnx is rtdeploy's own FP16 model", setup=_both(_exported(), _fp16_child)),
+    Case("import-rtdeploy-fp16-child-without-manifest", lambda d: ["import", str(d / "m.fp16.onnx"), "--preprocess", "cifar"],
+         "holds float16 weights, so it is an FP16 model", setup=_both(_exported(), _fp16_child, _unlink("m.fp16.onnx.json"))),
+    Case("quantize-int8-custom-domain-op", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "c.npy"), "--no-stats-cache"],
+         "quantize stopped in onnxruntime", setup=_imported("custom_domain_classifier", calib=(4, 3, 8, 8))),
+    Case("quantize-fp16-custom-domain-op", lambda d: ["quantize", M(d), "--fp16", "--calib-dir", str(d / "c.npy")],
+         "quantize stopped in onnxruntime", setup=_imported("custom_domain_classifier", calib=(4, 3, 8, 8))),
+    Case("validate-declared-activation-too-large", lambda d: ["validate", M(d), "--batch", "2"], "by the shapes its graph declares",
+         setup=_imported("wide_activation_model")),
+    Case("quantize-declared-activation-too-large", lambda d: ["quantize", M(d), "--fp16"], "by the shapes its graph declares",
+         setup=_imported("wide_activation_model")),
+    Case("bench-declared-activation-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "by the shapes its graph declares", setup=_imported("wide_activation_model")),
+    Case("bench-declared-input-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "by the shapes its graph declares", setup=_huge_input),
+    Case("quantize-named-size-imported-too-large", lambda d: ["quantize", M(d), "--int8", "--no-stats-cache"],
+         "for 3x100000x100000 inputs", setup=_named_size_imported_at(100_000)),
+    Case("bench-named-size-imported-too-large", lambda d: ["bench", "--model", M(d), "--iterations", "1", "--repeats", "1", "--warmup", "0"],
+         "for 3x100000x100000 inputs", setup=_named_size_imported_at(100_000)),
+    Case("validate-reference-declares-too-much", lambda d: ["validate", M(d), "--reference", str(d / "w.onnx")],
+         "against w.onnx needs at least", setup=_both(_imported("classifier"), _saved("wide_activation_model", "w.onnx"))),
+    Case("quantize-calib-folder-linked-twice", lambda d: ["quantize", M(d), "--int8", "--calib-dir", str(d / "calib"), "--no-stats-cache"],
+         "through a link, so", setup=_both(_exported(), _linked_folder_twice)),
+]
+
+ALL_CASES = CASES + GROWN + CLOSING + ISSUE22 + GUARDED
 
 
 def _snapshot(d: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from manifest_fakes import write_engine_manifest
-from rtdeploy.bench.options import ALL_DEPTHS, make_config, parse_depths, parse_duration, parse_names
+from rtdeploy.bench.options import ALL_DEPTHS, BenchConfig, parse_depths, parse_duration, parse_names
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import BenchmarkError, ModelError
 
@@ -63,16 +63,16 @@ def test_parse_lists():
         parse_depths("18,x")
 
 
-def test_make_config_defaults_and_lengths(tmp_path):
-    cfg = make_config(workdir=tmp_path)
-    assert (cfg.depths, cfg.backends, cfg.precisions, cfg.batches, cfg.device) == ((50,), ("onnxruntime",), ("fp32",), (1,), "cpu")
-    assert (cfg.warmup_s, cfg.iterations, cfg.duration_s, cfg.repeats, cfg.streams) == (0.2, None, None, 3, (1,))
+def test_config_defaults_and_lengths(tmp_path):
+    cfg = BenchConfig(workdir=tmp_path)
+    assert (cfg.names, cfg.backend, cfg.precision, cfg.batch, cfg.device) == (("resnet50",), ("onnxruntime",), ("fp32",), (1,), "cpu")
+    assert (cfg.warmup, cfg.iterations, cfg.duration, cfg.repeats, cfg.streams) == (0.2, None, None, 3, (1,))
     assert cfg.rule("cpu").min_iterations == 20 and cfg.rule("cuda").min_iterations == 200
     assert cfg.rule("cpu").min_duration_s == 1.0
-    cfg = make_config(iterations="5", batch="1,8", warmup="0", workdir=tmp_path)
-    assert cfg.iterations == 5 and cfg.batches == (1, 8) and cfg.warmup_s == 0.0
+    cfg = BenchConfig(iterations="5", batch="1,8", warmup="0", workdir=tmp_path)
+    assert cfg.iterations == 5 and cfg.batch == (1, 8) and cfg.warmup == 0.0
     assert (cfg.rule("cuda").min_iterations, cfg.rule("cuda").min_duration_s) == (5, 1.0)  # both minima still apply
-    cfg = make_config(iterations="5", duration="0", streams="1,2", workdir=tmp_path)
+    cfg = BenchConfig(iterations="5", duration="0", streams="1,2", workdir=tmp_path)
     assert cfg.rule("cpu").min_duration_s == 0.0 and cfg.streams == (1, 2)
 
 

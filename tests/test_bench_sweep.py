@@ -110,7 +110,7 @@ def test_artifacts_are_reused_while_manifests_match(sweep, monkeypatch):
     def no_export(cfg):
         raise AssertionError("a matching export must be reused")
 
-    monkeypatch.setattr("rtdeploy.derive.export_onnx", no_export)
+    monkeypatch.setattr("rtdeploy.make_or_reuse.export_onnx", no_export)
     api.bench(depth="20", iterations=1, duration=0, repeats=1, warmup="0", workdir=work)
     assert onnx.stat().st_mtime_ns == before
     monkeypatch.undo()
@@ -126,7 +126,7 @@ def test_unsupported_and_unavailable_precisions_are_skipped_with_notes(tmp_path,
     def quantize(cfg):  # as when a library the precision stage needs is not installed
         raise MissingDependency("the quantize stage needs a missing library; install it")
 
-    monkeypatch.setattr("rtdeploy.derive.quantize", quantize)
+    monkeypatch.setattr("rtdeploy.make_or_reuse.quantize", quantize)
     rep = api.bench(depth="20", backend="torch,onnxruntime", precision="fp32,int8", iterations=1, duration=0, repeats=1, warmup="0",
                     workdir=tmp_path).report
     assert sorted(r["id"] for r in rep["results"]) == ["resnet20/onnxruntime/fp32/b1", "resnet20/torch/fp32/b1"]
@@ -161,7 +161,7 @@ def test_cli_json_to_stdout(tmp_path):
 class FakeTrtRunner:
     """Stands in for rtdeploy.trt.runner.TrtRunner on a CPU: onnxruntime underneath, fixed 'CUDA event' times."""
 
-    def __init__(self, engine, cuda_graph=False):
+    def __init__(self, engine, cuda_graph=False, scratch=None):
         from rtdeploy.runners.base import Runner
 
         class _Fake(Runner):
@@ -183,6 +183,25 @@ class FakeTrtRunner:
         self.runner = _Fake()
         self.runner.name = "tensorrt[graph]" if cuda_graph else "tensorrt"
         self.runner.last_timings = {}
+        self.runner.scratch = scratch
+
+
+class FakeScratchPool:
+    """Stands in for rtdeploy.trt.runner.ScratchPool: records which lane got which buffer."""
+
+    def __init__(self):
+        self.given, self.closed = [], False
+
+    def get(self, lane, size):
+        self.given.append((lane, size))
+        return ("scratch", lane, max(s for ln, s in self.given if ln == lane))
+
+    def close(self):
+        self.closed = True
+
+
+class BuildLog(list):
+    """The engines the fake build stage wrote, and (``pools``) the scratch pools the sweeps opened."""
 
 
 @pytest.fixture
@@ -193,10 +212,11 @@ def fake_tensorrt(monkeypatch):
     from manifest_fakes import write_engine_manifest
     from rtdeploy.artifacts import read_manifest
 
-    builds = []
+    builds = BuildLog()
+    pools, loads = [], []
 
     def build_engine(opts):  # the build stage's signature; records what the real stage records
-        from rtdeploy.derive import engine_wanted
+        from rtdeploy.make_or_reuse import engine_wanted
         from rtdeploy.trt.options import BatchProfile
 
         onnx, output, profile = opts.onnx, opts.output, BatchProfile.parse(opts.batch)
@@ -209,9 +229,14 @@ def fake_tensorrt(monkeypatch):
     monkeypatch.setattr("rtdeploy.bench.backends.check_installed", lambda backend: None)
     monkeypatch.setattr("rtdeploy.bench.backends.check_device", lambda backends, device: None)
     monkeypatch.setattr("rtdeploy.bench.backends.trt_runner",
-                        lambda engine, cuda_graph, shared=None: FakeTrtRunner(engine, cuda_graph).runner)
-    monkeypatch.setattr("rtdeploy.bench.backends.trt_shared_engine", lambda engine: ("shared", engine))
+                        lambda engine, cuda_graph, shared=None, scratch=None: FakeTrtRunner(engine, cuda_graph, scratch).runner)
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_shared_engine", lambda engine: loads.append(engine) or SimpleNamespace(path=engine))
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_scratch_pool", lambda shared: pools.append(FakeScratchPool()) or pools[-1])
+    # a context's scratch memory grows with the batch its engine was built for (stand-in figure)
+    monkeypatch.setattr("rtdeploy.bench.backends.trt_scratch_size", lambda shared: 1000 * read_manifest(shared.path)["profile"]["max"])
     monkeypatch.setattr("rtdeploy.trt.build_engine", build_engine)
+    monkeypatch.setattr("rtdeploy.trt.stage.target_here", lambda hardware_compatibility=None: "TensorRT 10.3.0, compute 8.6, linux-x86_64")
+    builds.pools, builds.loads = pools, loads
     return builds
 
 
@@ -224,29 +249,45 @@ def test_tensorrt_path_records_device_split_and_reuses_engines(tmp_path, fake_te
     assert [r["id"] for r in rep["results"]] == ["resnet20/tensorrt/fp32/b1", "resnet20/tensorrt/fp32/b2"]
     for r in rep["results"]:
         assert r["runner"] == "tensorrt[graph]" and r["device"] == "cuda"
+        b = r["batch"]
         assert r["settings"] == {"timer": "tensorrt-cuda-events", "threads": None, "cuda_graph": True, "spin_wait": None,
                                  "data_transfers": True, "channels_last": False, "compile": False, "warmup_s": 0.0,
-                                 "min_iterations": 3, "min_duration_s": 0.0, "streams": 1,
+                                 "min_iterations": 3, "min_duration_s": 0.0, "streams": 1, "profile": f"{b}:{b}:{b}",
                                  "streams_mode": "one execution context and CUDA stream per stream, each run from its own thread"}
+        assert r["artifact"]["path"].endswith(f"resnet20_32px.fp32.b{b}.engine")
         assert r["device_ms"]["median"] == 1.5 and r["device_ms"]["count"] == 6
         assert r["split_ms"]["h2d"]["median"] == 0.25 and r["split_ms"]["d2h"]["max"] == 0.05
-    assert "device ms" in terminal_table(rep)
-    assert len(fake_tensorrt) == 1 and fake_tensorrt[0].name == "resnet20_32px.fp32.engine"
+    assert "device ms" in terminal_table(rep) and "tuned for" not in terminal_table(rep)
+    # finding 8 of issue 19: one static engine per batch (trtexec --shapes), not every batch on a 1:min(8,max):max profile
+    assert [p.name for p in fake_tensorrt] == ["resnet20_32px.fp32.b1.engine", "resnet20_32px.fp32.b2.engine"]
+    # contexts of every batch share one scratch buffer per stream, sized for the largest engine
+    (pool,) = fake_tensorrt.pools
+    assert pool.given == [(0, 2000)] and pool.closed
     api.bench(**kw)
-    assert len(fake_tensorrt) == 1, "an engine whose manifest matches must be reused"
+    assert len(fake_tensorrt) == 2, "engines whose manifests match must be reused"
     api.bench(**{**kw, "batch": "4"})
-    assert len(fake_tensorrt) == 2, "an engine whose profile is too small for the batch must be rebuilt"
+    assert [p.name for p in fake_tensorrt[2:]] == ["resnet20_32px.fp32.b4.engine"], "a batch without its engine gets one"
 
 
 def test_given_engine_batch_outside_its_profile(tmp_path, fake_tensorrt):
+    from rtdeploy.bench.report import markdown
+    from rtdeploy.make_or_reuse import engine
     from rtdeploy.errors import BenchmarkError
+    from rtdeploy.trt import BuildOptions
 
     api.bench(depth="20", backend="tensorrt", device="cuda", batch="2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path)
-    engine = tmp_path / "resnet20_32px.fp32.engine"
+    given = engine(BuildOptions(onnx=tmp_path / "resnet20_32px.onnx", precision="fp32", batch="1:2:2")).path
     with pytest.raises(BenchmarkError, match="larger than engine resnet20_32px.fp32.engine's optimization profile"):
-        api.bench(model=engine, device="cuda", batch="4", iterations=1, duration=0, workdir=tmp_path)
-    rep = api.bench(model=engine, device="cuda", batch="1,2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
+        api.bench(model=given, device="cuda", batch="4", iterations=1, duration=0, workdir=tmp_path)
+    del fake_tensorrt.loads[:]
+    rep = api.bench(model=given, device="cuda", batch="1,2", iterations=1, duration=0, repeats=1, warmup="0", workdir=tmp_path).report
     assert [r["batch"] for r in rep["results"]] == [1, 2] and all(r["backend"] == "tensorrt" for r in rep["results"])
+    assert fake_tensorrt.loads == [given]
+    # one given engine, deserialized once for both batches; timed on its own profile, and where its OPT is not the
+    # batch timed, every such row says so
+    assert [r["settings"]["profile"] for r in rep["results"]] == ["1:2:2", "1:2:2"]
+    assert "tuned for" in terminal_table(rep) and "| batch 2 |" in markdown(rep)
+    assert any("timed on an engine tuned for another batch" in n for n in rep["notes"])
 
 
 def test_given_onnx_files_of_one_model_get_distinct_ids(tmp_path, exported):
@@ -289,29 +330,31 @@ def test_tensorrt_streams_open_one_runner_per_stream(tmp_path, fake_tensorrt, mo
     made = []
     real = __import__("rtdeploy.bench.backends", fromlist=["trt_runner"]).trt_runner
 
-    def counting(engine, cuda_graph, shared=None):
-        made.append((engine, shared))
-        return real(engine, cuda_graph=cuda_graph, shared=shared)
+    def counting(engine, cuda_graph, shared=None, scratch=None):
+        made.append((engine, shared, scratch))
+        return real(engine, cuda_graph=cuda_graph, shared=shared, scratch=scratch)
 
     monkeypatch.setattr("rtdeploy.bench.backends.trt_runner", counting)
     rep = api.bench(depth="20", backend="tensorrt", device="cuda", streams="1,3", iterations=2, duration=0, repeats=1,
                     warmup="0", workdir=tmp_path).report
     validate(rep)
     assert len(made) == 3, "one execution context (runner) per stream"
-    assert {s for _, s in made} == {("shared", made[0][0])}, "every context runs on the one deserialized engine"
+    assert len({id(s) for _, s, _ in made}) == 1 and made[0][1].path == made[0][0], "every context runs on the one deserialized engine"
+    assert [lane for _, _, (_, lane, _) in made] == [0, 1, 2], "streams run at once: each its own scratch buffer"
     s3 = rep["results"][1]
     assert s3["streams"] == 3 and len(s3["per_stream"]) == 3 and s3["split_ms"]["compute"]["count"] == 6
 
 
 @pytest.mark.slow
-def test_tensorrt_batches_get_their_own_contexts_on_one_engine(tmp_path, fake_tensorrt, monkeypatch):
+def test_tensorrt_batches_get_their_own_contexts_sharing_scratch_memory(tmp_path, fake_tensorrt, monkeypatch):
     # A captured CUDA graph belongs to one input shape (TensorRT #3798, see docs/tensorrt.md): interleaving
-    # batch sizes on one execution context would re-capture inside the timed windows.
+    # batch sizes on one execution context would re-capture inside the timed windows. The contexts are timed
+    # one at a time, so they share one scratch buffer instead of one each (Jetson's unified memory ran out).
     made = []
     real = __import__("rtdeploy.bench.backends", fromlist=["trt_runner"]).trt_runner
 
-    def counting(engine, cuda_graph, shared=None):
-        runner = real(engine, cuda_graph=cuda_graph, shared=shared)
+    def counting(engine, cuda_graph, shared=None, scratch=None):
+        runner = real(engine, cuda_graph=cuda_graph, shared=shared, scratch=scratch)
         made.append(runner)
         return runner
 
@@ -319,6 +362,7 @@ def test_tensorrt_batches_get_their_own_contexts_on_one_engine(tmp_path, fake_te
     api.bench(depth="20", backend="tensorrt", device="cuda", batch="1,2", cuda_graph=True, iterations=2, duration=0,
               repeats=2, warmup="0", workdir=tmp_path)
     assert len(made) == 2 and made[0] is not made[1], "one context per batch size"
+    assert made[0].scratch == made[1].scratch == ("scratch", 0, 2000), "one buffer, as large as the largest engine needs"
 
 
 class ProfiledFake:

@@ -13,7 +13,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import manifest_path
+from rtdeploy.files import manifest_path
 from rtdeploy.cli.main import _register, cli
 
 LONG_COMMANDS = ("export", "validate", "quantize", "bench", "run")

@@ -2,7 +2,7 @@
 
 These run the real command in a subprocess. None of them depends on timing: a signal is sent only
 once the process has said, on stderr, that it is waiting at the point under test
-(``RTDEPLOY_TEST_HOLD``, see ``rtdeploy.artifacts._hold_for_test``), so it always lands there.
+(``RTDEPLOY_TEST_HOLD``, see ``rtdeploy.files._hold_for_test``), so it always lands there.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.files import manifest_path, sha256_file
 from conftest import message_lines
 
 HOLD = "rtdeploy-test-hold: "
@@ -35,7 +35,12 @@ def _listing(d: Path) -> dict[str, str]:
 def _held(args: list[str], point: str, cwd: Path) -> subprocess.Popen:
     """Start the command and return once it waits at ``point``."""
     env = {**os.environ, "RTDEPLOY_TEST_HOLD": point}
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    return _at_hold(subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd), point)
+
+
+def _at_hold(proc: subprocess.Popen, point: str) -> subprocess.Popen:
+    """``proc`` once it has said it waits at ``point``; what it wrote to stderr before is kept in
+    ``proc.stderr_before_hold``."""
     seen = []
     while True:
         line = proc.stderr.readline()
@@ -44,6 +49,7 @@ def _held(args: list[str], point: str, cwd: Path) -> subprocess.Popen:
             pytest.fail(f"the command ended before reaching {point!r}: rc {proc.returncode}, stderr {''.join(seen) + err!r}")
         if line.startswith(HOLD):
             assert line.strip() == HOLD + point
+            proc.stderr_before_hold = "".join(seen)
             return proc
         seen.append(line)
 
@@ -119,6 +125,109 @@ def test_signal_between_model_and_manifest_never_splits_the_pair(tmp_path, expor
     assert q.is_file() and manifest_path(q).is_file(), sorted(p.name for p in tmp_path.iterdir())
     assert json.loads(manifest_path(q).read_text())["sha256"] == sha256_file(q)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+# --- issue 22: one signal policy from the first line to the exit ----------------------------------
+# These run the command the way its console script does: the entry point is read from pyproject.toml,
+# so the test holds whatever the installed `rtdeploy` runs, before and after the policy existed. A
+# launcher holds the process inside the import of one module, or in an exit handler, and prints a
+# line when it is there; the signal is sent after that line and before the hold is released (a
+# newline on its stdin), so it always lands inside the hold. A command that would otherwise go on
+# also waits in its write until a signal ends it (RTDEPLOY_TEST_HOLD=write), so it cannot finish
+# before a held signal is acted on: the outcome never depends on timing.
+
+REPO = Path(__file__).resolve().parents[1]
+
+_LAUNCHER = r"""
+import atexit, importlib, sys
+entry, where, point, *argv = sys.argv[1:]
+
+def hold():
+    print("rtdeploy-test-hold: " + point, file=sys.stderr, flush=True)
+    sys.stdin.readline()
+
+class HoldAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == point:
+            sys.meta_path.remove(self)
+            hold()
+        return None
+
+if where == "import":
+    sys.meta_path.insert(0, HoldAtImport())
+else:
+    atexit.register(hold)  # registered first, so it runs last: after every library's own exit handler
+sys.argv = ["rtdeploy", *argv]
+module, _, function = entry.partition(":")
+sys.exit(getattr(importlib.import_module(module), function)())
+"""
+
+
+def _console_entry() -> str:
+    import re
+
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    return re.search(r'^rtdeploy = "([\w.]+:\w+)"$', text, re.M).group(1)
+
+
+def _launched(where: str, point: str, args: list[str], cwd: Path, *, hold_write: bool) -> subprocess.Popen:
+    """Start the command under the launcher; return once it waits at ``point``."""
+    env = {**os.environ, **({"RTDEPLOY_TEST_HOLD": "write"} if hold_write else {})}
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, _console_entry(), where, point, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    return _at_hold(proc, point)
+
+
+def _signalled(proc: subprocess.Popen, sig: int) -> tuple[str, str]:
+    """Send ``sig`` inside the hold, then release it; the command's stdout and whole stderr."""
+    proc.send_signal(sig)
+    try:
+        stdout, err = proc.communicate("\n", timeout=120)
+        return stdout, proc.stderr_before_hold + err
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"{signal.Signals(sig).name} was lost: the command went on (it waits in its write until a signal ends it)")
+
+
+def _tiny_onnx(d: Path) -> Path:
+    from tiny_graphs import classifier, save
+
+    return save(classifier(), d / "m.onnx")
+
+
+@pytest.mark.parametrize("point,sig,command", [
+    ("click", signal.SIGTERM, "import"),                  # start-up: the command line's own modules are imported
+    ("rtdeploy.cli.bench_cmd", signal.SIGHUP, "import"),  # start-up: the commands are registered
+    pytest.param("numpy", signal.SIGINT, "export", marks=pytest.mark.slow),  # work: torch's C initialisation imports numpy (and swallowed the error)
+], ids=["startup-click", "registering-commands", "numpy-under-torch"])
+def test_signal_inside_an_import_is_one_line_and_128_plus_signal(tmp_path, point, sig, command):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = (["import", str(_tiny_onnx(out)), "--preprocess", "none"] if command == "import"
+            else ["export", "--depth", "20", "-o", str(out / "r20.onnx")])
+    before = _listing(out)
+    proc = _launched("import", point, args, tmp_path, hold_write=True)
+    stdout, err = _signalled(proc, sig)
+    assert proc.returncode == 128 + sig, (proc.returncode, err)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert _error_lines(err) == [f"error: interrupted ({sig.name}); no partial output was kept"], err
+    assert stdout == "" and _listing(out) == before
+
+
+@pytest.mark.parametrize("model,status,sig", [("m.onnx", 0, signal.SIGTERM), ("missing.onnx", 1, signal.SIGINT)],
+                         ids=["finished", "refused"])
+def test_signal_during_shutdown_keeps_the_commands_outcome(tmp_path, model, status, sig):
+    """Once the command's exit status is decided its outputs are complete: a signal in the
+    interpreter's exit handlers is ignored (it used to raise there: a traceback, and exit 0)."""
+    _tiny_onnx(tmp_path)
+    proc = _launched("exit", "exit", ["import", model, "--preprocess", "none"], tmp_path, hold_write=False)
+    stdout, err = _signalled(proc, sig)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert len(_error_lines(err)) == (0 if status == 0 else 1), err
+    assert ("imported m.onnx" in stdout) == (status == 0)
+    assert manifest_path(tmp_path / "m.onnx").is_file() == (status == 0)
 
 
 # --- class 1: outputs that are not regular files ------------------------------------------------

@@ -115,6 +115,29 @@ def test_batches_have_the_right_shapes_and_the_last_is_short(class_folder):
     assert all(s[0][1:] == (3, 32, 32) and s[1] == np.float32 for s in sizes)
 
 
+def test_linked_class_folders_are_read_like_real_ones(tmp_path, class_folder):
+    """A folder of links to class folders kept elsewhere (a subset picked without copying) is read
+    whole, as torchvision's ImageFolder reads it (os.walk(followlinks=True)); the links were skipped
+    without a word, so calibration saw fewer images than given."""
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    for cls in ("ant", "zebra"):
+        (picked / cls).symlink_to(class_folder / cls)
+    src = ImageFolderSource(picked, CIFAR)
+    assert src.classes == ["ant", "zebra"] and len(src) == 5
+    assert src.fingerprint() != ImageFolderSource(class_folder, CIFAR).fingerprint()
+
+
+def test_a_folder_reached_twice_through_a_link_is_refused(class_folder):
+    (class_folder / "moth" / "again").symlink_to(class_folder / "ant")
+    with pytest.raises(DataError, match="through a link"):
+        ImageFolderSource(class_folder, CIFAR)
+    (class_folder / "moth" / "again").unlink()
+    (class_folder / "moth" / "loop").symlink_to(class_folder)
+    with pytest.raises(DataError, match="read its images twice or loop forever"):
+        ImageFolderSource(class_folder, CIFAR)
+
+
 def test_flat_folder_is_unlabelled(tmp_path):
     for i in range(3):
         _save(tmp_path / f"{i}.png")

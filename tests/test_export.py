@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtdeploy.artifacts import manifest_path, read_manifest, sha256_file
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.errors import ExportError
-from rtdeploy.export import ExportConfig, export_onnx, torch_model_from_manifest
+from rtdeploy.export import ExportConfig, export_onnx
+from rtdeploy.validate.reference import torch_model_from_manifest
 from rtdeploy.validate import ValidateConfig, validate_model
 
 QUICK = [18, 34, 50, 20, 32, 44, 56, 110]

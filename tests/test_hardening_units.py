@@ -73,7 +73,7 @@ def test_labels_within_the_models_classes_pass(tmp_path):
 # replace the machine's /dev/null or /dev/full with a regular file when such a test fails.
 
 def test_write_to_a_full_device_is_an_error(tmp_path):
-    from rtdeploy.artifacts import write_json_atomic
+    from rtdeploy.files import write_json_atomic
 
     (tmp_path / "full").symlink_to("/dev/full")
     with pytest.raises(OutputError, match="full: No space left on device"):
@@ -82,7 +82,7 @@ def test_write_to_a_full_device_is_an_error(tmp_path):
 
 
 def test_write_to_dev_null_keeps_the_device(tmp_path):
-    from rtdeploy.artifacts import write_json_atomic
+    from rtdeploy.files import write_json_atomic
 
     (tmp_path / "null").symlink_to("/dev/null")
     write_json_atomic(tmp_path / "null", {"a": 1})
@@ -91,7 +91,7 @@ def test_write_to_dev_null_keeps_the_device(tmp_path):
 
 
 def test_a_manifest_artifact_refuses_a_device(tmp_path):
-    from rtdeploy.artifacts import atomic_path
+    from rtdeploy.files import atomic_path
 
     (tmp_path / "null.onnx").symlink_to("/dev/null")
     with pytest.raises(OutputError, match="not a regular file"), atomic_path(tmp_path / "null.onnx", manifest=lambda tmp: {}):
@@ -99,7 +99,7 @@ def test_a_manifest_artifact_refuses_a_device(tmp_path):
 
 
 def test_atomic_write_through_a_dangling_link_creates_the_target(tmp_path):
-    from rtdeploy.artifacts import write_text_atomic
+    from rtdeploy.files import write_text_atomic
 
     (tmp_path / "store").mkdir()
     (tmp_path / "link.txt").symlink_to(tmp_path / "store" / "new.txt")
@@ -122,14 +122,14 @@ def test_default_triton_name_is_derived_safely(filename, name):
 # --- class 3: weights -----------------------------------------------------------------------------
 
 def test_sane_weights_pass_the_value_check():
-    from rtdeploy.export.onnx_export import build_torch_model, check_weight_values
+    from rtdeploy.models.reference import build_torch_model, check_weight_values
 
     check_weight_values(build_torch_model(_cifar_meta(), None), None)
 
 
 def test_write_to_a_pipe_without_reader_is_an_error(tmp_path):
     """A --json FIFO or descriptor whose reader has gone: an OutputError naming it, not a stray OSError."""
-    from rtdeploy.artifacts import write_json_atomic
+    from rtdeploy.files import write_json_atomic
 
     r, w = os.pipe()
     os.close(r)

@@ -15,58 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rtdeploy.artifacts import manifest_path, sha256_file
+from rtdeploy.files import manifest_path, sha256_file
 from rtdeploy.cli.main import _register, cli
-
-
-def classifier(opset: int = 13, *, batch: int | str = "N", classes: int = 10, channels: int = 3, size: int = 8,
-               in_type=None, extra_input: bool = False, rank: int = 4, extra_node=None):
-    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm: a tiny image classifier."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    shape = [batch, channels, size, size][:rank] if rank <= 4 else [batch, channels, size, size, 1]
-    inputs = [helper.make_tensor_value_info("pixels", in_type or TensorProto.FLOAT, shape)]
-    nodes = []
-    first = "pixels"
-    if in_type is not None:
-        nodes.append(helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT))
-        first = "as_float"
-    if extra_input:
-        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [batch, channels, size, size]))
-        nodes.append(helper.make_node("Mul", ["pixels", "mask"], ["masked"]))
-        first = "masked"
-    inits = [numpy_helper.from_array(rng.normal(size=(8, channels, 3, 3)).astype(np.float32), "w1"),
-             numpy_helper.from_array(rng.normal(size=(8,)).astype(np.float32), "b1"),
-             numpy_helper.from_array(rng.normal(size=(classes, 8)).astype(np.float32), "w2"),
-             numpy_helper.from_array(rng.normal(size=(classes,)).astype(np.float32), "b2")]
-    if rank == 4:
-        nodes += [helper.make_node("Conv", [first, "w1", "b1"], ["c"], pads=[1, 1, 1, 1])]
-        last = "c"
-        if extra_node is not None:
-            nodes.append(extra_node)
-            last = extra_node.output[0]
-        nodes += [helper.make_node("Relu", [last], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-                  helper.make_node("Flatten", ["g"], ["f"])]
-        head_in = "f"
-    else:
-        inits[2] = numpy_helper.from_array(rng.normal(size=(classes, size)).astype(np.float32), "w2")
-        head_in = first
-    nodes.append(helper.make_node("Gemm", [head_in, "w2", "b2"], ["probs"], transB=1))
-    out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, classes])
-    graph = helper.make_graph(nodes, "foreign", inputs, [out], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 7
-    onnx.checker.check_model(model)
-    return model
-
-
-def save(model, path: Path) -> Path:
-    import onnx
-
-    onnx.save_model(model, str(path))
-    return path
+from tiny_graphs import classifier, save
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +26,10 @@ def runner():
     return CliRunner()
 
 
-def _snapshot(d: Path) -> set[str]:
-    return {str(p.relative_to(d)) for p in d.rglob("*")}
+def _snapshot(d: Path) -> dict[str, str]:
+    """Every path under ``d`` with its bytes' sha256 (links by target), so a file changed in place shows too."""
+    return {str(p.relative_to(d)): (f"link->{p.readlink()}" if p.is_symlink() else sha256_file(p) if p.is_file() else "dir")
+            for p in d.rglob("*")}
 
 
 def test_import_adopts_a_dynamic_batch_model_in_place(tmp_path, runner):
@@ -165,6 +118,62 @@ def test_run_takes_an_imported_onnx(tmp_path):
     assert {s.name: s.status for s in again.stages}["export"] == "reused"
 
 
+def test_reimport_with_other_preprocessing_renews_what_run_derived(tmp_path):
+    """The run folder's copy of the given ONNX was judged by its bytes alone: after `rtdeploy import`
+    again with other preprocessing (same bytes, new manifest) every stage was reused with the old one."""
+    from rtdeploy import api
+
+    path = save(classifier(), tmp_path / "net.onnx")
+    api.import_model(path, preprocess="none")
+    out = tmp_path / "run"
+    kw = dict(onnx=path, calib_dir=_random_calibration(tmp_path / "c.npy"), precision="fp32,int8", engines=False, bench=False,
+              outdir=out, samples=4)
+    api.run(**kw)
+    api.import_model(path, preprocess="imagenet")
+    stages = {s.name: s for s in api.run(**kw).stages}
+    assert stages["export"].status == "made" and "manifest changed" in stages["export"].detail, stages["export"]
+    assert stages["quantize-int8"].status == "made", stages["quantize-int8"]
+    for name in ("net.onnx", "net.int8.onnx"):
+        assert json.loads(manifest_path(out / name).read_text())["model"]["mean"] == [0.485, 0.456, 0.406], name
+    assert {s.status for s in api.run(**kw).stages} == {"reused"}
+
+
+def test_reimport_changes_what_an_engine_or_a_cache_made_int8_records(tmp_path):
+    """An engine (and an INT8 model quantized from a TensorRT cache) reads no images, so no calibration
+    fingerprint carried the preprocessing: the parent's model record is an input of its derivation."""
+    from rtdeploy import api
+    from rtdeploy.trt import BuildOptions
+    from rtdeploy.trt.options import build_derivation
+
+    path = save(classifier(), tmp_path / "net.onnx")
+    api.import_model(path, preprocess="none")
+    opts = BuildOptions(onnx=path, precision="fp32")
+
+    def engine_record() -> dict:  # what build-engine records, and derive.engine_wanted compares, on one machine
+        return build_derivation(opts, "fp32", sha256_file(path), None, "TensorRT 10.3.0, compute 8.6, linux-x86_64")
+
+    before = engine_record()
+    api.import_model(path, preprocess="none")
+    assert engine_record() == before  # the same record: reused
+    api.import_model(path, preprocess="imagenet")
+    after = engine_record()
+    assert after["inputs"]["parent"] == before["inputs"]["parent"] and after != before
+
+
+def test_a_custom_domain_op_ends_each_stage_in_one_line(tmp_path, runner):
+    from tiny_graphs import custom_domain_classifier
+
+    path = save(custom_domain_classifier(), tmp_path / "net.onnx")
+    assert runner.invoke(cli, ["import", str(path), "--preprocess", "none"]).exit_code == 0
+    calib = _random_calibration(tmp_path / "c.npy")
+    res = runner.invoke(cli, ["run", "--onnx", str(path), "--calib-dir", str(calib), "--precision", "fp32,int8", "--no-engines",
+                              "--no-bench", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    failed = [ln for ln in res.output.splitlines() if "FAILED" in ln]
+    assert failed and all("onnxruntime" in ln and "com.example" in ln for ln in failed), res.output
+    assert any("quantize-int8" in ln and "quantize stopped in onnxruntime" in ln for ln in failed), res.output
+
+
 def test_unquantizable_ops_are_listed_not_guessed(tmp_path):
     from onnx import helper
 
@@ -219,6 +228,66 @@ def _text(d):
     (d / "m.onnx").write_text("not a model")
 
 
+# --- issue 22: only foreign FP32 files, with shapes, statistics and data locations that hold ----------
+
+def _external(location: str, *, link: bool = False, truncate: bool = False):
+    """m.onnx whose weights lie in an external file, its location in the graph rewritten to ``location``
+    (onnx itself refuses to save such paths; other tools and hand edits do not)."""
+    def setup(d):
+        import onnx
+
+        onnx.save_model(classifier(), str(d / "w.onnx"), save_as_external_data=True, location="w.bin", size_threshold=0,
+                        all_tensors_to_one_file=True)
+        model = onnx.load(str(d / "w.onnx"), load_external_data=False)
+        (d / "w.onnx").unlink()
+        for t in model.graph.initializer:
+            for entry in t.external_data:
+                if entry.key == "location":
+                    entry.value = location.format(d=d)
+        save(model, d / "m.onnx")
+        target = (d / location.format(d=d)) if not link else d / "elsewhere.bin"
+        (d / "w.bin").rename(target)
+        if link:
+            (d / location).symlink_to(target)
+        if truncate:
+            target.write_bytes(target.read_bytes()[:100])
+    return setup
+
+
+def _output_dim(model, value: int):
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = value
+    return model
+
+
+def _quantized_graph(d):
+    from onnx import helper, numpy_helper
+
+    # A foreign Q/DQ model: a QuantizeLinear/DequantizeLinear pair between the Conv and the Relu.
+    model = classifier()
+    graph = model.graph
+    graph.initializer.append(numpy_helper.from_array(np.array(0.1, np.float32), "qs"))
+    relu = next(i for i, n in enumerate(graph.node) if n.op_type == "Relu")
+    graph.node[relu].input[0] = "cdq"
+    graph.node.insert(relu, helper.make_node("DequantizeLinear", ["cq", "qs"], ["cdq"]))
+    graph.node.insert(relu, helper.make_node("QuantizeLinear", ["c", "qs"], ["cq"]))
+    save(model, d / "m.onnx")
+
+
+def _fp16_weights(d):
+    import numpy as np
+    from onnx import numpy_helper
+
+    model = classifier()
+    w = numpy_helper.to_array(model.graph.initializer[0]).astype(np.float16)
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w1"))
+    save(model, d / "m.onnx")
+
+
+def _foreign_json(d):
+    _good(d)
+    (d / "m.onnx.json").write_text('{"labels": ["cat", "dog"]}')
+
+
 BAD = [
     ("not-onnx", _text, [], "is not an ONNX model"),
     ("two-inputs", _two_inputs, [], "has 2 inputs (pixels, mask)"),
@@ -228,6 +297,19 @@ BAD = [
     ("missing-external-data", _missing_external, [], "which is missing beside it"),
     ("opset-too-old", _too_old, [], "onnx cannot upgrade it"),
     ("missing-file", lambda d: None, [], "does not exist"),
+    # issue 22
+    ("batch-minus-one", lambda d: save(classifier(batch=-1), d / "m.onnx"), [], "declares dimension 0 as -1"),
+    ("size-minus-one", lambda d: save(classifier(size=-1), d / "m.onnx"), ["--size", "8"], "declares dimension 2 as -1"),
+    ("classes-minus-one", lambda d: save(_output_dim(classifier(), -1), d / "m.onnx"), [], "output 'probs' declares dimension 1 as -1"),
+    ("std-underflows-to-zero", _good, ["--mean", "0", "--std", "1e-50"], "1e-50 is 0 in float32"),
+    ("std-subnormal", _good, ["--mean", "0.5", "--std", "0.5,0.5,1e-40"], "1e-40 is a subnormal number in float32"),
+    ("external-data-outside-folder", _external("../{d.name}-outside.bin"), [], "-outside.bin', outside the model's folder"),
+    ("external-data-absolute", _external("{d}/abs.bin"), [], "outside the model's folder"),
+    ("external-data-link", _external("w.bin", link=True), [], "'w.bin', which is a link"),
+    ("external-data-truncated", _external("w.bin", truncate=True), [], "the data file is truncated"),
+    ("already-quantized-graph", _quantized_graph, [], "is already quantized (DequantizeLinear, QuantizeLinear nodes)"),
+    ("fp16-weights", _fp16_weights, [], "holds float16 weights, so it is an FP16 model"),
+    ("manifest-path-taken", _foreign_json, [], "m.onnx.json exists but is not an rtdeploy manifest"),
 ]
 
 
@@ -241,8 +323,7 @@ def test_bad_import_is_one_line_exit_1_and_leaves_nothing(tmp_path, runner, setu
     assert res.exit_code == 1, res.output
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
     assert "Traceback" not in res.output
-    assert _snapshot(tmp_path) == before
-    assert not manifest_path(tmp_path / "m.onnx").exists()
+    assert _snapshot(tmp_path) == before  # nothing written, nothing changed (a manifest already there included)
 
 
 def test_import_needs_to_be_told_the_preprocessing(tmp_path, runner):

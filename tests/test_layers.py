@@ -17,10 +17,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rtdeploy"
 FLOORS = {
     "cli": 5,
     "api": 4, "doctor": 4,
-    "pipeline": 3, "bench": 3, "derive": 3,
+    "pipeline": 3, "bench": 3, "make_or_reuse": 3,
     "export": 2, "precision": 2, "trt": 2, "validate": 2, "serving": 2,
     "models": 1, "data": 1, "runners": 1, "artifacts": 1, "errors": 1, "machine": 1, "tables": 1,
-    "manifests": 1, "checks": 1, "progress": 1,
+    "manifests": 1, "checks": 1, "options": 1, "guard": 1, "plugins": 1, "files": 1, "lineage": 1, "library_errors": 1, "footprint": 1, "faces": 1,
+    "progress": 1,
 }
 
 

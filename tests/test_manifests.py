@@ -13,7 +13,8 @@ import pytest
 
 from manifest_fakes import engine_fields, write_derived_manifest, write_engine_manifest, write_onnx_manifest
 from rtdeploy import api
-from rtdeploy.artifacts import manifest_path, read_manifest, write_manifest
+from rtdeploy.artifacts import read_manifest, write_manifest
+from rtdeploy.files import manifest_path
 from rtdeploy.errors import ArtifactError
 from rtdeploy.manifests import (ARTIFACT_KINDS, REPORT_KINDS, EngineManifest, Fp16Manifest, Int8Manifest, OnnxManifest,
                                 RecordError, load_schema, new_manifest, read_artifact, read_engine, schema_path)
@@ -93,6 +94,56 @@ def test_typed_record_requires_what_the_schema_requires(kind):
     assert from_record <= from_schema, f"required by the record but not the schema: {sorted(from_record - from_schema)}"
     top = set(schema["required"])
     assert top == set(_required_tree(record)), f"top-level required fields differ: {sorted(top ^ set(_required_tree(record)))}"
+
+
+def _declared_tree(record) -> dict:
+    """{field: subtree or None} of every field a record (or a domain dataclass it holds) declares."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(record)
+    out = {}
+    for f in dataclasses.fields(record):
+        if f.name in ("extra", "given"):
+            continue
+        hint = hints[f.name]
+        inner = [b for a in typing.get_args(hint) if typing.get_origin(a) is tuple for b in typing.get_args(a)]  # X | tuple[X, ...]
+        nested = [a for a in (hint, *typing.get_args(hint), *inner) if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        out[f.name] = _declared_tree(nested[0]) if nested else None
+    return out
+
+
+def _schema_properties_tree(schema: dict, root: dict) -> dict | None:
+    schema = _resolve(schema, root)
+    if schema.get("type") == "array":
+        return _schema_properties_tree(schema.get("items", {}), root)
+    options = [_resolve(o, root) for o in schema.get("oneOf", schema.get("anyOf", [schema]))]
+    options = [o for o in options if "properties" in o]
+    if not options:
+        return None
+    merged: dict = {}  # the shapes a oneOf allows, together
+    for option in options:
+        for name, sub in option["properties"].items():
+            merged[name] = merged.get(name) or _schema_properties_tree(sub, root)
+    return merged
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_the_schema_describes_exactly_the_fields_the_record_declares(kind):
+    """The schemas are tested against the records: every field a typed record (or the domain type it
+    holds, ModelMeta) declares is a property of the schema, at every level, and no property of an
+    object the record declares is missing from the record."""
+    record = {**ARTIFACT_KINDS, **REPORT_KINDS}[kind]
+    schema = load_schema(kind)
+    declared, described = _declared_tree(record), _schema_properties_tree(schema, schema)
+
+    def compare(rec: dict, sch: dict, path: str) -> None:
+        assert set(rec) == set(sch), f"{kind}{path}: only in the record {sorted(set(rec) - set(sch))}, only in the schema {sorted(set(sch) - set(rec))}"
+        for name, sub in rec.items():
+            if sub is not None and sch.get(name) is not None:
+                compare(sub, sch[name], f"{path}.{name}")
+
+    compare(declared, described, "")
 
 
 @pytest.mark.parametrize("kind", [*ARTIFACT_KINDS, "validation-report", "run-report"])
@@ -246,11 +297,12 @@ def test_reader_by_kind_refuses_the_wrong_kind(made):
 
 
 def test_manifests_are_core_and_import_no_stage():
-    """rtdeploy.manifests sits with artifacts and errors: importing it loads no stage or orchestration module."""
+    """rtdeploy.manifests sits in the core (artifacts, files, errors, and models, whose ModelMeta is the model
+    section): importing it loads no stage or orchestration module."""
     import subprocess
 
     code = ("import sys, rtdeploy.manifests; bad = sorted(m for m in sys.modules if m.startswith('rtdeploy.') and "
-            "m.split('.')[1] not in ('manifests', 'artifacts', 'errors')); print(bad); sys.exit(1 if bad else 0)")
+            "m.split('.')[1] not in ('manifests', 'artifacts', 'files', 'errors', 'models')); print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -1,5 +1,5 @@
-"""Models by name: the spec registry, ``--model NAME`` on every command, ``--depth N`` as its alias,
-and an architecture added by one module plus one registry entry."""
+"""Models by name: the model registry, ``--model NAME`` on every command, ``--depth N`` as its alias,
+and an architecture registered with ``register_model`` (from outside the package: test_user_plugins.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import ModelError
-from rtdeploy.models import specs
+from rtdeploy.models import get_model, list_models, register_model
+from rtdeploy.models import registry as specs
 
 
 @pytest.fixture(scope="module")
@@ -21,22 +22,22 @@ def runner():
 
 
 def test_registry_names_every_resnet_with_its_metadata():
-    names = specs.model_names()
+    names = list_models()[:10]
     assert names == tuple(f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110))
     for name in names:
-        spec = specs.get_spec(name)
+        spec = get_model(name)
         meta = spec.meta()
         assert meta.name == name and meta.depth == spec.depth and meta.family == spec.family
         assert meta.gmacs and meta.num_classes in (10, 1000)
-    assert specs.get_spec("50") is not None and specs.get_spec(56).name == "resnet56"
-    assert specs.get_spec("ResNet50").name == "resnet50"
+    assert get_model("50") is not None and get_model(56).name == "resnet56"
+    assert get_model("ResNet50").name == "resnet50"
 
 
 def test_unknown_names_and_depths_list_what_is_valid():
     with pytest.raises(ModelError, match="unknown model 'resnet19'; valid models: ImageNet resnet18, .*CIFAR-10 resnet20"):
-        specs.get_spec("resnet19")
+        get_model("resnet19")
     with pytest.raises(ModelError, match="unknown depth 19; valid depths"):  # the depth alias keeps its own message
-        specs.get_spec(19)
+        get_model(19)
 
 
 @pytest.mark.parametrize("flag,value", [("--model", "resnet20"), ("--depth", "20"), ("--model", "20")])
@@ -49,7 +50,7 @@ def test_export_takes_a_name_or_the_depth_alias(tmp_path, runner, flag, value, m
 
 
 def test_model_name_and_depth_export_the_same_artifact(tmp_path):
-    from rtdeploy.derive import exported
+    from rtdeploy.make_or_reuse import exported
     from rtdeploy.export import ExportConfig
 
     first = exported(ExportConfig(depth=20, output=tmp_path / "a.onnx"))
@@ -70,7 +71,7 @@ def test_summary_and_run_and_build_engine_take_names(tmp_path, runner):
     res = runner.invoke(cli, ["summary", "--model", "resnet56", "--blocks-only"], catch_exceptions=False)
     assert res.exit_code == 0 and "resnet56 (cifar" in res.output
     assert RunConfig(model="resnet32").name == "resnet32" and RunConfig(depth=44).name == "resnet44"
-    from rtdeploy.pipeline.run import default_outdir
+    from rtdeploy.pipeline.options import default_outdir
 
     assert default_outdir(RunConfig(model="resnet32").name) == Path("rtdeploy-out/resnet32")
     with pytest.raises(Exception, match="not both"):
@@ -81,7 +82,7 @@ def test_summary_and_run_and_build_engine_take_names(tmp_path, runner):
 
 
 def test_build_engine_exports_the_named_model(tmp_path, monkeypatch):
-    from rtdeploy.derive import source_onnx
+    from rtdeploy.make_or_reuse import source_onnx
     from rtdeploy.trt import BuildOptions
 
     monkeypatch.chdir(tmp_path)
@@ -90,46 +91,59 @@ def test_build_engine_exports_the_named_model(tmp_path, monkeypatch):
 
 
 def test_bench_model_takes_names_or_files(tmp_path):
-    from rtdeploy.bench.options import make_config
+    from rtdeploy.bench.options import BenchConfig
     from rtdeploy.errors import BenchmarkError
 
-    cfg = make_config(model="resnet20,resnet56", workdir=tmp_path)
-    assert cfg.depths == (20, 56) and cfg.models == ()
+    cfg = BenchConfig(model="resnet20,resnet56", workdir=tmp_path)
+    assert cfg.names == ("resnet20", "resnet56") and cfg.files == ()  # a sweep keyed by name
+    assert BenchConfig(depth="20,56").names == ("resnet20", "resnet56")  # --depth is the ResNet alias
     (tmp_path / "m.onnx").write_bytes(b"x")
-    cfg = make_config(model=str(tmp_path / "m.onnx"), workdir=tmp_path)
-    assert cfg.models == (tmp_path / "m.onnx",) and cfg.depths == ()
+    cfg = BenchConfig(model=str(tmp_path / "m.onnx"), workdir=tmp_path)
+    assert cfg.files == (tmp_path / "m.onnx",) and cfg.names == ()
     with pytest.raises(BenchmarkError, match="mixes model names"):
-        make_config(model=f"resnet20,{tmp_path / 'm.onnx'}", workdir=tmp_path)
+        BenchConfig(model=f"resnet20,{tmp_path / 'm.onnx'}", workdir=tmp_path)
     with pytest.raises(ModelError, match="unknown model"):
-        make_config(model="resnet19", workdir=tmp_path)
+        BenchConfig(model="resnet19", workdir=tmp_path)
 
 
-def test_an_added_architecture_is_one_module_and_one_registry_entry(tmp_path, monkeypatch):
-    """A new architecture (a plain CNN here, standing in for its module) registered by one spec
-    entry goes through export, validate against PyTorch, and INT8 quantize, with no other change."""
-    import numpy as np
-    import torch
+@pytest.fixture
+def tinynet():
+    """A four-layer CNN registered with register_model (removed again after the test)."""
     from torch import nn
 
+    @register_model("tinynet", image_size=16, num_classes=10, preprocess="cifar", description="a four-layer CNN")
+    def build(num_classes: int = 10, in_channels: int = 3):
+        return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(8, num_classes))
+
+    yield "tinynet"
+    specs._registry.pop("tinynet", None)
+
+
+def test_a_registered_architecture_goes_through_the_stages_by_name(tmp_path, tinynet):
+    """A new architecture registered with register_model goes through export, validate against
+    PyTorch, INT8 quantize and the summary, with no change to the package."""
+    import numpy as np
+
     from rtdeploy import api
-    from rtdeploy.models.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 
-    def meta(num_classes=None, in_channels=3, variant=None, image_size=None):
-        return ModelMeta(family="cifar", depth=None, name="tinynet", num_classes=num_classes or 10, in_channels=in_channels,
-                         image_size=image_size or 16, resize=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, variant="")
-
-    def build(m):
-        return nn.Sequential(nn.Conv2d(m.in_channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                             nn.Flatten(), nn.Linear(8, m.num_classes)).eval()
-
-    original = specs._specs
-    entry = specs.ModelSpec("tinynet", "cifar", "a four-layer CNN", meta, build)
-    monkeypatch.setattr(specs, "_specs", lambda: original() | {"tinynet": entry})
-    torch.manual_seed(0)
-    out = api.export(model="tinynet", output=tmp_path / "tinynet.onnx")
+    assert tinynet in list_models()
+    out = api.export(model=tinynet, output=tmp_path / "tinynet.onnx")
     assert out.meta.name == "tinynet" and out.manifest["derivation"]["config"]["model"] == "tinynet"
-    assert api.validate(out.path, samples=4).passed  # the torch reference is rebuilt through the spec
+    assert api.validate(out.path, samples=4).passed  # the torch reference is rebuilt by name
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(0).random((8, 3, 16, 16), dtype=np.float32))
     q = api.quantize(out.path, int8=True, calib_dir=calib, stats_cache=False)
     assert q.report["quantized_layers"] == 2
+    assert api.summary(model=tinynet).total_params == 3 * 8 * 9 + 8 + 8 * 10 + 10
+
+
+def test_registering_a_taken_name_or_a_bad_one_is_refused(tinynet):
+    with pytest.raises(ModelError, match="already registered"):
+        register_model(tinynet)(lambda num_classes=10: None)
+    with pytest.raises(ModelError, match="not accepted"):
+        register_model("../escape")
+    with pytest.raises(ModelError, match="preprocess 'yuv' is not known"):
+        register_model("other", preprocess="yuv")
+    with pytest.raises(ModelError, match="has no variants"):
+        get_model(tinynet).meta(variant="v1")

@@ -24,7 +24,7 @@ from rtdeploy.bench.options import (
     parse_positive_ints,
 )
 from rtdeploy.errors import BenchmarkError, EngineError, ExportError, OutputError, PackageError, RtDeployError
-from rtdeploy.export.onnx_export import parse_batch
+from rtdeploy.export.options import parse_batch
 from rtdeploy.serving.triton import check_model_name, default_model_name
 from rtdeploy.trt.options import BatchProfile, parse_size
 from rtdeploy.validate.tolerances import FRACTIONS, Tolerance, check_limit
@@ -133,7 +133,7 @@ def test_depths_are_known_or_refused(text):
 @example("4,x")
 @example("0")
 def test_package_preferred_batches(text):
-    from rtdeploy.cli.package_cmd import _batches
+    from rtdeploy.serving.package import parse_preferred_batch as _batches
 
     assume(text is None or isinstance(text, str))
     try:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rtdeploy import api
-from rtdeploy.artifacts import derivation, reuse_verdict, sha256_file
+from rtdeploy.files import sha256_file
+from rtdeploy.lineage import derivation, reuse_verdict
 
 
 def statuses(report):
@@ -71,7 +72,8 @@ def test_changed_report_or_input_invalidates_its_record(tmp_path):
 
 
 def test_default_and_nested_outdirs_are_created(tmp_path, monkeypatch):
-    from rtdeploy.pipeline.run import RunConfig, _prepare_outdir
+    from rtdeploy.pipeline.options import RunConfig
+    from rtdeploy.pipeline.run import _prepare_outdir
 
     monkeypatch.chdir(tmp_path)
     assert _prepare_outdir(RunConfig(depth=20)) == Path("rtdeploy-out/resnet20")
@@ -81,7 +83,8 @@ def test_default_and_nested_outdirs_are_created(tmp_path, monkeypatch):
 
 def test_outdir_under_a_file_is_refused(tmp_path):
     from rtdeploy.errors import OutputError
-    from rtdeploy.pipeline.run import RunConfig, _prepare_outdir
+    from rtdeploy.pipeline.options import RunConfig
+    from rtdeploy.pipeline.run import _prepare_outdir
 
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="is a file"):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rtdeploy.errors import PrecisionError
+from rtdeploy.precision.calibrators import check_method
 from rtdeploy.precision.int8.calibrators import (
-    check_method,
     compute_threshold,
     compute_thresholds,
     entropy_threshold,

@@ -10,7 +10,7 @@ import pytest
 
 PRECISION = Path(__file__).resolve().parents[1] / "rtdeploy" / "precision"
 BRANCHES = ("int8_stage", "fp16_stage", "int8_cpu_stage")
-BELOW = ("stage_common", "stats", "fp16_float_parts")
+BELOW = ("artifact", "stats", "fp16_float_parts")
 
 
 def _imports(path: Path) -> set[str]:

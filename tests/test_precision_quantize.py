@@ -202,7 +202,7 @@ def test_already_quantized_model_is_refused(exported, tmp_path, runner):
 
 @pytest.mark.slow
 def test_quantized_content_without_manifest_flag_is_refused(exported, tmp_path):
-    from rtdeploy.artifacts import manifest_path
+    from rtdeploy.files import manifest_path
     from rtdeploy.errors import PrecisionError
 
     first = api.quantize(exported(20).path, int8=True, calib_dir=_npy(tmp_path), output=tmp_path / "a.int8.onnx")

@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from rtdeploy import api
-from rtdeploy.artifacts import derived_path, folder_lock, read_manifest, sha256_file
-from rtdeploy.derive import engine, quantized
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import folder_lock, sha256_file
+from rtdeploy.lineage import derived_path
+from rtdeploy.make_or_reuse import engine, quantized
 from rtdeploy.errors import OutputError
 from rtdeploy.precision.quantize import QuantizeConfig
 
@@ -41,7 +43,7 @@ def fp32(tmp_path, exported):
 
 def _int8(fp32: Path, calib: Path, **kw):
     return quantized(QuantizeConfig(model=fp32, int8=True, calib_dir=calib, method=kw.pop("method", "max"),
-                                    cache_dir=False, **kw))
+                                    stats_cache=False, **kw))
 
 
 def test_replaced_calibration_images_remake_the_int8_model(fp32, tmp_path):
@@ -68,7 +70,7 @@ def test_another_calibrator_or_keep_fp_is_not_served_an_old_int8_model(fp32, tmp
 @pytest.mark.slow
 def test_build_engine_int8_remakes_the_qdq_model_when_its_data_changed(fp32, tmp_path):
     calib = _images(tmp_path / "calib", seed=1)
-    from rtdeploy.derive import source_onnx
+    from rtdeploy.make_or_reuse import source_onnx
     from rtdeploy.trt import BuildOptions
 
     opts = BuildOptions(onnx=fp32, precision="int8", calib_dir=calib)
@@ -96,10 +98,10 @@ def test_quantize_refuses_to_overwrite_its_own_parent(fp32):
 def test_an_ancestor_in_the_manifest_chain_is_refused_too(fp32, tmp_path):
     calib = _images(tmp_path / "calib", seed=1)
     int8 = _int8(fp32, calib).path
-    from rtdeploy.artifacts import refuse_overwriting_inputs
+    from rtdeploy.guard import check_outputs
 
     with pytest.raises(OutputError, match="an ancestor of resnet20.int8.onnx"):
-        refuse_overwriting_inputs(fp32, int8)
+        check_outputs([("output", fp32)], [("model", int8)])
 
 
 def test_a_second_writer_of_a_run_folder_gets_one_line_naming_the_holder(tmp_path):
@@ -199,14 +201,14 @@ def test_a_second_packager_of_a_triton_repository_gets_one_line_naming_the_holde
 
 
 def test_package_for_cpu_prefers_the_cpu_form_of_an_int8_model(fp32, tmp_path, caplog):
-    from rtdeploy.derive import quantized as make
+    from rtdeploy.make_or_reuse import quantized as make
 
     calib = _images(tmp_path / "calib", seed=1)
     trt_form = _int8(fp32, calib).path
     out = api.package(trt_form, triton=tmp_path / "a", kind="cpu")
     assert "--target onnxruntime-cpu" in caplog.text, "without a CPU form, say how to make one"
     assert (out / "1" / "model.onnx").read_bytes() == trt_form.read_bytes()
-    cpu_form = make(QuantizeConfig(model=fp32, int8=True, calib_dir=calib, method="max", cache_dir=False,
+    cpu_form = make(QuantizeConfig(model=fp32, int8=True, calib_dir=calib, method="max", stats_cache=False,
                                    target="onnxruntime-cpu", output=derived_path(fp32, "int8-cpu"))).path
     out = api.package(trt_form, triton=tmp_path / "b", kind="cpu")
     assert (out / "1" / "model.onnx").read_bytes() == cpu_form.read_bytes()

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from rtdeploy.models import model_meta
-from rtdeploy.models.registry import GMACS
+from rtdeploy.models.resnet import GMACS
 from rtdeploy.models.summary import summarize
 
 PARAMS = {18: 11_689_512, 50: 25_557_032, 56: 853_018}

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from manifest_fakes import write_engine_manifest
-from rtdeploy.artifacts import manifest_path, read_manifest
+from rtdeploy.artifacts import read_manifest
+from rtdeploy.files import manifest_path
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.errors import OutputError, PackageError
 from rtdeploy.serving.triton import write_repository
@@ -28,10 +29,11 @@ def onnx20(exported):
     return exported(20).path
 
 
-def fake_engine(tmp_path, onnx_path, profile_max=16):
+def fake_engine(tmp_path, onnx_path, profile_max=16, profile=None, **kw):
     engine = tmp_path / "r20.int8.plan"
     engine.write_bytes(b"not really a plan")
-    write_engine_manifest(engine, onnx_path, precision="int8", model=read_manifest(onnx_path)["model"], profile=(1, 8, profile_max))
+    write_engine_manifest(engine, onnx_path, precision="int8", model=read_manifest(onnx_path)["model"],
+                          profile=profile or (1, 8, profile_max), **kw)
     return engine
 
 
@@ -112,3 +114,48 @@ def test_engine_manifest_without_its_onnx_is_a_clear_error(tmp_path, onnx20):
     manifest_path(engine).write_text(json.dumps(m))
     with pytest.raises(Exception, match="cannot find the ONNX model"):
         write_repository(engine, tmp_path / "repo")
+
+
+@pytest.mark.parametrize("profile,args,needle", [
+    ((4, 16, 32), [], "rebuild with --batch 1:16:32"),
+    ((8, 8, 8), ["--max-batch", "8"], "runs batch 8 only"),
+    ((8, 8, 8), ["--preferred-batch", "4"], "max_batch_size 0"),
+    ((1, 8, 32), ["--max-batch", "0"], "give --max-batch 1..32"),
+], ids=["profile-4-16-32", "static-with-max-batch", "static-with-preferred", "dynamic-engine-max-batch-0"])
+def test_package_refuses_what_would_send_batches_outside_the_profile(tmp_path, onnx20, profile, args, needle):
+    """tensorrt_backend instance_state.cc SetBindingDimensions refuses every batch outside the profile,
+    and Triton's dynamic batcher forms batches from 1 up to max_batch_size: refused in one line, nothing written."""
+    _register()
+    engine = fake_engine(tmp_path, onnx20, profile=profile)
+    result = CliRunner().invoke(cli, ["package", str(engine), "--triton", str(tmp_path / "repo"), *args])
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith(("INFO", "WARNING"))]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_version_compatible_plan_says_which_flag_triton_needs(tmp_path, onnx20, caplog):
+    engine = fake_engine(tmp_path, onnx20, version_compatible=True)
+    with caplog.at_level("WARNING", logger="rtdeploy"):
+        dest = write_repository(engine, tmp_path / "repo")
+    flag = "--backend-config=tensorrt,version-compatible=true"
+    assert flag in (dest / "config.pbtxt").read_text() and any(flag in r.getMessage() for r in caplog.records)
+    parse(dest / "config.pbtxt")
+
+
+def test_a_type_triton_does_not_have_is_refused_in_one_line(tmp_path):
+    """Triton's DataType has no float8 (model_config.proto); the onnxruntime backend maps no other ONNX type
+    (onnxruntime_utils.cc ConvertFromOnnxDataType): refused, instead of a TYPE_UNKNOWN_n that does not parse."""
+    import onnx
+    from onnx import TensorProto
+
+    from rtdeploy import api
+    from tiny_graphs import foreign_multi_output
+
+    path = tmp_path / "f8.onnx"
+    onnx.save(foreign_multi_output(odd_names=False, label=False, confident=False, extra_types=(TensorProto.FLOAT8E4M3FN,), opset=19),
+              str(path))
+    api.import_model(path, preprocess="none")
+    with pytest.raises(PackageError, match="'as_float8e4m3fn' is FLOAT8E4M3FN, which Triton has no data type for"):
+        write_repository(path, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()

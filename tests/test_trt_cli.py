@@ -106,7 +106,7 @@ def test_without_tensorrt_the_precision_onnx_is_still_made_and_reused(tmp_path, 
         import onnx
         from onnx import numpy_helper
 
-        from rtdeploy.derive import quantize_wanted
+        from rtdeploy.make_or_reuse import quantize_wanted
 
         model, output = Path(cfg.model), Path(cfg.output)
         calls.append(model)
@@ -117,7 +117,7 @@ def test_without_tensorrt_the_precision_onnx_is_still_made_and_reused(tmp_path, 
         write_derived_manifest(output, model, "fp16", derivation=quantize_wanted(cfg))
         return type("R", (), {"path": output})()
 
-    monkeypatch.setattr("rtdeploy.derive.quantize", quantize)
+    monkeypatch.setattr("rtdeploy.make_or_reuse.quantize", quantize)
     onnx = tiny_onnx(tmp_path)
     from rtdeploy.models import model_meta
 

@@ -1,6 +1,8 @@
-"""TensorRT API conformance against the REAL Python bindings of 8.6.1, 10.3.0, 10.13.3.9, 10.16.1.11 and 11.4.0.106.
+"""TensorRT API conformance against the REAL Python bindings of 8.6.1, 10.3.0, 10.13.3.9, 10.16.1.11 and 11.4.0.106,
+8.5.3's surface derived from NVIDIA's sources (8.6.1 narrowed: tests/trt_stubs/surface.py), and the real
+cuda-bindings 11.8.7 (with 8.5.3), 12.9.10 and 13.5.0.
 
-Each release runs tests/trt_stubs/conformance_cases.py in its own process (all five are the
+Each release runs tests/trt_stubs/conformance_cases.py in its own process (all are the
 module ``tensorrt_bindings``, each with its own stub libraries on LD_LIBRARY_PATH). These tests
 prove that rtdeploy calls only what each release has, with arguments that fit its signatures; they
 do NOT prove an engine builds or runs — that needs a GPU (tests/test_trt_gpu.py).

@@ -122,7 +122,7 @@ def test_a_failed_capture_is_ended_and_cleared(mem):
 
 def test_torch_cuda_runner_matches_cpu(torch_cuda):
     from rtdeploy.models import model_meta
-    from rtdeploy.models.registry import build_model
+    from rtdeploy.models.resnet import build_model
     from rtdeploy.runners.torch_runner import TorchRunner
 
     torch_cuda.manual_seed(0)
@@ -140,7 +140,7 @@ def test_torch_cuda_runner_matches_cpu(torch_cuda):
 def test_cuda_event_timer_splits_the_call(torch_cuda):
     from rtdeploy.bench.harness import TorchCudaTimer
     from rtdeploy.models import model_meta
-    from rtdeploy.models.registry import build_model
+    from rtdeploy.models.resnet import build_model
     from rtdeploy.runners.torch_runner import TorchRunner
 
     x = np.zeros((4, 3, 32, 32), np.float32)

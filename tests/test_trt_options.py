@@ -158,7 +158,7 @@ def test_compatibility_rules():
 
 
 def write_engine(folder: Path, data: bytes, m: dict) -> Path:
-    from rtdeploy.artifacts import sha256_file
+    from rtdeploy.files import sha256_file
 
     path = folder / "r50.int8.engine"
     path.write_bytes(data)
@@ -199,7 +199,10 @@ def test_layer_report_and_precision_check():
     assert [(x["precision"], x["device"]) for x in report["list"]] == [("int8", "GPU"), ("fp16", "GPU"), ("fp16", "DLA")]
     assert report["by_precision"] == {"int8": 1, "fp16": 2} and report["detailed"]
     assert report["compute"] == {"total": 1, "by_precision": {"int8": 1}}
-    assert check_precision_realized(report, "int8")["ok"] and check_precision_realized(report, "fp16")["ok"]
+    assert check_precision_realized(report, "int8")["ok"]
+    with pytest.raises(EngineError, match=r"FP16 was asked, but TensorRT built 1 of 1 compute layers below what was asked "
+                                          r"\(conv1 \(asked FP16, got INT8\)"):
+        check_precision_realized(report, "fp16")  # an engine is what was asked, not merely "at or below" it
     only_reformat = parse_engine_information(json.dumps({"Layers": [json.loads(info)["Layers"][1]]}))
     assert check_precision_realized(only_reformat, "fp16")["verified"] is False  # a reformat alone proves nothing
     names_only = parse_engine_information(json.dumps({"Layers": ["conv1", "fc"]}))

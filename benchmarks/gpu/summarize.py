@@ -1,5 +1,5 @@
-"""Write OUTDIR/README.md for a benchmarks/gpu/run.sh run: the machine, each step's exit code and
-seconds, and which files hold the numbers.
+"""Write OUTDIR/README.md for a GPU kit run: the machine, the preflight, each step's budget, estimate, exit code
+and seconds, and which files hold the numbers. The kit rewrites it after every step.
 
     python benchmarks/gpu/summarize.py OUTDIR [--dry-run]
 """
@@ -11,36 +11,51 @@ import json
 import sys
 from pathlib import Path
 
-OUTPUTS = {"gpu-tests": ["pytest-gpu.xml", "gpu-tests.log"], "sweep": ["gpu_torch_eager.md", "gpu_torch_eager.json", "gpu_torch_eager.png"],
-           "compile": ["gpu_torch_compile.md", "gpu_torch_compile.json", "gpu_torch_compile.png"], "machine": ["machine.json"]}
-BUDGET_S = 480
+BUDGET_S = 600
 
 
 def read_tsv(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
 def render(out: Path, dry_run: bool) -> str:
     plan = read_tsv(out / "plan.tsv")
     ran = {row[0]: row for row in read_tsv(out / "steps.tsv")}
-    machine = json.loads((out / "machine.json").read_text()) if (out / "machine.json").is_file() else {}
+    machine, preflight = _json(out / "machine.json"), _json(out / "preflight.json")
     gpus = (machine.get("nvidia_smi") or {}).get("gpus") or []
-    total = sum(int(row[1]) for row in plan)
     lines = [f"# GPU run: {', '.join(g['name'] for g in gpus) or 'no NVIDIA GPU'}", ""]
     if dry_run:
-        lines += ["**Dry run: nothing was measured.** This folder holds the plan only; GPU numbers do not exist until",
-                  "`bash benchmarks/gpu/run.sh OUTDIR` runs on a machine with an NVIDIA GPU.", ""]
+        lines += ["**Dry run: nothing was measured.** This folder holds the plan, the machine record and the preflight only;",
+                  "GPU numbers do not exist until `bash benchmarks/gpu/run.sh OUTDIR` runs on a machine with an NVIDIA GPU.", ""]
+    total = sum(int(row[1]) for row in plan)
     lines += [f"Host {machine.get('host', '?')}, {machine.get('platform', '?')}, load average {machine.get('load_average')}; "
-              f"torch {(machine.get('torch') or {}).get('version', '?')}. Step timeouts add up to {total} s (budget {BUDGET_S} s).", "",
-              "| step | timeout s | exit code | seconds | outputs |", "|---|---|---|---|---|"]
-    for name, limit, cmd in plan:
+              f"torch {(machine.get('torch') or {}).get('version', '?')}. Step timeouts add up to {total} s (budget {BUDGET_S} s); "
+              "estimates assume a T4-class GPU (benchmarks/gpu/plan.py).", ""]
+    if preflight.get("missing"):
+        lines += [f"**Preflight: missing {', '.join(preflight['missing'])}** — {preflight['fix']}", ""]
+    lines += ["| step | timeout s | estimate s | exit code | seconds | outputs |", "|---|---|---|---|---|---|"]
+    for name, limit, estimate, outputs, _cmd in plan:
         rc, secs = (ran[name][1], ran[name][2]) if name in ran else ("not run", "")
-        if rc == "124":
-            rc = "124 (timed out)"
-        files = ", ".join(f for f in OUTPUTS.get(name, []) if (out / f).is_file()) or "-"
-        lines.append(f"| {name} | {limit} | {rc} | {secs} | {files} |")
-    lines += ["", "Commands:", ""] + [f"- `{name}`: `{cmd}`" for name, _, cmd in plan]
+        rc = "124 (timed out)" if rc == "124" else rc
+        files = ", ".join(f for f in outputs.split(",") if f and (out / f).is_file()) or "-"
+        lines.append(f"| {name} | {limit} | {estimate} | {rc} | {secs} | {files} |")
+    lines += ["", "Commands:", ""] + [f"- `{name}`: `{cmd}`" for name, _, _, _, cmd in plan]
     return "\n".join(lines) + "\n"
+
+
+def write(out: Path, dry_run: bool) -> Path:
+    path = out / "README.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(render(out, dry_run))
+    tmp.replace(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.outdir / "plan.tsv").is_file():
         print(f"error: {args.outdir}/plan.tsv is missing; run benchmarks/gpu/run.sh first", file=sys.stderr)
         return 2
-    (args.outdir / "README.md").write_text(render(args.outdir, args.dry_run))
+    write(args.outdir, args.dry_run)
     return 0
 
 

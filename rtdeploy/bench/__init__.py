@@ -1,7 +1,8 @@
 """Benchmarks over any runner: warm-up, interleaved repeats, percentiles, reports.
 
     from rtdeploy.bench import benchmark
-    result = benchmark(depth="18,50", backend="torch,onnxruntime", duration="1s", markdown="bench.md")
+    from rtdeploy.bench.options import BenchConfig
+    result = benchmark(BenchConfig(depth="18,50", backend="torch,onnxruntime", duration="1s", markdown="bench.md"))
     result.report["results"][0]["latency_ms"]
 
 Modules: ``options`` (parsing, config), ``stoprule`` (when a window ends), ``harness`` (timing loops,
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rtdeploy.errors import BenchmarkError
+from rtdeploy.library_errors import stage_boundary
 
 
 @dataclass
@@ -30,20 +34,21 @@ class BenchResult:
     written: list[Path] = field(default_factory=list)
 
 
-def benchmark(*, command: str | None = None, **options) -> BenchResult:
-    """Run a benchmark; ``options`` are those of :func:`rtdeploy.bench.options.make_config`.
+@stage_boundary("bench", BenchmarkError)
+def benchmark(cfg) -> BenchResult:
+    """Run the benchmark :class:`~rtdeploy.bench.options.BenchConfig` asks for.
 
     Raises:
         RtDeployError: bad options (before anything runs), a missing backend or GPU, or a failed stage.
     """
-    from rtdeploy.bench.options import make_config
     from rtdeploy.bench.report import write_outputs
     from rtdeploy.bench.sweep import run_sweep
 
-    cfg = make_config(**options)
-    report = run_sweep(cfg, command=command)
+    cfg.check()
+    report = run_sweep(cfg, command=cfg.command)
     exported = [Path(p) for p in (report["exports"]["times"], report["exports"]["profile"]) if p]
-    written = write_outputs(report, json=cfg.json, markdown_path=cfg.markdown, plot=cfg.plot)
+    json_file = cfg.json if cfg.json not in (None, "-") else None
+    written = write_outputs(report, json=json_file, markdown_path=cfg.markdown, plot=cfg.plot)
     return BenchResult(report, exported + written)
 
 

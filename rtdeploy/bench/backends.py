@@ -94,7 +94,7 @@ def check_device(backends: tuple[str, ...], device: str) -> None:
 
 def torch_runner(meta, precision: str, device: str, *, channels_last: bool = False, compile: bool = False, weights=None):
     """A ``TorchRunner`` for the seed-0 (or ``weights``) model of ``meta`` — the same weights the sweep exports."""
-    from rtdeploy.export.onnx_export import build_torch_model
+    from rtdeploy.models.reference import build_torch_model
     from rtdeploy.runners.torch_runner import TorchRunner
 
     model = build_torch_model(meta, weights)
@@ -131,18 +131,28 @@ def trt_shared_engine(engine: Path):
     return load_shared_engine(engine)
 
 
-def trt_runner(engine: Path, *, cuda_graph: bool, shared=None):
+def trt_runner(engine: Path, *, cuda_graph: bool, shared=None, scratch=None):
     """A ``TrtRunner`` over a serialized engine: its own execution context and CUDA stream, on the
-    ``shared`` deserialized engine when given (TensorRT itself is imported when the runner is entered,
-    which raises :class:`MissingDependency` if it is absent)."""
+    ``shared`` deserialized engine when given, its intermediate tensors in ``scratch`` when given
+    (TensorRT itself is imported when the runner is entered, which raises :class:`MissingDependency` if
+    it is absent)."""
     from rtdeploy.trt.runner import TrtRunner
 
-    return TrtRunner(engine, cuda_graph=cuda_graph, engine=shared)
+    return TrtRunner(engine, cuda_graph=cuda_graph, engine=shared, scratch=scratch)
 
 
-def make_timer(backend: str, runner, feed: dict, device: str):
-    """The timer that measures ``runner`` best: CUDA events where the backend allows, host time otherwise."""
-    return make_timers(backend, [runner], feed, device, 1)[0]
+def trt_scratch_pool(shared):
+    """A :class:`rtdeploy.trt.runner.ScratchPool` on the device memory of a shared engine."""
+    from rtdeploy.trt.runner import ScratchPool
+
+    return ScratchPool(shared.memory)
+
+
+def trt_scratch_size(shared) -> int:
+    """The scratch memory an execution context of a shared engine needs."""
+    from rtdeploy.trt.runner import scratch_size
+
+    return scratch_size(shared.trt, shared.engine)
 
 
 STREAM_MODES = {

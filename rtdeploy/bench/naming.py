@@ -17,23 +17,21 @@ def quantization_facts(artifact: Path | None) -> dict | None:
     artifact, from its manifest chain; None for other artifacts, or when no manifest says."""
     if artifact is None:
         return None
-    from rtdeploy.artifacts import ancestors, read_manifest
+    from rtdeploy.artifacts import ancestors
     from rtdeploy.errors import RtDeployError
+    from rtdeploy.manifests import Int8Manifest, read_artifact
 
-    q = None
     try:
         for path in ancestors(artifact):  # the INT8 ONNX itself, or an engine's parent
-            q = (read_manifest(path, required=False) or {}).get("quantization")
-            if q is not None:
-                break
+            m = read_artifact(path, required=False)
+            if isinstance(m, Int8Manifest):
+                q = m.quantization
+                # a manifest older than the target field names the form in its placement ("onnxruntime-cpu: ...")
+                target = q.target if "target" in q.given or ":" not in q.placement else q.placement.split(":", 1)[0].strip()
+                return {"calibrator": q.method, "kept_fp": m.kept_float(), "target": target}
     except (RtDeployError, OSError, ValueError):
         return None
-    if not isinstance(q, dict):
-        return None
-    kept = [k["node"] if isinstance(k, dict) else str(k) for k in q.get("kept_fp") or []]
-    placement = str(q.get("placement") or "")
-    target = q.get("target") or (placement.split(":", 1)[0].strip() if ":" in placement else None) or "tensorrt"
-    return {"calibrator": q.get("method"), "kept_fp": kept, "target": str(target)}
+    return None
 
 
 def base_label(model: str, precision: str, quantization: dict | None) -> str:

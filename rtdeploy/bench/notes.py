@@ -1,6 +1,6 @@
 """Notes that explain a result a reader would otherwise misread.
 
-The one note so far: an INT8 Q/DQ model slower than its FP32 parent on onnxruntime's CPU provider.
+A TensorRT batch timed on an engine tuned for another batch (:func:`tuned_for_note`), and an INT8 Q/DQ model slower than its FP32 parent on onnxruntime's CPU provider.
 rtdeploy's default Q/DQ placement is made for TensorRT's explicit quantization (Q/DQ on the inputs of
 convolutions and on residual adds, fused by TensorRT into INT8 kernels). onnxruntime's CPU provider
 does not turn that graph into faster kernels — on the project's CPU the INT8 models run 1.3-2x slower
@@ -11,6 +11,23 @@ quantized for onnxruntime's CPU kernels instead.
 from __future__ import annotations
 
 CPU_QUANTIZE = "rtdeploy quantize --int8 --target onnxruntime-cpu"
+
+
+def tuned_for(result: dict) -> int | None:
+    """The batch a TensorRT result's engine was tuned for (its profile's OPT), when it is not the batch timed."""
+    profile = (result.get("settings") or {}).get("profile")
+    opt = int(profile.split(":")[1]) if profile else None
+    return opt if opt is not None and opt != result["batch"] else None
+
+
+def tuned_for_note(results: list[dict]) -> str | None:
+    """A note when some TensorRT batch was timed on an engine tuned for another batch (a given engine's profile)."""
+    off = [r for r in results if tuned_for(r) is not None]
+    if not off:
+        return None
+    return (f"{len(off)} TensorRT result(s) were timed on an engine tuned for another batch (column 'tuned for', the profile's "
+            "OPT): TensorRT chose its kernels for that batch. trtexec --shapes and MLPerf time each batch on an engine built "
+            "for it; rebuild with --batch N for each N (rtdeploy bench --depth builds them so) before comparing with them")
 
 
 def int8_cpu_note(results: list[dict]) -> str | None:

@@ -49,7 +49,7 @@ def save_plot(report: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
 
-    from rtdeploy.artifacts import atomic_path
+    from rtdeploy.files import atomic_path
 
     streams = _stream_series(report)
     depths = {r["depth"] for r in report["results"]}

@@ -1,9 +1,9 @@
-"""Artifacts for a sweep, made or reused through :mod:`rtdeploy.derive` (its one reuse rule).
+"""Artifacts for a sweep, made or reused through :mod:`rtdeploy.make_or_reuse` (its one reuse rule).
 
     <workdir>/resnet50_224px.onnx          export (seed-0 weights, dynamic batch)
     <workdir>/resnet50_224px.int8.onnx     quantize --int8, calibrated on synthetic inputs (timing only)
     <workdir>/resnet50_224px.fp16.onnx     quantize --fp16
-    <workdir>/resnet50_224px.int8.engine   build-engine (profile up to the sweep's largest batch)
+    <workdir>/resnet50_224px.int8.b8.engine  build-engine, one per batch size with a static profile (trtexec --shapes)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rtdeploy.artifacts import folder_lock
+from rtdeploy.files import folder_lock
 from rtdeploy.errors import MissingDependency, OutputError
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,11 @@ def prepare_slots(slots: list, cfg, skipped: list[dict]) -> list:
             bar.set_postfix_str(slot.label, refresh=False)
             try:
                 onnx = _onnx_for(slot.meta, slot.precision, cfg, onnx_cache)
-                slot.artifact = onnx if slot.backend == "onnxruntime" else _engine_for(onnx, slot.precision, max(slot.batches))
+                if slot.backend == "onnxruntime":
+                    slot.artifact = onnx
+                else:
+                    slot.engines = {b: _engine_for(onnx, slot.precision, b) for b in slot.batches}
+                    slot.artifact = slot.engines[slot.batches[0]]
             except MissingDependency as e:
                 if slot.backend == "tensorrt":
                     raise
@@ -62,25 +66,25 @@ def _make_workdir(path: Path) -> None:
 
 
 def _onnx_for(meta, precision: str, cfg, cache: dict) -> Path:
-    key = (meta.depth, meta.image_size, precision)
+    key = (meta.name, meta.image_size, precision)
     if key not in cache:
-        fp32 = cache.get((meta.depth, meta.image_size, "fp32")) or exported_onnx(meta, cfg.workdir)
-        cache[(meta.depth, meta.image_size, "fp32")] = fp32
+        fp32 = cache.get((meta.name, meta.image_size, "fp32")) or exported_onnx(meta, cfg.workdir)
+        cache[(meta.name, meta.image_size, "fp32")] = fp32
         cache[key] = fp32 if precision == "fp32" else _quantize(fp32, precision, meta)
     return cache[key]
 
 
 def exported_onnx(meta, workdir: Path) -> Path:
     """The seed-0, dynamic-batch ONNX of ``meta`` in ``workdir``: reused when its manifest matches, else exported."""
-    from rtdeploy.derive import exported
+    from rtdeploy.make_or_reuse import exported
     from rtdeploy.export import ExportConfig
 
-    cfg = ExportConfig(depth=meta.depth, output=workdir / f"{meta.name}_{meta.image_size}px.onnx", image_size=meta.image_size)
+    cfg = ExportConfig(model=meta.name, output=workdir / f"{meta.name}_{meta.image_size}px.onnx", image_size=meta.image_size)
     return exported(cfg).path
 
 
 def _quantize(fp32: Path, precision: str, meta) -> Path:
-    from rtdeploy.derive import quantized
+    from rtdeploy.make_or_reuse import quantized
     from rtdeploy.precision.quantize import QuantizeConfig
 
     calib = synthetic_calibration(meta, fp32.parent)  # FP16 uses it too, for its overflow check
@@ -102,7 +106,7 @@ def synthetic_calibration(meta, folder: Path) -> Path:
     """
     import numpy as np
 
-    from rtdeploy.artifacts import atomic_path
+    from rtdeploy.files import atomic_path
 
     path = folder / f"calib_synthetic_{meta.in_channels}x{meta.image_size}px_{CALIBRATION_SAMPLES}.npy"
     if not path.is_file():
@@ -112,9 +116,12 @@ def synthetic_calibration(meta, folder: Path) -> Path:
     return path
 
 
-def _engine_for(onnx: Path, precision: str, max_batch: int) -> Path:
-    from rtdeploy.derive import engine
+def _engine_for(onnx: Path, precision: str, batch: int) -> Path:
+    """The engine that times ``batch``: a static profile ``batch:batch:batch``, so its tactics are chosen for
+    the batch it is timed at (trtexec ``--shapes``; MLPerf's engines are built per batch too)."""
+    from rtdeploy.lineage import derived_path
+    from rtdeploy.make_or_reuse import engine
     from rtdeploy.trt import BuildOptions
 
-    batch = f"1:{min(8, max_batch)}:{max_batch}" if max_batch > 1 else "1"
-    return engine(BuildOptions(onnx=onnx, precision=precision, batch=batch)).path
+    out = derived_path(onnx, precision, f".b{batch}.engine")
+    return engine(BuildOptions(onnx=onnx, precision=precision, batch=str(batch), output=out)).path

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TABLE_COLUMNS = ["artifact", "runner", "batch", "streams", "n", "median ms", "spread", "p90 ms", "p95 ms", "p99 ms", "CV",
-                 "img/s", "device ms"]
+TABLE_COLUMNS = ["artifact", "runner", "batch", "tuned for", "streams", "n", "median ms", "spread", "p90 ms", "p95 ms", "p99 ms",
+                 "CV", "img/s", "device ms"]
 NOT_AVAILABLE = "n/a"
 
 
@@ -31,12 +31,15 @@ def _pct(x: float) -> str:
 
 def table_rows(report: dict) -> list[dict]:
     """One row per result, with the columns of :data:`TABLE_COLUMNS` as display strings."""
+    from rtdeploy.bench.notes import tuned_for
+
     rows = []
     for r in report["results"]:
         h = r["host_ms"]
+        opt = tuned_for(r)
         rows.append({
             "artifact": r.get("label", f"{r['model']} {r['precision']}"), "runner": r["runner"], "batch": r["batch"],
-            "streams": r.get("streams", 1), "n": h["count"],
+            "tuned for": f"batch {opt}" if opt is not None else "", "streams": r.get("streams", 1), "n": h["count"],
             "median ms": fmt_ms(r["latency_ms"]), "spread": _pct(r["repeat_spread"]),
             "p90 ms": fmt_tail(h["p90"]), "p95 ms": fmt_tail(h["p95"]), "p99 ms": fmt_tail(h["p99"]), "CV": _pct(h["cv"]),
             "img/s": f"{r['throughput_ips']:.1f}", "device ms": fmt_ms((r.get("device_ms") or {}).get("median")),
@@ -45,11 +48,15 @@ def table_rows(report: dict) -> list[dict]:
 
 
 def columns(report: dict) -> list[str]:
-    """The table's columns: device time only when some result has it, streams only when some result has several."""
+    """The table's columns: device time only when some result has it, streams only when some result has several,
+    "tuned for" only when some TensorRT batch was timed on an engine tuned for another batch."""
+    from rtdeploy.bench.notes import tuned_for
+
     results = report["results"]
     return [c for c in TABLE_COLUMNS
             if (c != "device ms" or any(r.get("device_ms") for r in results))
-            and (c != "streams" or any(r.get("streams", 1) > 1 for r in results))]
+            and (c != "streams" or any(r.get("streams", 1) > 1 for r in results))
+            and (c != "tuned for" or any(tuned_for(r) is not None for r in results))]
 
 
 def terminal_table(report: dict) -> str:
@@ -162,7 +169,7 @@ def _md_table(rows: list[dict], columns: list[str]) -> list[str]:
 
 def write_outputs(report: dict, *, json: Path | None = None, markdown_path: Path | None = None, plot: Path | None = None) -> list[Path]:
     """Write the requested report files atomically; returns the paths written."""
-    from rtdeploy.artifacts import write_json_atomic, write_text_atomic
+    from rtdeploy.files import write_json_atomic, write_text_atomic
 
     written = []
     if json is not None:

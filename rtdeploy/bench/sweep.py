@@ -25,10 +25,10 @@ from rtdeploy.bench.options import BACKENDS, BenchConfig
 from rtdeploy.bench.prepare import prepare_slots
 from rtdeploy.bench.results import SCHEMA_ID, result_record, scaling_table
 from rtdeploy.bench.naming import assign_labels, quantization_facts
-from rtdeploy.bench.notes import int8_cpu_note
+from rtdeploy.bench.notes import int8_cpu_note, tuned_for_note
 from rtdeploy.bench.stats import NOISE_ADVICE
 from rtdeploy.errors import BenchmarkError, RtDeployError
-from rtdeploy.models import ModelMeta, model_meta
+from rtdeploy.models import ModelMeta, get_model
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class Slot:
 
     Attributes:
         artifact: the ONNX file or engine it runs (None for torch, which builds the model itself).
+        engines: TensorRT engines the sweep built, one per batch size with a static profile (as trtexec
+            ``--shapes`` times each shape on an engine tuned for it); empty for a given engine, which is
+            timed at every batch on its own profile.
         given: the artifact was given by the user (``--model``), not prepared by the sweep.
         channels_last, compile: torch variants (NHWC memory format; ``torch.compile``).
         tag: tells apart given files of the same model, backend and precision (their file name).
@@ -49,6 +52,7 @@ class Slot:
     precision: str
     batches: tuple[int, ...]
     artifact: Path | None = None
+    engines: dict[int, Path] = field(default_factory=dict)
     given: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -56,6 +60,10 @@ class Slot:
     runner_name: str = ""
     spin_wait: bool | None = None
     cases: list[Case] = field(default_factory=list)
+
+    def artifact_for(self, batch: int) -> Path | None:
+        """The file timed at ``batch``: its own engine when the sweep built one per batch, else ``artifact``."""
+        return self.engines.get(batch, self.artifact)
 
     @property
     def label(self) -> str:
@@ -67,24 +75,24 @@ class Slot:
 
 def plan(cfg: BenchConfig) -> tuple[list[Slot], list[dict]]:
     """The runners a request needs, and the combinations skipped as unsupported (with reasons)."""
-    if cfg.models:
-        slots = [_slot_for_file(p, cfg) for p in cfg.models]
+    if cfg.files:
+        slots = [_slot_for_file(p, cfg) for p in cfg.files]
         labels = [s.label for s in slots]
         for slot in slots:
             if labels.count(slot.label) > 1:  # two files of one model and precision: tell them apart by name
                 slot.tag = slot.artifact.name
         return slots, []
     slots, skipped = [], []
-    for depth in cfg.depths:
-        meta = model_meta(depth, image_size=cfg.image_size)
-        for backend in cfg.backends:
-            for precision in cfg.precisions:
+    for name in cfg.names:
+        meta = get_model(name).meta(image_size=cfg.image_size)
+        for backend in cfg.backend:
+            for precision in cfg.precision:
                 reason = be.unsupported_reason(backend, precision, cfg.device)
                 if reason:
                     skipped.append({"model": meta.name, "backend": backend, "precision": precision, "reason": reason})
                 else:
                     torch_only = backend == "torch"
-                    slots.append(Slot(meta, backend, precision, cfg.batches, channels_last=cfg.channels_last and torch_only,
+                    slots.append(Slot(meta, backend, precision, cfg.batch, channels_last=cfg.channels_last and torch_only,
                                       compile=cfg.compile and torch_only))
     return slots, skipped
 
@@ -96,28 +104,28 @@ def _slot_for_file(path: Path, cfg: BenchConfig) -> Slot:
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     manifest = read_engine(path) if is_engine else read_artifact(path)
     check_matches_manifest(path, manifest.sha256, remedy="re-run the stage that made it, then time the new file")
-    meta = ModelMeta.from_dict(_model_entry(manifest, path))
+    meta = _model_entry(manifest, path)
     precision = manifest.precision
     if is_engine:
         limit = manifest.max_batch
-        too_big = [b for b in cfg.batches if b > limit]
+        too_big = [b for b in cfg.batch if b > limit]
         if too_big:
             raise BenchmarkError(f"--batch {max(too_big)} is larger than engine {path.name}'s optimization profile (max batch {limit}); "
                                  f"give --batch {limit} or less, or rebuild the engine with a larger max batch")
-        return Slot(meta, "tensorrt", precision, cfg.batches, path, given=True)
+        return Slot(meta, "tensorrt", precision, cfg.batch, path, given=True)
     if path.suffix.lower() == ".onnx":
-        return Slot(meta, "onnxruntime", precision, cfg.batches, path, given=True)
+        return Slot(meta, "onnxruntime", precision, cfg.batch, path, given=True)
     raise BenchmarkError(f"--model {path} is neither an ONNX file (.onnx) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
 
 
-def _model_entry(manifest, path: Path) -> dict:
+def _model_entry(manifest, path: Path) -> ModelMeta:
     """The typed manifest's ``model`` section (null only for an engine built from an ONNX without a manifest)."""
     from rtdeploy.errors import ArtifactError
 
     if manifest.model is None:
         raise ArtifactError(f"the manifest of {path} does not say which model it holds (it was built from an ONNX without "
                             "an rtdeploy manifest); build it from the ONNX that `rtdeploy export` or `quantize` wrote")
-    return manifest.model.to_dict()
+    return manifest.model
 
 
 def run_sweep(cfg: BenchConfig, *, command: str | None = None) -> dict:
@@ -156,7 +164,8 @@ def run_slots(slots: list[Slot], cfg: BenchConfig, *, skipped: list[dict] | None
     exports: dict = {"profile": None, "times": None, "profile_count": None, "times_count": None}
     with contextlib.ExitStack() as stack:
         stack.enter_context(_torch_threads(cfg.threads, "torch" in backends))
-        cases = [c for s in slots for c in _open_cases(s, cfg, stack)]
+        scratch = _Scratch(stack)  # closed after every runner (the stack unwinds last in, first out)
+        cases = [c for s in slots for c in _open_cases(s, cfg, stack, scratch)]
         started = _now()
         _time(cases, cfg)
         measured = {"start": started, "end": _now()}
@@ -188,24 +197,43 @@ def _export_trt(slots: list[Slot], cfg: BenchConfig) -> dict:
         out["times"] = str(cfg.export_times)
     if cfg.export_profile:
         feed = case.timers[0].feed
-        out["profile_count"] = profile_run(lambda times: be.trt_profiled_runner(slot.artifact, times), feed, rule,
+        out["profile_count"] = profile_run(lambda times: be.trt_profiled_runner(slot.artifact_for(case.batch), times), feed, rule,
                                            cfg.export_profile)
         out["profile"] = str(cfg.export_profile)
     return out
 
 
-def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack) -> list[Case]:
+class _Scratch:
+    """The sweep's TensorRT scratch memory: one buffer per stream, shared by the execution contexts of every
+    batch size and slot (they are timed one case at a time, never at once), instead of one per context."""
+
+    def __init__(self, stack: contextlib.ExitStack):
+        self.stack, self.pool = stack, None
+
+    def lanes(self, shared_engines: list, streams: int) -> list:
+        if self.pool is None:
+            self.pool = be.trt_scratch_pool(shared_engines[0])
+            self.stack.callback(self.pool.close)
+        size = max(be.trt_scratch_size(s) for s in shared_engines)
+        return [self.pool.get(lane, size) for lane in range(streams)]
+
+
+def _open_cases(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, scratch: _Scratch) -> list[Case]:
     device = _device(slot, cfg)
-    # TensorRT: the engine is deserialized once, and each batch size gets its own execution contexts,
+    # TensorRT: each engine is deserialized once, and each batch size gets its own execution contexts,
     # because a captured CUDA graph belongs to one input shape (TensorRT #3798): interleaved batches
-    # on one context would re-capture inside the timed windows.
-    shared = be.trt_shared_engine(slot.artifact) if slot.backend == "tensorrt" else None
-    runners = _open_runners(slot, cfg, stack, shared)
-    slot.runner_name = runners[0].name
-    slot.spin_wait = getattr(runners[0], "spin_wait", None)
-    for i, batch in enumerate(slot.batches):
-        if shared is not None and i:
-            runners = _open_runners(slot, cfg, stack, shared)
+    # on one context would re-capture inside the timed windows. The contexts share scratch memory.
+    shared, lanes = {}, None
+    if slot.backend == "tensorrt":
+        engines = {path: be.trt_shared_engine(path) for path in dict.fromkeys(slot.artifact_for(b) for b in slot.batches)}
+        shared = {b: engines[slot.artifact_for(b)] for b in slot.batches}  # a given engine serves every batch, loaded once
+        lanes = scratch.lanes(list(engines.values()), max(cfg.streams))
+    runners = None
+    for batch in slot.batches:
+        if runners is None or shared:
+            runners = _open_runners(slot, cfg, stack, shared.get(batch), lanes)
+            slot.runner_name = runners[0].name
+            slot.spin_wait = getattr(runners[0], "spin_wait", None)
         runner = runners[0]
         _check_batch(slot, runner, batch)
         feed = {slot.meta.input_name: _input(slot.meta, batch, runner)}
@@ -223,24 +251,24 @@ def _device(slot: Slot, cfg: BenchConfig) -> str:
     return "cuda" if slot.backend == "tensorrt" else cfg.device
 
 
-def _open_runners(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, shared) -> list:
+def _open_runners(slot: Slot, cfg: BenchConfig, stack: contextlib.ExitStack, shared=None, lanes=None) -> list:
     # torch runs N streams on one model; onnxruntime and TensorRT need one session / context per stream
     n_runners = 1 if slot.backend == "torch" else max(cfg.streams)
-    return [stack.enter_context(_make_runner(slot, cfg, shared)) for _ in range(n_runners)]
+    return [stack.enter_context(_make_runner(slot, cfg, shared, lanes[i] if lanes else None)) for i in range(n_runners)]
 
 
-def _make_runner(slot: Slot, cfg: BenchConfig, shared=None):
+def _make_runner(slot: Slot, cfg: BenchConfig, shared=None, scratch=None):
     if slot.backend == "torch":
         return be.torch_runner(slot.meta, slot.precision, cfg.device, channels_last=slot.channels_last, compile=slot.compile)
     if slot.backend == "onnxruntime":
         return be.ort_runner(slot.artifact, cfg.device, cfg.threads)
-    return be.trt_runner(slot.artifact, cuda_graph=cfg.cuda_graph, shared=shared)
+    return be.trt_runner(shared.path, cuda_graph=cfg.cuda_graph, shared=shared, scratch=scratch)
 
 
 def _check_batch(slot: Slot, runner, batch: int) -> None:
     profile = getattr(runner, "profile", None)  # a TensorRT engine's batch profile, once active
     if profile is not None and not profile.min <= batch <= profile.max:
-        raise BenchmarkError(f"--batch {batch} is outside engine {slot.artifact.name}'s optimization profile "
+        raise BenchmarkError(f"--batch {batch} is outside engine {slot.artifact_for(batch).name}'s optimization profile "
                              f"(batch {profile.min}..{profile.max}); give a batch in that range, or rebuild the engine")
     session = getattr(runner, "session", None)
     if session is None:
@@ -298,16 +326,16 @@ def _torch_threads(threads: int, uses_torch: bool) -> Iterator[None]:
 
 
 def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict, command: str | None) -> dict:
-    results, warnings = [], list(option_notes(cfg))
+    results, warnings = [], []
     for slot in slots:
         for case in slot.cases:
             record, warns = result_record(_identity(slot, case, cfg), case.batch, case.windows, _settings(slot, cfg, case))
             results.append(record)
             warnings.extend(warns)
     assign_labels(results)
-    if len(warnings) > len(option_notes(cfg)):
+    if warnings:
         warnings.append(NOISE_ADVICE)
-    notes = [n for n in (int8_cpu_note(results),) if n]
+    notes = [n for n in (int8_cpu_note(results), tuned_for_note(results)) if n]
     start, end = env["load_average_start"], env["load_average_end"]
     cores = env.get("usable_cores") or 1
     if start and end and max(start[0], end[0]) > 0.5 * cores:
@@ -328,11 +356,11 @@ def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict,
 
 
 def _identity(slot: Slot, case: Case, cfg: BenchConfig) -> dict:
-    from rtdeploy.artifacts import sha256_file
+    from rtdeploy.files import sha256_file
 
-    artifact = None
-    if slot.artifact is not None:
-        artifact = {"path": str(slot.artifact), "sha256": sha256_file(slot.artifact)}
+    artifact, path = None, slot.artifact_for(case.batch)
+    if path is not None:
+        artifact = {"path": str(path), "sha256": sha256_file(path)}
     return {
         "id": case.key, "model": slot.meta.name, "depth": slot.meta.depth, "family": slot.meta.family,
         "image_size": slot.meta.image_size, "gmacs": slot.meta.gmacs, "backend": slot.backend,
@@ -355,7 +383,14 @@ def _settings(slot: Slot, cfg: BenchConfig, case: Case) -> dict:
         "data_transfers": device == "cuda",
         "channels_last": slot.channels_last,
         "compile": slot.compile,
+        "profile": _profile_of(slot, case) if slot.backend == "tensorrt" else None,
     }
+
+
+def _profile_of(slot: Slot, case: Case) -> str | None:
+    """A TensorRT engine's optimization profile ``MIN:OPT:MAX``, as its runner read it."""
+    profile = getattr(case.timers[0].runner, "profile", None)
+    return f"{profile.min}:{profile.opt}:{profile.max}" if profile is not None else None
 
 
 def _global_settings(cfg: BenchConfig) -> dict:
@@ -363,8 +398,8 @@ def _global_settings(cfg: BenchConfig) -> dict:
     if "torch" in sys.modules:  # the threads torch used: the requested count, or its default
         torch_threads = cfg.threads or sys.modules["torch"].get_num_threads()
     return {
-        "device": cfg.device, "batches": list(cfg.batches), "streams": list(cfg.streams), "warmup_s": cfg.warmup_s,
-        "iterations": cfg.iterations, "duration_s": cfg.duration_s, "stop_rule": STOP_RULE, "repeats": cfg.repeats,
+        "device": cfg.device, "batches": list(cfg.batch), "streams": list(cfg.streams), "warmup_s": cfg.warmup,
+        "iterations": cfg.iterations, "duration_s": cfg.duration, "stop_rule": STOP_RULE, "repeats": cfg.repeats,
         "interleaved": True,
         "threads": cfg.threads, "torch_threads": torch_threads, "image_size": cfg.image_size,
         "cuda_graph": cfg.cuda_graph, "channels_last": cfg.channels_last, "compile": cfg.compile,
@@ -374,15 +409,3 @@ def _global_settings(cfg: BenchConfig) -> dict:
 
 STOP_RULE = ("each window: warm-up, then inferences until both the minimum duration and the minimum iterations "
              "(per stream) are reached; iterations/duration null = the device's default (see each result's settings)")
-
-
-def option_notes(cfg: BenchConfig) -> list[str]:
-    """Notes for options that apply to no backend in this request (they are then ignored)."""
-    notes = []
-    backends = set(cfg.backends) if not cfg.models else {"tensorrt" if p.suffix in ENGINE_SUFFIXES else "onnxruntime" for p in cfg.models}
-    if cfg.cuda_graph and "tensorrt" not in backends:
-        notes.append("--cuda-graph applies to --backend tensorrt only; ignored")
-    for flag, on in (("--channels-last", cfg.channels_last), ("--compile", cfg.compile)):
-        if on and "torch" not in backends:
-            notes.append(f"{flag} applies to --backend torch only; ignored")
-    return notes

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from rtdeploy.cli.common import emit_json, format_table, handle_errors
+from rtdeploy.cli.generate import command
+from rtdeploy.doctor import DoctorConfig
+from rtdeploy.tables import format_table
 
 
-@click.command("doctor")
-@click.option("--json", "json_out", is_flag=False, flag_value="-", metavar="[FILE]",
-              help="Write the report as JSON to FILE (or stdout with a bare --json) instead of the tables.")
-@handle_errors
-def doctor(json_out):
+@command("doctor", DoctorConfig)
+def doctor(**options):
     """Show versions (Python, torch, onnx, onnxruntime and its providers, TensorRT, CUDA bindings),
     CUDA devices, and per command what is missing and how to get it. Always exits 0.
 
@@ -22,9 +21,8 @@ def doctor(json_out):
     """
     from rtdeploy import api
 
-    report = api.doctor()
-    if json_out:
-        emit_json(report.to_dict(), json_out)
+    report = api.doctor(**options)
+    if options.get("json"):
         return
     click.echo(f"Python {report.python['version']} ({report.python['executable']})")
     click.echo(f"{report.platform['system']}, {report.platform['cpu']}, {report.platform['cores']} cores\n")
@@ -39,13 +37,15 @@ def doctor(json_out):
             click.echo(f"CUDA device {d['index']}: {d['name']} (compute {d['capability']}, {d['memory_gib']} GiB, seen by {d['seen_by']})")
     else:
         click.echo("CUDA devices: none visible" + (f" ({report.problems['torch.cuda']})" if "torch.cuda" in report.problems else ""))
+    if report.gpu_extra:
+        click.echo(f"TensorRT install: {report.gpu_extra['line']}")
     photos = report.calibration_photos
     click.echo(f"default calibration photos: {photos['path']} "
                + (f"({photos['images']} images; --calib-dir DIR replaces them)" if photos["images"] else "(missing: reinstall rtdeploy)"))
     click.echo("")
     rows = []
-    for command in report.commands:
-        missing = report.missing(command)
-        rows.append({"command": command, "status": "ready" if not missing else "missing " + ", ".join(m.name for m in missing),
+    for name in report.commands:
+        missing = report.missing(name)
+        rows.append({"command": name, "status": "ready" if not missing else "missing " + ", ".join(m.name for m in missing),
                      "how to get it": "; ".join(dict.fromkeys(m.fix for m in missing))})
     click.echo(format_table(rows))

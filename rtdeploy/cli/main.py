@@ -9,7 +9,9 @@ import sys
 import click
 
 from rtdeploy import __version__
-from rtdeploy.cli.common import fail, install_signal_handlers, interrupted, reader_went_away, setup_logging
+from rtdeploy.cli import signals
+from rtdeploy.cli.common import fail, interrupted, reader_went_away, setup_logging
+from rtdeploy.errors import RtDeployError
 
 # (module, attribute): each stage's command lives beside the others; a module not written yet is
 # simply absent from --help.
@@ -105,9 +107,13 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    install_signal_handlers()
-    _register()
+    """Run the command line (the console script enters through :mod:`rtdeploy.cli.entry`, which puts
+    the signal policy in place before this module is imported)."""
+    signals.install()
+    try:
+        _register()  # the commands' choices read the registries, and so import the plugins
+    except RtDeployError as e:  # a plugin that fails to import: one line, as any user error
+        fail(e.render(lambda field: "--" + field.replace("_", "-")), e.exit_code)
     cli(prog_name="rtdeploy")
 
 

@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import click
-
-from rtdeploy.cli.common import emit_json, handle_errors, json_option, progress_option, say
+from rtdeploy.cli.common import say
+from rtdeploy.cli.generate import command
+from rtdeploy.precision.quantize import QuantizeConfig
 
 
-@click.command("quantize")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("--int8", is_flag=True, help="Calibrated INT8 with Q/DQ nodes placed for TensorRT.")
-@click.option("--fp16", is_flag=True, help="FP16 graph (overflowing ops kept in FP32).")
-@click.option("--calib-dir", type=click.Path(path_type=Path), help="Calibration images (folder, recursive) or .npy/.npz [default: the photos bundled with rtdeploy].")
-@click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse", "consumer-mse"]), default="entropy", show_default=True,
-              help="INT8 activation calibrator (consumer-mse: the threshold minimising the error of the ops that read each tensor).")
-@click.option("--percentile", type=float, default=99.99, show_default=True, help="Percentile for --method percentile, in (0, 100].")
-@click.option("--calib-size", type=int, help="Number of calibration images (seeded random subset) [default: all, up to 1000].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and of the held-out split.")
-@click.option("--keep-fp", type=int, default=0, show_default=True, help="Keep the N most quantization-sensitive layers in floating point.")
-@click.option("--target-agreement", type=float, help="Keep layers in FP until held-out top-1 agreement with FP32 reaches this fraction (e.g. 0.99).")
-@click.option("--fp16-io", is_flag=True, help="FP16 inputs and outputs (default: FP32 I/O with casts).")
-@click.option("--trt-cache", type=click.Path(path_type=Path), help="Also write a TensorRT calibration cache (TRT-<ver>-EntropyCalibration2) here.")
-@click.option("--from-trt-cache", type=click.Path(path_type=Path), help="Take activation scales from this TensorRT calibration cache (no calibration).")
-@click.option("--trt-version", default="8601", show_default=True, help="TensorRT version written in the cache header (8601 = 8.6.1).")
-@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime-cpu"]), default="tensorrt", show_default=True, help="INT8 form: Q/DQ placed for TensorRT, or uint8 Q/DQ that onnxruntime's CPU kernels fuse.")
-@click.option("--high-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Type of the float parts of an INT8 --target tensorrt graph (fp16: INT8+FP16 in a strongly typed build).")
-@click.option("--no-stats-cache", is_flag=True, help="Do not read or write the collected-statistics cache (~/.cache/rtdeploy).")
-@progress_option()
-@click.option("--weights", type=click.Choice(["nearest", "adaround"]), default="nearest", show_default=True,
-              help="INT8 weight rounding: to nearest, or adaptive (each weight up or down to minimise its layer's output error).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Model to write [default: X.int8.onnx / X.fp16.onnx beside X.onnx].")
-@json_option("the report")
-@handle_errors
-def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed, keep_fp, target_agreement, fp16_io,
-             trt_cache, from_trt_cache, trt_version, target, high_precision, no_stats_cache, progress, weights, output, json_out):
+@command("quantize", QuantizeConfig)
+def quantize(**options):
     """Make an INT8 (Q/DQ) or FP16 ONNX from an FP32 ONNX made by `rtdeploy export`.
 
     INT8: activation statistics are gathered with onnxruntime on the calibration images (cached, so
     another --method reuses them); weights are int8 per output channel, activations per tensor;
     Q/DQ sits on the inputs of Conv/Gemm and on the shortcut input of residual Adds, as TensorRT
     fuses them. FP16: activations that would overflow FP16 on the calibration images keep their
-    ops in FP32. Writes MODEL.<precision>.onnx and its manifest (parent, data fingerprint, scales,
-    layers kept in floating point).
+    ops in FP32. Writes MODEL.int8.onnx (MODEL.int8-cpu.onnx for --target onnxruntime-cpu) or
+    MODEL.fp16.onnx and its manifest (parent, data fingerprint, scales, layers kept in floating point).
 
     \b
     Examples:
@@ -59,13 +32,7 @@ def quantize(model, int8, fp16, calib_dir, method, percentile, calib_size, seed,
     """
     from rtdeploy import api
 
-    result = api.quantize(model, int8=int8, fp16=fp16, calib_dir=calib_dir, method=method, percentile=percentile,
-                          calib_size=calib_size, seed=seed, keep_fp=keep_fp, target_agreement=target_agreement,
-                          fp16_io=fp16_io, trt_cache=trt_cache, from_trt_cache=from_trt_cache, trt_version=trt_version,
-                          output=output, stats_cache=not no_stats_cache, progress=progress, weights=weights, target=target,
-                          high_precision=high_precision)
-    say(_summary(result.report), json_out)
-    emit_json(result.report, json_out)
+    api.quantize(**options, show=lambda r: say(_summary(r.report), options.get("json")))
 
 
 def _summary(r: dict) -> str:

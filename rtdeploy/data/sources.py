@@ -22,7 +22,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from rtdeploy.data.preprocess import IMAGE_SUFFIXES, check_image_channels, load_image
-from rtdeploy.artifacts import not_a_file
+from rtdeploy.files import not_a_file
 from rtdeploy.errors import DataError, first_line
 from rtdeploy.models.metadata import ModelMeta
 
@@ -154,18 +154,32 @@ class ImageFolderSource:
 
 
 def list_images(root: Path) -> list[Path]:
-    """Every image file under ``root`` (recursively, links to folders not followed), sorted.
+    """Every image file under ``root`` (recursively), sorted.
+
+    Links to folders are followed, as torchvision's ``ImageFolder`` does: a calibration set made of
+    links to class folders elsewhere is a common way to pick images without copying them, and
+    skipping the links silently calibrated on fewer images than given. Each folder is read once: a
+    link back to a folder already included (a loop, or the same folder twice) is refused.
 
     Raises:
-        DataError: a folder that cannot be listed or an image name that cannot be read (a broken
-            link): its images would otherwise be silently left out.
+        DataError: a folder that cannot be listed, a link to a folder already included, or an image
+            name that cannot be read (a broken link): its images would otherwise be silently left
+            out, or counted twice.
     """
     def refuse(e: OSError) -> None:
         raise DataError(f"cannot read folder {e.filename}: {e.strerror or e}; fix its permissions or move it out of {root} "
                         "(its images would be silently left out)")
 
     files = []
-    for folder, _, names in os.walk(root, onerror=refuse):
+    seen = {os.path.realpath(root): Path(root)}
+    for folder, subfolders, names in os.walk(root, onerror=refuse, followlinks=True):
+        for sub in subfolders:
+            path = Path(folder) / sub
+            real = os.path.realpath(path)
+            if real in seen:
+                raise DataError(f"{seen[real]} and {path} are one folder ({real}) through a link, so {root} would read its "
+                                "images twice or loop forever; remove the link so each image is read once")
+            seen[real] = path
         for name in names:
             p = Path(folder) / name
             if p.suffix.lower() not in IMAGE_SUFFIXES:

@@ -1,5 +1,10 @@
-"""torch -> ONNX export (TorchScript exporter, dynamic batch, checked, with a manifest)."""
+"""torch -> ONNX export (TorchScript exporter, dynamic batch, checked, with a manifest), and the
+adoption of an ONNX made elsewhere (``rtdeploy import``)."""
 
-from rtdeploy.export.onnx_export import ExportConfig, ExportResult, export_onnx, parse_batch, torch_model_from_manifest
+from rtdeploy.faces import lazy_face
 
-__all__ = ["ExportConfig", "ExportResult", "export_onnx", "parse_batch", "torch_model_from_manifest"]
+__getattr__ = lazy_face(__name__, {
+    "ExportConfig": "rtdeploy.export.options", "parse_batch": "rtdeploy.export.options",
+    "ExportResult": "rtdeploy.export.onnx_export", "export_onnx": "rtdeploy.export.onnx_export",
+})
+__all__ = ["ExportConfig", "ExportResult", "export_onnx", "parse_batch"]

@@ -17,7 +17,6 @@ model instead of inferring shapes twice. No check was dropped.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import warnings
@@ -25,47 +24,20 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, config_fields, derivation, refuse_overwriting_inputs, sha256_file
+from rtdeploy.artifacts import ArtifactKind
+from rtdeploy.files import atomic_path, sha256_file
+from rtdeploy.lineage import derivation
 from rtdeploy.checks import check_bytes, check_memory, output_file
-from rtdeploy.errors import ExportError, RtDeployError, WeightsError, first_line
-from rtdeploy.manifests import OnnxManifest, PrecisionManifest, new_manifest, typed
-from rtdeploy.models import ModelMeta, build_model, load_weights
-from rtdeploy.models.specs import get_spec, model_names
+from rtdeploy.errors import ExportError, RtDeployError, first_line
+from rtdeploy.library_errors import stage_boundary
+from rtdeploy.manifests import new_manifest
+from rtdeploy.models import ModelMeta
+from rtdeploy.models.reference import INIT_SEED, build_torch_model, check_weight_values
+from rtdeploy.export.options import DEFAULT_OPSET, ExportConfig, export_path
+from rtdeploy.options import output_fields
 from rtdeploy.progress import phase, ticking
 
 log = logging.getLogger(__name__)
-
-MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 20, 17
-INIT_SEED = 0
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """What to export.
-
-    Attributes:
-        depth: ResNet depth (see ``rtdeploy.models``); the short alias of ``model``.
-        model: the registry name (``resnet50``; see :mod:`rtdeploy.models.specs`); wins over ``depth``.
-        output: the ONNX path to write, its manifest beside it (None: ``<name>.onnx`` here).
-        weights: a checkpoint file; None exports a deterministically initialised model (seed 0).
-        num_classes, in_channels, variant, image_size: model options (family defaults when None).
-        opset: ONNX opset, 13..20.
-        batch: ``"dynamic"`` for a dynamic batch axis, or a fixed batch size.
-        progress: a bar with the time elapsed while the exporter traces (it reports no steps);
-            each phase is also announced on the ``rtdeploy.progress`` logger.
-    """
-
-    depth: int = 50
-    model: str | None = None
-    output: Path | None = None
-    weights: Path | None = None
-    num_classes: int | None = None
-    in_channels: int = 3
-    variant: str | None = None
-    image_size: int | None = None
-    opset: int = DEFAULT_OPSET
-    batch: int | str = "dynamic"
-    progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,20 +49,7 @@ class ExportResult:
     meta: ModelMeta
 
 
-def parse_batch(value: str | int) -> int | str:
-    """``"dynamic"`` or a positive batch size.
-
-    Raises:
-        ExportError: anything else.
-    """
-    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isascii() and value.isdigit()):
-        if int(value) >= 1:
-            return int(value)
-    elif value == "dynamic":
-        return value
-    raise ExportError(f"--batch {value!r} is not accepted; give 'dynamic' or a positive integer such as 1 or 32")
-
-
+@stage_boundary("export", ExportError)
 def export_onnx(cfg: ExportConfig) -> ExportResult:
     """Export the model ``cfg.model`` (or ResNet-``cfg.depth``) to ONNX, check it, and write it with its manifest.
 
@@ -98,12 +57,10 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
         ModelError, WeightsError, OutputError: bad options, weights or output path.
         ExportError: the exporter or the ONNX checker failed.
     """
-    if not MIN_OPSET <= cfg.opset <= MAX_OPSET:
-        raise ExportError(f"--opset {cfg.opset} is not supported; accepted: {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.6 reads up to 17, the default)")
-    batch = parse_batch(cfg.batch)
-    meta = _spec(cfg).meta(num_classes=cfg.num_classes, in_channels=cfg.in_channels, variant=cfg.variant, image_size=cfg.image_size)
-    out = output_file(export_path(cfg), manifest=True)
-    refuse_overwriting_inputs(out, cfg.weights)
+    cfg.check()
+    batch = cfg.batch
+    meta = cfg.meta()
+    out = output_file(export_path(cfg), manifest=True, writes=ArtifactKind("onnx", "fp32"))
     size = _trace_size(meta)
     traced = 1 if batch == "dynamic" else batch
     check_memory(traced, meta.in_channels, size, error=ExportError, what=f"tracing {meta.name} at batch {traced}, {size}x{size}")
@@ -154,103 +111,23 @@ def check_weights_memory(meta: ModelMeta) -> None:
     """
     import torch
 
+    from rtdeploy.models.registry import build
+
     with torch.device("meta"):
-        model = _build(meta)
+        model = build(meta)
     params = sum(p.numel() for p in model.parameters())
     check_bytes(4 * params * _WEIGHT_COPIES, what=f"{meta.name} with {meta.num_classes} classes ({params:,} parameters)",
                 purpose="its weights", advice="give a smaller --num-classes or --in-channels", error=ExportError)
 
 
-def _build(meta: ModelMeta):
-    return get_spec(meta.name).build(meta) if meta.name in model_names() else build_model(meta)
-
-
-def build_torch_model(meta: ModelMeta, weights: str | Path | None):
-    """The eval-mode torch model for ``meta``: loaded from ``weights``, or initialised with seed 0.
-
-    The fixed seed makes an export without weights reproducible, so ``validate`` can rebuild the
-    same model from the manifest.
-    """
-    with _seeded(INIT_SEED):
-        model = _build(meta)
-    if weights is not None:
-        load_weights(model, weights, model_name=f"{meta.name} ({meta.num_classes} classes)")
-    return model.eval()
-
-
-def torch_model_from_manifest(manifest: dict | OnnxManifest | PrecisionManifest):
-    """Rebuild the torch model an ONNX manifest (typed, or the dict of one) was exported from.
-
-    Raises:
-        ArtifactError: the manifest is not an ONNX model's, or the weights file it records is gone or has changed.
-    """
-    from rtdeploy.errors import ArtifactError
-
-    if isinstance(manifest, dict):
-        manifest = typed(manifest, manifest.get("artifact", "the model"))
-    if not isinstance(manifest, (OnnxManifest, PrecisionManifest)):
-        raise ArtifactError(f"{manifest.artifact} is not an ONNX model made by rtdeploy (kind {manifest.kind}); give its ONNX")
-    meta = ModelMeta.from_dict(manifest.model.to_dict())
-    w = manifest.weights
-    if w.path is None:
-        return build_torch_model(meta, None)
-    path = Path(w.path)
-    if not path.is_file():
-        raise ArtifactError(f"the weights this model was exported from ({path}) are gone; put them back or re-export with --weights")
-    if sha256_file(path) != w.sha256:
-        raise ArtifactError(f"the weights file {path} changed since export (sha256 differs); re-export with `rtdeploy export --weights {path}`")
-    return build_torch_model(meta, path)
-
-
-def check_weight_values(model, weights: str | Path | None) -> None:
-    """Refuse weights no trained network has: NaN or Inf anywhere, or a negative BatchNorm variance
-    (the export would fold them into every convolution and the model would output NaN).
-
-    Raises:
-        WeightsError: naming the first bad tensor.
-    """
-    import torch
-
-    source = f"weights {weights}" if weights is not None else "the initialised model"
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise WeightsError(f"{source}: {name!r} holds NaN or Inf; the checkpoint is corrupt or diverged — use another checkpoint")
-    for name, module in model.named_modules():
-        var = getattr(module, "running_var", None)
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and var is not None and bool((var < 0).any()):
-            raise WeightsError(f"{source}: '{name}.running_var' has negative values (min {float(var.min()):.4g}); "
-                               "a variance is never negative, so the checkpoint is corrupt — use another checkpoint")
-
-
-@contextlib.contextmanager
-def _seeded(seed: int):
-    import torch
-
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.random.set_rng_state(state)
-
-
-def export_path(cfg: ExportConfig) -> Path:
-    """Where ``cfg`` writes: ``cfg.output``, or ``<name>.onnx`` (``resnet50.onnx``) in the working folder."""
-    return Path(cfg.output) if cfg.output is not None else Path(f"{_spec(cfg).name}.onnx")
-
-
-def _spec(cfg: ExportConfig):
-    return get_spec(cfg.model if cfg.model is not None else cfg.depth)
-
-
 def export_derivation(cfg: ExportConfig) -> dict:
-    """The derivation record of what ``cfg`` exports (see :func:`rtdeploy.artifacts.reuse_verdict`).
+    """The derivation record of what ``cfg`` exports (see :func:`rtdeploy.lineage.reuse_verdict`).
 
     The model is recorded by depth for ResNets (as before names existed), by name otherwise.
     """
-    spec = _spec(cfg)
-    named = {"depth": spec.depth} if spec.depth is not None else {"depth": None, "model": spec.name}
-    config = config_fields(cfg, exclude={"output", "weights", "model", "progress"}) | named | {"batch": parse_batch(cfg.batch)}
+    entry = cfg.entry
+    named = {"depth": entry.depth} if entry.depth is not None else {"depth": None, "model": entry.name}
+    config = output_fields(cfg, exclude={"model", "depth"}) | named
     weights = sha256_file(cfg.weights) if cfg.weights is not None else f"init-seed-{INIT_SEED}"
     return derivation("export", config, {"weights": weights})
 

@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import json_default
-from rtdeploy.manifests.common import ArtifactManifest, ExportInfo, ModelSection, ParentRef, Weights
+from rtdeploy.files import json_default
+from rtdeploy.manifests.common import ArtifactManifest, ExportInfo, ParentRef, Weights
 from rtdeploy.manifests.engine import EngineManifest, Profile
 from rtdeploy.manifests.onnx import Fp16Manifest, Int8Manifest, OnnxManifest, PrecisionManifest, QuantizeCalibration
 from rtdeploy.manifests.reports import BenchReportRecord, RunReportRecord, ValidationReportRecord
@@ -35,7 +35,7 @@ from rtdeploy.manifests.typed import Record, RecordError
 
 __all__ = [
     "ARTIFACT_KINDS", "REPORT_KINDS", "ArtifactManifest", "BenchReportRecord", "EngineManifest", "ExportInfo",
-    "Fp16Manifest", "Int8Manifest", "ModelSection", "OnnxManifest", "ParentRef", "PrecisionManifest", "Profile",
+    "Fp16Manifest", "Int8Manifest", "OnnxManifest", "ParentRef", "PrecisionManifest", "Profile",
     "QuantizeCalibration", "Record", "RecordError", "RunReportRecord", "ValidationReportRecord", "Weights",
     "as_json", "check_report", "load_schema", "new_manifest", "read_artifact", "read_engine", "read_onnx", "schema_path", "typed",
 ]

@@ -1,4 +1,5 @@
-"""The parts every artifact manifest shares: the header, the model section, the parent link."""
+"""The parts every artifact manifest shares: the header and the parent link (the model section is
+:class:`rtdeploy.models.ModelMeta` itself)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,6 @@ from typing import Any, Literal
 from rtdeploy.manifests.typed import Record
 
 Precision = Literal["fp32", "fp16", "int8"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSection(Record):
-    """Which model an artifact holds (``rtdeploy.models.ModelMeta.to_dict()``)."""
-
-    family: str
-    depth: int | None
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int
-    resize: int | None
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    input_name: str
-    output_name: str
-    variant: str
-    gmacs: float | None
-    layout: str = "NCHW"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +65,7 @@ class ArtifactManifest(Record):
         created: UTC ISO-8601 time of writing.
         versions: Python, rtdeploy and the libraries that shaped the artifact.
         precision: the precision the artifact carries.
-        derivation: what decides its bytes, for the reuse rule (:func:`rtdeploy.artifacts.reuse_verdict`).
+        derivation: what decides its bytes, for the reuse rule (:func:`rtdeploy.lineage.reuse_verdict`).
     """
 
     format: Literal[1]
@@ -97,3 +78,6 @@ class ArtifactManifest(Record):
     precision: Precision
     derivation: Derivation | None = None
 
+    def kept_float(self) -> list[str]:
+        """The ONNX nodes this artifact keeps in float (none here; the FP16, INT8 and engine kinds say)."""
+        return []

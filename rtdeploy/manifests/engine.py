@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rtdeploy.manifests.common import ArtifactManifest, ModelSection, ParentRef
+from rtdeploy.manifests.common import ArtifactManifest, ParentRef
 from rtdeploy.manifests.onnx import QuantizeCalibration
 from rtdeploy.manifests.typed import Record
+from rtdeploy.models.metadata import ModelMeta
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +80,7 @@ class BuildInfo(Record):
     version_compatible: bool
     hardware_compatibility: str | None
     precision_constraints: PrecisionConstraints | None = None
+    tf32: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +104,7 @@ class LayerRow(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Fallback(Record):
-    """A compute layer that runs above the precision asked for it."""
+    """A compute layer that does not run at the precision asked for it (above it, or below it: asked FP32, got FP16 or TF32)."""
 
     name: str
     asked: str
@@ -140,7 +142,9 @@ class IoTensor(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class LayersSection(Record):
-    """The engine's layers by precision and device; ``verified``: the asked precision really ran."""
+    """The engine's layers by precision and device. ``ok``: the asked precision runs (False: a compute layer
+    runs other than asked; None: nothing contradicts it but part of the engine cannot be judged);
+    ``verifiable``: every compute layer could be judged; ``verified``: ``ok`` is True."""
 
     verified: bool
     detailed: bool
@@ -157,6 +161,10 @@ class LayersSection(Record):
     reformat: int | None = None
     qdq: int | None = None
     io: tuple[IoTensor, ...] = ()
+    ok: bool | None = None
+    verifiable: bool | None = None
+    unverifiable: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +175,7 @@ class EngineManifest(ArtifactManifest):
     """
 
     kind: Literal["engine"]
-    model: ModelSection | None
+    model: ModelMeta | None
     parent: ParentRef
     tensorrt: TensorRTInfo
     device: DeviceSection
@@ -178,6 +186,10 @@ class EngineManifest(ArtifactManifest):
     layers: LayersSection
     rebuild_command: str
     platform: str | None = None
+
+    def kept_float(self) -> list[str]:
+        """The layers the engine's source ONNX kept in float."""
+        return list(self.layers.kept_float)
 
     @property
     def max_batch(self) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rtdeploy.manifests.common import ArtifactManifest, ExportInfo, ModelSection, ParentRef, Weights
+from rtdeploy.manifests.common import ArtifactManifest, ExportInfo, ParentRef, Weights
+from rtdeploy.models.metadata import ModelMeta
 from rtdeploy.manifests.typed import Record
 
 
@@ -15,7 +16,7 @@ class OnnxManifest(ArtifactManifest):
 
     kind: Literal["onnx"]
     precision: Literal["fp32"]
-    model: ModelSection
+    model: ModelMeta
     weights: Weights | None
     export: ExportInfo
     ops: dict[str, int]
@@ -48,7 +49,7 @@ class QuantizeCalibration(Record):
 class PrecisionManifest(ArtifactManifest):
     """What the FP16 and INT8 manifests share: the parent export, its model, weights and export record."""
 
-    model: ModelSection
+    model: ModelMeta
     parent: ParentRef
     weights: Weights | None
     export: ExportInfo
@@ -86,6 +87,10 @@ class Fp16Manifest(PrecisionManifest):
     kind: Literal["onnx-fp16"]
     precision: Literal["fp16"]
     fp16: Fp16Info
+
+    def kept_float(self) -> list[str]:
+        """The nodes the overflow guard kept in FP32."""
+        return [k.node for k in self.fp16.kept_fp32]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +143,7 @@ class Quantization(Record):
     weight_rounding: str | None = None
     adaround: dict[str, Any] | None = None
     consumer_mse: dict[str, Any] | None = None
+    calibrator_settings: dict[str, Any] | None = None
     target: Literal["tensorrt", "onnxruntime-cpu"] = "tensorrt"
     high_precision: Literal["fp32", "fp16"] = "fp32"
     biases: str | None = None
@@ -152,3 +158,7 @@ class Int8Manifest(PrecisionManifest):
     kind: Literal["onnx-int8"]
     precision: Literal["int8"]
     quantization: Quantization
+
+    def kept_float(self) -> list[str]:
+        """The layers kept in floating point (``--keep-fp``, the sensitivity fallback)."""
+        return [k.node for k in self.quantization.kept_fp]

@@ -155,6 +155,7 @@ class TimeStats(Record):
     max: float
     std: float
     cv: float
+    tail_counts: dict[str, int]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,6 +193,11 @@ class BenchResult(Record):
     device_ms: TimeStats | None
     split_ms: dict[str, TimeStats] | None
     warnings: tuple[str, ...]
+    streams: int
+    label: str
+    quantization: dict[str, Any] | None
+    throughput_window: dict[str, Any]
+    per_stream: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,8 @@
 """Typed records read from, and written as, JSON objects.
 
 A :class:`Record` is a frozen dataclass whose field annotations say what each JSON key must hold:
-``int``, ``float``, ``str``, ``bool``, ``None``, ``Literal[...]``, another Record, ``tuple[X, ...]``
+``int``, ``float``, ``str``, ``bool``, ``None``, ``Literal[...]``, another Record, a domain dataclass
+(``ModelMeta``: the section *is* the domain type, read field by field), ``tuple[X, ...]``
 (a JSON array), ``dict[str, X]`` (a JSON object), ``Any``, or a union of these. ``from_dict``
 checks every declared key and raises one line naming the first key that is missing or ill-typed;
 keys the record does not declare are kept, untouched, in ``extra`` and written back by
@@ -86,6 +87,22 @@ def _record(cls: type[Record], data: Any, where: str) -> Record:
     return cls(**kwargs, extra={k: v for k, v in data.items() if k not in declared or k in _OWN}, given=given)
 
 
+def _domain(cls: type, data: Any, where: str) -> Any:
+    """A domain dataclass (``ModelMeta``) a manifest section holds, field by field as a record is;
+    keys it does not declare are left out (a newer writer's additions to a domain type)."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{where} should be a JSON object, found {_kind(data)}")
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if _has_default(f):
+                continue
+            raise RecordError(f"{_sub(where, f.name)} is missing")
+        kwargs[f.name] = _convert(data[f.name], hints[f.name], _sub(where, f.name))
+    return cls(**kwargs)
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: PLR0911 - one branch per kind of type
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
@@ -98,6 +115,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:  # noqa: PLR0911 - one b
         raise RecordError(f"{where} should be one of {', '.join(map(repr, args))}, found {value!r}")
     if isinstance(hint, type) and issubclass(hint, Record):
         return _record(hint, value, where)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _domain(hint, value, where)
     if origin is tuple:
         if not isinstance(value, list):
             raise RecordError(f"{where} should be a JSON array, found {_kind(value)}")
@@ -124,7 +143,7 @@ def _union(value: Any, options: tuple, where: str) -> Any:
 
 def _json_kind(hint_or_value: Any) -> str:
     h = hint_or_value
-    if isinstance(h, dict) or typing.get_origin(h) is dict or (isinstance(h, type) and issubclass(h, Record)):
+    if isinstance(h, dict) or typing.get_origin(h) is dict or (isinstance(h, type) and dataclasses.is_dataclass(h)):
         return "object"
     if isinstance(h, list) or typing.get_origin(h) is tuple:
         return "array"
@@ -147,7 +166,7 @@ def _scalar(value: Any, hint: Any, where: str) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Record):
+    if isinstance(value, Record) or dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
@@ -186,7 +205,7 @@ def _default(f: dataclasses.Field) -> Any:
 def _name(hint: Any) -> str:
     if hint is type(None):
         return "null"
-    if isinstance(hint, type) and issubclass(hint, Record):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return "a JSON object"
     if typing.get_origin(hint) is tuple:
         return "a JSON array"

@@ -9,9 +9,12 @@ comparatively free and are left out).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+from rtdeploy.errors import ModelError
 from rtdeploy.models.metadata import ModelMeta
+from rtdeploy.models.options import ModelChoice
+from rtdeploy.options import FLAG, JsonReport, Options, option
 
 BLOCK_TYPES = ("BasicBlock", "Bottleneck", "CifarBasicBlock")
 
@@ -69,14 +72,35 @@ class ModelSummary:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class SummaryConfig(JsonReport, ModelChoice, Options):
+    """``rtdeploy summary``'s options: the model (:class:`~rtdeploy.models.options.ModelChoice`) and which rows."""
+
+    error = ModelError
+
+    blocks_only: bool = option(False, "--blocks-only", kind=FLAG, changes_output=False,
+                               help="List residual blocks and top-level layers only.")
+
+
+def summary(cfg: SummaryConfig) -> ModelSummary:
+    """The summary of the model ``cfg`` names (only blocks and top-level layers with ``blocks_only``;
+    the totals always count every layer)."""
+    cfg.check()
+    s = summarize(cfg.meta())
+    if cfg.blocks_only:
+        s = replace(s, rows=[r for r in s.rows if r.kind == "block" or "." not in r.name])
+    return s
+
+
 def summarize(meta: ModelMeta) -> ModelSummary:
-    """Build the model of ``meta`` (shapes only) and measure every layer and block on one image."""
+    """Build the model of ``meta`` by its registered name (shapes only) and measure every layer and
+    block on one image."""
     import torch
 
-    from rtdeploy.models.registry import build_model
+    from rtdeploy.models.registry import build
 
     with torch.device("meta"):
-        model = build_model(meta)
+        model = build(meta)
     records: dict[str, dict] = {}
     handles = []
     for name, module in model.named_modules():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, write_json_atomic, write_text_atomic
+from rtdeploy.artifacts import ENGINE_SUFFIXES
+from rtdeploy.files import write_json_atomic, write_text_atomic
 from rtdeploy.manifests import check_report
 from rtdeploy.tables import format_table
 

@@ -1,7 +1,7 @@
 """``rtdeploy run``: export -> validate -> FP16 -> INT8 -> validate each -> engines -> bench -> report.
 
 Artifacts (the ONNX, its FP16/INT8 models, engines) are made or reused through
-:mod:`rtdeploy.derive`, under its one reuse rule: the parent's sha256, the stage's options and the
+:mod:`rtdeploy.make_or_reuse`, under its one reuse rule: the parent's sha256, the stage's options and the
 content of every input it read must all match what the artifact's manifest records. The two stages
 that write reports rather than artifacts (validate, bench) keep the same record — derivation plus
 the report's sha256 — in the folder's ``stages.json``, and are judged by the same rule. The run
@@ -19,92 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import check_output_path, derivation, derived_path, folder_lock, reuse_verdict, sha256_file
-from rtdeploy.artifacts import write_json_atomic
-from rtdeploy.errors import MissingDependency, OutputError, RtDeployError, opt
+from rtdeploy.errors import MissingDependency, OutputError, RtDeployError
+from rtdeploy.files import check_output_path, folder_lock, sha256_file, write_json_atomic
+from rtdeploy.library_errors import stage_boundary
+from rtdeploy.lineage import derivation, derived_path, reuse_verdict
+from rtdeploy.pipeline.options import RunConfig, default_outdir
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 VALIDATE_BATCH = 32  # each model runs once over the validation inputs, in batches of this size
-# Stage families, in order; forcing one redoes it and every family after it that depends on it.
-STAGES = ("export", "quantize", "validate", "build-engine", "bench")
-_DEPENDENTS = {"export": STAGES, "quantize": ("quantize", "validate", "build-engine", "bench"),
-               "validate": ("validate",), "build-engine": ("build-engine", "bench"), "bench": ("bench",)}
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Options of ``rtdeploy run`` (see its --help).
-
-    ``force`` names the stage families to redo with everything that depends on them (``all``:
-    every stage); ``rebench`` is ``force=("bench",)``. ``model`` names the registry model to export
-    (``depth`` is its alias); ``onnx`` takes an ONNX with a manifest (from ``rtdeploy export`` or
-    ``rtdeploy import``) in place of the export stage.
-    """
-
-    depth: int = 50
-    model: str | None = None
-    onnx: Path | None = None
-    weights: Path | None = None
-    num_classes: int | None = None
-    calib_dir: Path | None = None
-    calib_size: int | None = None
-    method: str = "entropy"
-    keep_fp: int = 0
-    images: Path | None = None
-    samples: int | None = None
-    outdir: Path | None = None
-    precisions: tuple[str, ...] = PRECISIONS
-    engines: bool = True
-    bench: bool = True
-    bench_duration: str = "1s"
-    bench_batch: str = "1"
-    force: tuple[str, ...] = ()
-    rebench: bool = False
-    progress: bool = False
-
-    def forced(self) -> frozenset[str]:
-        """The stage families to redo."""
-        wanted = set(self.force) | ({"bench"} if self.rebench else set())
-        if "all" in wanted:
-            return frozenset(STAGES)
-        return frozenset(s for f in wanted for s in _DEPENDENTS[f])
-
-    @property
-    def name(self) -> str:
-        """The model's name: the registry name, or the given ONNX's base stem."""
-        from rtdeploy.artifacts import base_stem
-        from rtdeploy.models.specs import model_name
-
-        return base_stem(self.onnx) if self.onnx is not None else model_name(self.model, self.depth)
-
-    def check(self) -> None:
-        """Every option rule, before any work.
-
-        Raises:
-            RtDeployError: the first broken rule, naming the option and what is accepted.
-        """
-        from rtdeploy.models.specs import get_spec
-
-        if self.onnx is not None and self.model is not None:
-            raise RtDeployError(f"give --model {self.model} or --onnx {self.onnx}, not both")
-        if self.onnx is not None:
-            from rtdeploy.pipeline.given_onnx import check_given_onnx
-
-            check_given_onnx(self)
-        else:
-            get_spec(self.model if self.model is not None else self.depth)
-        if not self.precisions:
-            raise RtDeployError(f"{opt('precisions')} is empty; give a comma-separated subset of {','.join(PRECISIONS)}")
-        bad = [p for p in self.precisions if p not in PRECISIONS]
-        if bad:
-            raise RtDeployError(f"{opt('precisions')} {bad[0]!r} is not accepted; give a comma-separated subset of {','.join(PRECISIONS)}")
-        unknown = [f for f in self.force if f not in (*STAGES, "all")]
-        if unknown:
-            raise RtDeployError(f"{opt('force')} {unknown[0]!r} is not a stage; give one of {', '.join(STAGES)}, or {opt('force')} alone for all")
-        _check_numbers(self)
-
 
 @dataclass
 class StageRecord:
@@ -136,6 +59,7 @@ class RunReport:
         return {"outdir": str(self.outdir), "stages": [s.__dict__ for s in self.stages]}
 
 
+@stage_boundary("run", RtDeployError)
 def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | None = None) -> RunReport:
     """Run the whole pipeline into ``cfg.outdir`` and write its report.
 
@@ -159,38 +83,6 @@ def run_pipeline(cfg: RunConfig, *, on_stage: Callable[[StageRecord], None] | No
         pipe.run_all()
         pipe.report.report_md, pipe.report.report_json = write_report(pipe.report, cfg)
     return pipe.report
-
-
-def default_outdir(name: str | int) -> Path:
-    """``rtdeploy-out/<name>`` (a depth gives ``resnet<depth>``)."""
-    return Path("rtdeploy-out") / (f"resnet{name}" if isinstance(name, int) else name)
-
-
-def _check_numbers(cfg: RunConfig) -> None:
-    """The options the stages would refuse only minutes in (or silently ignore), refused first."""
-    from rtdeploy.bench.options import parse_duration, parse_positive_ints
-    from rtdeploy.checks import whole
-
-    parse_duration(cfg.bench_duration, opt("bench_duration"))
-    parse_positive_ints(cfg.bench_batch, opt("bench_batch"))
-    whole(cfg.keep_fp, opt("keep_fp"), minimum=0)
-    if cfg.keep_fp and "int8" not in cfg.precisions:
-        raise RtDeployError(f"{opt('keep_fp')} applies to INT8 only, and {opt('precisions')} {','.join(cfg.precisions)} has no int8; "
-                            f"add int8 or drop {opt('keep_fp')}")
-    for option, value in ((opt("calib_size"), cfg.calib_size), (opt("samples"), cfg.samples), (opt("num_classes"), cfg.num_classes)):
-        if value is not None:
-            whole(value, option, minimum=1)
-    _check_input_paths(cfg)
-
-
-def _check_input_paths(cfg: RunConfig) -> None:
-    """The files the stages read, present before the first stage runs (a missing --images failed
-    validation only after the export and the quantization had run)."""
-    if cfg.weights is not None and not Path(cfg.weights).is_file():
-        raise RtDeployError(f"{opt('weights')} {cfg.weights} is not a file; give the path of a .pth/.pt/.th checkpoint")
-    for option, path in ((opt("images"), cfg.images), (opt("calib_dir"), cfg.calib_dir)):
-        if path is not None and not Path(path).exists():
-            raise RtDeployError(f"{option} {path} does not exist; give a folder of images or a .npy/.npz tensor file")
 
 
 def _prepare_outdir(cfg: RunConfig) -> Path:
@@ -243,7 +135,7 @@ class _Pipeline:
         c = self.cfg
         if self._stage("export", "export", self._export):
             self._check_keep_fp()
-            for prec in [*c.precisions, *self._cpu_form()]:
+            for prec in [*c.precision, *self._cpu_form()]:
                 if prec != "fp32":
                     self._stage(f"quantize-{prec}", "quantize", lambda force, p=prec: self._quantize(p, force))
                 if prec in self.models:
@@ -271,10 +163,11 @@ class _Pipeline:
         if self.on_stage:
             self.on_stage(rec)
 
-    # --- artifacts, through rtdeploy.derive ---------------------------------------------------
+    # --- artifacts, through rtdeploy.make_or_reuse ---------------------------------------------------
     def _export(self, force: bool) -> StageRecord:
-        from rtdeploy.derive import exported
+        from rtdeploy.make_or_reuse import exported
         from rtdeploy.export import ExportConfig
+        from rtdeploy.models.options import model_choice_of
 
         c = self.cfg
         if c.onnx is not None:
@@ -284,8 +177,7 @@ class _Pipeline:
             self.models["fp32"] = d.path
             return _artifact_record(d, f"{d.path.name} (from {c.onnx})")
         out = self.outdir / f"{c.name}.onnx"
-        d = exported(ExportConfig(depth=c.depth, model=c.model, output=out, weights=c.weights, num_classes=c.num_classes,
-                                  progress=c.progress), force=force)
+        d = exported(ExportConfig(**model_choice_of(c), output=out, weights=c.weights, progress=c.progress), force=force)
         self.models["fp32"] = d.path
         weights = "trained weights" if c.weights else "no weights given: seed-0 initialisation"
         return _artifact_record(d, f"{out.name} ({weights})")
@@ -295,29 +187,37 @@ class _Pipeline:
         so no FP16, INT8 or benchmark work is done for an option that cannot be met."""
         from rtdeploy.precision.int8.sensitivity import check_keep_fp, quantizable_layers
 
-        if self.cfg.keep_fp and "int8" in self.cfg.precisions:
+        if self.cfg.keep_fp and "int8" in self.cfg.precision:
             fp32 = self.models["fp32"]
             check_keep_fp(self.cfg.keep_fp, quantizable_layers(fp32), fp32.name)
 
     def _cpu_form(self) -> list[str]:
         """``int8-cpu`` when INT8 is asked and TensorRT cannot run here: the INT8 form onnxruntime's CPU
-        kernels fuse, made and timed beside the TensorRT-placed one, so a CPU user sees both."""
+        kernels fuse, made and timed beside the TensorRT-placed one, so a CPU user sees both (when the
+        chosen calibrator can make that form; else that stage is skipped with the reason)."""
+        from rtdeploy.precision.calibrators import get_calibrator
         from rtdeploy.trt.loader import availability
 
-        return ["int8-cpu"] if "int8" in self.cfg.precisions and not availability()["ok"] else []
+        if "int8" not in self.cfg.precision or availability()["ok"]:
+            return []
+        if "onnxruntime-cpu" not in get_calibrator(self.cfg.method).targets:
+            self._emit(StageRecord("quantize-int8-cpu", "skipped",
+                                   detail=f"--method {self.cfg.method} calibrates the TensorRT placement only"))
+            return []
+        return ["int8-cpu"]
 
     def _quantize(self, prec: str, force: bool) -> StageRecord:
-        from rtdeploy.derive import quantized
+        from rtdeploy.make_or_reuse import quantized
         from rtdeploy.precision.quantize import QuantizeConfig
 
+        from rtdeploy.precision.options import calibration_of
+
         c, fp32 = self.cfg, self.models["fp32"]
-        kw = {"method": c.method, "calib_size": c.calib_size} if prec.startswith("int8") else {}
-        if prec == "int8":
-            kw["keep_fp"] = c.keep_fp
+        kw = calibration_of(c, int8=prec.startswith("int8"), tensorrt=prec != "int8-cpu")
         if prec == "int8-cpu":
             kw["target"] = "onnxruntime-cpu"
-        cfg = QuantizeConfig(model=fp32, int8=prec.startswith("int8"), fp16=prec == "fp16", calib_dir=c.calib_dir,
-                             output=derived_path(fp32, prec), progress=c.progress, hold_out_validation=c.images is None, **kw)
+        cfg = QuantizeConfig(model=fp32, int8=prec.startswith("int8"), fp16=prec == "fp16", output=derived_path(fp32, prec),
+                             progress=c.progress, hold_out_validation=c.images is None, **kw)
         d = quantized(cfg, force=force)
         self.models[prec] = d.path
         return _artifact_record(d, d.path.name, _jsonable(getattr(d.result, "report", None)))
@@ -333,7 +233,7 @@ class _Pipeline:
             self._stage(f"build-engine-{prec}", "build-engine", lambda force, p=prec, o=onnx_path: self._build(p, o, force))
 
     def _build(self, prec: str, onnx: Path, force: bool) -> StageRecord:
-        from rtdeploy.derive import engine
+        from rtdeploy.make_or_reuse import engine
         from rtdeploy.trt import BuildOptions
 
         d = engine(BuildOptions(onnx=onnx, precision=prec, progress=self.cfg.progress), force=force)
@@ -391,16 +291,15 @@ class _Pipeline:
         from rtdeploy.data import open_source
         from rtdeploy.data.split import split_part
         from rtdeploy.manifests import read_onnx
-        from rtdeploy.models import ModelMeta
 
-        meta = ModelMeta.from_dict(read_onnx(model).model.to_dict())
-        source = open_source(images, meta)
+        source = open_source(images, read_onnx(model).model)
         if held_out:
             source, _ = split_part(source, "validation")
         return {"images": source.fingerprint()}
 
     def _bench(self, force: bool) -> StageRecord:
         from rtdeploy.bench import benchmark
+        from rtdeploy.bench.options import BenchConfig
 
         c = self.cfg
         timed = [*self.models.values(), *self.engines.values()]
@@ -409,9 +308,8 @@ class _Pipeline:
                             {p.name: sha256_file(p) for p in timed})
 
         def make():
-            res = benchmark(model=",".join(str(p) for p in timed), backend="onnxruntime", batch=c.bench_batch,
-                            duration=c.bench_duration, json=out, markdown=self.outdir / "bench.md",
-                            plot=self.outdir / "bench.png", progress=c.progress)
+            res = benchmark(BenchConfig(model=tuple(timed), batch=c.bench_batch, duration=c.bench_duration, json=str(out),
+                                        markdown=self.outdir / "bench.md", plot=self.outdir / "bench.png", progress=c.progress))
             return "made", f"{len(timed)} models timed", {"written": [str(p) for p in res.written],
                                                            "measured": _measured(res.report)}
 

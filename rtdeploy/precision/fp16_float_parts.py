@@ -43,7 +43,7 @@ def measure_ranges(parent, split, cache_dir, progress: bool) -> tuple[dict[str, 
     from rtdeploy.precision.fp16 import float_tensors
     from rtdeploy.precision.stats import gather_stats
 
-    stats, cache_state = gather_stats(parent, float_tensors(parent.model), split, "max", cache_dir, progress)
+    stats, cache_state = gather_stats(parent, float_tensors(parent.model), split, None, cache_dir, progress)
     amax = {t: float(s.amax) for t, s in stats.items()}
     bad = [t for t, a in amax.items() if not np.isfinite(a)]
     if bad:

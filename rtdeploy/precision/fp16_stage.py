@@ -16,19 +16,18 @@ def run_fp16(cfg, parent, out: Path):
     import onnx
 
     from rtdeploy.manifests import new_manifest
-    from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, calibration_source
-    from rtdeploy.precision.derivation import quantize_derivation
+    from rtdeploy.precision.reuse_record import quantize_derivation
     from rtdeploy.precision.fp16 import DEFAULT_SAFETY, FP16_MAX, convert_fp16, float_tensors, guard_nodes
     from rtdeploy.precision.stats import gather_stats
-    from rtdeploy.precision.stage_common import QuantizeResult, Timer, base_fields, op_inventory, write_model
+    from rtdeploy.precision.artifact import QuantizeResult, Timer, base_fields, op_inventory, write_model
 
     timer = Timer()
-    meta = ModelMeta.from_dict(parent.manifest["model"])
+    meta = parent.manifest.model
     split = SplitSource(calibration_source(cfg, meta))
     tensors = float_tensors(parent.model)
     timer.lap("setup")
-    stats, cache_state = gather_stats(parent, tensors, split, "max", cfg.cache_dir, cfg.progress)
+    stats, cache_state = gather_stats(parent, tensors, split, None, cfg.stats_cache, cfg.progress)
     amax = {t: s.amax for t, s in stats.items()}
     bad = [t for t, a in amax.items() if not np.isfinite(a)]
     if bad:

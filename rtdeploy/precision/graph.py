@@ -1,7 +1,7 @@
 """Small ONNX graph helpers shared by the FP16 and INT8 passes.
 
 Loading the FP32 parent (with its manifest and the checks that it is really FP32), the producer and
-consumer maps of a graph, unique names, and the element counts of activations (to size batches).
+consumer maps of a graph and unique names.
 """
 
 from __future__ import annotations
@@ -23,14 +23,35 @@ class Parent:
     Attributes:
         path: the ONNX file.
         model: the loaded ``onnx.ModelProto``.
-        manifest: its rtdeploy manifest (checked against the ``onnx`` kind's typed record).
+        manifest: its rtdeploy manifest, typed (:class:`rtdeploy.manifests.OnnxManifest`).
         sha256: sha256 of the file (the manifest's, checked against the bytes).
     """
 
     path: Path
     model: object
-    manifest: dict
+    manifest: object
     sha256: str
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of one input sample, as the manifest says the stages feed it (None when it does not say)."""
+        from rtdeploy.footprint import manifest_sample_shape
+
+        return manifest_sample_shape(self.manifest.to_dict())
+
+
+def refuse_quantized(record, path: Path) -> None:
+    """Refuse a model whose manifest says it is already FP16 or INT8 (every kind but ``onnx`` is made
+    from an FP32 export, named in its parent).
+
+    Raises:
+        PrecisionError: naming the FP32 model to quantize instead.
+    """
+    from rtdeploy.manifests import OnnxManifest
+
+    if not isinstance(record, OnnxManifest):
+        raise PrecisionError(f"{path} is already an {record.precision.upper()} model (kind {record.kind}); quantize the FP32 model "
+                             f"it was made from ({record.parent.path})")
 
 
 def load_fp32_parent(path: str | os.PathLike) -> Parent:
@@ -42,17 +63,15 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     """
     import onnx
 
-    from rtdeploy.artifacts import check_matches_manifest, not_a_file, read_manifest
-    from rtdeploy.manifests import OnnxManifest, typed
+    from rtdeploy.artifacts import check_matches_manifest, read_manifest
+    from rtdeploy.files import not_a_file
+    from rtdeploy.manifests import typed
 
     p = Path(path)
     if not p.is_file():
         raise ArtifactError(f"ONNX model {p} {not_a_file(p)}; export one with `rtdeploy export --depth N -o {p.name}`")
-    manifest = read_manifest(p)
-    record = typed(manifest, p)
-    if not isinstance(record, OnnxManifest):  # every other kind is made from an FP32 export, named in its parent
-        raise PrecisionError(f"{p} is already an {record.precision.upper()} model (kind {record.kind}); quantize the FP32 model "
-                             f"it was made from ({record.parent.path})")
+    record = typed(read_manifest(p), p)
+    refuse_quantized(record, p)
     sha = check_matches_manifest(p, record.sha256, remedy="re-export it (or re-import it), then quantize the new file")
     try:
         model = onnx.load(str(p))
@@ -64,7 +83,7 @@ def load_fp32_parent(path: str | os.PathLike) -> Parent:
     if any(_is_float16(i.type) for i in model.graph.input):
         raise PrecisionError(f"{p} has FP16 inputs, so it is not an FP32 model; give the FP32 export")
     # A fixed-batch model is calibrated in batches of its own size (precision/int8/fixed_batch.py).
-    return Parent(p, model, manifest, sha)
+    return Parent(p, model, record, sha)
 
 
 def _is_float16(type_proto) -> bool:
@@ -123,31 +142,6 @@ class NameMaker:
             name, i = f"{base}_{i}", i + 1
         self.used.add(name)
         return name
-
-
-def elements_per_sample(model, names) -> int:
-    """Sum over ``names`` of the elements each tensor holds per sample (batch dimension excluded).
-
-    Uses the shapes recorded by shape inference; a tensor without a known shape counts as 0.
-    """
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shape inference is best effort here: it only sizes batches
-        inferred = model
-    infos = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
-    total = 0
-    for name in names:
-        info = infos.get(name)
-        if info is None:
-            continue
-        dims = info.type.tensor_type.shape.dim[1:]
-        count = 1
-        for d in dims:
-            count *= d.dim_value if d.dim_value > 0 else 0
-        total += count
-    return total
 
 
 def save_model(model, path: Path) -> None:

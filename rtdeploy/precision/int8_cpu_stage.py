@@ -20,12 +20,12 @@ TARGET = "onnxruntime-cpu"
 
 def run_int8_cpu(cfg, parent, out: Path):
     """Make the CPU-target INT8 model of ``parent`` as ``cfg`` asks."""
-    from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, calibration_source
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
-    from rtdeploy.precision.int8.calibrators import compute_thresholds
+    from rtdeploy.precision.calibrators import get_calibrator
     from rtdeploy.precision.int8.cpu_target import plan_cpu
-    from rtdeploy.precision.stage_common import Timer
+    from rtdeploy.precision.calibrators import calibration_inputs
+    from rtdeploy.precision.artifact import Timer
 
     timer = Timer()
     opset = opset_of(parent.model)
@@ -34,12 +34,13 @@ def run_int8_cpu(cfg, parent, out: Path):
     plan = plan_cpu(parent.model)
     if not plan.weighted:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
-    meta = ModelMeta.from_dict(parent.manifest["model"])
+    meta = parent.manifest.model
     split = SplitSource(calibration_source(cfg, meta))
     timer.lap("setup")
-    stats, cache_state = gather_stats(parent, plan.observed(), split, cfg.method, cfg.cache_dir, cfg.progress)
+    calibrator = get_calibrator(cfg.method)
+    stats, cache_state = gather_stats(parent, plan.observed(), split, calibrator, cfg.stats_cache, cfg.progress)
     timer.lap("collect")
-    thresholds = compute_thresholds(stats, cfg.method, cfg.percentile)
+    thresholds = calibrator.thresholds(stats, calibration_inputs(cfg, parent, plan, split, TARGET))
     timer.lap("thresholds")
     calibration = split.record(cfg.seed, cache_state)
     return _write(cfg, parent, plan, thresholds, calibration, out, timer, split.source.fingerprint())
@@ -49,10 +50,10 @@ def _write(cfg, parent, plan, thresholds: dict[str, float], calibration: dict, o
     import onnx
 
     from rtdeploy.manifests import new_manifest
-    from rtdeploy.precision.derivation import quantize_derivation
+    from rtdeploy.precision.reuse_record import quantize_derivation
     from rtdeploy.precision.int8.cpu_target import activation_qparams, insert_cpu_qdq
     from rtdeploy.precision.int8.qdq import qdq_counts
-    from rtdeploy.precision.stage_common import QuantizeResult, base_fields, op_inventory, write_model
+    from rtdeploy.precision.artifact import QuantizeResult, base_fields, op_inventory, write_model
 
     qmodel = insert_cpu_qdq(parent.model, plan, thresholds)
     try:

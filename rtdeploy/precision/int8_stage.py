@@ -14,14 +14,13 @@ log = logging.getLogger(__name__)
 
 def run_int8(cfg, parent, out: Path):
     """Make the INT8 Q/DQ model of ``parent`` as ``cfg`` asks (see :mod:`rtdeploy.precision.quantize`)."""
-    from rtdeploy.models import ModelMeta
     from rtdeploy.precision.calibration_data import SplitSource, calibration_source, holdout_count
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
     from rtdeploy.precision.int8.sensitivity import check_keep_fp
-    from rtdeploy.precision.stage_common import Timer
+    from rtdeploy.precision.artifact import Timer
 
-    from rtdeploy.precision.derivation import uses_calibration_images
+    from rtdeploy.precision.reuse_record import uses_calibration_images
 
     timer = Timer()
     opset = opset_of(parent.model)
@@ -32,7 +31,7 @@ def run_int8(cfg, parent, out: Path):
     if not plan.units:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
     check_keep_fp(cfg.keep_fp, len(plan.units), parent.path.name)
-    meta = ModelMeta.from_dict(parent.manifest["model"])
+    meta = parent.manifest.model
     fallback = cfg.keep_fp > 0 or cfg.target_agreement is not None
     split = None
     if uses_calibration_images(cfg):
@@ -43,7 +42,7 @@ def run_int8(cfg, parent, out: Path):
     scales, calibration = _scales(cfg, parent, plan, split, timer)
     rounding = None
     if cfg.weights == "adaround":
-        from rtdeploy.precision.int8_methods import adaptive_rounding
+        from rtdeploy.precision.int8.weight_rounding import adaptive_rounding
 
         phase("INT8: adaptive weight rounding (adaround) on %d calibration images", split.stats_count)
         rounding = adaptive_rounding(parent, plan, scales, split, progress=cfg.progress)
@@ -57,7 +56,7 @@ def run_int8(cfg, parent, out: Path):
     if cfg.high_precision == "fp16":
         from rtdeploy.precision.fp16_float_parts import measure_ranges
 
-        ranges, _ = measure_ranges(parent, split, cfg.cache_dir, cfg.progress)
+        ranges, _ = measure_ranges(parent, split, cfg.stats_cache, cfg.progress)
         timer.lap("fp16_guard")
     result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint, ranges)
     result.report["batchnorm_folded"] = folded
@@ -72,9 +71,10 @@ def _fold_batchnorms(model) -> int:
 
 def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
     """Activation scales by tensor (the plan's, plus every activation when a cache is written)."""
+    from rtdeploy.precision.calibrators import get_calibrator
     from rtdeploy.precision.int8 import trt_cache
-    from rtdeploy.precision.int8.calibrators import compute_thresholds
     from rtdeploy.precision.int8.qdq import scale_from_amax
+    from rtdeploy.precision.calibrators import calibration_inputs
 
     if cfg.from_trt_cache is not None:
         cache = trt_cache.read_cache(cfg.from_trt_cache)
@@ -86,14 +86,10 @@ def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
         from rtdeploy.precision.fp16 import float_tensors
 
         tensors = list(dict.fromkeys(tensors + float_tensors(parent.model)))
-    stats, cache_state = gather_stats(parent, tensors, split, cfg.method, cfg.cache_dir, cfg.progress)
+    calibrator = get_calibrator(cfg.method)
+    stats, cache_state = gather_stats(parent, tensors, split, calibrator, cfg.stats_cache, cfg.progress)
     timer.lap("collect")
-    if cfg.method == "consumer-mse":
-        from rtdeploy.precision.int8_methods import consumer_mse_scales
-
-        thresholds = consumer_mse_scales(parent, plan, stats, split)
-    else:
-        thresholds = compute_thresholds(stats, cfg.method, cfg.percentile)
+    thresholds = calibrator.thresholds(stats, calibration_inputs(cfg, parent, plan, split))
     timer.lap("thresholds")
     scales = {t: scale_from_amax(a) for t, a in thresholds.items()}
     calibration = split.record(cfg.seed, cache_state)
@@ -106,7 +102,7 @@ def _fallback(cfg, parent, plan, scales, split, rounding=None):
 
     images = split.holdout_images()
     phase("INT8: ranking %d layers by sensitivity on %d held-out calibration images", len(plan.units), len(images))
-    batch = max(1, batch_size_for(parent.model, plan.observed()) // 2)
+    batch = max(1, batch_size_for(parent.model, plan.observed(), sample_shape=parent.sample_shape) // 2)
     evaluator = SwitchableEvaluator(parent.model, plan, {t: scales[t] for t in plan.observed()}, images, batch_size=batch,
                                     weights=rounding.weights if rounding is not None else None)
     result = choose_fallback(evaluator, keep_fp=cfg.keep_fp, target_agreement=cfg.target_agreement)
@@ -119,9 +115,9 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
 
     from rtdeploy.manifests import new_manifest
     from rtdeploy.precision.int8 import trt_cache
-    from rtdeploy.precision.derivation import quantize_derivation
+    from rtdeploy.precision.reuse_record import quantize_derivation
     from rtdeploy.precision.int8.qdq import insert_qdq, qdq_counts
-    from rtdeploy.precision.stage_common import QuantizeResult, base_fields, op_inventory, write_model
+    from rtdeploy.precision.artifact import QuantizeResult, base_fields, op_inventory, write_model
 
     observed = {t: scales[t] for t in plan.observed()}
     qmodel = insert_qdq(parent.model, plan, observed, keep=set(kept), weights=rounding.weights if rounding is not None else None)
@@ -151,12 +147,11 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
         "qdq_nodes": qdq_counts(qmodel),
         "scales": observed,
     }
-    if rounding is not None or cfg.method == "consumer-mse":
-        from rtdeploy.precision.int8_methods import method_fields
+    from rtdeploy.precision.int8.weight_rounding import rounding_fields
+    from rtdeploy.precision.calibrators import calibrator_settings
 
-        quantization.update(method_fields(cfg, rounding))
-    else:
-        quantization["weight_rounding"] = "nearest"
+    quantization.update(rounding_fields(rounding, cfg.weights))
+    quantization.update(calibrator_settings(cfg))
     if sens is not None:
         quantization["fallback"] = {
             "keep_fp": cfg.keep_fp, "target_agreement": cfg.target_agreement,

@@ -19,27 +19,30 @@ log = logging.getLogger(__name__)
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None):
     """``True``/``None`` -> the default cache folder; ``False`` -> no cache; else that folder."""
-    from rtdeploy.artifacts import default_cache_dir
+    from rtdeploy.files import default_cache_dir
 
     if cache_dir is False:
         return None
     return default_cache_dir() if cache_dir in (True, None) else Path(cache_dir)
 
 
-def gather_stats(parent, tensors: list[str], split, method: str, cache_dir, progress: bool):
-    """Statistics of ``tensors`` on the statistics part of ``split``, from the cache when possible.
+def gather_stats(parent, tensors: list[str], split, calibrator, cache_dir, progress: bool):
+    """Statistics of ``tensors`` on the statistics part of ``split``, from the cache when possible;
+    histograms when ``calibrator`` (a :class:`~rtdeploy.precision.calibrators.Calibrator`, or None
+    for maxima only) needs them.
 
     Returns:
         ``(stats by tensor, "hit" | "miss" | "off")``.
     """
-    from rtdeploy.precision.int8.calibrators import needs_histogram
+    from rtdeploy.precision.calibrators import HISTOGRAM
     from rtdeploy.precision.int8.collect import StatsCache, batch_size_for, collect_stats
     from rtdeploy.precision.int8.histogram import DEFAULT_BINS
 
     cache = StatsCache(resolve_cache_dir(cache_dir))
     fingerprint = split.fingerprint()
     hist_key = cache.key(parent.sha256, fingerprint, tensors, True, DEFAULT_BINS)
-    keys = [hist_key] if needs_histogram(method) else [cache.key(parent.sha256, fingerprint, tensors, False, 0), hist_key]
+    histogram = calibrator is not None and HISTOGRAM in calibrator.needs
+    keys = [hist_key] if histogram else [cache.key(parent.sha256, fingerprint, tensors, False, 0), hist_key]
     stats = _from_cache(cache, keys, tensors)
     if stats is not None:
         return stats, "hit"
@@ -47,8 +50,7 @@ def gather_stats(parent, tensors: list[str], split, method: str, cache_dir, prog
         stats = _from_cache(cache, keys, tensors)  # another process may have written it while we waited
         if stats is not None:
             return stats, "hit"
-        batch = batch_size_for(parent.model, tensors)
-        histogram = needs_histogram(method)
+        batch = batch_size_for(parent.model, tensors, sample_shape=parent.sample_shape)
         phase("calibration: %s of %d tensors on %s", "histograms" if histogram else "ranges", len(tensors), split.description)
         stats = collect_stats(parent.model, tensors, split.stats_batches(batch, progress=progress), histogram=histogram)
         cache.save(keys[0], stats)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdeploy.artifacts import not_a_file
+from rtdeploy.files import not_a_file
 from rtdeploy.errors import ArtifactError, MissingDependency, first_line
 from rtdeploy.runners.base import Runner
 

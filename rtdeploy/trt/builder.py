@@ -17,6 +17,7 @@ from typing import Any
 from rtdeploy.errors import EngineError, MissingDependency
 from rtdeploy.trt.features import Features, PrecisionPlan
 from rtdeploy.trt.graph_facts import GraphFacts
+from rtdeploy.trt.loader import trt_version
 from rtdeploy.trt.options import BatchProfile
 from rtdeploy.trt.progress import attach_progress_monitor, close_bars
 
@@ -42,8 +43,10 @@ class BuildRequest:
         version_compatible: set BuilderFlag.VERSION_COMPATIBLE.
         hardware_compatibility: ``ampere+``, ``same-cc`` or None.
         calibrator: an implicit INT8 calibrator (``plan.calibrator`` only).
-        keep_fp32: ONNX node names the FP16 stage kept in FP32 (its overflow guard); pinned to FP32
-            with ``OBEY_PRECISION_CONSTRAINTS`` where the network is weakly typed.
+        keep_fp32: ONNX node names the precision stage kept in float (the FP16 overflow guard,
+            ``quantize --keep-fp``, sensitivity fallbacks, unquantized layers of a Q/DQ graph); pinned to
+            FP32 with ``OBEY_PRECISION_CONSTRAINTS`` where the network is weakly typed.
+        tf32: leave ``BuilderFlag.TF32`` set (TensorRT's default); False clears it.
         progress: show the build's phases as bars on stderr (TensorRT 10 and later).
     """
 
@@ -61,6 +64,7 @@ class BuildRequest:
     calibrator: Any = None
     keep_fp32: tuple[str, ...] = ()
     progress: bool = False
+    tf32: bool = False
 
 
 @dataclass
@@ -123,7 +127,7 @@ def create_builder(trt, logger):
         reason = "it returned nothing"
     if builder is None:
         detail = getattr(logger, "errors", [])[-1:] or [reason]
-        raise MissingDependency(f"TensorRT {getattr(trt, '__version__', '?')} could not create a builder: no usable NVIDIA GPU or driver "
+        raise MissingDependency(f"TensorRT {trt_version(trt)} could not create a builder: no usable NVIDIA GPU or driver "
                                 f"({detail[0][:160]}); run on a machine with an NVIDIA GPU and driver — `rtdeploy doctor` shows what is missing")
     return builder
 
@@ -148,14 +152,14 @@ def build_plan(trt, request: BuildRequest, *, logger=None, builder=None) -> Buil
     network_flags = _network_flags(trt, request.plan)
     network = builder.create_network(network_flags)
     parser = trt.OnnxParser(network, logger)
-    _parse(trt, parser, request)
+    _parse(trt, parser, request, features)
     config = builder.create_builder_config()
     builder_flags = _configure(trt, features, builder, config, request)
-    constraints = _pin_fp32_layers(trt, network, config, request, builder_flags)
+    constraints = _pin_fp32_layers(trt, features, network, config, request, builder_flags)
     _add_profiles(builder, config, features, request)
     placement = _place_on_dla(trt, builder, network, config, request) if request.dla_core is not None else None
     cache = _attach_timing_cache(config, request.timing_cache)
-    monitor = attach_progress_monitor(trt, config) if request.progress else None
+    monitor = attach_progress_monitor(trt, features, config) if request.progress else None
     try:
         serialized = builder.build_serialized_network(network, config)
     finally:
@@ -175,23 +179,23 @@ def _network_flags(trt, plan: PrecisionPlan) -> int:
     return value
 
 
-def _parse(trt, parser, request: BuildRequest) -> None:
+def _parse(trt, parser, request: BuildRequest, features: Features) -> None:
     if parser.parse_from_file(str(request.onnx)):
         return
-    errors = [_describe_parser_error(parser.get_error(i), request.facts) for i in range(parser.num_errors)]
+    errors = [_describe_parser_error(parser.get_error(i), request.facts, features) for i in range(parser.num_errors)]
     more = f" (and {len(errors) - MAX_LISTED} more)" if len(errors) > MAX_LISTED else ""
     listed = "; ".join(errors[:MAX_LISTED]) or "no error reported"
-    raise EngineError(f"TensorRT {getattr(trt, '__version__', '?')} cannot parse {request.onnx.name}: {listed}{more}; "
+    raise EngineError(f"TensorRT {trt_version(trt)} cannot parse {request.onnx.name}: {listed}{more}; "
                       "re-export with the default --opset 17, or check the model's operators against TensorRT's ONNX support")
 
 
-def _describe_parser_error(err, facts: GraphFacts) -> str:
+def _describe_parser_error(err, facts: GraphFacts, features: Features) -> str:
     desc = str(err.desc()).strip().splitlines()[0] if str(err.desc()).strip() else "unknown error"
-    name = err.node_name() if hasattr(err, "node_name") else ""
+    name = err.node_name() if features.parser_error_nodes else ""
     index = err.node()
     if not name and 0 <= index < len(facts.node_names):
         name = facts.node_names[index]
-    op = err.node_operator() if hasattr(err, "node_operator") else ""
+    op = err.node_operator() if features.parser_error_nodes else ""
     if not op and 0 <= index < len(facts.node_ops):  # 8.6 reports the node by index only
         op = facts.node_ops[index]
     where = f"node {name}" + (f" ({op})" if op else "") if name else "the graph"
@@ -205,9 +209,13 @@ def _configure(trt, features: Features, builder, config, request: BuildRequest) 
     if request.dla_core is not None and request.gpu_fallback:
         flags.append("GPU_FALLBACK")
     for name in flags:
-        if not hasattr(trt.BuilderFlag, name):
+        if name not in features.builder_flags:
             raise EngineError(f"TensorRT {features.version} has no BuilderFlag.{name}; drop the option that needs it")
         config.set_flag(getattr(trt.BuilderFlag, name))
+    if features.tf32_flag and not request.tf32:
+        # TF32 is on by default (NvInfer.h BuilderFlag::kTF32, "Enabled by default"): FP32 layers would run TF32
+        # tensor-core kernels (20 of 21 convolutions of NVIDIA's A100 FP32 ResNet-18 engine). Polygraphy clears it too.
+        config.clear_flag(trt.BuilderFlag.TF32)
     if request.plan.precision != "fp32" and features.fast_fp16_query and not builder.platform_has_fast_fp16:
         log.warning("this GPU has no fast FP16; %s layers may run slower than expected", request.plan.precision.upper())
     if request.workspace_bytes is not None:
@@ -218,7 +226,7 @@ def _configure(trt, features: Features, builder, config, request: BuildRequest) 
     if features.detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if request.optimization_level is not None:
-        if not hasattr(config, "builder_optimization_level"):
+        if not features.optimization_levels:
             raise EngineError(f"TensorRT {features.version} has no builder optimization levels; drop --builder-optimization-level")
         config.builder_optimization_level = request.optimization_level
     if request.hardware_compatibility is not None:
@@ -228,14 +236,16 @@ def _configure(trt, features: Features, builder, config, request: BuildRequest) 
     return flags
 
 
-def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags: list[str]) -> dict | None:
-    """Weak typing (8.6; DLA builds on 10.x) treats the FP16 graph's Casts as hints: TensorRT may run
-    the layers the FP16 stage kept in FP32 in FP16 anyway, unless each is given an FP32 precision and
+def _pin_fp32_layers(trt, features: Features, network, config, request: BuildRequest, builder_flags: list[str]) -> dict | None:
+    """Weak typing (8.x; DLA builds on 10.x) treats the graph's types as hints: TensorRT may run every
+    layer the precision stage kept in float (the FP16 guard, ``--keep-fp``, sensitivity fallbacks, the
+    unquantized layers of a Q/DQ graph) in FP16 anyway, unless each is given an FP32 precision and
     ``OBEY_PRECISION_CONSTRAINTS`` is set (NvInfer.h, ``ILayer::setPrecision``; trtexec
-    ``--precisionConstraints=obey --layerPrecisions=...``). Strongly typed networks obey the graph's types."""
+    ``--precisionConstraints=obey --layerPrecisions=...``). Strongly typed networks obey the graph's types.
+    What was built is checked after the build (a kept layer that runs below FP32 fails it)."""
     if request.plan.strongly_typed or not request.keep_fp32 or request.plan.precision == "fp32":
         return None
-    if not hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
+    if "OBEY_PRECISION_CONSTRAINTS" not in features.builder_flags:
         return None
     wanted = set(request.keep_fp32)
     pinned = []
@@ -248,7 +258,7 @@ def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags:
             pinned.append(layer.name)
     missing = sorted(wanted - set(pinned))
     if missing:
-        log.warning("%d node(s) kept in FP32 by the FP16 stage have no layer of that name in TensorRT's network: %s",
+        log.warning("%d node(s) kept in float by the precision stage have no layer of that name in TensorRT's network: %s",
                     len(missing), ", ".join(missing[:MAX_LISTED]))
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
@@ -256,6 +266,9 @@ def _pin_fp32_layers(trt, network, config, request: BuildRequest, builder_flags:
 
 
 def _hardware_level(trt, features: Features, value: str):
+    if not features.hardware_compatibility:
+        raise EngineError(f"TensorRT {features.version} has no hardware compatibility levels (TensorRT 8.6 added them); "
+                          "build without --hardware-compatibility")
     levels = trt.HardwareCompatibilityLevel
     if value == "ampere+":
         return levels.AMPERE_PLUS
@@ -314,4 +327,4 @@ def _build_failure(trt, logger, request: BuildRequest) -> str:
     last = errors[-1].strip().splitlines()[0][:240] if errors else "no error was logged"
     hint = "give a larger --workspace or free GPU memory" if any(w in last.lower() for w in ("memory", "workspace", "alloc")) \
         else "run with -vv for TensorRT's log"
-    return f"TensorRT {getattr(trt, '__version__', '?')} could not build an engine from {request.onnx.name}: {last}; {hint}"
+    return f"TensorRT {trt_version(trt)} could not build an engine from {request.onnx.name}: {last}; {hint}"

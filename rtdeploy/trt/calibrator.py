@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdeploy.artifacts import write_bytes_atomic
+from rtdeploy.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

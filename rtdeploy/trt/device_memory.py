@@ -24,7 +24,7 @@ from rtdeploy.errors import EngineError, MissingDependency
 
 log = logging.getLogger(__name__)
 
-CUDA_HINT = 'install it with pip install "rtdeploy[gpu]" (cuda-python)'
+CUDA_HINT = 'install it with pip install "rtdeploy[gpu]" (cuda-python; rtdeploy doctor says which CUDA major fits the driver)'
 _NO_GPU_ERRORS = {"cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorInitializationError",
                   "cudaErrorStubLibrary", "cudaErrorDevicesUnavailable", "cudaErrorSystemNotReady",
                   "cudaErrorCompatNotSupportedOnDevice", "cudaErrorSystemDriverMismatch"}
@@ -112,7 +112,16 @@ class CudaRuntime:
     # -- errors -------------------------------------------------------------------------------
     def _call(self, name: str, *args):
         """Call ``cudart.<name>(*args)``; return its values after the error code (None, one, or a tuple)."""
-        result = getattr(self.rt, name)(*args)
+        try:
+            result = getattr(self.rt, name)(*args)
+        except RuntimeError as e:
+            # cuda-bindings 11.8 raises instead of returning an error code when the driver library is absent: its lazy
+            # driver initialisation (cydriver.pyx) raises RuntimeError('Failed to dlopen libcuda.so.1'), and on every
+            # later call RuntimeError('Function "cuInit" not found').
+            if "dlopen" not in str(e) and "not found" not in str(e):
+                raise
+            raise MissingDependency(f"no usable NVIDIA GPU: no NVIDIA driver is loaded ({e} in {name}); install the NVIDIA "
+                                    "driver on a machine with an NVIDIA GPU — rtdeploy doctor shows what is missing") from None
         err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if err != self.rt.cudaError_t.cudaSuccess:
             raise self._error(name, err)
@@ -143,7 +152,8 @@ class CudaRuntime:
             need = runtime // 1000
             return (f"no usable NVIDIA GPU: the NVIDIA driver supports CUDA {_cuda_version(driver)}, older than the CUDA "
                     f"{_cuda_version(runtime)} that cuda-python {need}.x needs {where}; install cuda-python<{need} "
-                    f"(pip install \"cuda-python<{need}\") to match the driver, or update the driver")
+                    f"(pip install \"rtdeploy[gpu-cu{need - 1}]\": TensorRT and cuda-python of CUDA {need - 1}) to match the "
+                    "driver, or update the driver")
         return (f"no usable NVIDIA GPU: CUDA says {text} {where}; run on a machine with an NVIDIA GPU and driver "
                 "(rtdeploy doctor shows what is missing)")
 
@@ -236,11 +246,9 @@ class CudaRuntime:
         """Stop recording; returns an executable graph for :meth:`launch`."""
         graph = self._call("cudaStreamEndCapture", stream)
         try:
-            # cuda-python 12.x/13.x: (graph, flags) -> (err, exec). CUDA 11's C signature (JetPack 5) is
-            # cudaGraphInstantiate(exec*, graph, errorNode*, logBuffer, bufferSize): its binding returns more
-            # values after the executable graph, and 0 is a valid bufferSize too. The first value is the graph.
-            made = self._call("cudaGraphInstantiate", graph, 0)
-            return made[0] if isinstance(made, tuple) else made
+            # cudaGraphInstantiateWithFlags(graph, flags) -> (err, exec) in cuda-bindings 11.8, 12.x and 13.x alike;
+            # cudaGraphInstantiate is (graph, pLogBuffer, bufferSize) in 11.8 (JetPack 5) and (graph, flags) from 12.0.
+            return self._call("cudaGraphInstantiateWithFlags", graph, 0)
         finally:
             self._call("cudaGraphDestroy", graph)
 

@@ -13,10 +13,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rtdeploy.artifacts import check_matches_manifest, not_a_file, read_manifest
+from rtdeploy.artifacts import check_matches_manifest, read_manifest
+from rtdeploy.files import not_a_file
 from rtdeploy.errors import ArtifactError, EngineError, MissingDependency
 from rtdeploy.manifests import EngineManifest, typed
 from rtdeploy.trt.device_memory import DeviceInfo
+from rtdeploy.trt.features import Features
 from rtdeploy.trt.loader import trt_version
 
 log = logging.getLogger(__name__)
@@ -173,8 +175,18 @@ def load_engine(trt, path: str | Path, *, device: DeviceInfo | None, logger=None
     manifest = check_engine_file(path, manifest, runtime_version=version, device=device)
     logger = logger if logger is not None else make_logger(trt)
     version_compatible = bool(manifest is not None and manifest.build.version_compatible)
-    engine, runtime = deserialize_plan(trt, path.read_bytes(), logger=logger, version_compatible=version_compatible,
-                                       what=str(path), rebuild=rebuild_command(manifest, path))
+    try:
+        engine, runtime = deserialize_plan(trt, path.read_bytes(), logger=logger, version_compatible=version_compatible,
+                                           what=str(path), rebuild=rebuild_command(manifest, path))
+    except EngineError as e:
+        if manifest is None and Features.detect(trt).engine_host_code_allowed:
+            # A version-compatible plan embeds a lean runtime (host code) that TensorRT runs only when the application
+            # opts in (NvInferRuntime.h: engine_host_code_allowed, default False; trtexec opts in on --versionCompatible).
+            # rtdeploy opts in for plans whose manifest records the flag; a plan without one is not trusted to run code.
+            raise EngineError(f"{e}; a plan without an rtdeploy manifest is deserialized without host code, so a "
+                              "version-compatible plan (trtexec --versionCompatible) fails this way: rebuild it with "
+                              "rtdeploy build-engine --version-compatible, whose manifest allows its embedded runtime") from None
+        raise
     return engine, manifest, runtime
 
 
@@ -193,10 +205,11 @@ def deserialize_plan(trt, plan: bytes, *, logger, version_compatible: bool, what
         EngineError: TensorRT could not deserialize the plan (the message says ``what`` and ``rebuild``).
         MissingDependency: no runtime could be created (no GPU or driver).
     """
-    init_plugins(trt, logger)
+    features = Features.detect(trt)
+    init_plugins(trt, features, logger)
     runtime = create_runtime(trt, logger)
     if version_compatible:
-        if not hasattr(runtime, "engine_host_code_allowed"):
+        if not features.engine_host_code_allowed:
             raise EngineError(f"{what} is a version-compatible plan, but TensorRT {trt_version(trt)} cannot allow its embedded "
                               f"runtime (no Runtime.engine_host_code_allowed); rebuild it here: {rebuild}")
         runtime.engine_host_code_allowed = True
@@ -213,12 +226,12 @@ def deserialize_plan(trt, plan: bytes, *, logger, version_compatible: bool, what
     return engine, runtime
 
 
-def init_plugins(trt, logger) -> None:
+def init_plugins(trt, features, logger) -> None:
     """Register TensorRT's standard plugins (idempotent in TensorRT); a failure is logged, not raised:
     plans without plugin layers load without them."""
-    init = getattr(trt, "init_libnvinfer_plugins", None)
-    if init is None:
+    if not features.plugins_init:
         return
+    init = trt.init_libnvinfer_plugins
     try:
         init(logger, "")
     except (RuntimeError, TypeError) as e:

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from rtdeploy.errors import EngineError
-from rtdeploy.trt.layer_report import RANK, build_report, describe_fallbacks, dtype_of, verdict
+from rtdeploy.trt.layer_report import RANK, LayerInfoError, below, build_report, describe_fallbacks, dtype_of, verdict
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ def parse_engine_information(info: str) -> dict[str, Any]:
     an empty report when the inspector returned no JSON."""
     try:
         return build_report(info)
-    except (TypeError, ValueError):
-        log.warning("the engine inspector returned no layer JSON; the layer report is empty")
+    except (TypeError, LayerInfoError) as e:
+        log.warning("the engine inspector returned no layer JSON of a known shape (%s); the layer report is empty", e)
         return build_report({"Layers": []})
 
 
@@ -45,36 +45,40 @@ def inspect_engine(trt, engine, input_name: str | None = None, opt_shape: tuple[
 
 
 def check_precision_realized(report: dict[str, Any], precision: str, kept: frozenset[str] | set[str] = frozenset(),
-                             *, strict: bool = True) -> dict[str, Any]:
-    """Judge the build: every compute layer must run at ``precision`` or below, except the layers
-    the precision stage kept in float (``kept``: ONNX node names).
+                             *, strict: bool = True, tf32: bool = False) -> dict[str, Any]:
+    """Judge the build: every compute layer must run at ``precision``, except the layers the precision
+    stage kept in float (``kept``: ONNX node names), which must run FP32 (TF32 only with ``tf32``).
 
-    ``strict=False`` is for weakly typed builds that let TensorRT choose (FP16 flag on 8.6, implicit
-    calibration): there TensorRT may legitimately pick a wider kernel when it is faster, so only an
-    engine with NO compute layer at ``precision`` fails; the fallbacks are still reported.
+    ``strict=False`` is for weakly typed builds that let TensorRT choose (FP16 flag on 8.x / DLA,
+    implicit calibration): there TensorRT may legitimately pick a *wider* kernel when it is faster, so
+    such fallbacks fail only an engine with NO compute layer at ``precision`` (they are still reported).
+    A layer running *narrower* than asked (a layer kept in FP32 that ran FP16, or TF32 when it was not
+    allowed) always fails: its accuracy was measured in FP32 and does not carry over.
 
     Returns:
-        the verdict (:func:`rtdeploy.trt.layer_report.verdict`); ``verified`` False when the
-        engine reports no layer precisions (a warning is logged).
+        the verdict (:func:`rtdeploy.trt.layer_report.verdict`); ``ok`` None when part of the engine
+        cannot be judged (a warning is logged).
 
     Raises:
-        EngineError: a compute layer runs above ``precision`` (TensorRT fell back); the message
-            names the layers, what was asked and what was built.
+        EngineError: a compute layer runs other than asked; the message names the layers, what was
+            asked and what was built.
     """
-    judged = verdict(report, precision, kept)
-    if not judged["verified"]:
-        log.warning("the %s build could not be verified: %s", precision.upper(), judged["reason"])
+    judged = verdict(report, precision, kept, tf32=tf32)
+    fell = judged["fallbacks"]
+    if not fell:
+        if judged["ok"] is None:
+            log.warning("the %s build could not be verified: %s", precision.upper(), judged["reason"])
         return judged
     reached = any(RANK.get(c["precision"], 9) <= RANK[precision] for c in report["compute_layers"])
-    if not judged["ok"] and not strict and reached:
-        log.warning("%s asked (weakly typed): TensorRT chose wider kernels for %s", precision.upper(),
-                    describe_fallbacks(judged["fallbacks"]))
+    if not strict and reached and not below(fell):
+        log.warning("%s asked (weakly typed): TensorRT chose wider kernels for %s", precision.upper(), describe_fallbacks(fell))
         return judged
-    if not judged["ok"]:
-        counts = ", ".join(f"{n} {p.upper()}" for p, n in sorted(report["compute"]["by_precision"].items()))
-        raise EngineError(f"{precision.upper()} was asked, but TensorRT built {len(judged['fallbacks'])} of "
-                          f"{report['compute']['total']} compute layers above it ({describe_fallbacks(judged['fallbacks'])}; "
-                          f"compute layers: {counts}); nothing was written — check that the ONNX is the "
-                          f"{'Q/DQ' if precision == 'int8' else 'FP16' if precision == 'fp16' else 'FP32'} model and that this GPU "
-                          f"supports {precision.upper()} (rtdeploy inspect shows every layer)")
-    return judged
+    narrower = below(fell)
+    how = "below what was asked" if len(narrower) == len(fell) else "above it" if not narrower else "other than asked"
+    counts = ", ".join(f"{n} {p.upper()}" for p, n in sorted(report["compute"]["by_precision"].items()))
+    hint = ("TF32 ran where FP32 was asked: rebuild with rtdeploy build-engine (it clears BuilderFlag.TF32), or allow it "
+            "with --tf32" if any(f["got"] == "tf32" for f in fell) else
+            f"check that the ONNX is the {'Q/DQ' if precision == 'int8' else precision.upper()} model and that this GPU supports "
+            f"{precision.upper()} (rtdeploy inspect shows every layer)")
+    raise EngineError(f"{precision.upper()} was asked, but TensorRT built {len(fell)} of {report['compute']['total']} compute "
+                      f"layers {how} ({describe_fallbacks(fell)}; compute layers: {counts}); nothing was written — {hint}")

@@ -8,13 +8,19 @@ The releases differ (see docs/tensorrt.md):
 - 10.x: ``STRONGLY_TYPED`` networks take precision from the graph's own types (FP16 graphs, Q/DQ);
   the weak-typing flags still exist and are used only when strong typing is unavailable.
 - 11.x: strongly typed only: no precision flags, no calibrators.
+
+8.5 (JetPack 5.1, the last JetPack for Jetson Xavier) has the 8.6 path without what 8.6 added
+(NVIDIA/TensorRT v8.6.0 ``python/src/infer/pyCore.cpp``): hardware and version compatibility
+(``HardwareCompatibilityLevel``, ``BuilderFlag.VERSION_COMPATIBLE``, ``Runtime.engine_host_code_allowed``)
+and builder optimization levels. Every such member is looked up with ``hasattr`` here (:class:`Features`),
+never probed elsewhere: the builder, the runner, the plan loader and the progress bars read these fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from rtdeploy.errors import PrecisionError
+from rtdeploy.errors import EngineError, PrecisionError
 from rtdeploy.trt.graph_facts import GraphFacts
 from rtdeploy.trt.loader import trt_version
 
@@ -36,6 +42,17 @@ class Features:
     fast_fp16_query: bool
     calibration_profile: bool
     engine_host_code_allowed: bool
+    hardware_compatibility: bool = False
+    version_compatible: bool = False
+    optimization_levels: bool = False
+    tf32_flag: bool = False
+    builder_flags: frozenset[str] = frozenset()
+    parser_error_nodes: bool = False
+    progress_monitor: bool = False
+    plugins_init: bool = False
+    device_memory_size_v2: bool = False
+    allocation_strategy: bool = False
+    set_device_memory: bool = False
 
     @classmethod
     def detect(cls, trt) -> "Features":
@@ -43,6 +60,7 @@ class Features:
         flags = trt.BuilderFlag
         net_flags = trt.NetworkDefinitionCreationFlag
         config = trt.IBuilderConfig
+        levels = getattr(trt, "HardwareCompatibilityLevel", None)  # 8.6 and later
         return cls(
             version=trt_version(trt),
             explicit_batch_flag=hasattr(net_flags, "EXPLICIT_BATCH"),
@@ -53,14 +71,42 @@ class Features:
             memory_pool_limit=hasattr(config, "set_memory_pool_limit"),
             max_workspace_size=hasattr(config, "max_workspace_size"),
             detailed_profiling=hasattr(trt, "ProfilingVerbosity") and hasattr(trt.ProfilingVerbosity, "DETAILED"),
-            same_cc_compatibility=hasattr(trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY"),
+            same_cc_compatibility=hasattr(levels, "SAME_COMPUTE_CAPABILITY"),
             fast_fp16_query=hasattr(trt.Builder, "platform_has_fast_fp16"),
             calibration_profile=hasattr(config, "set_calibration_profile"),
             engine_host_code_allowed=hasattr(trt.Runtime, "engine_host_code_allowed"),
+            hardware_compatibility=hasattr(levels, "AMPERE_PLUS") and hasattr(config, "hardware_compatibility_level"),
+            version_compatible=hasattr(flags, "VERSION_COMPATIBLE"),
+            optimization_levels=hasattr(config, "builder_optimization_level"),
+            tf32_flag=hasattr(flags, "TF32"),
+            builder_flags=frozenset(getattr(flags, "__members__", None) or (n for n in dir(flags) if n.isupper())),
+            parser_error_nodes=hasattr(getattr(trt, "ParserError", None), "node_name"),  # 10.x: the node's name and operator
+            progress_monitor=hasattr(trt, "IProgressMonitor") and hasattr(config, "progress_monitor"),  # 10.x
+            plugins_init=hasattr(trt, "init_libnvinfer_plugins"),
+            device_memory_size_v2=hasattr(getattr(trt, "ICudaEngine", None), "device_memory_size_v2"),  # 10.x
+            allocation_strategy=hasattr(trt, "ExecutionContextAllocationStrategy"),  # 10.x
+            set_device_memory=hasattr(getattr(trt, "IExecutionContext", None), "set_device_memory"),  # 10.x
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["builder_flags"] = sorted(self.builder_flags)
+        return d
+
+    def refuse_missing(self, *, version_compatible: bool = False, hardware_compatibility: str | None = None,
+                       optimization_level: int | None = None) -> None:
+        """Refuse, before any work, the build options this release has no API for.
+
+        Raises:
+            EngineError: one line naming the option and the release that lacks it.
+        """
+        missing = [flag for flag, asked, here in (
+            ("--version-compatible", version_compatible, self.version_compatible),
+            ("--hardware-compatibility", hardware_compatibility is not None, self.hardware_compatibility),
+            ("--builder-optimization-level", optimization_level is not None, self.optimization_levels)) if asked and not here]
+        if missing:
+            raise EngineError(f"TensorRT {self.version} has no {', '.join(missing)} (TensorRT 8.6 added them); "
+                              f"drop {' and '.join(missing)}, or build with TensorRT 8.6 or later")
 
 
 @dataclass(frozen=True)
@@ -117,7 +163,7 @@ def plan_precision(features: Features, precision: str, graph: GraphFacts, *, imp
     if not features.int8_flag:
         raise PrecisionError(f"TensorRT {features.version} has neither strongly typed networks nor BuilderFlag.INT8; INT8 cannot be built")
     extra = ("FP16",) if features.fp16_flag else ()
-    return PrecisionPlan("int8", base, ("INT8", *extra), False, "q/dq graph + BuilderFlag.INT8 (+FP16 for unquantized layers)")
+    return PrecisionPlan("int8", base, ("INT8", *extra), False, "q/dq graph + BuilderFlag.INT8 (+FP16; layers kept in float pinned to FP32)")
 
 
 def _implicit_int8(features: Features, graph: GraphFacts, base: tuple[str, ...]) -> PrecisionPlan:

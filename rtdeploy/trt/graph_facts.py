@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import not_a_file
+from rtdeploy.files import not_a_file
 from rtdeploy.errors import ArtifactError
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})

@@ -15,7 +15,8 @@ from rtdeploy.errors import MissingDependency, RtDeployError
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = 'install it with pip install "rtdeploy[gpu]" (x86-64 with an NVIDIA driver), or use JetPack\'s TensorRT on Jetson'
+INSTALL_HINT = ('install it with pip install "rtdeploy[gpu]" (TensorRT and cuda-python for CUDA 12, which every driver from R525 '
+                'runs; "rtdeploy[gpu-cu13]" on CUDA 13 drivers: rtdeploy doctor says which fits), or use JetPack\'s TensorRT on Jetson')
 
 
 def import_tensorrt():
@@ -42,10 +43,12 @@ def trt_version(trt) -> str:
     return str(getattr(trt, "__version__", "0"))
 
 
-def major_of(version: str) -> int:
-    """The major number of a version string (``"10.3.0"`` -> 10; unparsable -> 0)."""
-    head = str(version).split(".")[0]
-    return int(head) if head.isdigit() else 0
+def installed_version() -> str | None:
+    """The release of the importable TensorRT (e.g. ``10.3.0``), or None when none imports."""
+    try:
+        return trt_version(import_tensorrt())
+    except MissingDependency:
+        return None
 
 
 def availability() -> dict[str, Any]:

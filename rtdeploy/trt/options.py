@@ -10,7 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.errors import EngineError, PrecisionError
+from rtdeploy.errors import EngineError, PrecisionError, opt
+from rtdeploy.models.options import ModelChoice
+from rtdeploy.options import CHOICE_FLAGS, FLAG, NEGATIVE, READS, WRITES, JsonReport, Options, Progress, When, option, output_fields
+from rtdeploy.precision.options import Calibration
 
 PRECISIONS = ("fp32", "fp16", "int8")
 HARDWARE_COMPATIBILITY = ("ampere+", "same-cc")
@@ -89,65 +92,144 @@ def parse_size(value: str | int | None, *, what: str = "--workspace") -> int | N
     return size
 
 
-@dataclass(frozen=True)
-class BuildOptions:
-    """What ``rtdeploy build-engine`` was asked to do (see :func:`rtdeploy.api.build_engine`).
+def _one_of(accepted: tuple[str, ...], error: type, refusal: str):
+    """The parser of an option whose value is one of ``accepted`` (``refusal`` formats ``{value!r}``)."""
+    def parse(value):
+        if value not in accepted:
+            raise error(refusal.format(value=value))
+        return value
 
-    Attributes:
-        depth: the ResNet to export when ``onnx`` is not given.
-        model: the registry model to export when ``onnx`` is not given (wins over ``depth``).
-        onnx: an existing ONNX file (FP32, FP16 graph, or INT8 Q/DQ).
-        precision: ``fp32``, ``fp16``, ``int8``, or None to take the ONNX's own precision.
-        calib_dir: calibration images or tensor file for INT8 (None: the precision stage's default).
-        calibrate: False: never calibrate; INT8 then needs an ONNX that already has Q/DQ nodes.
-        batch: the profile text, ``MIN:OPT:MAX`` or ``N``; None: the ONNX's fixed batch, or 1:8:32.
-        workspace: builder workspace limit (``2G``); None: TensorRT's default, or a share of free
-            memory on unified-memory devices (Jetson).
-        timing_cache: a file read before and written after the build (created when missing).
-        builder_optimization_level: 0..5 (TensorRT's default 3 when None).
-        dla_core: DLA core index (Jetson); needs a static profile.
-        gpu_fallback: let layers DLA cannot run fall back to the GPU.
-        version_compatible: build a plan later TensorRT runtimes can load.
-        hardware_compatibility: ``ampere+`` or ``same-cc`` (None: this GPU's compute capability only).
-        implicit_calibration: INT8 by TensorRT's entropy calibrator on the FP32 graph (8.6 / 10.x only).
-        output: the engine file (manifest beside it).
-        progress: bars on stderr for calibration and, on TensorRT 10 and later, the build's phases.
-    """
+    return parse
 
-    depth: int | None = 50
-    model: str | None = None
-    onnx: Path | None = None
-    precision: str | None = None
-    calib_dir: Path | None = None
-    calibrate: bool = True
-    batch: str | None = None
-    workspace: str | int | None = None
-    timing_cache: Path | None = None
-    builder_optimization_level: int | None = None
-    dla_core: int | None = None
-    gpu_fallback: bool = False
-    version_compatible: bool = False
-    hardware_compatibility: str | None = None
-    implicit_calibration: bool = False
-    output: Path | None = None
-    progress: bool = False
 
-    def check(self) -> None:
-        """Every check that needs neither the ONNX nor TensorRT.
+_precision = _one_of(PRECISIONS, PrecisionError, "precision {value!r} is not accepted; use one of " + ", ".join(PRECISIONS))
+_hardware = _one_of(HARDWARE_COMPATIBILITY, EngineError, "--hardware-compatibility {value!r} is not accepted; use ampere+ or same-cc")
+
+
+def _profile(value) -> str:
+    BatchProfile.parse(value)
+    return str(value)
+
+
+def _workspace(value):
+    parse_size(value)
+    return value
+
+
+def _level(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_OPTIMIZATION_LEVEL:
+        raise EngineError(f"--builder-optimization-level {value} is not accepted; give 0..{MAX_OPTIMIZATION_LEVEL} (TensorRT's default is 3)")
+    return value
+
+
+def _release(value) -> str:
+    from rtdeploy.precision.trt_buildable import Release
+
+    Release.parse(value)
+    return str(value)
+
+
+def _dla_core(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EngineError(f"--dla-core {value} is not accepted; DLA cores are numbered from 0")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrtBuild:
+    """How TensorRT builds the plan: the options that decide an engine's bytes (its reuse record),
+    and the timing cache that only speeds the build up."""
+
+    precision: str | None = option(None, "--fp32", "--fp16", "--int8", kind=CHOICE_FLAGS, choices=PRECISIONS, parse=_precision,
+                                   help="FP32 engine.|FP16 engine (from an FP16 ONNX graph, made if needed).|"
+                                        "INT8 engine (from a calibrated Q/DQ ONNX, made if needed).")
+    batch: str | None = option(None, "--batch", metavar="MIN:OPT:MAX", parse=_profile, show_default=False,
+                               help="Batch profile, or N for a static one [default: the ONNX's fixed batch, else 1:8:32].")
+    workspace: str | int | None = option(None, "--workspace", metavar="SIZE", parse=_workspace,
+                                         help="Builder workspace limit, e.g. 2G [default: TensorRT's; half of free memory on Jetson].")
+    timing_cache: Path | None = option(None, "--timing-cache", type=Path, path=WRITES, changes_output=False,
+                                       help="Timing cache file, read and updated (faster rebuilds).")
+    builder_optimization_level: int | None = option(None, "--builder-optimization-level", type=int, parse=_level,
+                                                    help="0..5; higher searches longer for faster kernels [TensorRT default 3].")
+    dla_core: int | None = option(None, "--dla-core", type=int, parse=_dla_core,
+                                  help="Build for this DLA core (Jetson); needs a static --batch N.")
+    gpu_fallback: bool = option(False, "--gpu-fallback", kind=FLAG, help="With --dla-core: run layers DLA cannot run on the GPU.",
+                                applies=(When("dla_core", lambda v: v is not None, error=EngineError,
+                                              message="--gpu-fallback only applies with --dla-core N; add --dla-core 0 or drop --gpu-fallback"),))
+    version_compatible: bool = option(False, "--version-compatible", kind=FLAG, help="Plan that later TensorRT runtimes can load.")
+    hardware_compatibility: str | None = option(None, "--hardware-compatibility", choices=HARDWARE_COMPATIBILITY, parse=_hardware,
+                                                help="Plan for all Ampere+ GPUs, or any GPU of this compute capability.")
+    implicit_calibration: bool = option(False, "--implicit-calibration", kind=FLAG,
+                                        help="INT8 by TensorRT's entropy calibrator on the FP32 graph (TensorRT 8.6/10.x only).")
+    tf32: bool = option(False, "--tf32", kind=FLAG,
+                        help="Let FP32 layers run TF32 tensor-core kernels (TensorRT's default; rtdeploy clears it so FP32 is FP32).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions(JsonReport, Progress, TrtBuild, Calibration, ModelChoice, Options):
+    """What ``rtdeploy build-engine`` was asked to do: the model to export (or ``onnx``), the
+    calibration that makes its INT8/FP16 model when needed, and the TensorRT build options. Each
+    option is declared once, in its group (see :mod:`rtdeploy.options`)."""
+
+    error = EngineError
+
+    onnx: Path | None = option(None, "--onnx", type=Path, path=READS, changes_output=False,
+                               help="Build from this ONNX (FP32, FP16 graph or INT8 Q/DQ) instead of exporting --model.")
+    trt_version: str | None = option(None, "--trt-version", metavar="X.Y", parse=_release, changes_output=False,
+                                     help="TensorRT release that will build it, judged where none is installed (e.g. 8.6): "
+                                          "opsets and Q/DQ scale types it does not document are refused.")
+    calibrate: bool = option(True, "--no-calibrate", kind=NEGATIVE, changes_output=False,
+                             help="Never calibrate: --int8 then needs a Q/DQ ONNX.")
+    output: Path | None = option(None, "-o", "--output", type=Path, path=WRITES, changes_output=False,
+                                 help="Engine file [default: <onnx stem>.<precision>.engine beside the ONNX].")
+
+    @property
+    def source_precision(self) -> str:
+        """The precision of the ONNX the build starts from (``fp32`` for a model still to export)."""
+        if self.onnx is None:
+            return "fp32"
+        try:
+            from rtdeploy.manifests import read_artifact
+
+            manifest = read_artifact(self.onnx, required=False)
+            if manifest is not None:
+                return manifest.precision
+            from rtdeploy.trt.graph_facts import read_graph_facts
+
+            return read_graph_facts(Path(self.onnx)).precision
+        except Exception:  # unreadable: the stage says so in its own words; no option is refused for it here
+            return "fp32"
+
+    @property
+    def calibrates(self) -> bool:
+        """True when images are read: TensorRT's implicit calibration, or rtdeploy making the FP16/INT8 model."""
+        return self.implicit_calibration or (self.calibrate and self.precision in ("fp16", "int8") and self.source_precision == "fp32")
+
+    @property
+    def quantizes(self) -> bool:
+        """True when rtdeploy calibrates the FP16/INT8 model the engine is built from (a seeded subset of the images)."""
+        return not self.implicit_calibration and self.calibrate and self.precision in ("fp16", "int8") and self.source_precision == "fp32"
+
+    @property
+    def calibrates_int8(self) -> bool:
+        """True when rtdeploy calibrates the INT8 model the engine is built from."""
+        return not self.implicit_calibration and self.calibrate and self.precision == "int8" and self.source_precision == "fp32"
+
+    def explain(self, name: str) -> str:
+        if self.implicit_calibration:
+            return f"with {opt('implicit_calibration')}"
+        if not self.calibrate:
+            return f"with {opt('calibrate')}"
+        if self.precision not in ("fp16", "int8") or (name == "calibrates_int8" and self.precision != "int8"):
+            return f"with --{self.precision}" if self.precision else f"without {opt('precision')} (the ONNX's own precision)"
+        return f"with {opt('onnx')} {self.onnx} (already {self.source_precision.upper()})"
+
+    def rules(self) -> None:
+        """The rules between build options.
 
         Raises:
-            EngineError, PrecisionError: an option or a combination that cannot work.
+            EngineError, PrecisionError: an option combination that cannot work.
         """
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise PrecisionError(f"precision {self.precision!r} is not accepted; use one of {', '.join(PRECISIONS)}")
-        if self.batch is not None:
-            BatchProfile.parse(self.batch)
-        parse_size(self.workspace)
-        level = self.builder_optimization_level
-        if level is not None and not 0 <= level <= MAX_OPTIMIZATION_LEVEL:
-            raise EngineError(f"--builder-optimization-level {level} is not accepted; give 0..{MAX_OPTIMIZATION_LEVEL} (TensorRT's default is 3)")
-        if self.hardware_compatibility is not None and self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
-            raise EngineError(f"--hardware-compatibility {self.hardware_compatibility!r} is not accepted; use ampere+ or same-cc")
         self._check_dla()
         if self.implicit_calibration and self.precision not in (None, "int8"):
             raise PrecisionError(f"--implicit-calibration is for INT8 only, but --{self.precision} was asked; add --int8 or drop it")
@@ -156,18 +238,26 @@ class BuildOptions:
                                  "or drop it to use the Q/DQ model rtdeploy calibrates (the default)")
         if self.implicit_calibration and not self.calibrate:
             raise PrecisionError("--implicit-calibration and --no-calibrate contradict each other; keep one")
+        self.calibration_rules()
         if self.output is not None:
             from rtdeploy.checks import output_file
 
             output_file(self.output, manifest=True)
 
+    def check_inputs(self) -> None:
+        if self.onnx is None:
+            self.meta()  # a metadata option the model does not take (a variant of a CIFAR ResNet)
+
+    def writes(self) -> list[tuple[str, Path]]:
+        from rtdeploy.files import manifest_path
+
+        return [("output", manifest_path(self.output))] if self.output is not None else []
+
+
+
     def _check_dla(self) -> None:
         if self.dla_core is None:
-            if self.gpu_fallback:
-                raise EngineError("--gpu-fallback only applies with --dla-core N; add --dla-core 0 or drop --gpu-fallback")
             return
-        if self.dla_core < 0:
-            raise EngineError(f"--dla-core {self.dla_core} is not accepted; DLA cores are numbered from 0")
         if self.batch is not None and not BatchProfile.parse(self.batch).is_static:
             raise EngineError(f"--batch {self.batch} is dynamic, but DLA needs a static profile (MIN = OPT = MAX); give --batch N, e.g. --batch 8")
         if self.precision == "fp32":
@@ -195,18 +285,30 @@ def resolve_profile(opts: BuildOptions, fixed_batch: int | None) -> BatchProfile
     return BatchProfile(default.opt, default.opt, default.opt) if opts.dla_core is not None else default
 
 
-# Options that do not change the plan's bytes, or whose content is recorded as an input instead.
-OUTPUT_NEUTRAL = frozenset({"depth", "model", "onnx", "calib_dir", "timing_cache", "output", "calibrate", "progress"})
+def engine_target(tensorrt_version: str, compute_capability: str, platform: str, hardware_compatibility: str | None = None) -> str:
+    """What a plan is tied to besides its ONNX and options (TensorRT's engine-compatibility rules, see
+    :func:`rtdeploy.trt.engine_file.compatibility_problem`): the TensorRT release that built it, the GPU's
+    compute capability (an ``ampere+`` plan: any Ampere or newer GPU) and the platform.
+
+    ``"TensorRT 10.3.0, compute 8.7, linux-aarch64"``: an engine input of the reuse rule, so a plan is
+    rebuilt, not reused, after ``pip install -U tensorrt``, on another GPU or another platform.
+    """
+    gpu = "Ampere or newer (hardware-compatible)" if hardware_compatibility == "ampere+" else f"compute {compute_capability}"
+    return f"TensorRT {tensorrt_version}, {gpu}, {platform}"
 
 
-def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
-    """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256``
-    (the calibration data's content fingerprint joins the inputs for implicit calibration)."""
-    from rtdeploy.artifacts import config_fields, derivation
+def build_derivation(opts: BuildOptions, precision: str, parent_sha256: str, calibration_fingerprint: str | None,
+                     target: str) -> dict:
+    """The derivation record of the engine ``opts`` builds from an ONNX with ``parent_sha256`` for
+    ``target`` (:func:`engine_target`): the options that decide the plan (:class:`TrtBuild`'s that change
+    the output); the calibration data's content fingerprint joins the inputs for implicit calibration."""
+    from dataclasses import fields
 
-    inputs = {"parent": parent_sha256}
+    from rtdeploy.lineage import derivation, parent_inputs
+
+    inputs = {**(parent_inputs(opts.onnx, parent_sha256) if opts.onnx is not None else {"parent": parent_sha256}), "target": target}
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
-    config = config_fields(opts, exclude=OUTPUT_NEUTRAL) | {"precision": precision}
+    plan = {f.name for f in fields(TrtBuild)}
+    config = {k: v for k, v in output_fields(opts).items() if k in plan} | {"precision": precision}
     return derivation("build-engine", config, inputs)
-

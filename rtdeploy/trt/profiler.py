@@ -212,7 +212,7 @@ def read_profile(path: str | os.PathLike) -> Profile:
 
 
 def _write(path, text: str) -> Path:
-    from rtdeploy.artifacts import write_text_atomic
+    from rtdeploy.files import write_text_atomic
 
     return write_text_atomic(Path(path), text)
 

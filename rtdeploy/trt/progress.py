@@ -11,17 +11,18 @@ from __future__ import annotations
 import logging
 import sys
 
+from rtdeploy.trt.loader import trt_version
+
 log = logging.getLogger(__name__)
 
 
-def attach_progress_monitor(trt, config) -> object | None:
+def attach_progress_monitor(trt, features, config) -> object | None:
     """Show the build's phases as bars on stderr; the monitor (keep it alive until the build
-    ends), or None where this TensorRT has no progress monitor."""
-    base = getattr(trt, "IProgressMonitor", None)
-    if base is None or not hasattr(config, "progress_monitor"):
-        log.info("TensorRT %s reports no build progress; building without a progress bar", getattr(trt, "__version__", "?"))
+    ends), or None where this TensorRT has no progress monitor (``features.progress_monitor``)."""
+    if not features.progress_monitor:
+        log.info("TensorRT %s reports no build progress; building without a progress bar", trt_version(trt))
         return None
-    monitor = _monitor_class(base)()
+    monitor = _monitor_class(trt.IProgressMonitor)()
     config.progress_monitor = monitor
     return monitor
 

@@ -5,6 +5,10 @@
         r.last_timings                         # {'h2d_ms', 'compute_ms', 'd2h_ms', 'total_ms'} (CUDA events)
         ms = r.infer_device_only()             # compute alone, on the inputs already on the device
 
+A batch smaller than the profile's MIN (the last, partial batch of a data set on a static-profile engine)
+is padded with zeros up to MIN and only its own outputs are returned: images are independent in
+inference, so the padding changes none of them.
+
 Buffers are allocated once, at ``activate``, for the profile's largest batch: device buffers for
 every input and output and page-locked (pinned) host buffers beside them, so copies are
 asynchronous and ``infer`` allocates nothing. Execution uses the API common to 8.6, 10.x and
@@ -18,6 +22,14 @@ one runner per batch size, sharing one deserialized engine (:func:`load_shared_e
 runner owns its execution context, stream, buffers and graph. If TensorRT cannot enqueue under
 capture, the runner does what trtexec does: ends the capture, clears the error, warns once and
 runs without graphs.
+
+Scratch memory: by default each execution context allocates its own device memory for the engine's
+intermediate tensors. Runners that never run at the same time (one per batch size, as ``bench`` opens them)
+can share one buffer instead (``scratch=``, from :class:`ScratchPool`): the context is then created
+without device memory and given the buffer (TensorRT: ``create_execution_context_without_device_memory``
++ ``device_memory`` on 8.x, ``create_execution_context(USER_MANAGED)`` + ``set_device_memory(ptr, size)``
+on 10.x/11.x; the size must be at least the engine's ``device_memory_size_v2``, and the memory must not
+be used by a parallel execution context while an enqueue runs — the 10.x/11.x bindings' docstring).
 
 Per-layer profiling: pass ``profiler=`` (a ``trt.IProfiler``); it is attached to the runner's
 execution context. Graph replays do not go through TensorRT's enqueue, so TensorRT reports no layer
@@ -36,6 +48,7 @@ import numpy as np
 
 from rtdeploy.errors import EngineError
 from rtdeploy.runners.base import Runner
+from rtdeploy.trt.features import Features
 from rtdeploy.trt.options import BatchProfile
 
 log = logging.getLogger(__name__)
@@ -76,6 +89,69 @@ def load_shared_engine(engine_path: str | os.PathLike, *, device: int = 0, trt_m
     return SharedEngine(Path(engine_path), manifest, engine, runtime, trt, mem)
 
 
+@dataclass(frozen=True)
+class Scratch:
+    """Device memory an execution context uses for its intermediate tensors, shared by contexts that never run
+    at the same time. ``ptr``: the device address (cudaMalloc: 256-byte aligned, as TensorRT requires); ``size``: bytes."""
+
+    ptr: int
+    size: int
+
+
+def scratch_size(trt, engine) -> int:
+    """The device memory an execution context of ``engine`` needs (``device_memory_size_v2`` from 10.x, else ``device_memory_size``)."""
+    v2 = Features.detect(trt).device_memory_size_v2
+    return int(engine.device_memory_size_v2 if v2 else engine.device_memory_size)
+
+
+class ScratchPool:
+    """One scratch buffer per lane (a lane: runners that run one after the other, e.g. stream ``i`` of every
+    batch size of a benchmark). A lane's buffer is reused while it is large enough, replaced by a larger one
+    (the old one stays valid for the contexts that hold it) otherwise; :meth:`close` frees them all, after
+    the runners that use them are closed."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self._lanes: dict[int, Scratch] = {}
+        self._all: list[int] = []
+
+    def get(self, lane: int, size: int) -> Scratch:
+        held = self._lanes.get(lane)
+        if held is None or held.size < size:
+            held = Scratch(self.memory.malloc(max(int(size), 1)), max(int(size), 1))
+            self._lanes[lane] = held
+            self._all.append(held.ptr)
+        return held
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.size for s in self._lanes.values())
+
+    def close(self) -> None:
+        for ptr in self._all:
+            self.memory.free(ptr)
+        self._all, self._lanes = [], {}
+
+
+def _new_context(trt, engine, scratch: Scratch | None):
+    """An execution context: with its own device memory, or on ``scratch`` (see the module docstring)."""
+    if scratch is None:
+        return engine.create_execution_context()
+    features = Features.detect(trt)
+    need = scratch_size(trt, engine)
+    if need > scratch.size:
+        raise EngineError(f"the shared scratch memory ({scratch.size} bytes) is smaller than the {need} bytes this engine needs")
+    context = (engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED) if features.allocation_strategy
+               else engine.create_execution_context_without_device_memory())
+    if context is None:
+        return None
+    if features.set_device_memory:
+        context.set_device_memory(scratch.ptr, scratch.size)
+    else:
+        context.device_memory = scratch.ptr
+    return context
+
+
 @dataclass
 class _Tensor:
     name: str
@@ -100,6 +176,8 @@ class TrtRunner(Runner):
             (its ``trt`` and ``memory`` are used unless given).
         profiler: a ``trt.IProfiler`` attached to this runner's execution context
             (``context.profiler``); not with ``cuda_graph=True``.
+        scratch: a :class:`Scratch` buffer the execution context uses instead of its own device
+            memory (shared with runners that never run at the same time as this one).
 
     Attributes:
         last_timings: milliseconds of the last call, from CUDA events: ``h2d_ms``, ``compute_ms``,
@@ -109,7 +187,7 @@ class TrtRunner(Runner):
     """
 
     def __init__(self, engine_path: str | os.PathLike | None = None, *, cuda_graph: bool = False, device: int = 0,
-                 trt_module=None, memory=None, engine: SharedEngine | None = None, profiler=None):
+                 trt_module=None, memory=None, engine: SharedEngine | None = None, profiler=None, scratch: Scratch | None = None):
         super().__init__()
         if engine_path is None and engine is None:
             raise ValueError("give an engine file or engine=load_shared_engine(path)")
@@ -119,6 +197,7 @@ class TrtRunner(Runner):
         self.path = Path(engine_path) if engine_path is not None else engine.path
         self._shared = engine
         self.profiler = profiler
+        self.scratch = scratch
         if engine is not None:
             trt_module = trt_module or engine.trt
             memory = memory if memory is not None else engine.memory
@@ -160,7 +239,7 @@ class TrtRunner(Runner):
             self._engine = engine
             if self.manifest is not None:
                 self.name = f"tensorrt[{self.manifest.precision}{',graph' if self.cuda_graph else ''}]"
-            self._context = engine.create_execution_context()
+            self._context = _new_context(trt, engine, self.scratch)
             if self._context is None:
                 raise EngineError(f"TensorRT could not create an execution context for {self.path.name} (out of GPU memory?); "
                                   "free GPU memory or rebuild with a smaller --batch MAX")
@@ -233,7 +312,7 @@ class TrtRunner(Runner):
         mem.synchronize(self._stream)
         h2d, compute, d2h = (mem.elapsed_ms(events[i], events[i + 1]) for i in range(3))
         self.last_timings = {"h2d_ms": h2d, "compute_ms": compute, "d2h_ms": d2h, "total_ms": h2d + compute + d2h}
-        return {name: self._view(t, out_shapes[name]).copy() for name, t in self._outputs.items()}
+        return {name: self._view(t, out_shapes[name])[: self._batch].copy() for name, t in self._outputs.items()}
 
     def stage_inputs(self, feed: dict[str, np.ndarray]) -> None:
         """Check ``feed`` against the engine and copy it into the pinned host buffers; set the
@@ -252,16 +331,19 @@ class TrtRunner(Runner):
             if arr.ndim != len(t.max_shape) or tuple(arr.shape[1:]) != t.max_shape[1:]:
                 raise EngineError(f"input {name} has shape {tuple(arr.shape)}; {self.path.name} takes (batch, {', '.join(map(str, t.max_shape[1:]))})")
             batch = arr.shape[0]
-            if not self.profile.contains(batch):
+            if batch < 1 or batch > self.profile.max:
                 raise EngineError(f"batch {batch} is outside the profile {self.profile} (MIN:OPT:MAX) of {self.path.name}; "
-                                  f"send {self.profile.min}..{self.profile.max} samples per call, or rebuild with a --batch that covers {batch}")
+                                  f"send 1..{self.profile.max} samples per call, or rebuild with a --batch that covers {batch}")
+            run = max(batch, self.profile.min)  # a partial batch is padded up to the profile's MIN
             np.copyto(t.host[:batch], arr, casting="same_kind" if arr.dtype.kind == t.dtype.kind else "unsafe")
-            if self._shapes.get(name) != arr.shape:
+            t.host[batch:run] = 0
+            shape = (run, *arr.shape[1:])
+            if self._shapes.get(name) != shape:
                 # A captured graph is only valid for the shapes it was captured at (TensorRT #3798).
                 self._drop_graph()
-                if not self._context.set_input_shape(name, tuple(arr.shape)):
-                    raise EngineError(f"TensorRT refused input shape {tuple(arr.shape)} for {name}; the profile is {self.profile}")
-                self._shapes[name] = tuple(arr.shape)
+                if not self._context.set_input_shape(name, shape):
+                    raise EngineError(f"TensorRT refused input shape {shape} for {name}; the profile is {self.profile}")
+                self._shapes[name] = shape
             self._batch = batch
 
     def infer_device_only(self) -> float:

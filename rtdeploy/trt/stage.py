@@ -1,24 +1,30 @@
 """The build-engine stage: build from a ready precision ONNX, verify, write plan + manifest.
 
-The ONNX arrives in the precision asked (``rtdeploy.derive`` exports and quantizes first, so the
+The ONNX arrives in the precision asked (``rtdeploy.make_or_reuse`` exports and quantizes first, so the
 precision ONNX exists even when TensorRT or a GPU turns out to be missing). Every check that needs
 neither TensorRT nor a GPU runs first; then the engine is built, inspected, and only written when
 its compute layers really run in the precision asked.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import atomic_path, check_matches_manifest, check_output_path, derived_path, parent_entry, read_manifest
-from rtdeploy.artifacts import refuse_overwriting_inputs, sha256_file
-from rtdeploy.artifacts import write_bytes_atomic, write_failure
+from rtdeploy.artifacts import ArtifactKind, check_matches_manifest, parent_entry, read_manifest
+from rtdeploy.files import atomic_path
+from rtdeploy.lineage import derived_path
+from rtdeploy.files import sha256_file
+from rtdeploy.files import write_bytes_atomic, write_failure
 from rtdeploy.errors import EngineError, MissingDependency, PrecisionError
+from rtdeploy.guard import refuse_replacing_another_kind
+from rtdeploy.library_errors import stage_boundary
+from rtdeploy.options import guard
 from rtdeploy.manifests import PrecisionManifest, new_manifest, read_artifact
 from rtdeploy.trt.graph_facts import GraphFacts, read_graph_facts
-from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, parse_size, resolve_profile
+from rtdeploy.trt.options import BatchProfile, BuildOptions, build_derivation, engine_target, parse_size, resolve_profile
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ class EngineBuildResult:
     layers: dict
 
 
+@stage_boundary("build-engine", EngineError)
 def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineBuildResult:
     """Run the build-engine stage (see :func:`rtdeploy.api.build_engine`).
 
@@ -58,26 +65,48 @@ def build_engine(opts: BuildOptions, *, trt_module=None, memory=None) -> EngineB
             written first and the message names it.
     """
     opts.check()
-    if opts.output is not None:
-        check_output_path(opts.output)
-    if opts.timing_cache is not None:
-        check_output_path(opts.timing_cache)
     if opts.onnx is None:
-        raise EngineError("the build-engine stage needs an ONNX; rtdeploy.derive.engine_from exports and quantizes one first")
+        raise EngineError("the build-engine stage needs an ONNX; rtdeploy.make_or_reuse.engine_from exports and quantizes one first")
     onnx = Path(opts.onnx)
     _check_manifest(onnx)
     facts = read_graph_facts(onnx)
+    check_trt_builds(opts, onnx, trt_module)
     precision = opts.precision or facts.precision
     check_source_precision(opts, onnx, facts, precision)
     profile = resolve_profile(opts, facts.fixed_batch)
     output = Path(opts.output) if opts.output is not None else default_engine_path(onnx, precision)
-    check_output_path(output)
-    refuse_overwriting_inputs(output, onnx, opts.calib_dir, opts.timing_cache)
+    if opts.output is None:
+        guard(dataclasses.replace(opts, output=output))  # the guard, on the default path too
+    refuse_replacing_another_kind(output, ArtifactKind("engine", precision))
     command = rebuild_command(opts, onnx, precision, profile, output)
     try:
         return _build(opts, onnx, facts, precision, profile, output, command, trt_module, memory)
     except MissingDependency as e:
-        raise MissingDependency(f"{e} — nothing lost: {onnx} is ready; build it where TensorRT and a GPU are: {command}") from e
+        raise MissingDependency(f"{e} — nothing lost: {onnx} is ready; build it where {_which_trt(onnx)} and a GPU are: {command}") from e
+
+
+def check_trt_builds(opts: BuildOptions, onnx: Path, trt_module=None) -> None:
+    """Refuse, before any work, an ONNX the TensorRT that would build it does not take (the
+    installed one, or ``opts.trt_version`` where none is; see :mod:`rtdeploy.precision.trt_buildable`).
+
+    Raises:
+        EngineError: the CPU form, asymmetric or UINT8 Q/DQ, an opset or scale type the release does not document.
+    """
+    from rtdeploy.precision.trt_buildable import check_buildable, release_to_judge
+    from rtdeploy.trt.loader import installed_version, trt_version
+
+    installed = trt_version(trt_module) if trt_module is not None else installed_version()
+    release = release_to_judge(opts.trt_version, installed)
+    if onnx.is_file():  # else read_graph_facts names what it is (a FIFO would block a reader)
+        check_buildable(onnx, release, manifest=read_manifest(onnx, required=False))
+
+
+def _which_trt(onnx: Path) -> str:
+    """``TensorRT`` or ``TensorRT 10.0 or later`` (when older releases do not document the model)."""
+    from rtdeploy.precision.trt_buildable import Release, oldest_release_for
+
+    oldest = oldest_release_for(onnx)
+    return f"TensorRT {oldest} or later" if oldest is not None and oldest > Release(8, 6) else "TensorRT"
 
 
 def _check_manifest(onnx: Path) -> None:
@@ -88,25 +117,45 @@ def _check_manifest(onnx: Path) -> None:
                                "to build from the file as it is")
 
 
+def target_here(hardware_compatibility: str | None = None, *, device: int = 0) -> str:
+    """The :func:`rtdeploy.trt.options.engine_target` of a build on this machine now.
+
+    Raises:
+        MissingDependency: TensorRT, cuda-python or a GPU is missing (nothing can be built or run here).
+    """
+    from rtdeploy.trt.device_memory import open_device_memory
+    from rtdeploy.trt.engine_file import this_platform
+    from rtdeploy.trt.loader import import_tensorrt, trt_version
+
+    version = trt_version(import_tensorrt())
+    memory = open_device_memory(device)
+    try:
+        info = memory.device_info()
+    finally:
+        memory.close()
+    return engine_target(version, info.compute_capability, this_platform(), hardware_compatibility)
+
+
 def default_engine_path(onnx: Path, precision: str) -> Path:
     """``resnet50.int8.onnx`` -> ``resnet50.int8.engine``; ``resnet50.onnx`` (fp32) -> ``resnet50.fp32.engine``."""
     return derived_path(onnx, precision, ".engine")
 
 
 def rebuild_command(opts: BuildOptions, onnx: Path, precision: str, profile: BatchProfile, output: Path) -> str:
-    """The ``rtdeploy build-engine`` command that builds this engine again from ``onnx``."""
-    parts = ["rtdeploy build-engine", f"--onnx {onnx.resolve()}", f"--{precision}", f"--batch {profile}"]
-    if opts.implicit_calibration:
-        parts.append("--implicit-calibration" + (f" --calib-dir {Path(opts.calib_dir).resolve()}" if opts.calib_dir else ""))
-    for flag, value in (("--workspace", opts.workspace), ("--builder-optimization-level", opts.builder_optimization_level),
-                        ("--dla-core", opts.dla_core), ("--hardware-compatibility", opts.hardware_compatibility)):
-        if value is not None:
-            parts.append(f"{flag} {value}")
-    parts += [f for f, on in (("--gpu-fallback", opts.gpu_fallback), ("--version-compatible", opts.version_compatible)) if on]
-    if opts.timing_cache is not None:
-        parts.append(f"--timing-cache {Path(opts.timing_cache).resolve()}")
-    parts.append(f"-o {output.resolve()}")
-    return " ".join(parts)
+    """The ``rtdeploy build-engine`` command that builds this engine again from ``onnx``: the flags
+    of the options that decide the plan (:class:`~rtdeploy.trt.options.TrtBuild`), from their declarations."""
+    import shlex
+
+    from rtdeploy.options import command_line, declared
+    from rtdeploy.trt.options import TrtBuild
+
+    implicit_data = Path(opts.calib_dir).resolve() if opts.implicit_calibration and opts.calib_dir else None
+    plan = dataclasses.replace(opts, precision=precision, batch=str(profile), calib_dir=implicit_data,
+                               timing_cache=Path(opts.timing_cache).resolve() if opts.timing_cache else None)
+    keep = {f.name for f in dataclasses.fields(TrtBuild)} | {"calib_dir"}  # the images TensorRT's own calibration reads
+    skip = {f.name for f, _ in declared(BuildOptions)} - keep
+    words = ["--onnx", str(onnx.resolve()), *command_line(plan, skip=skip), "-o", str(output.resolve())]
+    return " ".join(["rtdeploy build-engine", *(shlex.quote(w) for w in words)])
 
 
 # -- the ONNX to build from -----------------------------------------------------------------------
@@ -137,6 +186,8 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
 
     trt = trt_module if trt_module is not None else import_tensorrt()
     features = Features.detect(trt)
+    features.refuse_missing(version_compatible=opts.version_compatible, hardware_compatibility=opts.hardware_compatibility,
+                            optimization_level=opts.builder_optimization_level)
     plan = plan_precision(features, precision, facts, implicit_calibration=opts.implicit_calibration,
                           dla=opts.dla_core is not None)
     logger = make_logger(trt)
@@ -147,14 +198,15 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
         memory = open_device_memory()
     device = memory.device_info()
     _check_hardware_compatibility(opts, device)
-    kept, guard = _kept_float(onnx)
+    kept = _kept_float(onnx)
     kept += [n for n in facts.float_weighted if n not in kept]  # a Q/DQ graph's unquantized layers are asked in float
     calibrator, calibration = _calibrator(trt, opts, onnx, facts, profile, output, memory) if plan.calibrator else (None, None)
     request = BuildRequest(
         onnx=onnx, facts=facts, plan=plan, profile=profile, workspace_bytes=resolve_workspace(opts.workspace, device),
         timing_cache=_read_timing_cache(opts.timing_cache), optimization_level=opts.builder_optimization_level,
         dla_core=opts.dla_core, gpu_fallback=opts.gpu_fallback, version_compatible=opts.version_compatible,
-        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator, keep_fp32=tuple(guard), progress=opts.progress)
+        hardware_compatibility=opts.hardware_compatibility, calibrator=calibrator, keep_fp32=tuple(kept), progress=opts.progress,
+        tf32=opts.tf32)
     start = time.perf_counter()
     try:
         built = build_plan(trt, request, logger=logger, builder=builder)
@@ -164,7 +216,7 @@ def _build(opts, onnx, facts, precision, profile, output, command, trt_module, m
     seconds = time.perf_counter() - start
     # Explicit precision (strongly typed graphs, Q/DQ layers) must be built as asked; weak typing may choose.
     strict = plan.strongly_typed or (precision == "int8" and not plan.calibrator)
-    layers = _inspect(trt, logger, built.plan, facts, profile, precision, kept, opts.version_compatible, command, strict)
+    layers = _inspect(trt, logger, built.plan, facts, profile, precision, kept, opts, command, strict)
     if calibration is not None:
         calibration["cache_sha256"] = sha256_file(calibration["cache"]) if Path(calibration["cache"]).is_file() else None
     fields = _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, request, layers, calibration, seconds, command)
@@ -206,14 +258,13 @@ def _read_timing_cache(path: Path | None) -> bytes | None:
 
 def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile, output: Path, memory):
     from rtdeploy.data import open_source
-    from rtdeploy.models.metadata import ModelMeta
     from rtdeploy.trt.calibrator import make_entropy_calibrator
 
     m = read_artifact(onnx, required=False)
     if m is None or m.model is None:
         raise PrecisionError(f"--implicit-calibration needs the model's preprocessing from {onnx.name}'s manifest, which is missing; "
                              "re-export with `rtdeploy export`")
-    source = open_source(opts.calib_dir, ModelMeta.from_dict(m.model.to_dict()))
+    source = open_source(opts.calib_dir, m.model)
     fingerprint = source.fingerprint()
     cache = output.with_name(f"{onnx.stem}.{fingerprint[:12]}.calib.cache")
     batches = (b.images for b in source.batches(profile.opt))
@@ -223,12 +274,10 @@ def _calibrator(trt, opts, onnx: Path, facts: GraphFacts, profile: BatchProfile,
                         "source_fingerprint": fingerprint, "cache": str(cache)}
 
 
-def _kept_float(onnx: Path) -> tuple[list[str], list[str]]:
-    """(nodes kept in float by the precision stage, of which those the FP16 overflow guard keeps in FP32)."""
-    from rtdeploy.trt.layer_report import kept_float_nodes
-
-    manifest = read_manifest(onnx, required=False)
-    return kept_float_nodes(manifest), kept_float_nodes({"fp16": (manifest or {}).get("fp16")})
+def _kept_float(onnx: Path) -> list[str]:
+    """The ONNX nodes the precision stage kept in float (``--keep-fp``, sensitivity fallbacks, the FP16 guard)."""
+    m = read_artifact(onnx, required=False)
+    return m.kept_float() if m is not None else []
 
 
 def _check_hardware_compatibility(opts: BuildOptions, device) -> None:
@@ -240,15 +289,15 @@ def _check_hardware_compatibility(opts: BuildOptions, device) -> None:
 
 
 def _inspect(trt, logger, plan: bytes, facts: GraphFacts, profile: BatchProfile, precision: str, kept: list[str],
-             version_compatible: bool, command: str, strict: bool) -> dict:
+             opts: BuildOptions, command: str, strict: bool) -> dict:
     from rtdeploy.trt.engine_file import deserialize_plan
     from rtdeploy.trt.engine_report import check_precision_realized, inspect_engine
 
     # The same deserialization as loading the file later (version-compatible plans need host code allowed).
-    engine, _runtime = deserialize_plan(trt, plan, logger=logger, version_compatible=version_compatible,
+    engine, _runtime = deserialize_plan(trt, plan, logger=logger, version_compatible=opts.version_compatible,
                                         what="the engine TensorRT just built", rebuild=command)
     report = inspect_engine(trt, engine, facts.input_name, (profile.opt, *facts.sample_shape))
-    report["verdict"] = check_precision_realized(report, precision, frozenset(kept), strict=strict)
+    report["verdict"] = check_precision_realized(report, precision, frozenset(kept), strict=strict, tf32=opts.tf32)
     report["kept_float"] = list(kept)
     return report
 
@@ -274,20 +323,24 @@ def _manifest_fields(trt, opts, onnx, facts, plan, profile, device, built, reque
                   "builder_optimization_level": opts.builder_optimization_level,
                   "timing_cache": str(Path(opts.timing_cache).resolve()) if opts.timing_cache else None,
                   "dla_core": opts.dla_core, "gpu_fallback": opts.gpu_fallback, "version_compatible": opts.version_compatible,
-                  "hardware_compatibility": opts.hardware_compatibility, "precision_constraints": built.precision_constraints},
+                  "hardware_compatibility": opts.hardware_compatibility, "precision_constraints": built.precision_constraints,
+                  "tf32": opts.tf32},
         "dla": built.dla_placement,
         "platform": this_platform(),
         "layers": _layers_entry(layers),
         "rebuild_command": command,
-        "derivation": build_derivation(opts, plan.precision, sha256_file(onnx),
-                                       (calibration or {}).get("source_fingerprint")),
+        "derivation": build_derivation(opts, plan.precision, sha256_file(onnx), (calibration or {}).get("source_fingerprint"),
+                                       engine_target(trt_version(trt), device.compute_capability, this_platform(),
+                                                     opts.hardware_compatibility)),
     }
 
 
 def _layers_entry(report: dict) -> dict:
     """The engine manifest's ``layers`` entry: the layer table ``rtdeploy inspect`` prints, and the verdict."""
     verdict = report["verdict"]
-    return {"verified": verdict["verified"], "expected": verdict["expected"], "fallbacks": verdict["fallbacks"],
+    return {"verified": verdict["verified"], "ok": verdict["ok"], "verifiable": verdict["verifiable"],
+            "unverifiable": verdict["unverifiable"], "hidden": report["hidden"],
+            "expected": verdict["expected"], "fallbacks": verdict["fallbacks"],
             "kept_float": report["kept_float"], "detailed": report["detailed"], "schema": report["schema"], "count": report["layers"],
             "compute": report["compute"], "compute_layers": report["compute_layers"], "reformat": report["reformat"],
             "qdq": report["qdq"], "io": report["io"], "by_precision": report["by_precision"], "by_device": report["by_device"],

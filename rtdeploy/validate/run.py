@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtdeploy.errors import ArtifactError, DataError
+from rtdeploy.library_errors import stage_boundary
+from rtdeploy.validate.options import ValidateConfig
 from rtdeploy.validate.compare import OutputStats, check
 from rtdeploy.validate.outputs import Outputs, OutputStore
 from rtdeploy.validate.report import SetReport, ValidationReport
@@ -18,38 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RANDOM_SAMPLES = 8  # one batch; each sample compares every logit, and --images adds real data
 
 
-@dataclass(frozen=True)
-class ValidateConfig:
-    """What to validate and how.
-
-    Attributes:
-        model: the candidate (.onnx with its manifest, or a TensorRT .engine/.plan).
-        images: a folder of images or a .npy/.npz tensor file to compare on.
-        held_out: ``images`` is a calibration set, and only the part of it that calibration holds
-            out for validation (:mod:`rtdeploy.data.split`) is compared on; when the set is too
-            small to split, the comparison falls back to random inputs and the report says so.
-        samples: random samples (default 8); with ``images``, also the size of a seeded image subset
-            (default: all images).
-        batch: batch size fed to both runners.
-        reference: None (automatic), ``torch``, ``onnx`` (the parent ONNX) or an ONNX path.
-        tolerances: overrides of the precision's default limits, by :class:`Tolerance` field name.
-        seed: seed of the random inputs, of the image subset and of the held-out split.
-        providers: onnxruntime execution providers for an ONNX candidate.
-        progress: show progress bars on stderr.
-    """
-
-    model: Path
-    images: Path | None = None
-    held_out: bool = False
-    samples: int | None = None
-    batch: int = 8
-    reference: str | None = None
-    tolerances: dict = field(default_factory=dict)
-    seed: int = 0
-    providers: tuple[str, ...] = ("cpu",)
-    progress: bool = False
-
-
+@stage_boundary("validate", ArtifactError)
 def validate_model(cfg: ValidateConfig, *, store: OutputStore | None = None) -> ValidationReport:
     """Compare ``cfg.model`` with its reference; the report says whether it is within tolerance.
 
@@ -68,7 +38,9 @@ def validate_model(cfg: ValidateConfig, *, store: OutputStore | None = None) -> 
         MissingDependency: an engine was given and TensorRT is not available.
     """
     from rtdeploy.checks import check_memory, seed, whole
+    from rtdeploy.footprint import check_model_memory
 
+    cfg.check()
     whole(cfg.batch, "--batch", DataError, minimum=1)
     if cfg.samples is not None:
         whole(cfg.samples, "--samples", DataError, minimum=1)
@@ -77,26 +49,32 @@ def validate_model(cfg: ValidateConfig, *, store: OutputStore | None = None) -> 
         if value is not None and name in Tolerance.__dataclass_fields__:
             check_limit(name, value)
     target = load_target(cfg.model)
-    check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
-                 what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    sample = target.meta.input_shape(1)[1:]
+    if target.is_engine:  # no graph to read: the ResNet-shaped lower bound
+        check_memory(cfg.batch, target.meta.in_channels, target.meta.image_size, error=DataError,
+                     what=f"--batch {cfg.batch} at {target.meta.image_size}x{target.meta.image_size}")
+    else:
+        check_model_memory(target.path, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} of {target.path.name}",
+                           error=DataError)
     sets, note = _input_sets(cfg, target)  # opened before any model runs, so bad data fails fast
     random_only = all(name == "random" for name, _ in sets)
     tol = tolerance_for(target.precision, cfg.tolerances, target=target.quantized_for, random_only=random_only)
     reference, candidate = reference_runner(target, cfg.reference), candidate_runner(target, cfg.providers)
+    other = getattr(reference, "path", None)  # an ONNX reference other than the model (its parent, --reference PATH)
+    if other is not None and Path(other).resolve() != target.path.resolve():
+        check_model_memory(other, cfg.batch, sample_shape=sample, what=f"validate --batch {cfg.batch} against {Path(other).name}",
+                           error=DataError)
     itself = is_own_reference(target, cfg.reference)
     report = ValidationReport(str(target.path), target.precision, candidate.name,
                               f"itself ({_label(reference)}): an imported model is its own reference" if itself else _label(reference),
                               tol, target=target.quantized_for, inputs_note=note)
     store = store if store is not None else OutputStore()
-    try:
+    with reference, candidate:
         for name, source in sets:
             fingerprint = source.fingerprint()
             ref = store.outputs(reference, source, batch=cfg.batch, fingerprint=fingerprint, progress=cfg.progress, role="reference")
             cand = store.outputs(candidate, source, batch=cfg.batch, fingerprint=fingerprint, progress=cfg.progress, role="candidate")
             report.sets.append(compare_outputs(ref, cand, source, tol, name=name, fingerprint=fingerprint))
-    finally:
-        reference.deactivate()
-        candidate.deactivate()
     log.info("validated %s: %s", target.path, "pass" if report.passed else report.failure_message())
     return report
 

@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest, manifest_path, not_a_file, sha256_file
+from rtdeploy.artifacts import ENGINE_SUFFIXES, check_matches_manifest
+from rtdeploy.files import manifest_path, not_a_file, sha256_file
 from rtdeploy.errors import ArtifactError
 from rtdeploy.manifests import ArtifactManifest, EngineManifest, OnnxManifest, read_artifact, read_onnx
 from rtdeploy.models.metadata import ModelMeta
@@ -61,7 +62,7 @@ def load_target(path: str | Path) -> Target:
     if manifest.model is None:
         raise ArtifactError(f"{manifest_path(p).name} names no model (its ONNX had no rtdeploy manifest); build it from the ONNX "
                             "that `rtdeploy export` or `quantize` wrote")
-    return Target(p, manifest, ModelMeta.from_dict(manifest.model.to_dict()), manifest.precision, is_engine)
+    return Target(p, manifest, manifest.model, manifest.precision, is_engine)
 
 
 def _check_onnx_parses(path: Path) -> None:
@@ -139,7 +140,7 @@ def _check_parent(target: Target, parent: Path) -> None:
 
 
 def _torch_reference(target: Target):
-    from rtdeploy.export import torch_model_from_manifest
+    from rtdeploy.validate.reference import torch_model_from_manifest
     from rtdeploy.runners.torch_runner import TorchRunner
 
     if target.meta.family == "imported":

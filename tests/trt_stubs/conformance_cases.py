@@ -29,6 +29,10 @@ from rtdeploy.trt.options import BuildOptions  # noqa: E402
 
 RELEASE = os.environ.get("RTDEPLOY_CONFORMANCE_RELEASE", "")
 MAJOR = int(RELEASE.split(".")[0]) if RELEASE else 0
+# Version and hardware compatibility and builder optimization levels came with 8.6 (NVIDIA/TensorRT v8.6.0
+# python/src/infer/pyCore.cpp; absent from 8.5.3's, see surface-8.5.3.json).
+COMPAT = bool(RELEASE) and not RELEASE.startswith("8.5")
+needs_compat = pytest.mark.skipif(not COMPAT, reason="TensorRT 8.5 has no version/hardware compatibility (8.6 added them)")
 pytestmark = pytest.mark.skipif(not RELEASE, reason="run by tests/test_trt_conformance.py with a release's real bindings")
 
 
@@ -37,6 +41,11 @@ pytestmark = pytest.mark.skipif(not RELEASE, reason="run by tests/test_trt_confo
 def trt():
     import tensorrt_bindings
 
+    surface = os.environ.get("RTDEPLOY_CONFORMANCE_SURFACE")
+    if surface:  # a release without importable bindings: a later release's real bindings narrowed to its names
+        from surface import load_surface, masked_module
+
+        tensorrt_bindings = masked_module(tensorrt_bindings, load_surface(surface))
     assert tensorrt_bindings.__version__ == RELEASE
     return tensorrt_bindings
 
@@ -167,9 +176,11 @@ def test_build_takes_the_release_path(trt, rt, make_world, models, tmp_path, pre
     nets, flags = network_flag_names(trt, w), builder_flag_names(w)
     if MAJOR == 8:
         assert nets == {"EXPLICIT_BATCH"}
-        assert flags == {"fp32": set(), "fp16": {"FP16"}, "int8": {"INT8", "FP16"}}[precision]
+        # the Q/DQ graph's unquantized fc is asked FP32 and pinned: weak typing would be free to run it FP16
+        assert flags == {"fp32": set(), "fp16": {"FP16"}, "int8": {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"}}[precision]
     else:
         assert nets == {"STRONGLY_TYPED"} and flags == set()
+    w.config.clear_flag.assert_called_once_with(trt.BuilderFlag.TF32)  # FP32 layers run FP32, not TF32
     w.config.set_memory_pool_limit.assert_called_once_with(trt.MemoryPoolType.WORKSPACE, 1 << 30)
     assert w.config.profiling_verbosity == trt.ProfilingVerbosity.DETAILED
     (profile,) = w.profiles
@@ -181,6 +192,19 @@ def test_build_takes_the_release_path(trt, rt, make_world, models, tmp_path, pre
     assert m["profile"]["min"] == 1 and m["profile"]["max"] == 32 and m["device"]["compute_capability"] == "8.6"
     assert m["layers"]["verified"] is True and m["layers"]["by_precision"].get(precision, 0) >= 1
     assert json.loads(Path(str(result.path) + ".json").read_text())["sha256"] == m["sha256"]
+    from rtdeploy.trt.engine_file import this_platform
+
+    # what ties the plan is an input of its derivation: reuse elsewhere is a rebuild (tests/test_trt_engine_reuse.py)
+    assert m["derivation"]["inputs"]["target"] == f"TensorRT {RELEASE}, compute 8.6, {this_platform()}"
+
+
+def test_the_target_here_needs_a_gpu(trt):
+    """derive.engine asks target_here(); with the real bindings and no driver that is a MissingDependency (one line),
+    and the build that follows says how to build elsewhere."""
+    from rtdeploy.trt.stage import target_here
+
+    with pytest.raises(MissingDependency, match="no usable NVIDIA GPU"):
+        target_here()
 
 
 def test_parser_errors_name_the_nodes(rt, make_world, models, tmp_path):
@@ -204,6 +228,23 @@ def test_int8_without_int8_layers_fails_loudly(rt, make_world, models, tmp_path)
     assert not (tmp_path / "model.engine").exists()
 
 
+def test_options_8_5_lacks_are_refused_before_any_work(rt, make_world, models, tmp_path):
+    """Crash 2 of issue 19: features.py read trt.HardwareCompatibilityLevel unguarded (first in v8.6.0 pyCore.cpp),
+    so every build on 8.5 died with AttributeError; now only the options 8.5 lacks are refused, in one line."""
+    w = make_world()
+    build(w, rt, tmp_path, models["fp32"], precision="fp32")  # a plain build works on every release
+    for option in (dict(version_compatible=True), dict(hardware_compatibility="ampere+"), dict(builder_optimization_level=4)):
+        w = make_world()
+        if COMPAT:
+            build(w, rt, tmp_path, models["fp32"], precision="fp32", **option)
+            continue
+        flag = "--" + next(iter(option)).replace("_", "-")
+        with pytest.raises(EngineError, match=rf"TensorRT {RELEASE} has no {flag} \(TensorRT 8.6 added them\); drop {flag}"):
+            build(w, rt, tmp_path, models["fp32"], precision="fp32", **option)
+        w.builder.create_network.assert_not_called()
+
+
+@needs_compat
 def test_options_reach_the_config(trt, rt, make_world, models, tmp_path):
     w = make_world()
     cache = tmp_path / "trt.cache"
@@ -235,6 +276,7 @@ def test_no_progress_monitor_unless_asked(trt, rt, make_world, models, tmp_path)
     assert not hasattr(w, "progress_answers")
 
 
+@needs_compat
 def test_same_cc_compatibility_only_where_the_release_has_it(trt, rt, make_world, models, tmp_path):
     w = make_world()
     if RELEASE in ("8.6.1", "10.3.0"):  # HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY came after 10.3
@@ -365,6 +407,7 @@ def test_truncated_or_foreign_engine_files(rt, make_world, models, tmp_path):
         TrtRunner(foreign, trt_module=w.module, memory=w.memory).activate()
 
 
+@needs_compat
 def test_version_compatible_engines_allow_host_code(rt, make_world, models, tmp_path):
     from rtdeploy.trt.runner import TrtRunner
 
@@ -445,9 +488,11 @@ def test_real_runtime_without_gpu_is_a_missing_dependency(trt, tmp_path):
 def test_real_cuda_bindings_without_driver_are_a_missing_dependency(rt):
     from rtdeploy.trt.device_memory import CudaRuntime
 
-    # No driver here: cudaErrorInsufficientDriver with cudaDriverGetVersion() == 0 means "no driver", not "too old".
-    with pytest.raises(MissingDependency, match="no usable NVIDIA GPU: no NVIDIA driver is loaded"):
-        CudaRuntime(rt)
+    # No driver here: cudaErrorInsufficientDriver with cudaDriverGetVersion() == 0 means "no driver", not "too old";
+    # cuda-bindings 11.8 raises RuntimeError instead, a different one on the first call and on later calls.
+    for _ in range(2):
+        with pytest.raises(MissingDependency, match="no usable NVIDIA GPU: no NVIDIA driver is loaded"):
+            CudaRuntime(rt)
 
 
 def test_signature_checker_catches_wrong_calls(trt):
@@ -469,6 +514,7 @@ import refdata  # noqa: E402
 from fakes import VC_MARK, PLAN_MAGIC, cudart_call_problem, cudart_return_problem  # noqa: E402
 
 
+@needs_compat
 def test_stand_in_refuses_a_version_compatible_plan_without_host_code(make_world):
     """Rule (a) itself: NvInferRuntime.h — engine_host_code_allowed defaults to False and a plan with an
     embedded lean runtime is refused without it (trtexec sampleEngines.cpp:114-118 opts in)."""
@@ -482,6 +528,7 @@ def test_stand_in_refuses_a_version_compatible_plan_without_host_code(make_world
     assert runtime.deserialize_cuda_engine(plan) is not None
 
 
+@needs_compat
 def test_version_compatible_build_is_inspected_with_host_code_allowed(rt, make_world, models, tmp_path):
     """Defect 1: the post-build inspection deserialized with a plain Runtime, so every --version-compatible build failed."""
     w = make_world()
@@ -517,7 +564,7 @@ def test_cuda_graph_is_recaptured_after_a_shape_change(rt, make_world, models, t
             np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
     changes = 1 + sum(a != b for a, b in zip(batches, batches[1:]))
     fake = w.memory.rt
-    assert fake.cudaGraphInstantiate.call_count == changes  # one capture per run of equal shapes
+    assert fake.cudaGraphInstantiateWithFlags.call_count == changes  # one capture per run of equal shapes
     assert fake.launched == len(batches)
     assert fake.buffers == {}
 
@@ -537,7 +584,7 @@ def test_failed_capture_runs_without_graphs(rt, make_world, models, tmp_path, ca
                 np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
     fake = w.memory.rt
     assert [m for m in caplog.messages if "CUDA graph capture failed" in m] and len(caplog.messages) == 1
-    assert fake.launched == 0 and fake.cudaGraphInstantiate.call_count == 0
+    assert fake.launched == 0 and fake.cudaGraphInstantiateWithFlags.call_count == 0
     assert fake.last_error == rt.cudaError_t.cudaSuccess, "the capture's error was not cleared"
     assert fake.buffers == {}
 
@@ -558,7 +605,7 @@ def test_runners_share_one_engine(rt, make_world, models, tmp_path):
         assert len(w.memory.rt.streams) == 2
     assert sum(r.deserialize_cuda_engine.call_count for r in w.runtimes) == 1
     assert w.engine.create_execution_context.call_count == 2
-    assert w.memory.rt.cudaGraphInstantiate.call_count == 2 and w.memory.rt.buffers == {}
+    assert w.memory.rt.cudaGraphInstantiateWithFlags.call_count == 2 and w.memory.rt.buffers == {}
 
 
 def test_profiler_is_attached_and_refused_with_graphs(trt, rt, make_world, models, tmp_path):
@@ -580,13 +627,15 @@ def test_profiler_is_attached_and_refused_with_graphs(trt, rt, make_world, model
         TrtRunner(path, trt_module=w.module, memory=w.memory, profiler=profiler, cuda_graph=True)
 
 
-def test_io_without_a_numpy_type_is_a_clear_error(rt, make_world, models, tmp_path):
+def test_io_without_a_numpy_type_is_a_clear_error(trt, rt, make_world, models, tmp_path):
     """Defect 7: BF16/FP8 I/O raised trt.nptype's TypeError; now one EngineError naming the tensor."""
     from rtdeploy.trt.runner import TrtRunner
 
     w = make_world()
     path = built_engine(w, rt, tmp_path, models)
-    w.io_dtype = "FP8"  # present in every release; the real trt.nptype has no numpy type for it
+    if not hasattr(trt.DataType, "FP8"):
+        pytest.skip("TensorRT 8.5 has no I/O type without a numpy type (FP8 came with 8.6)")
+    w.io_dtype = "FP8"  # present from 8.6 on; the real trt.nptype has no numpy type for it
     with pytest.raises(EngineError, match="tensor input is FP8, which has no numpy type"):
         TrtRunner(path, trt_module=w.module, memory=w.memory).activate()
     assert w.memory.rt.buffers == {}
@@ -621,8 +670,9 @@ def _fp16_model_with_guard(models, tmp_path, kept=("fc",)):
 @pytest.mark.parametrize("dla", [False, True])
 def test_fp16_guard_layers_are_pinned_where_typing_is_weak(trt, rt, make_world, models, tmp_path, dla):
     """Defect 4: weakly typed builds (8.6; DLA on 10.x) treat Casts as hints (NvInfer.h ILayer::setPrecision);
-    the FP16 stage's FP32 layers get precision FP32 and OBEY_PRECISION_CONSTRAINTS."""
-    w = make_world(layers=FP16_LAYERS, num_dla_cores=1 if dla else 0)
+    the FP16 stage's FP32 layers get precision FP32 and OBEY_PRECISION_CONSTRAINTS (and the stand-in, rule (d),
+    runs fc FP16 unless TensorRT must obey, so the build's check would fail otherwise)."""
+    w = make_world(layers=FP16_LAYERS, num_dla_cores=1 if dla else 0, weak_fp16=("fc",))
     onnx = _fp16_model_with_guard(models, tmp_path)
     kw = dict(dla_core=0, gpu_fallback=True, batch="8") if dla else {}
     result = build(w, rt, tmp_path, onnx, precision="fp16", **kw)
@@ -655,11 +705,42 @@ def _real_layers(stem: str, **fallback) -> str:
                                             ("a100-resnet18-fp32", "fp32")])
 def test_real_inspector_output_is_judged_by_compute_layers(rt, make_world, models, tmp_path, stem, precision):
     w = make_world(layers_json=_real_layers(stem))
-    result = build(w, rt, tmp_path, models[precision], precision=precision)
+    tf32 = precision == "fp32"  # this real FP32 engine was built with TF32 on (its default): 20 of 21 convs run TF32
+    result = build(w, rt, tmp_path, models[precision], precision=precision, tf32=tf32)
     layers = result.manifest["layers"]
     total = {"a100": 21, "rtx3090": 54}[stem.split("-")[0]]
-    assert layers["verified"] is True and layers["compute"] == {"total": total, "by_precision": {precision: total}}
+    by = {"fp32": 1, "tf32": 20} if tf32 else {precision: total}
+    assert layers["verified"] is True and layers["ok"] is True and layers["verifiable"] is True
+    assert layers["compute"] == {"total": total, "by_precision": by} and result.manifest["build"]["tf32"] is tf32
     assert layers["schema"] == ("11.x" if MAJOR >= 11 else "8.x/10.x") and layers["fallbacks"] == []
+
+
+def test_fp32_builds_clear_tf32_and_fail_where_it_still_runs(trt, rt, make_world, models, tmp_path):
+    """Finding 7 of issue 19: BuilderFlag.TF32 is on by default (NvInfer.h @5302b288:10486-10488, "Enabled by default"),
+    so FP32 engines ran TF32 (20 of 21 convolutions of NVIDIA's A100 FP32 engine). FP32 builds now clear it unless
+    --tf32 (Polygraphy clears it by default), and a plan that still reports TF32 layers is not written."""
+    w = make_world(layers_json=_real_layers("a100-resnet18-fp32"))
+    with pytest.raises(EngineError, match=r"FP32 was asked, but TensorRT built 20 of 21 compute layers below what was asked "
+                                          r"\(.* \(asked FP32, got TF32\).*TF32 ran where FP32 was asked.*--tf32"):
+        build(w, rt, tmp_path, models["fp32"], precision="fp32")
+    w.config.clear_flag.assert_called_once_with(trt.BuilderFlag.TF32)
+    assert not (tmp_path / "model.engine").exists()
+    w = make_world()
+    build(w, rt, tmp_path, models["fp32"], precision="fp32", tf32=True)
+    w.config.clear_flag.assert_not_called()
+
+
+def test_every_layer_kept_in_float_is_pinned_where_typing_is_weak(trt, rt, make_world, models, tmp_path):
+    """Finding 6: only the FP16 guard's layers were pinned; an INT8 Q/DQ graph's unquantized fc (asked FP32: onnxruntime
+    measured it so) and --keep-fp layers were not, so on weakly typed 8.x builds they could run FP16 (rule (d))."""
+    w = make_world(layers=[INT8_LAYERS[0], ("fc", "CaskGemmConvolution", "Row major linear FP16 format")], weak_fp16=("fc",))
+    result = build(w, rt, tmp_path, models["int8"], precision="int8")
+    fc = next(layer for layer in w.layer_mocks if layer.name == "fc")
+    if MAJOR == 8:
+        assert "OBEY_PRECISION_CONSTRAINTS" in builder_flag_names(w) and fc.precision == trt.float32
+        assert result.manifest["build"]["precision_constraints"]["layers"] == ["fc"]
+    assert result.manifest["layers"]["ok"] is True and "fc" in result.manifest["layers"]["kept_float"]
+    assert [c["precision"] for c in result.manifest["layers"]["compute_layers"]] == ["int8", "fp32"]
 
 
 def test_real_inspector_output_with_fallen_back_convs_fails_the_build(rt, make_world, models, tmp_path):
@@ -677,6 +758,7 @@ def test_real_inspector_output_with_fallen_back_convs_fails_the_build(rt, make_w
         build(w, rt, tmp_path, models["int8"], precision="int8")
 
 
+@needs_compat
 def test_hardware_compatibility_is_checked_against_the_build_gpu(rt, make_world, models, tmp_path):
     """Defect 6: NvInfer.h HardwareCompatibilityLevel — kAMPERE_PLUS needs an Ampere+ GPU to build on."""
     w = make_world()
@@ -728,7 +810,10 @@ def test_cudart_checks_can_fail(rt):
     ok = rt.cudaError_t.cudaSuccess
     assert cudart_call_problem(rt.cudaMalloc, (64,), {}) is None
     assert cudart_call_problem(rt.cudaMalloc, (64, 0), {})
-    assert cudart_call_problem(rt.cudaGraphInstantiate, (object(),), {})  # 12.x/13.x take (graph, flags)
+    assert cudart_call_problem(rt.cudaGraphInstantiateWithFlags, (object(),), {})
+    assert cudart_call_problem(rt.cudaGraphInstantiateWithFlags, (object(), 0), {}) is None  # one signature in 11.8, 12.x, 13.x
+    if rt.cudaRuntimeGetVersion()[1] < 12000:  # crash 1 of issue 19: 11.8 takes (graph, pLogBuffer, bufferSize)
+        assert cudart_call_problem(rt.cudaGraphInstantiate, (object(), 0), {})
     assert cudart_return_problem(rt.cudaMalloc, (ok, 1)) is None
     assert cudart_return_problem(rt.cudaStreamSynchronize, (ok, 1))
     assert cudart_return_problem(rt.cudaMemGetInfo, (ok, 1))
@@ -743,3 +828,128 @@ def test_inspect_reads_a_plan_through_the_engine_inspector(rt, make_world, model
     assert result.source == "engine" and result.verdict["ok"] is True
     assert result.report["compute"] == {"total": 21, "by_precision": {"int8": 21}} and result.failure() is None
     assert w.events.count("deserialize") == 2 and w.events[-2:] == ["plugins", "deserialize"]
+
+
+def test_derived_surface_hides_what_the_old_release_lacks(trt, make_world):
+    """The 8.5.3 stand-in (surface.py over the real 8.6.1 bindings) lacks what NVIDIA's 8.5.3 sources do not declare
+    (surface-8.5.3.json) and keeps the rest; real enum values and specced mocks still pass isinstance."""
+    surface = os.environ.get("RTDEPLOY_CONFORMANCE_SURFACE")
+    if not surface:
+        pytest.skip("this release runs on its own real bindings")
+    from surface import load_surface
+
+    hidden = load_surface(surface)["hidden"]
+    assert all(not hasattr(trt, name) for name in hidden["module"])
+    for scope, names in hidden["members"].items():
+        assert all(not hasattr(getattr(trt, scope), n) for n in names), scope
+    assert not hasattr(trt, "HardwareCompatibilityLevel") and not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE")
+    assert hasattr(trt.IExecutionContext, "execute_async_v3") and hasattr(trt.ICudaEngine, "get_tensor_profile_shape")
+    assert isinstance(trt.BuilderFlag.FP16, trt.BuilderFlag)
+    w = make_world()
+    assert isinstance(w.config, trt.IBuilderConfig)
+    with pytest.raises(AttributeError):
+        w.config.builder_optimization_level = 3
+    with pytest.raises(AttributeError):
+        w.runtime.engine_host_code_allowed = True
+
+
+def test_runners_that_take_turns_share_one_scratch_buffer(trt, rt, make_world, models, tmp_path):
+    """Issue 19 (minor): bench opened (batch sizes x streams) contexts, each with its own device memory (Jetson's
+    unified memory ran out). Runners that never run at once now share one buffer per lane; the stand-in enforces
+    rule (f): memory given before the first enqueue, 256-byte aligned, at least the engine's size."""
+    from rtdeploy.trt.runner import ScratchPool, TrtRunner, load_shared_engine, scratch_size
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    shared = load_shared_engine(path, trt_module=w.module, memory=w.memory)
+    pool = ScratchPool(w.memory)
+    before = len(w.contexts)  # the build's inspection made one of its own
+    rng = np.random.default_rng(6)
+    with TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.trt, shared.engine))) as r8, \
+            TrtRunner(engine=shared, cuda_graph=True, scratch=pool.get(0, scratch_size(shared.trt, shared.engine))) as r3:
+        for r, batch in ((r8, 8), (r3, 3), (r8, 8)):
+            x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+            np.testing.assert_allclose(r.infer({"input": x})["logits"], expected_logits(x), rtol=1e-5, atol=1e-6)
+    contexts = w.contexts[before:]
+    assert len(contexts) == 2 and all(c["user_managed"] for c in contexts)
+    if hasattr(trt, "ExecutionContextAllocationStrategy"):
+        strategies = [c.args for c in w.engine.create_execution_context.call_args_list]
+        assert strategies == [(trt.ExecutionContextAllocationStrategy.USER_MANAGED,)] * 2
+        assert len({c["memory"] for c in contexts}) == 1  # one buffer, given to both
+    else:
+        assert w.engine.create_execution_context_without_device_memory.call_count == 2
+    assert pool.total_bytes == w.scratch_bytes
+    pool.close()
+    assert w.memory.rt.buffers == {}
+
+
+def test_stand_in_refuses_an_enqueue_without_the_memory_it_was_promised(trt, rt, make_world, models, tmp_path):
+    """Rule (f) itself must be able to fail: a context made without device memory and never given any."""
+    from rtdeploy.trt.runner import Scratch, TrtRunner
+
+    w = make_world()
+    path = built_engine(w, rt, tmp_path, models)
+    too_small = Scratch(w.memory.malloc(256), 256)
+    with pytest.raises(EngineError, match="smaller than the .* bytes this engine needs"):
+        TrtRunner(path, trt_module=w.module, memory=w.memory, scratch=too_small).activate()
+    context = w.engine.create_execution_context_without_device_memory() if not hasattr(trt, "ExecutionContextAllocationStrategy") \
+        else w.engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+    with pytest.raises(AssertionError, match="before any was given"):
+        context.execute_async_v3(0)
+    w.memory.free(too_small.ptr)
+
+
+def test_a_partial_batch_on_a_static_engine_is_padded(rt, make_world, models, tmp_path):
+    """Issue 19 (minor): `validate` of a static-profile engine failed on its data set's last, partial batch
+    ("batch 3 is outside the profile 8:8:8"); the runner now pads it to the profile's MIN and returns its own rows.
+    The stand-in refuses set_input_shape outside the profile (NvInferRuntime.h, setInputShape returns false)."""
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world(profile=(8, 8, 8))
+    path = built_engine(w, rt, tmp_path, models)
+    rng = np.random.default_rng(7)
+    with TrtRunner(path, trt_module=w.module, memory=w.memory, cuda_graph=True) as r:
+        assert str(r.profile) == "8:8:8"
+        for batch in (8, 3, 8):
+            x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+            out = r.infer({"input": x})["logits"]
+            assert out.shape == (batch, 4)
+            np.testing.assert_allclose(out, expected_logits(x), rtol=1e-5, atol=1e-6)
+        with pytest.raises(EngineError, match=r"batch 9 is outside the profile 8:8:8"):
+            r.infer({"input": np.zeros((9, 3, 8, 8), np.float32)})
+    assert all(c.args[1][0] == 8 for c in w.context.set_input_shape.call_args_list)
+
+
+def test_a_foreign_plan_without_a_manifest_says_why_it_may_not_load(trt, rt, make_world, models, tmp_path):
+    """Issue 19 (minor): a version-compatible plan from trtexec (no rtdeploy manifest) was deserialized without host
+    code and refused as "not an engine or truncated". It is still not given host code (rule (a): the application must
+    opt in; a plan without a manifest is untrusted), but the line now says so and how to get a plan that loads."""
+    from rtdeploy.trt.runner import TrtRunner
+
+    w = make_world()
+    foreign = tmp_path / "trtexec-vc.engine"
+    foreign.write_bytes(PLAN_MAGIC + VC_MARK + b"\0" * 48)
+    with pytest.raises(EngineError) as err:
+        TrtRunner(foreign, trt_module=w.module, memory=memory_for(w, rt)).activate()
+    assert "is not a TensorRT" in str(err.value)
+    if COMPAT:
+        assert "deserialized without host code, so a version-compatible plan (trtexec --versionCompatible) fails this way" in str(err.value)
+        assert all(r.engine_host_code_allowed is False for r in w.runtimes)
+
+
+@pytest.mark.parametrize("dla", [False, True])
+def test_a_weak_build_with_fallbacks_is_written_but_not_called_verified(rt, make_world, models, tmp_path, dla):
+    """Finding 9 of issue 19: `layers.verified: true` was written for engines with fallbacks (it meant "could be
+    judged"); the schema says it means "the asked precision runs". Weakly typed builds (8.x; DLA on 10.x) may pick a
+    wider kernel and are written, with ok false and verifiable true; explicit (strongly typed) builds fail instead."""
+    layers = [FP16_LAYERS[0], ("fc", "CaskGemmConvolution", "Row major linear FP32")]  # fc ran FP32, asked FP16
+    w = make_world(layers=layers, num_dla_cores=1 if dla else 0)
+    kw = dict(dla_core=0, gpu_fallback=True, batch="8") if dla else {}
+    weak = MAJOR == 8 or (dla and MAJOR == 10)
+    if not weak:
+        with pytest.raises(EngineError, match=r"FP16 was asked, but TensorRT built 1 of 2 compute layers above it \(fc \(asked FP16, got FP32\)"):
+            build(w, rt, tmp_path, models["fp16"], precision="fp16", **kw)
+        return
+    m = build(w, rt, tmp_path, models["fp16"], precision="fp16", **kw).manifest["layers"]
+    assert (m["verified"], m["ok"], m["verifiable"]) == (False, False, True)
+    assert m["fallbacks"] == [{"name": "fc", "asked": "fp16", "got": "fp32"}]

@@ -24,6 +24,16 @@ The stand-ins also enforce TensorRT's documented runtime rules (sources in
   goes on without a graph;
 - the inspector serves real layer JSONs (``layers_json``; tests/trt_stubs/refdata.py), in TensorRT
   11's documented form on 11.x releases;
+- (d) a layer asked to stay FP32 (``weak_fp16``: the names the ONNX keeps in float) runs FP32 only where
+  TensorRT must obey: a strongly typed network, or ``layer.precision = float32`` with
+  ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS``; under weak typing without both, TensorRT "could still choose
+  a non-conforming fastest implementation that ignores the requested precision" (NvInfer.h @5302b288
+  ``ILayer::setPrecision``, 676-686), and the stand-in reports it at the FP16 the flag allows;
+- (f) a context created without device memory (8.x ``create_execution_context_without_device_memory``; 10.x/11.x
+  ``create_execution_context(ExecutionContextAllocationStrategy.USER_MANAGED)``) may enqueue only after it was
+  given 256-byte aligned memory of at least the engine's ``device_memory_size(_v2)`` (``device_memory = ptr`` on
+  8.x, ``set_device_memory(ptr, size)`` on 10.x/11.x: the real bindings' ``set_device_memory`` docstring);
+  ``cudaMalloc`` returns 256-byte aligned memory (CUDA C++ Programming Guide, "Device Memory Accesses");
 - every ``cuda.bindings.runtime`` call is checked against the real function: argument count via
   its signature, and the number of values returned via its docstring's ``Returns`` section (a bare
   ``create_autospec`` of these Cython functions accepts any arguments).
@@ -189,7 +199,8 @@ class World:
 
     def __init__(self, trt, *, parse_ok=True, parser_errors=(), build_ok=True, num_dla_cores=0, dla_unsupported=(),
                  layers=FP32_LAYERS, io_dtype="FLOAT", classes=4, network_layers=("conv1", "relu", "fc"),
-                 layers_json: str | None = None, fail_in_capture=False):
+                 layers_json: str | None = None, fail_in_capture=False, weak_fp16: tuple[str, ...] = (), scratch_bytes: int = 3 << 20,
+                 profile: tuple[int, int, int] = (1, 8, 32)):
         self.real = trt
         self.checker = SignatureChecker(trt)
         self.problems: list[str] = []
@@ -199,6 +210,11 @@ class World:
         self.layers, self.io_dtype, self.classes = layers, io_dtype, classes
         self.network_layers = network_layers
         self.layers_json, self.fail_in_capture = layers_json, fail_in_capture
+        self.weak_fp16 = set(weak_fp16)
+        self.scratch_bytes = scratch_bytes
+        self.profile = profile
+        self.contexts: list = []
+        self.obeyed: set[str] = set()
         self.network_input = "input"
         self.capture_invalidated = False
         self.events: list[str] = []  # order of plugin registration and deserialization
@@ -283,8 +299,25 @@ class World:
         if not self.build_ok:
             return None
         flags = {c.args[0] for c in self.config.set_flag.call_args_list}
+        self.obeyed = self._obeyed(flags)
         vc = hasattr(self.real.BuilderFlag, "VERSION_COMPATIBLE") and self.real.BuilderFlag.VERSION_COMPATIBLE in flags
         return PLAN_MAGIC + (VC_MARK if vc else b"\0" * len(VC_MARK)) + b"\0" * 48
+
+    def _obeyed(self, flags) -> set[str]:
+        """Rule (d): the layers TensorRT must build at the precision asked of them."""
+        net = self.builder.create_network.call_args.args[0] if self.builder.create_network.call_args else 0
+        typed = self.real.NetworkDefinitionCreationFlag
+        if hasattr(typed, "STRONGLY_TYPED") and net & (1 << int(typed.STRONGLY_TYPED)):
+            return set(self.weak_fp16)
+        obey = getattr(self.real.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
+        if obey is None or obey not in flags:
+            return set()
+        return {layer.name for layer in self.layer_mocks if layer.name in self.weak_fp16
+                and isinstance(getattr(layer, "precision", None), self.real.DataType) and layer.precision == self.real.float32}
+
+    def _layers_built(self) -> list[tuple[str, str, str]]:
+        fp32 = "Row major linear FP32"
+        return [(n, t, fp32 if n in self.obeyed else f) for n, t, f in self.layers]
 
     def _report_progress(self) -> None:
         """TensorRT 10+ reports the build's phases to the config's ``progress_monitor``: ``phase_start(name,
@@ -342,29 +375,39 @@ class World:
         trt = self.real
         e = self.spec(trt.ICudaEngine)
         inspector = self.spec(trt.EngineInspector)
-        inspector.get_engine_information.return_value = self.layers_json if self.layers_json is not None else layer_info(self.layers)
+        inspector.get_engine_information.return_value = self.layers_json if self.layers_json is not None else layer_info(self._layers_built())
         e.create_engine_inspector.return_value = inspector
-        e.create_execution_context.side_effect = self._context
+        e.create_execution_context.side_effect = self._create_context
+        if hasattr(e, "create_execution_context_without_device_memory"):
+            e.create_execution_context_without_device_memory.side_effect = lambda: self._context(user_managed=True)
+        self.set_if(e, "device_memory_size", self.scratch_bytes)
+        self.set_if(e, "device_memory_size_v2", self.scratch_bytes)
         e.num_io_tensors = 2
         names = ["input", "logits"]
         e.get_tensor_name.side_effect = lambda i: names[i]
         e.get_tensor_mode.side_effect = lambda n: trt.TensorIOMode.INPUT if n == "input" else trt.TensorIOMode.OUTPUT
         e.get_tensor_dtype.side_effect = lambda n: getattr(trt.DataType, self.io_dtype)
-        e.get_tensor_profile_shape.side_effect = lambda n, i: [trt.Dims([1, 3, 8, 8]), trt.Dims([8, 3, 8, 8]), trt.Dims([32, 3, 8, 8])]
+        e.get_tensor_profile_shape.side_effect = lambda n, i: [trt.Dims([b, 3, 8, 8]) for b in self.profile]
         self.engine = e
         return e
 
-    def _context(self):
+    def _create_context(self, strategy=None, **kwargs):
+        strategy = kwargs.get("strategy", strategy)
+        managed = getattr(self.real, "ExecutionContextAllocationStrategy", None)
+        return self._context(user_managed=managed is not None and strategy == managed.USER_MANAGED)
+
+    def _context(self, user_managed: bool = False):
         trt = self.real
         c = self.spec(trt.IExecutionContext)
         shapes, addresses = {}, {}
-        state = {"generation": 0}
+        state = {"generation": 0, "user_managed": user_managed, "memory": None}
+        self.contexts.append(state)
 
         def set_input_shape(name, shape):
             if shapes.get(name) != tuple(shape):
                 state["generation"] += 1  # rule (b): graphs captured before this are stale
             shapes[name] = tuple(shape)
-            return 1 <= shape[0] <= 32
+            return self.profile[0] <= shape[0] <= self.profile[2]  # NvInferRuntime.h setInputShape: false outside the profile
 
         def get_tensor_shape(name):
             if name == "input":
@@ -375,7 +418,17 @@ class World:
             addresses[name] = ptr
             return True
 
+        def set_device_memory(ptr, size):
+            state["memory"] = (int(ptr), int(size))
+
         def execute_async_v3(stream_handle):
+            if state["user_managed"]:  # rule (f)
+                memory = state["memory"]
+                if memory is None and isinstance(getattr(c, "device_memory", None), int):  # 8.x: the property was set
+                    memory = (c.device_memory, self.scratch_bytes)
+                assert memory is not None, "enqueue on a context created without device memory, before any was given to it"
+                assert memory[0] % 256 == 0 and memory[1] >= self.scratch_bytes, (
+                    f"device memory {memory} is not 256-byte aligned or smaller than the engine's {self.scratch_bytes} bytes")
             op = (self._compute, dict(shapes), dict(addresses), state, state["generation"])
             if self.capturing is not None:
                 if self.fail_in_capture:  # rule (c): enqueue refused under capture; the capture is invalidated
@@ -390,6 +443,8 @@ class World:
         c.get_tensor_shape.side_effect = get_tensor_shape
         c.set_tensor_address.side_effect = set_tensor_address
         c.execute_async_v3.side_effect = execute_async_v3
+        if hasattr(c, "set_device_memory"):
+            c.set_device_memory.side_effect = set_device_memory
         self.context = c
         return c
 
@@ -426,7 +481,7 @@ class FakeCudart(types.ModuleType):
     FUNCTIONS = ("cudaGetDeviceCount", "cudaSetDevice", "cudaGetDeviceProperties", "cudaMemGetInfo", "cudaMalloc", "cudaFree",
                  "cudaMallocHost", "cudaFreeHost", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamSynchronize",
                  "cudaStreamDestroy", "cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime",
-                 "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch",
+                 "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags", "cudaGraphLaunch",
                  "cudaGraphDestroy", "cudaGraphExecDestroy", "cudaGetLastError", "cudaDriverGetVersion", "cudaRuntimeGetVersion")
 
     def __init__(self, rt, world: World | None = None, *, total=8 << 30, free=6 << 30, integrated=False, cc=(8, 6),
@@ -486,7 +541,10 @@ class FakeCudart(types.ModuleType):
         return self.ok, self.free, self.total
 
     def _alloc(self, size):
-        buf = np.zeros(max(int(size), 1), dtype=np.uint8)
+        # cudaMalloc/cudaMallocHost memory is aligned to at least 256 bytes (CUDA C++ Programming Guide, "Device Memory Accesses")
+        raw = np.zeros(max(int(size), 1) + 256, dtype=np.uint8)
+        offset = -raw.ctypes.data % 256
+        buf = raw[offset:offset + max(int(size), 1)]
         self.buffers[buf.ctypes.data] = buf
         return self.ok, buf.ctypes.data
 
@@ -563,7 +621,7 @@ class FakeCudart(types.ModuleType):
     def _cudaRuntimeGetVersion(self):
         return self.rt.cudaRuntimeGetVersion()  # the real answer: needs no driver
 
-    def _cudaGraphInstantiate(self, graph, flags):
+    def _cudaGraphInstantiateWithFlags(self, graph, flags):
         exec_ = self._handle("cudaGraphExec_t")
         self.graphs[int(exec_)] = self.graphs[int(graph)]
         return self.ok, exec_
@@ -597,12 +655,14 @@ def cudart_call_problem(real, args: tuple, kwargs: dict) -> str | None:
 
 
 def returned_values(real) -> int | None:
-    """How many values the real function returns: the items of its docstring's ``Returns`` section."""
+    """How many values the real function returns: the items of its docstring's ``Returns`` section
+    (cuda-bindings 11.8 indents its docstrings, 12.x/13.x do not: items are the lines at the heading's indent)."""
     doc = real.__doc__ or ""
-    m = re.search(r"\nReturns\n-+\n(.*?)(?:\n\S[^\n]*\n-+\n|\Z)", doc, re.S)
+    m = re.search(r"^([ \t]*)Returns\n\1-+\n(.*?)(?=^\1\S[^\n]*\n\1-+\n|\Z)", doc, re.S | re.M)
     if not m:
         return None
-    return sum(1 for line in m.group(1).splitlines() if line and not line[0].isspace())
+    indent = m.group(1)
+    return sum(1 for line in m.group(2).splitlines() if line.startswith(indent) and line[len(indent):][:1].strip())
 
 
 def cudart_return_problem(real, result) -> str | None:

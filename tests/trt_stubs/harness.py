@@ -5,8 +5,12 @@ give each release its own subprocess environment.
     python -m tests.trt_stubs.harness env 11.4.0.106 # print the environment for one release
 
 The cache is ``$RTDEPLOY_TRT_WHEELS`` or ``~/.cache/rtdeploy/trt-wheels``. Each release is
-imported in its own process: all five are the module ``tensorrt_bindings`` and each needs its own
+imported in its own process: all are the module ``tensorrt_bindings`` and each needs its own
 ``LD_LIBRARY_PATH`` (the stubs of its major version).
+
+8.5.3 (JetPack 5.1, the last JetPack for Jetson Xavier) has no bindings wheel for this Python: it runs
+on the real 8.6.1 bindings narrowed to the names NVIDIA's 8.5.3 sources declare (``surface``, see
+surface.py and derive_surface.py), paired with cuda-bindings 11.8.7, the CUDA 11 binding of JetPack 5.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ class Release:
     wheel: str  # pip requirement of the bindings wheel
     major: int
     cuda: str  # pip requirement of the matching cuda-bindings wheel
+    surface: str | None = None  # a derived API surface (file in this folder) applied to the bindings of ``wheel``
 
 
 RELEASES = {
+    "8.5.3": Release("8.5.3", "tensorrt-bindings==8.6.1", 8, "cuda-bindings==11.8.7", surface="surface-8.5.3.json"),
     "8.6.1": Release("8.6.1", "tensorrt-bindings==8.6.1", 8, "cuda-bindings==12.9.10"),
     "10.3.0": Release("10.3.0", "tensorrt-cu12-bindings==10.3.0", 10, "cuda-bindings==12.9.10"),
     "10.13.3.9": Release("10.13.3.9", "tensorrt-cu12-bindings==10.13.3.9", 10, "cuda-bindings==12.9.10"),
@@ -148,6 +154,8 @@ def prepare(release: Release, folder: Path | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["LD_LIBRARY_PATH"] = os.pathsep.join([str(stubs), env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
     env["RTDEPLOY_CONFORMANCE_RELEASE"] = release.version
+    if release.surface:
+        env["RTDEPLOY_CONFORMANCE_SURFACE"] = str(HERE / release.surface)
     env["PYTHONNOUSERSITE"] = "1"
     env.pop("PYTEST_ADDOPTS", None)
     return env
@@ -156,9 +164,9 @@ def prepare(release: Release, folder: Path | None = None) -> dict[str, str]:
 def fetch_all(folder: Path | None = None) -> None:
     """Download every wheel the conformance tests use (what CI runs before the tests)."""
     folder = folder or cache_dir()
-    for release in RELEASES.values():
-        for req in (release.wheel, release.cuda, *EXTRA_WHEELS):
-            print(fetch(req, folder))
+    wanted = dict.fromkeys(req for release in RELEASES.values() for req in (release.wheel, release.cuda, *EXTRA_WHEELS))
+    for req in wanted:
+        print(fetch(req, folder))
 
 
 if __name__ == "__main__":
@@ -166,7 +174,8 @@ if __name__ == "__main__":
         fetch_all()
     elif sys.argv[1:2] == ["env"] and len(sys.argv) == 3:
         env = prepare(RELEASES[sys.argv[2]])
-        for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "RTDEPLOY_CONFORMANCE_RELEASE"):
-            print(f"export {key}={env[key]}")
+        for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "RTDEPLOY_CONFORMANCE_RELEASE", "RTDEPLOY_CONFORMANCE_SURFACE"):
+            if key in env:
+                print(f"export {key}={env[key]}")
     else:
         sys.exit("usage: python -m tests.trt_stubs.harness fetch | env RELEASE")

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtdeploy.precision.int8.layers import WeightedLayer
-from rtdeploy.precision.int8.qdq import INT8_MAX, quantize_weight
+from rtdeploy.precision.int8.qdq import INT8_MAX
 
 log = logging.getLogger(__name__)
 
@@ -202,11 +202,6 @@ def solve_group(w: np.ndarray, h: np.ndarray, p: np.ndarray, max_sweeps: float =
 def _objective(dw, h, Q):
     """Per layer: sum_c dw_c H dw_c' + 2 dw_c q_c (the output error up to a constant)."""
     return ((dw @ h) * dw).sum(axis=(1, 2)) + 2 * (dw * Q).sum(axis=(1, 2))
-
-
-def nearest_weights(layer: WeightedLayer) -> tuple[np.ndarray, np.ndarray]:
-    """Round-to-nearest of one layer (what :func:`quantize_weight` writes)."""
-    return quantize_weight(layer.weight, layer.unit.axis)
 
 
 def adaround_weights(model, plan, scales: dict[str, float], batches: Iterable[np.ndarray], cfg: AdaRoundConfig = AdaRoundConfig()) -> RoundingResult:

@@ -7,10 +7,8 @@
   TensorRT", GTC 2017), searched at every bin edge from bin 128 up.
 - ``mse``: the threshold that minimises the expected squared error of quantize-dequantize, with each
   bin's count at its centre.
-- ``consumer-mse``: the threshold that minimises the error of the ops that read the tensor; it
-  needs the model and images, not just statistics (see :mod:`consumer_mse`).
-
-All work on the histogram of |x| (see :mod:`histogram`); ``max`` needs only the maximum.
+All work on the histogram of |x| (see :mod:`histogram`); ``max`` needs only the maximum. They are
+registered as calibrators by :mod:`builtin_calibrators`, beside the model-aware ``consumer-mse``.
 """
 
 from __future__ import annotations
@@ -20,23 +18,20 @@ import numpy as np
 from rtdeploy.errors import PrecisionError
 from rtdeploy.precision.int8.histogram import TensorStats
 
-METHODS = ("entropy", "max", "percentile", "mse", "consumer-mse")
 STATS_METHODS = ("entropy", "max", "percentile", "mse")  # computable from a tensor's statistics alone
 DEFAULT_PERCENTILE = 99.99
 QUANT_LEVELS = 128  # 0..127 on the positive side of symmetric int8
 
 
-def check_method(method: str, percentile: float) -> None:
-    """Raises PrecisionError for an unknown method or a percentile outside (0, 100]."""
-    if method not in METHODS:
-        raise PrecisionError(f"unknown calibration method {method!r}; accepted: {', '.join(METHODS)}")
-    if not isinstance(percentile, (int, float)) or not 0 < percentile <= 100 or percentile != percentile:
+def check_percentile(percentile: float) -> float:
+    """``percentile`` if it lies in (0, 100].
+
+    Raises:
+        PrecisionError: anything else.
+    """
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100 or percentile != percentile:
         raise PrecisionError(f"percentile {percentile!r} is outside (0, 100]; give e.g. 99.99 (100 is the same as max)")
-
-
-def needs_histogram(method: str) -> bool:
-    """True for the methods that read the histogram, not just the maximum."""
-    return method != "max"
+    return float(percentile)
 
 
 def compute_threshold(stats: TensorStats, method: str, percentile: float = DEFAULT_PERCENTILE) -> float:
@@ -45,9 +40,10 @@ def compute_threshold(stats: TensorStats, method: str, percentile: float = DEFAU
     Raises:
         PrecisionError: bad method/percentile, or a histogram method given max-only statistics.
     """
-    check_method(method, percentile)
+    check_percentile(percentile)
     if method not in STATS_METHODS:
-        raise PrecisionError(f"the {method} calibrator needs the model and images; use consumer_mse_thresholds")
+        raise PrecisionError(f"the {method} calibrator needs the model and images, or is not one of the statistics calibrators "
+                             f"({', '.join(STATS_METHODS)}); call it through rtdeploy.precision.calibrators")
     if stats.amax == 0.0 or method == "max":
         return float(stats.amax)
     if stats.hist is None:

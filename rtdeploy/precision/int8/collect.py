@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdeploy.errors import DataError, RtDeployError
-from rtdeploy.precision.graph import elements_per_sample, graph_input_names
+from rtdeploy.errors import DataError, PrecisionError, RtDeployError
+from rtdeploy.precision.graph import graph_input_names
 from rtdeploy.precision.int8.histogram import DEFAULT_BINS, AbsHistogram, AbsMax, TensorStats
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,21 @@ def augment(model, tensors: list[str]):
     return m
 
 
-def batch_size_for(model, tensors: list[str], memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
-    """A batch size whose observed activations fit about ``memory_budget`` bytes (1..256)."""
-    per_sample = max(1, elements_per_sample(model, tensors)) * 4
-    return int(max(1, min(MAX_BATCH, memory_budget // per_sample)))
+def batch_size_for(model, tensors: list[str], memory_budget: int = DEFAULT_MEMORY_BUDGET, *,
+                   sample_shape: tuple[int, ...] | None = None) -> int:
+    """A batch size whose observed activations fit about ``memory_budget`` bytes (1..256);
+    ``sample_shape`` (C, H, W) stands in for input dims the graph names (see :func:`rtdeploy.footprint.footprint`).
+
+    Raises:
+        PrecisionError: not even that batch fits in the memory available (the model's declared shapes).
+    """
+    from rtdeploy.footprint import check_model_memory, footprint
+
+    fp = footprint(model, sample_shape)
+    batch = int(max(1, min(MAX_BATCH, memory_budget // max(1, fp.held_per_sample(tensors)))))
+    check_model_memory(fp, batch, sample_shape=sample_shape, holding=tensors, error=PrecisionError,
+                       what=f"observing {len(tensors)} activations at batch {batch}")
+    return batch
 
 
 def make_session(model, *, threads: int = 0):
@@ -166,7 +177,7 @@ class StatsCache:
         """Store ``stats`` under ``key`` (atomically); a cache that cannot be written is skipped."""
         if self.folder is None:
             return None
-        from rtdeploy.artifacts import atomic_path
+        from rtdeploy.files import atomic_path
 
         names = list(stats)
         arrays = {

@@ -21,7 +21,7 @@ import re
 import struct
 from pathlib import Path
 
-from rtdeploy.artifacts import not_a_file
+from rtdeploy.files import not_a_file
 from rtdeploy.errors import PrecisionError
 
 DEFAULT_TRT_VERSION = "8601"
@@ -56,7 +56,7 @@ def format_cache(scales: dict[str, float], trt_version: str = DEFAULT_TRT_VERSIO
 
 def write_cache(path: str | os.PathLike, scales: dict[str, float], trt_version: str = DEFAULT_TRT_VERSION) -> Path:
     """Write a TensorRT calibration cache atomically."""
-    from rtdeploy.artifacts import write_text_atomic
+    from rtdeploy.files import write_text_atomic
 
     return write_text_atomic(path, format_cache(scales, trt_version))
 

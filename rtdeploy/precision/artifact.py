@@ -1,5 +1,5 @@
-"""What the FP16 and INT8 branches of ``quantize`` share: the result type, phase timing, writing a
-model with its manifest, and the manifest fields copied from the FP32 parent.
+"""The model a precision branch writes: the result type, phase timing, writing the model with its
+manifest, and the manifest fields copied from the FP32 parent (shared by the FP16 and INT8 branches).
 
 It sits below :mod:`rtdeploy.precision.quantize` (which dispatches to the branches) and below the
 branches themselves, so none of them imports another upward.
@@ -23,7 +23,7 @@ class QuantizeResult:
 
 def write_model(model, out: Path, make_manifest) -> dict:
     """Save ``model`` to ``out`` atomically with the manifest ``make_manifest(tmp_path)`` returns."""
-    from rtdeploy.artifacts import atomic_path
+    from rtdeploy.files import atomic_path
     from rtdeploy.precision.graph import save_model
 
     holder: dict = {}
@@ -41,10 +41,10 @@ def base_fields(parent) -> dict:
     """Manifest fields every precision artifact copies from its FP32 parent."""
     from rtdeploy.artifacts import parent_entry
 
-    fields = {"model": parent.manifest.get("model"), "parent": parent_entry(parent.path)}
-    for key in ("weights", "export"):
-        if key in parent.manifest:
-            fields[key] = parent.manifest[key]
+    m = parent.manifest
+    fields = {"model": m.model.to_dict(), "parent": parent_entry(parent.path)}
+    for key, section in (("weights", m.weights), ("export", m.export)):
+        fields[key] = section.to_dict() if section is not None else None
     return fields
 
 

@@ -1,6 +1,6 @@
 """What decides a precision model's bytes: the ``derivation`` record its manifest carries.
 
-The quantize stage writes it; :mod:`rtdeploy.derive` computes it again before deciding whether an
+The quantize stage writes it; :mod:`rtdeploy.make_or_reuse` computes it again before deciding whether an
 existing ``X.int8.onnx`` can be reused. Both go through :func:`quantize_derivation`, so the two
 can never disagree about what counts.
 """
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtdeploy.artifacts import config_fields, derivation, sha256_file
-
-# Options that do not change the written model: where things are, how to show progress. The
-# content of the calibration data and of a read TensorRT cache is recorded as an input instead.
-OUTPUT_NEUTRAL = frozenset({"model", "output", "cache_dir", "progress", "calib_dir", "trt_cache", "from_trt_cache"})
+from rtdeploy.files import sha256_file
+from rtdeploy.lineage import derivation, parent_inputs
+from rtdeploy.options import output_fields
 
 
 def uses_calibration_images(cfg) -> bool:
@@ -26,20 +24,22 @@ def uses_calibration_images(cfg) -> bool:
 
 
 def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | None) -> dict:
-    """The derivation record of the model ``cfg`` makes from a parent with ``parent_sha256``.
+    """The derivation record of the model ``cfg`` makes from a parent with ``parent_sha256``: the
+    options declared to change the output (paths are not: the content of the calibration data and
+    of a read TensorRT cache is recorded as an input instead).
 
     Args:
         cfg: the :class:`rtdeploy.precision.quantize.QuantizeConfig`.
-        parent_sha256: the FP32 parent's sha256.
+        parent_sha256: the FP32 parent's sha256 (its manifest's model record joins it: :func:`parent_inputs`).
         calibration_fingerprint: the calibration source's content fingerprint (None when the
             stage reads no images: see :func:`uses_calibration_images`).
     """
-    inputs = {"parent": parent_sha256}
+    inputs = parent_inputs(cfg.model, parent_sha256)
     if calibration_fingerprint is not None:
         inputs["calibration"] = calibration_fingerprint
     if cfg.from_trt_cache is not None:
         inputs["trt_cache"] = sha256_file(Path(cfg.from_trt_cache))
-    return derivation("quantize", config_fields(cfg, exclude=OUTPUT_NEUTRAL), inputs)
+    return derivation("quantize", output_fields(cfg), inputs)
 
 
 def calibration_fingerprint(cfg, meta) -> str | None:
