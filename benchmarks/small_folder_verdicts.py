@@ -115,6 +115,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--old", required=True)
     p.add_argument("--depths", default="20,56")
+    p.add_argument("--folders", default="flat48-s1,flat48-s2,flat48-s3,flat48-s4,classes48",
+                   help="which of the five folders (comma-separated)")
+    p.add_argument("--old-commit", default=None, help="the old checkout's commit, when it is not a git checkout (git archive)")
     p.add_argument("--out", default=str(HERE / "results" / "small_folder_verdicts"))
     args = p.parse_args()
     codes = {"old": Path(args.old).resolve(), "new": REPO}
@@ -125,6 +128,8 @@ def main() -> None:
         tmp = Path(tmp)
         for depth in (int(d) for d in args.depths.split(",")):
             for label, folder in folders(tmp / f"folders{depth}").items():
+                if label not in args.folders.split(","):
+                    continue
                 for code in ("old", "new"):
                     for broken in (False, True):
                         r = one(codes[code], depth, folder, broken, tmp, len(rows))
@@ -136,7 +141,7 @@ def main() -> None:
     commit = lambda path: subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"],  # noqa: E731
                                          capture_output=True, text=True).stdout.strip()
     result = {"machine": info, "load_after": [round(x, 2) for x in os.getloadavg()], "seconds": time.perf_counter() - start,
-              "old": str(codes["old"]), "old_commit": commit(codes["old"]), "new_commit": commit(REPO), "rows": rows}
+              "old": str(codes["old"]), "old_commit": args.old_commit or commit(codes["old"]), "new_commit": commit(REPO), "rows": rows}
     save(result, Path(args.out), markdown)
     print(markdown(result))
 
