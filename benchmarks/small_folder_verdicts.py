@@ -95,11 +95,33 @@ def one(code: Path, depth: int, folder: Path, broken: bool, work: Path, index: i
             "load": [round(x, 2) for x in os.getloadavg()]}
 
 
+def short(verdict: str) -> str:
+    """``FAIL: cosine_mean 0.958049 < 0.986 (logits, images in ...) [on held-out]`` -> ``FAIL cosine_mean 0.958 < 0.986 (held-out)``."""
+    head, _, on = verdict.rpartition(" [on ")
+    if head.startswith("FAIL: "):
+        stat, value, op, limit = head[len("FAIL: "):].split(" (")[0].split()[:4]
+        head = f"FAIL {stat} {float(value):.3g} {op} {limit}"
+    return f"{head} ({on.rstrip(']')})" if on else verdict
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per model, code and INT8: how many of the folders' runs passed (exit 0)."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        s = out.setdefault((r["model"], r["code"], r["INT8"]), {"model": r["model"], "code": r["code"], "INT8": r["INT8"],
+                                                                "runs": 0, "exit 0 (pass)": 0})
+        s["runs"] += 1
+        s["exit 0 (pass)"] += r["exit"] == 0
+    return list(out.values())
+
+
 def markdown(result: dict) -> str:
     from rtdeploy.tables import format_table
 
     m = result["machine"]
-    rows = [{k: r[k] for k in ("model", "folder", "code", "INT8", "exit", "validate-int8", "validate-int8-cpu")} for r in result["rows"]]
+    rows = [{**{k: r[k] for k in ("model", "folder", "code", "INT8", "exit")},
+             "validate-int8": short(r["validate-int8"]), "validate-int8-cpu": short(r["validate-int8-cpu"]), "s": r["seconds"]}
+            for r in result["rows"]]
     return "\n".join([
         "# Verdicts of `rtdeploy run` without --images on 48-image folders, before and after", "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}, load average before {m['load_average_before']}, "
@@ -107,7 +129,10 @@ def markdown(result: dict) -> str:
         f"new = this checkout at {result['new_commit']}. Script: `benchmarks/small_folder_verdicts.py`.", "",
         "`broken`: every calibrated activation range x 8. The old code judged INT8 on 8 random normal inputs; "
         "the new on the 12 images of the folder held out from calibration.", "",
-        "```", format_table(rows, width=200), "```", "",
+        "A correct INT8 should pass (exit 0) and a broken one fail (exit 1):", "",
+        "```", format_table(summary(result["rows"])), "```", "",
+        "Each run (`s`: seconds; the verdict's input set in brackets):", "",
+        "```", format_table(rows), "```", "",
     ])
 
 
@@ -119,7 +144,12 @@ def main() -> None:
                    help="which of the five folders (comma-separated)")
     p.add_argument("--old-commit", default=None, help="the old checkout's commit, when it is not a git checkout (git archive)")
     p.add_argument("--out", default=str(HERE / "results" / "small_folder_verdicts"))
+    p.add_argument("--render", action="store_true", help="only rewrite OUT.md from OUT.json")
     args = p.parse_args()
+    if args.render:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
+        return
     codes = {"old": Path(args.old).resolve(), "new": REPO}
     info = machine("onnxruntime", "torch")
     start = time.perf_counter()
