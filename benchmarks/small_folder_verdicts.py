@@ -96,11 +96,11 @@ def one(code: Path, depth: int, folder: Path, broken: bool, work: Path, index: i
 
 
 def short(verdict: str) -> str:
-    """``FAIL: cosine_mean 0.958049 < 0.986 (logits, images in ...) [on held-out]`` -> ``FAIL cosine_mean 0.958 < 0.986 (held-out)``."""
+    """``FAIL: cosine_mean 0.958049 < 0.986 (logits, images in ...) [on held-out]`` -> ``FAIL cosine_mean 0.958 < 0.986 (held-out)`` (4 digits)."""
     head, _, on = verdict.rpartition(" [on ")
     if head.startswith("FAIL: "):
         stat, value, op, limit = head[len("FAIL: "):].split(" (")[0].split()[:4]
-        head = f"FAIL {stat} {float(value):.3g} {op} {limit}"
+        head = f"FAIL {stat} {float(value):.4g} {op} {limit}"
     return f"{head} ({on.rstrip(']')})" if on else verdict
 
 
