@@ -135,7 +135,7 @@ def test_cifar_resnet56_onnx_accuracy_matches_pytorch(tmp_path, cifar_root, cifa
     assert manifest_path(result.path).exists()
 
 
-@pytest.mark.parametrize("depth", [50, 20])
+@pytest.mark.parametrize("depth", [pytest.param(50, marks=pytest.mark.slow), 20])
 def test_batchnorm_folding_preserves_the_function(depth):
     import torch
 

@@ -290,6 +290,7 @@ def test_counted_statistics_are_judged_as_samples(stat, value, limit, n, fails):
 
 
 # --- never silent in a pipe; inspect ------------------------------------------------------------
+@pytest.mark.slow
 def test_a_pipe_gets_a_line_per_phase(runner, tmp_path, exported):
     """Before: piped, nothing printed until a stage ended (9 minutes for the README's example)."""
     res = runner.invoke(cli, ["export", "--depth", "20", "-o", str(tmp_path / "r20.onnx")])
