@@ -124,7 +124,7 @@ def _spread(v: list[float]) -> dict:
 
 
 def _bundled_calib() -> Path:
-    return REPO / "calib_data"
+    return REPO / "rtdeploy" / "calib_data"
 
 
 # --- accuracy ------------------------------------------------------------------------------------------

@@ -279,7 +279,7 @@ def _photo_set(folder: Path, count: int) -> Path:
     if folder.is_dir() and len(list(folder.glob("*.jpg"))) == count:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    photos = sorted((REPO / "calib_data").glob("*.jpg"))
+    photos = sorted((REPO / "rtdeploy" / "calib_data").glob("*.jpg"))
     rng = np.random.default_rng(0)
     for i in range(count):
         img = Image.open(photos[i % len(photos)]).convert("RGB")

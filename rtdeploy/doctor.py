@@ -49,6 +49,8 @@ class DoctorReport:
             ``driver_cuda``, ``extra`` (``gpu-cu12``/``gpu-cu13`` or None), ``line``.
         cuda_devices: CUDA devices (name, capability, memory) as torch sees them, or (CPU torch) as cuda-python does.
         commands: command -> list of :class:`Requirement`.
+        calibration_photos: the bundled default calibration photos: ``path``, ``images`` (0 when
+            the folder is missing from this installation).
     """
 
     python: dict
@@ -61,6 +63,7 @@ class DoctorReport:
     gpu_extra: dict = field(default_factory=dict)
     cuda_devices: list[dict] = field(default_factory=list)
     commands: dict[str, list[Requirement]] = field(default_factory=dict)
+    calibration_photos: dict = field(default_factory=dict)
 
     def missing(self, command: str) -> list[Requirement]:
         """The unmet requirements of ``command``."""
@@ -93,7 +96,17 @@ def diagnose() -> DoctorReport:
     report.onnxruntime_providers = _ort_providers(report)
     report.cuda_devices = _cuda_devices(report)
     report.commands = _requirements(report)
+    report.calibration_photos = _calibration_photos()
     return report
+
+
+def _calibration_photos() -> dict:
+    """Where the bundled calibration photos are (package data) and how many; used without --calib-dir."""
+    from rtdeploy.data.sources import list_images
+    from rtdeploy.precision.calibration_data import bundled_calib_dir
+
+    folder = bundled_calib_dir()
+    return {"path": str(folder), "images": len(list_images(folder)) if folder.is_dir() else 0}
 
 
 def _dist_version(dist: str) -> str | None:

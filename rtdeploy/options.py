@@ -390,4 +390,5 @@ class Progress:
     """``--progress/--no-progress``: bars on stderr."""
 
     progress: bool = option(False, "--progress", "--no-progress", kind=FLAG, cli_default="terminal", changes_output=False,
-                            help="Progress bars on stderr  [default: when stderr is a terminal].")
+                            help="Progress bars on stderr; --no-progress: nothing  [default: bars when stderr is a terminal, "
+                                 "else a line per phase].")

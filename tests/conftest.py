@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+# rtdeploy.progress's line per phase, which a command prints on stderr when it is not a terminal
+# (a pipe, CliRunner): progress, not a message; the one-line-error checks leave these out.
+PHASE_LINE = re.compile(r"\d\d:\d\d:\d\d ")
+
+
+def message_lines(stderr: str) -> list[str]:
+    """The non-empty lines of ``stderr`` less phase lines and log lines (INFO/WARNING/DEBUG)."""
+    return [ln for ln in stderr.splitlines()
+            if ln.strip() and not PHASE_LINE.match(ln) and not ln.startswith(("INFO", "WARNING", "DEBUG"))]
+
+
+# Fixtures that reach ../shared/data/cifar10; every test using one (directly or through another
+# fixture) is a data test.
+DATA_FIXTURES = {"cifar_root", "cifar_weights"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects: `-m "not shared_data"` must see the marks
+def pytest_collection_modifyitems(config, items):
+    """Mark every data test ``shared_data``: those using the CIFAR-10 fixtures and those that skip
+    when ../shared (the data and the TensorRT reference outputs beside the repository) is absent."""
+    for item in items:
+        skips_without_shared = any("../shared" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())) or skips_without_shared:
+            item.add_marker(pytest.mark.shared_data)
 
 
 def _cifar_root() -> Path:

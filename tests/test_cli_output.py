@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from rtdeploy.files import manifest_path
 from rtdeploy.cli.main import _register, cli
 
-LONG_COMMANDS = ("validate", "quantize", "bench", "run")
+LONG_COMMANDS = ("export", "validate", "quantize", "bench", "run")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,9 @@ def test_quantize_json_stdout_is_the_json_alone(runner, model):
     result = runner.invoke(cli, ["quantize", str(model), "--fp16", "--calib-size", "4", "--no-stats-cache", "--json", "-"])
     data = _json_alone(result)
     assert data["precision"] == "fp16"
-    assert result.stderr.startswith("wrote ")
+    # stderr: the phase lines a pipe gets (time of day, then the phase), then the summary line
+    assert result.stderr.splitlines()[-1].startswith("wrote ")
+    assert all(line[:2].isdigit() and line[2] == ":" for line in result.stderr.splitlines()[:-1]), result.stderr
 
 
 def test_run_json_stdout_is_the_json_alone(runner, tmp_path):

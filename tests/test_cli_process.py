@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rtdeploy.files import manifest_path, sha256_file
+from conftest import message_lines
 
 HOLD = "rtdeploy-test-hold: "
 
@@ -77,6 +78,7 @@ def _copy_model(src: Path, d: Path) -> Path:
 # --- class 7 and 11: signals, deterministic ------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+@pytest.mark.slow
 def test_signal_during_export_leaves_nothing(tmp_path, sig):
     proc = _held(["export", "--depth", "20", "-o", str(tmp_path / "r20.onnx")], "write", tmp_path)
     assert any(p.name.endswith(".part") for p in tmp_path.iterdir()), "held inside the write, a .part file exists"
@@ -89,6 +91,7 @@ def test_signal_during_export_leaves_nothing(tmp_path, sig):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_prints_no_traceback(tmp_path):
     proc = _held(["export", "--depth", "20", "-o", str(tmp_path / "r20.onnx")], "write", tmp_path)
     proc.send_signal(signal.SIGINT)
@@ -233,6 +236,7 @@ def test_signal_during_shutdown_keeps_the_commands_outcome(tmp_path, model, stat
 # its output (rtdeploy before issue 11), /dev/stdout or /dev/full themselves would be replaced by
 # regular files on the machine. A link resolves exactly as /dev/stdout does (to /proc/self/fd/1).
 
+@pytest.mark.slow
 def test_json_to_dev_stdout_writes_through(tmp_path):
     (tmp_path / "stdout.json").symlink_to("/dev/stdout")
     proc = subprocess.run(_cli("summary", "--depth", "20", "--blocks-only", "--json", str(tmp_path / "stdout.json")), capture_output=True,
@@ -244,6 +248,7 @@ def test_json_to_dev_stdout_writes_through(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["stdout.json"]
 
 
+@pytest.mark.slow
 def test_json_to_fifo_writes_through(tmp_path):
     fifo = tmp_path / "report.fifo"
     os.mkfifo(fifo)
@@ -283,7 +288,7 @@ def test_failed_json_write_after_export_is_an_error_and_the_model_pair_is_whole(
     (tmp_path / "full.json").symlink_to("/dev/full")
     result = CliRunner().invoke(cli, ["export", "--depth", "20", "-o", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "full.json")])
     assert result.exit_code == 1, result.output
-    assert result.stderr.strip().splitlines() == [
+    assert message_lines(result.stderr) == [
         f"error: could not write {tmp_path / 'full.json'}: No space left on device; free space or choose another output path"]
     m = tmp_path / "m.onnx"
     assert json.loads(manifest_path(m).read_text())["sha256"] == sha256_file(m)
@@ -292,6 +297,7 @@ def test_failed_json_write_after_export_is_an_error_and_the_model_pair_is_whole(
 
 
 @pytest.mark.parametrize("args", [("doctor",), ("summary", "--depth", "20"), ("summary", "--depth", "20", "--json", "-"), ("--help",)])
+@pytest.mark.slow
 def test_stdout_reader_gone_is_a_quiet_sigpipe_exit(args):
     """`rtdeploy doctor | head -1`: once the reader has gone there is nobody to report to. A shell tool
     stops quietly with 128 + SIGPIPE; here too, not with an error line or a traceback. The pipe's

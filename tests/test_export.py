@@ -31,6 +31,7 @@ def _export_and_validate(exported, depth):
 
 
 @pytest.mark.parametrize("depth", QUICK)
+@pytest.mark.slow
 def test_export_and_validate(exported, depth):
     _export_and_validate(exported, depth)
 
@@ -41,6 +42,7 @@ def test_export_and_validate_deep(exported, depth):
     _export_and_validate(exported, depth)
 
 
+@pytest.mark.slow
 def test_graph_is_checked_and_batchnorm_folded(exported):
     import onnx
 
@@ -78,6 +80,7 @@ def test_dynamic_batch_runs_any_batch(exported, batch):
     assert out.shape == (batch, 1000)
 
 
+@pytest.mark.slow
 def test_fixed_batch_and_input_size_other_than_trace_size(tmp_path):
     import onnxruntime as ort
 
@@ -132,7 +135,7 @@ def test_cifar_resnet56_onnx_accuracy_matches_pytorch(tmp_path, cifar_root, cifa
     assert manifest_path(result.path).exists()
 
 
-@pytest.mark.parametrize("depth", [50, 20])
+@pytest.mark.parametrize("depth", [pytest.param(50, marks=pytest.mark.slow), 20])
 def test_batchnorm_folding_preserves_the_function(depth):
     import torch
 

@@ -24,6 +24,7 @@ def _random_calibration(path, n=32, size=32):
     return path
 
 
+@pytest.mark.slow
 def test_unfolded_batchnorm_resnet_gets_the_same_qdq_plan_as_rtdeploys_export(tmp_path):
     import onnx
 
@@ -39,6 +40,7 @@ def test_unfolded_batchnorm_resnet_gets_the_same_qdq_plan_as_rtdeploys_export(tm
     assert kinds(plan_qdq(foreign)) == kinds(plan_qdq(own)) == ["Add"] * 9 + ["Conv"] * 19 + ["Gemm"]
 
 
+@pytest.mark.slow
 def test_fixed_batch_statistics_equal_the_dynamic_models(tmp_path):
     """A batch-4 model sees 10 samples as 4+4+2 (padded, the padding cut): its statistics are
     exactly those of the dynamic-batch model fed the same 10 samples at once."""
@@ -90,6 +92,7 @@ def test_imported_cifar_resnet_int8_agrees_like_rtdeploys_own_export(tmp_path, c
     assert abs(row["imported_agreement"] - row["own_agreement"]) <= 0.003, row
 
 
+@pytest.mark.slow
 def test_int8_folds_a_batchnorm_left_after_a_conv_as_tensorrt_does(tmp_path):
     """The INT8 model of an unfolded export has the folded structure of rtdeploy's own export (no
     BatchNormalization left, the same Q/DQ counts), and its FP32 function is unchanged."""

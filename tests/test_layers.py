@@ -21,6 +21,7 @@ FLOORS = {
     "export": 2, "precision": 2, "trt": 2, "validate": 2, "serving": 2,
     "models": 1, "data": 1, "runners": 1, "artifacts": 1, "errors": 1, "machine": 1, "tables": 1,
     "manifests": 1, "checks": 1, "options": 1, "guard": 1, "plugins": 1, "files": 1, "lineage": 1, "library_errors": 1, "footprint": 1, "faces": 1,
+    "progress": 1,
 }
 
 

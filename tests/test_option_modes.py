@@ -57,6 +57,7 @@ SAMPLES = {
     "preprocess": "cifar", "size": 32, "mean": "0.5,0.5,0.5", "std": "0.2,0.2,0.2", "layout": "NCHW", "classes": 10,
     "name": "net", "expect": "int8", "path": "m.engine", "artifact": "m.onnx", "triton": "repo", "version": 2,
     "max_batch": 8, "preferred_batch": "4", "max_queue_delay_us": 50, "instances": 2, "kind": "cpu",
+    "hold_out_validation": True, "held_out": True,
 }
 # Per command, a sample that differs from the one above.
 COMMAND_SAMPLES = {
@@ -126,7 +127,8 @@ IGNORED = {
                                  "trt_cache": "target", "from_trt_cache": "target", "high_precision": "target", "weights": "target",
                                  "trt_version": "trt_cache"},
         "int8 from a cache": {"method": "from_trt_cache", "percentile": "method", "fp16_io": "fp16", "trt_version": "trt_cache",
-                              "calib_dir": "calibrates", "calib_size": "quantizes", "seed": "quantizes", "target": "from_trt_cache"},
+                              "calib_dir": "calibrates", "calib_size": "quantizes", "seed": "quantizes", "target": "from_trt_cache",
+                              "hold_out_validation": "calibrates"},
         "fp16": {**_INT8_SCALES, "trt_version": "trt_cache"},
     },
     "run": {
@@ -165,7 +167,8 @@ IGNORED = {
         "given engine": {"depth": "model", "precision": "files", "backend": "files", "image_size": "files",
                          "channels_last": "backends_used", "compile": "backends_used", "threads": "backends_used"},
     },
-    "validate": {"engine": {"providers": "model"}},
+    # held_out (set by `rtdeploy run`) picks the held-out part of --images: nothing without them.
+    "validate": {"onnx": {"held_out": "images"}, "engine": {"providers": "model", "held_out": "images"}},
 }
 @functools.cache
 def _commands():

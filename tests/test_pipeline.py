@@ -102,6 +102,7 @@ def test_failed_validation_is_not_reused_on_rerun(tmp_path, monkeypatch):
         assert [s.name for s in report.failed] == ["validate-fp32"]
 
 
+@pytest.mark.slow
 def test_failed_stage_does_not_hand_a_stale_artifact_on(tmp_path):
     out = tmp_path / "r"
     api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_size=4)
@@ -122,6 +123,7 @@ def test_missing_weights_are_not_replaced_by_an_earlier_export(tmp_path):
     assert "nope.pth" in again.failed[0].detail
 
 
+@pytest.mark.slow
 def test_changing_calibration_options_keeps_the_export(tmp_path):
     out = tmp_path / "r"
     api.run(depth=20, outdir=out, precision="fp32,int8", bench=False, samples=4, calib_size=4)

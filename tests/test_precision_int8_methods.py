@@ -33,6 +33,7 @@ def _int8_weights(path: Path) -> dict[str, np.ndarray]:
     return {i.name: numpy_helper.to_array(i) for i in m.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) > 1}
 
 
+@pytest.mark.slow
 def test_manifest_records_weight_rounding_and_activation_method(exported, tmp_path):
     fp32 = exported(20)
     calib = _npy(tmp_path)
@@ -119,6 +120,7 @@ def test_auto_weights_is_the_best_rounding_that_fits_the_budget(depth, images, t
     assert weighted_gmacs(model, plan) == pytest.approx(published, rel=0.03)
 
 
+@pytest.mark.slow
 def test_fallback_ranks_the_adaptively_rounded_model(exported, tmp_path):
     r = api.quantize(exported(20).path, int8=True, calib_dir=_npy(tmp_path, 30), weights="adaround", keep_fp=2,
                      output=tmp_path / "k.int8.onnx")
@@ -141,6 +143,7 @@ def test_bad_weight_options_are_refused_before_any_work(kwargs, needle, exported
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_cli_takes_weights_and_consumer_mse(exported, tmp_path):
     _register()
     out = tmp_path / "c.int8.onnx"

@@ -13,6 +13,7 @@ from rtdeploy import api
 from rtdeploy.artifacts import read_manifest
 from rtdeploy.cli.main import _register, cli
 from rtdeploy.precision.int8.qdq import quantized_inputs
+from conftest import message_lines
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +62,7 @@ def test_int8_manifest_records_parent_data_and_scales(exported, tmp_path):
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
 
 
+@pytest.mark.slow
 def test_statistics_are_collected_once_for_all_methods(exported, tmp_path):
     fp32 = exported(20).path
     calib = _npy(tmp_path)
@@ -77,6 +79,7 @@ def test_statistics_are_collected_once_for_all_methods(exported, tmp_path):
     assert other.report["stats_cache"] == "miss"
 
 
+@pytest.mark.slow
 def test_max_only_statistics_do_not_serve_histogram_methods(exported, tmp_path):
     fp32 = exported(20).path
     calib = _npy(tmp_path)
@@ -84,6 +87,7 @@ def test_max_only_statistics_do_not_serve_histogram_methods(exported, tmp_path):
     assert api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", output=tmp_path / "b.onnx").report["stats_cache"] == "miss"
 
 
+@pytest.mark.slow
 def test_keep_fp_keeps_the_most_sensitive_layers_in_float(exported, tmp_path):
     fp32 = exported(20).path
     result = api.quantize(fp32, int8=True, calib_dir=_npy(tmp_path, n=20), keep_fp=3, output=tmp_path / "k.onnx")
@@ -100,6 +104,7 @@ def test_keep_fp_keeps_the_most_sensitive_layers_in_float(exported, tmp_path):
     assert m["quantization"]["quantized_layers"] == 26
 
 
+@pytest.mark.slow
 def test_target_agreement_adds_layers_until_met(exported, tmp_path):
     fp32 = exported(20).path
     result = api.quantize(fp32, int8=True, calib_dir=_npy(tmp_path, n=30), target_agreement=1.0, output=tmp_path / "t.onnx")
@@ -178,13 +183,14 @@ def test_bad_input(case, exported, tmp_path, runner):
     out = tmp_path / "out.int8.onnx"
     result = runner.invoke(cli, ["quantize", *argv(tmp_path, str(exported(20).path)), "-o", str(out)], catch_exceptions=False)
     assert result.exit_code != 0
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith(("INFO", "WARNING"))]
+    lines = message_lines(result.stderr)  # the phase lines of a pipe are progress, not messages
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert needle in lines[0], lines[0]
     assert "Traceback" not in result.output
     assert _snapshot(tmp_path) == before, "a failed quantize left files behind"
 
 
+@pytest.mark.slow
 def test_already_quantized_model_is_refused(exported, tmp_path, runner):
     first = api.quantize(exported(20).path, int8=True, calib_dir=_npy(tmp_path), output=tmp_path / "a.int8.onnx")
     before = _snapshot(tmp_path)
@@ -194,6 +200,7 @@ def test_already_quantized_model_is_refused(exported, tmp_path, runner):
     assert _snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_quantized_content_without_manifest_flag_is_refused(exported, tmp_path):
     from rtdeploy.files import manifest_path
     from rtdeploy.errors import PrecisionError
@@ -208,6 +215,7 @@ def test_quantized_content_without_manifest_flag_is_refused(exported, tmp_path):
         api.quantize(first.path, int8=True, calib_dir=_npy(tmp_path), output=tmp_path / "b.onnx")
 
 
+@pytest.mark.slow
 def test_cli_prints_a_summary_and_json(exported, tmp_path, runner):
     import json
 

@@ -58,6 +58,7 @@ def _npy(tmp_path, n=12, size=32, seed=0):
     return path
 
 
+@pytest.mark.slow
 def test_quantize_writes_cache_and_reads_it_back_to_the_same_scales(exported, tmp_path):
     fp32 = exported(20).path
     calib = _npy(tmp_path)
@@ -79,6 +80,7 @@ def test_quantize_writes_cache_and_reads_it_back_to_the_same_scales(exported, tm
     assert first.path.read_bytes() != b"" and second.manifest["sha256"] == first.manifest["sha256"]
 
 
+@pytest.mark.slow
 def test_cache_of_another_model_is_refused_without_output(exported, tmp_path):
     calib = _npy(tmp_path)
     cache = tmp_path / "r20.calib"

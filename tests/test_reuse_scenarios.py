@@ -67,6 +67,7 @@ def test_another_calibrator_or_keep_fp_is_not_served_an_old_int8_model(fp32, tmp
     assert read_manifest(other.path)["quantization"]["method"] == "percentile"
 
 
+@pytest.mark.slow
 def test_build_engine_int8_remakes_the_qdq_model_when_its_data_changed(fp32, tmp_path):
     calib = _images(tmp_path / "calib", seed=1)
     from rtdeploy.make_or_reuse import source_onnx
@@ -113,6 +114,7 @@ def test_a_second_writer_of_a_run_folder_gets_one_line_naming_the_holder(tmp_pat
     assert not list(out.iterdir()), "the lock leaves nothing behind"
 
 
+@pytest.mark.slow
 def test_rebench_retimes_without_redoing_other_stages(tmp_path):
     out = tmp_path / "r"
     kw = dict(depth=20, outdir=out, precision="fp32", bench_duration="0.02s", samples=4)
@@ -128,6 +130,7 @@ def test_rebench_retimes_without_redoing_other_stages(tmp_path):
     assert json.loads((out / "bench.json").read_text())["created"] >= stamp
 
 
+@pytest.mark.slow
 def test_force_one_stage_redoes_it_and_its_dependents_only(tmp_path):
     out = tmp_path / "r"
     kw = dict(depth=20, outdir=out, precision="fp32", bench=False, samples=4)

@@ -47,6 +47,7 @@ def release_env():
 
 
 @pytest.mark.parametrize("version", list(harness.RELEASES))
+@pytest.mark.slow
 def test_api_conformance_with_real_bindings(release_env, version, tmp_path):
     env = release_env(version)
     proc = subprocess.run([sys.executable, "-m", "pytest", str(CASES), "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "t"),
@@ -57,6 +58,7 @@ def test_api_conformance_with_real_bindings(release_env, version, tmp_path):
     assert " passed" in summary and "error" not in summary, summary
 
 
+@pytest.mark.slow
 def test_cli_with_real_trt11_and_no_gpu_ends_in_one_line(release_env, tmp_path):
     """`rtdeploy build-engine` on the real 11.4 bindings (stub libraries, no GPU): one clean line, exit 4."""
     env = release_env("11.4.0.106")

@@ -51,6 +51,7 @@ def test_the_old_kit_could_not_have_fitted():
     assert old_compile.estimate_s(200) > 140 * 3
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_time_plan_and_records_machine_and_preflight(tmp_path):
     out = tmp_path / "gpu-run"
     proc = run_kit("--dry-run", out)

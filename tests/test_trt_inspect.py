@@ -188,6 +188,7 @@ def test_a_layer_kept_in_fp32_that_ran_fp16_is_reported():
 # -- the command ------------------------------------------------------------------------------------
 @needs_reference
 @pytest.mark.parametrize("stem", ALL)
+@pytest.mark.slow
 def test_cli_on_every_real_file(stem, tmp_path):
     src = refdata.graphs_dir() / f"{stem}.graph.json"
     ok = rtdeploy("inspect", src, "--expect", built_precision(stem))
@@ -208,6 +209,7 @@ def test_cli_on_every_real_file(stem, tmp_path):
 
 
 @needs_reference
+@pytest.mark.slow
 def test_cli_fails_on_a_fallen_back_copy_with_one_line(tmp_path):
     data = refdata.load("rtx3090-resnet50-qat")
     names = refdata.compute_layer_names(data)
@@ -224,6 +226,7 @@ def test_cli_fails_on_a_fallen_back_copy_with_one_line(tmp_path):
         assert js.returncode == 3 and json.loads(js.stdout)["verdict"]["fallbacks"][1]["name"] == names[1]
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs(tmp_path):
     proc = rtdeploy("inspect", tmp_path / "none.engine")
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
@@ -242,6 +245,7 @@ def test_cli_bad_inputs(tmp_path):
     assert proc.returncode == 2 and "fp64" in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_reads_an_engine_manifest_and_its_kept_layers(tmp_path):
     report = build_report({"Layers": [
         {"Name": "conv + QuantizeLinear_3 + Conv_4", "LayerType": "CaskConvolution", "Weights": {"Type": "Int8"},

@@ -27,9 +27,10 @@ import pytest
 from rtdeploy.trt.profiler import (PROFILE_KEYS, TIMES_KEYS, LayerTimes, parse_profile, profile_text, read_profile,
                                    times_text, trace_records, write_profile, write_times)
 
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "trt-engine-graphs"
-if not REF.is_dir():
-    REF = Path("/work/shared/reference/trt-engine-graphs")
+sys.path.insert(0, str(Path(__file__).resolve().parent / "trt_stubs"))
+import refdata  # noqa: E402
+
+REF = refdata.graphs_dir()  # $RTDEPLOY_TRT_GRAPHS or ../shared beside the checkout, as every reference-data test
 PROFILES = sorted(REF.glob("*.profile.json")) if REF.is_dir() else []
 needs_ref = pytest.mark.skipif(not PROFILES, reason=f"real trtexec profiles not found in {REF} (../shared/reference)")
 
@@ -169,6 +170,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("version", list(harness.RELEASES))
+@pytest.mark.slow
 def test_profiler_subclasses_the_real_iprofiler(version, tmp_path):
     try:
         env = harness.prepare(harness.RELEASES[version])

@@ -8,8 +8,9 @@ Output policy, the same for every command:
 - ``--json -``: stdout carries the JSON alone; every human line goes to stderr (:func:`say`).
 - ``--json FILE``: FILE is checked before any work (the output guard), and written atomically
   after the human lines (devices, FIFOs and ``/dev/stdout`` are written through).
-- progress bars go to stderr, by default only when stderr is a terminal; ``--progress`` /
-  ``--no-progress`` force them on or off.
+- progress goes to stderr: bars by default when stderr is a terminal, otherwise (a pipe, a log)
+  one line per phase of the long stages (:mod:`rtdeploy.progress`); ``--progress`` /
+  ``--no-progress`` force bars on or everything off.
 
 The options themselves are declared once, in each command's config (:mod:`rtdeploy.cli.generate`).
 """
@@ -101,6 +102,15 @@ def stderr_is_terminal() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def passive_thread_waits() -> None:
+    """Let PyTorch's OpenMP threads sleep, not spin, between parallel regions (unless the user set
+    ``OMP_WAIT_POLICY``): for the long PyTorch passes of validate and run. On this project's two
+    shared cores a ResNet-56 pass with spinning threads ran 5-9x slower than with sleeping ones
+    while other work ran (docs/validation.md). Takes effect only before torch first runs in the
+    process; the benchmark commands keep the default, to time what users get."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def setup_logging(verbose: int) -> None:

@@ -39,6 +39,9 @@ def doctor(**options):
         click.echo("CUDA devices: none visible" + (f" ({report.problems['torch.cuda']})" if "torch.cuda" in report.problems else ""))
     if report.gpu_extra:
         click.echo(f"TensorRT install: {report.gpu_extra['line']}")
+    photos = report.calibration_photos
+    click.echo(f"default calibration photos: {photos['path']} "
+               + (f"({photos['images']} images; --calib-dir DIR replaces them)" if photos["images"] else "(missing: reinstall rtdeploy)"))
     click.echo("")
     rows = []
     for name in report.commands:

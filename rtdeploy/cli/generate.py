@@ -31,16 +31,22 @@ def command(name: str, config: type, *, context_settings: dict | None = None) ->
 
     The decorated function receives every field by name (after the CLI-only folds: one value for
     ``--fp32/--fp16/--int8``, one dict for keyed options, a terminal check for ``--progress``),
-    runs inside :func:`rtdeploy.cli.common.handle_errors`, and its docstring is the help.
+    runs inside :func:`rtdeploy.cli.common.handle_errors`, and its docstring is the help. Where
+    ``--progress`` is left to the terminal check and stderr is not a terminal (a pipe, a log), the
+    long stages print a line per phase on stderr instead of bars (:mod:`rtdeploy.progress`).
     """
     from rtdeploy.cli.common import handle_errors
+    from rtdeploy.progress import phase_lines
 
     def decorate(fn: Callable) -> click.Command:
         fields = [(f, o) for f, o in declared(config) if o.cli]
 
         @functools.wraps(fn)
         def callback(**raw: Any) -> Any:
-            return fn(**fold(fields, raw))
+            left_to_terminal = [f.name for f, o in fields if o.cli_default == TERMINAL and raw.get(f.name) is None]
+            options = fold(fields, raw)
+            with phase_lines(any(not options[name] for name in left_to_terminal)):
+                return fn(**options)
 
         own = frozenset(config.__dict__.get("__annotations__", {}))
         cmd = click.Command(name, callback=handle_errors(callback), params=params(fields, own), help=fn.__doc__,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtdeploy.cli.common import say
+from rtdeploy.cli.common import passive_thread_waits, say
 from rtdeploy.cli.generate import command
 from rtdeploy.pipeline.options import RunConfig
 
@@ -24,6 +24,7 @@ def run(**options):
       rtdeploy run --depth 50
       rtdeploy run --depth 56 --weights resnet56-4bfd9763.th --calib-dir cifar10/calib --images cifar10/dev --keep-fp 20
     """
+    passive_thread_waits()
     from rtdeploy import api
     from rtdeploy.errors import RtDeployError
 

@@ -11,9 +11,9 @@ source yields (and how they are preprocessed), so caches keyed by it are safe to
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,12 +114,23 @@ class ImageFolderSource:
         keep = select_subset(len(files), limit, seed, what=str(self.root), unit="images")
         self.files = [files[i] for i in keep]
         self.labels = None if labels is None else labels[keep]
+        self._describe(len(files))
+
+    def _describe(self, total: int, note: str = "") -> None:
         self.description = f"images in {self.root} ({len(self.files):,}" + (
-            f" of {len(files):,}" if len(self.files) < len(files) else "") + (
+            f" of {total:,}" if len(self.files) < total else "") + (f", {note}" if note else "") + (
             f", {len(self.classes)} classes)" if self.classes else ", unlabelled)")
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def subset(self, positions: np.ndarray, note: str = "") -> "ImageFolderSource":
+        """A source of the samples at ``positions`` (sorted) of this one; ``note`` says which part it is."""
+        part = copy.copy(self)
+        part.files = [self.files[i] for i in positions]
+        part.labels = None if self.labels is None else self.labels[positions]
+        part._describe(len(self.files), note)
+        return part
 
     def batches(self, batch_size: int, *, progress: bool = False) -> Iterator[Batch]:
         """Decode and yield ``batch_size`` images at a time (raises DataError naming a bad file)."""
@@ -230,11 +241,21 @@ class TensorFileSource:
             raise DataError(f"{self.path} holds no samples (shape {tuple(self._images.shape)}); give a file with at least one")
         self.indices = select_subset(len(self._images), limit, seed, what=str(self.path), unit="samples")
         _check_finite(self._images, self.indices, self.path)
+        self._describe()
+
+    def _describe(self, note: str = "") -> None:
         self.description = f"tensors in {self.path} ({len(self.indices):,} of {len(self._images):,}" + (
-            ", labelled)" if self._labels is not None else ", unlabelled)")
+            f", {note}" if note else "") + (", labelled)" if self._labels is not None else ", unlabelled)")
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def subset(self, positions: np.ndarray, note: str = "") -> "TensorFileSource":
+        """A source of the samples at ``positions`` (sorted) of this one; ``note`` says which part it is."""
+        part = copy.copy(self)
+        part.indices = self.indices[positions]
+        part._describe(note)
+        return part
 
     def batches(self, batch_size: int, *, progress: bool = False) -> Iterator[Batch]:
         """Yield ``batch_size`` samples at a time as float32 copies."""
@@ -364,6 +385,6 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
+    from rtdeploy.progress import bar
 
-    return tqdm(total=total, disable=not enabled, file=sys.stderr, unit="img", desc=desc, leave=False)
+    return bar(total, enabled, desc)

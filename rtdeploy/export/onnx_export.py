@@ -35,9 +35,9 @@ from rtdeploy.models import ModelMeta
 from rtdeploy.models.reference import INIT_SEED, build_torch_model, check_weight_values
 from rtdeploy.export.options import DEFAULT_OPSET, ExportConfig, export_path
 from rtdeploy.options import output_fields
+from rtdeploy.progress import phase, ticking
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     traced = 1 if batch == "dynamic" else batch
     check_memory(traced, meta.in_channels, size, error=ExportError, what=f"tracing {meta.name} at batch {traced}, {size}x{size}")
     check_weights_memory(meta)
+    phase("export %s: building the model%s", meta.name, f" with the weights of {cfg.weights}" if cfg.weights else " (seed 0)")
     model = build_torch_model(meta, cfg.weights)
     check_weight_values(model, cfg.weights)
     start = time.perf_counter()
@@ -86,7 +87,11 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
         return done["manifest"]
 
     with atomic_path(out, manifest=make_manifest) as tmp:
-        done["ops"] = _check_and_finalize(_torch_export(model, meta, cfg.opset, batch), meta, batch, tmp)
+        phase("export %s: tracing with torch.onnx (TorchScript exporter, opset %d)", meta.name, cfg.opset)
+        with ticking(f"export {meta.name}: tracing", cfg.progress):
+            data = _torch_export(model, meta, cfg.opset, batch)
+        phase("export %s: checking the graph (shape inference, onnx.checker)", meta.name)
+        done["ops"] = _check_and_finalize(data, meta, batch, tmp)
     manifest = done["manifest"]
     seconds = manifest["export"]["seconds"]
     log.info("exported %s to %s in %.2fs", meta.name, out, seconds)

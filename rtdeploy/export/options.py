@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rtdeploy.errors import ExportError, opt
 from rtdeploy.models.options import Checkpoint, ModelChoice
-from rtdeploy.options import READS, WRITES, JsonReport, Options, option
+from rtdeploy.options import READS, WRITES, JsonReport, Options, Progress, option
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 20, 17
 PREPROCESS = ("imagenet", "cifar", "none")
@@ -23,7 +23,7 @@ def _opset(value) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExportConfig(JsonReport, Checkpoint, ModelChoice, Options):
+class ExportConfig(JsonReport, Progress, Checkpoint, ModelChoice, Options):
     """What to export: ``rtdeploy export``'s options (the model ones declared in
     :class:`~rtdeploy.models.options.ModelChoice` and :class:`~rtdeploy.models.options.Checkpoint`)."""
 

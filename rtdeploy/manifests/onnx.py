@@ -28,8 +28,9 @@ class QuantizeCalibration(Record):
     """The data a precision model was calibrated (or range-checked) on.
 
     ``source`` is ``images`` (a folder or ``.npy`` of inputs: ``dir``, ``data``, ``fingerprint``,
-    ``images``, ``seed``, ``stats_cache``, and ``held_out`` for INT8) or ``trt-cache`` (scales
-    read from a TensorRT calibration cache: ``trt_cache``).
+    ``images``, ``seed``, ``stats_cache``, ``held_out`` (INT8's fallback search) and
+    ``validation_held_out``: images of the folder set aside for validation and never read) or
+    ``trt-cache`` (scales read from a TensorRT calibration cache: ``trt_cache``).
     """
 
     source: Literal["images", "trt-cache"]
@@ -38,6 +39,7 @@ class QuantizeCalibration(Record):
     fingerprint: str | None = None
     images: int | None = None
     held_out: int | None = None
+    validation_held_out: int | None = None
     seed: int | None = None
     stats_cache: Literal["hit", "miss", "off"] | None = None
     trt_cache: str | None = None

@@ -82,6 +82,8 @@ class ValidationReportRecord(Record):
     worst: str | None
     tolerance: ToleranceSection
     sets: tuple[InputSet, ...]
+    target: str | None = None
+    inputs_note: str | None = None
 
 
 # -- rtdeploy run's report.json -------------------------------------------------------------------
@@ -103,12 +105,25 @@ class ValidationRow(Record):
     precision: Literal["fp32", "fp16", "int8", "int8-cpu"]
     inputs: str
     samples: int
+    cosine_mean: float | None
     cosine_worst: float | None
     top1_agreement: float | None
     max_abs_err: float | None
+    max_abs_err_of_range: float | None
     reference_accuracy: float | None
     candidate_accuracy: float | None
     verdict: Literal["pass", "FAIL"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationInputs(Record):
+    """What the run's validations compared on: ``held-out`` (the calibration images set aside),
+    ``images`` (``--images``) or ``random``; ``note`` says why random when real ones were asked for."""
+
+    kind: Literal["held-out", "images", "random"]
+    description: str
+    samples: int
+    note: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +136,7 @@ class RunReportRecord(Record):
     created: str
     validation: tuple[ValidationRow, ...]
     artifacts: tuple[str, ...]
+    validation_inputs: ValidationInputs | None = None
 
 
 # -- rtdeploy bench --json ------------------------------------------------------------------------

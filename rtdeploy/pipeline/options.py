@@ -86,7 +86,7 @@ class RunConfig(JsonReport, Progress, Calibration, Checkpoint, ModelChoice, Opti
     onnx: Path | None = option(None, "--onnx", type=Path, path=READS, changes_output=False,
                                help="Run on this ONNX (made by `rtdeploy export` or `rtdeploy import`) instead of exporting --model.")
     images: Path | None = option(None, "--images", type=Path, path=READS, changes_output=False,
-                                 help="Images to validate on besides random inputs (class subfolders give accuracy).")
+                                 help="Images to validate on (class subfolders give accuracy) [default: a quarter of the calibration images, held out from calibration].")
     samples: int | None = option(None, "--samples", type=int, parse=_count("samples"), help="Validation samples per input set.")
     precision: tuple[str, ...] = option(PRECISIONS, "--precision", parse=_precisions, cli_default="fp32,fp16,int8",
                                         help="Precisions to produce, comma-separated.")

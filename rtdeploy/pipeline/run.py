@@ -27,6 +27,8 @@ from rtdeploy.pipeline.options import RunConfig, default_outdir
 
 log = logging.getLogger(__name__)
 
+VALIDATE_BATCH = 32  # each model runs once over the validation inputs, in batches of this size
+
 @dataclass
 class StageRecord:
     """What happened to one stage: ``made``, ``reused`` (with why), ``skipped`` (with the reason) or ``failed``."""
@@ -125,6 +127,9 @@ class _Pipeline:
         self.report = RunReport(outdir)
         self.models: dict[str, Path] = {}
         self.engines: dict[str, Path] = {}
+        from rtdeploy.validate import OutputStore
+
+        self.outputs = OutputStore()  # each model's outputs on the validation inputs, computed once per run
 
     def run_all(self) -> None:
         c = self.cfg
@@ -172,7 +177,7 @@ class _Pipeline:
             self.models["fp32"] = d.path
             return _artifact_record(d, f"{d.path.name} (from {c.onnx})")
         out = self.outdir / f"{c.name}.onnx"
-        d = exported(ExportConfig(**model_choice_of(c), output=out, weights=c.weights), force=force)
+        d = exported(ExportConfig(**model_choice_of(c), output=out, weights=c.weights, progress=c.progress), force=force)
         self.models["fp32"] = d.path
         weights = "trained weights" if c.weights else "no weights given: seed-0 initialisation"
         return _artifact_record(d, f"{out.name} ({weights})")
@@ -212,7 +217,7 @@ class _Pipeline:
         if prec == "int8-cpu":
             kw["target"] = "onnxruntime-cpu"
         cfg = QuantizeConfig(model=fp32, int8=prec.startswith("int8"), fp16=prec == "fp16", output=derived_path(fp32, prec),
-                             progress=c.progress, **kw)
+                             progress=c.progress, hold_out_validation=c.images is None, **kw)
         d = quantized(cfg, force=force)
         self.models[prec] = d.path
         return _artifact_record(d, d.path.name, _jsonable(getattr(d.result, "report", None)))
@@ -251,31 +256,46 @@ class _Pipeline:
             self.records.put(out, wanted, result)
         return StageRecord("", status, detail=detail, result=result)
 
+    def _validation_images(self) -> tuple[Path, bool]:
+        """What the validations compare on: ``--images``, or else the calibration folder, of which
+        only the part held out from calibration is used (``held_out`` True)."""
+        if self.cfg.images is not None:
+            return self.cfg.images, False
+        from rtdeploy.precision.calibration_data import default_calib_dir
+
+        return (self.cfg.calib_dir if self.cfg.calib_dir is not None else default_calib_dir()), True
+
     def _validate(self, prec: str, force: bool) -> StageRecord:
         from rtdeploy.validate import ValidateConfig, validate_model
 
         c, model = self.cfg, self.models[prec]
         out = self.outdir / f"validate-{prec}.json"
-        wanted = derivation("validate", {"samples": c.samples}, {"parent": sha256_file(model), **self._images_fingerprint(model)})
+        images, held_out = self._validation_images()
+        vcfg = ValidateConfig(model=model, images=images, held_out=held_out, samples=c.samples, batch=VALIDATE_BATCH,
+                              progress=c.progress)
+        wanted = derivation("validate", {"samples": c.samples, "held_out": held_out},
+                            {"parent": sha256_file(model), **self._images_fingerprint(model, images, held_out)})
 
         def make():
-            rep = validate_model(ValidateConfig(model=model, images=c.images, samples=c.samples, progress=c.progress))
+            rep = validate_model(vcfg, store=self.outputs)
             data = rep.to_dict()
             write_json_atomic(out, data)
             if not rep.passed:
                 return "failed", rep.failure_message(), data
-            return "made", f"within {rep.precision} tolerance against {rep.reference}", data
+            kind = f"{rep.precision} ({rep.target})" if rep.target else rep.precision
+            return "made", f"within {kind} tolerance against {rep.reference} {_judged_on(rep)}", data
 
         return self._report_stage(out, wanted, force, make)
 
-    def _images_fingerprint(self, model: Path) -> dict[str, str]:
-        if self.cfg.images is None:
-            return {}
+    def _images_fingerprint(self, model: Path, images: Path, held_out: bool) -> dict[str, str]:
         from rtdeploy.data import open_source
+        from rtdeploy.data.split import split_part
         from rtdeploy.manifests import read_onnx
 
-        meta = read_onnx(model).model
-        return {"images": open_source(self.cfg.images, meta).fingerprint()}
+        source = open_source(images, read_onnx(model).model)
+        if held_out:
+            source, _ = split_part(source, "validation")
+        return {"images": source.fingerprint()}
 
     def _bench(self, force: bool) -> StageRecord:
         from rtdeploy.bench import benchmark
@@ -297,6 +317,17 @@ class _Pipeline:
         if rec.status == "reused":
             rec.detail += f"; numbers measured {(rec.result or {}).get('measured', 'earlier')} — --rebench to re-time"
         return rec
+
+
+def _judged_on(rep) -> str:
+    """Which inputs the verdict rests on, for the stage line."""
+    if rep.inputs_note:
+        return rep.inputs_note
+    real = [s for s in rep.sets if s.name != "random"]
+    if not real:
+        return f"on random inputs ({rep.sets[0].samples:,})"
+    what = "held-out calibration images" if real[0].name == "held-out" else "images"
+    return f"on {real[0].samples:,} {what}" + (" and random inputs" if len(rep.sets) > 1 else "")
 
 
 def _artifact_record(d, detail: str, result: Any = None) -> StageRecord:

@@ -1,7 +1,7 @@
 """Calibration images: the default bundled set, the size cap, and the held-out split.
 
-The repository ships ``calib_data/`` (a few public-domain photos, see its README) so that
-``rtdeploy quantize`` runs with no user data; real deployments should calibrate on their own
+The package ships ``rtdeploy/calib_data/`` (a few public-domain photos, see its README) so that
+``rtdeploy quantize`` runs with no user data, from a checkout or a wheel; real deployments should calibrate on their own
 images. When layers are chosen for fallback, a seeded random part of the calibration images is
 held out: statistics come from the rest, and the fallback is judged on the held-out part.
 """
@@ -25,42 +25,66 @@ SENSITIVITY_BUDGET_GMACS = 3000.0
 MIN_IMAGES_FOR_HOLDOUT = 5
 
 
+def bundled_calib_dir() -> Path:
+    """Where the package's own calibration photos lie (``rtdeploy/calib_data``, package data, so
+    a wheel install has them as a checkout does); the folder may be missing from a broken install."""
+    return Path(__file__).resolve().parents[1] / "calib_data"
+
+
 def default_calib_dir() -> Path:
-    """The bundled ``calib_data/`` folder of a source checkout.
+    """The bundled calibration photos, used when no ``--calib-dir`` is given.
 
     Raises:
-        DataError: this installation has no such folder (installed from a wheel, not a checkout).
+        DataError: this installation lacks them (a damaged install or a repackaging that dropped
+            package data).
     """
-    folder = Path(__file__).resolve().parents[2] / "calib_data"
+    folder = bundled_calib_dir()
     if not folder.is_dir():
         raise DataError(
-            f"no --calib-dir given and the bundled calibration photos ({folder}) are not installed "
-            "(they come with a source checkout); pass --calib-dir DIR with a few hundred images like your real inputs"
+            f"no --calib-dir given and the bundled calibration photos ({folder}) are missing from this installation; "
+            "reinstall rtdeploy, or pass --calib-dir DIR with a few hundred images like your real inputs"
         )
     return folder
 
 
-def open_calibration(calib_dir: str | os.PathLike | None, meta, calib_size: int | None, seed: int):
+def open_calibration(calib_dir: str | os.PathLike | None, meta, calib_size: int | None, seed: int, *,
+                     hold_out_validation: bool = False):
     """The calibration source: ``calib_size`` images (all, up to 1,000, when None) from ``calib_dir``
-    (the bundled ``calib_data/`` when None). The source's ``path`` attribute is set to the folder used.
+    (the bundled photos when None). The source's ``path`` attribute is set to the folder used.
+
+    With ``hold_out_validation``, the images :func:`rtdeploy.data.split.validation_split` holds out
+    for validation are set aside first (when the set is large enough to split), so that no stage
+    calibrates on an image the run validates on.
 
     Raises:
         DataError: missing/empty folder, unreadable tensors, or more images asked than exist.
     """
     from rtdeploy.data import open_source
+    from rtdeploy.data.sources import select_subset
+    from rtdeploy.data.split import split_part
 
     folder = Path(calib_dir) if calib_dir is not None else default_calib_dir()
-    if calib_size is not None:
-        if isinstance(calib_size, bool) or not isinstance(calib_size, int) or calib_size < 1:
-            raise DataError(f"--calib-size {calib_size!r} is not a positive integer; give e.g. 500")
-        source = open_source(folder, meta, limit=calib_size, seed=seed)
-    else:
-        source = open_source(folder, meta, seed=seed)
-        if len(source) > DEFAULT_CALIB_LIMIT:
-            source = open_source(folder, meta, limit=DEFAULT_CALIB_LIMIT, seed=seed)
+    if calib_size is not None and (isinstance(calib_size, bool) or not isinstance(calib_size, int) or calib_size < 1):
+        raise DataError(f"--calib-size {calib_size!r} is not a positive integer; give e.g. 500")
+    source = open_source(folder, meta, seed=seed)
+    held = 0
+    if hold_out_validation:
+        whole = len(source)
+        source, _ = split_part(source, "calibration", seed)
+        held = whole - len(source)
+    limit = calib_size if calib_size is not None else min(len(source), DEFAULT_CALIB_LIMIT)
+    if limit != len(source):
+        what = f"{folder} (less the {held:,} held out for validation)" if held else str(folder)
+        source = source.subset(select_subset(len(source), limit, seed, what=what, unit="images"))
     _refuse_constant_tensors(source, folder)
     source.path = folder.resolve()
+    source.held_for_validation = held
     return source
+
+
+def calibration_source(cfg, meta):
+    """:func:`open_calibration` as a quantize config asks (folder, size, seed, validation hold-out)."""
+    return open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed, hold_out_validation=cfg.hold_out_validation)
 
 
 def _refuse_constant_tensors(source, path: Path) -> None:
@@ -135,6 +159,12 @@ class SplitSource:
         """The calibration folder or file, resolved (None when unknown)."""
         p = getattr(self.source, "path", None)
         return None if p is None else str(p)
+
+    def record(self, seed: int, stats_cache: str) -> dict:
+        """The manifest's ``calibration`` record of images read from this split."""
+        return {"source": "images", "dir": self.path, "data": self.description, "fingerprint": self.fingerprint(),
+                "images": self.stats_count, "held_out": self.holdout_count, "seed": seed, "stats_cache": stats_cache,
+                "validation_held_out": getattr(self.source, "held_for_validation", 0)}
 
     def fingerprint(self) -> str:
         """The source's fingerprint combined with the split (identifies the statistics part)."""

@@ -16,7 +16,7 @@ def run_fp16(cfg, parent, out: Path):
     import onnx
 
     from rtdeploy.manifests import new_manifest
-    from rtdeploy.precision.calibration_data import SplitSource, open_calibration
+    from rtdeploy.precision.calibration_data import SplitSource, calibration_source
     from rtdeploy.precision.reuse_record import quantize_derivation
     from rtdeploy.precision.fp16 import DEFAULT_SAFETY, FP16_MAX, convert_fp16, float_tensors, guard_nodes
     from rtdeploy.precision.stats import gather_stats
@@ -24,7 +24,7 @@ def run_fp16(cfg, parent, out: Path):
 
     timer = Timer()
     meta = parent.manifest.model
-    split = SplitSource(open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed))
+    split = SplitSource(calibration_source(cfg, meta))
     tensors = float_tensors(parent.model)
     timer.lap("setup")
     stats, cache_state = gather_stats(parent, tensors, split, None, cfg.stats_cache, cfg.progress)
@@ -52,8 +52,7 @@ def run_fp16(cfg, parent, out: Path):
         "seconds": dict(timer.seconds),
     }
 
-    calibration = {"source": "images", "dir": split.path, "data": split.description, "fingerprint": split.fingerprint(),
-                   "images": split.stats_count, "seed": cfg.seed, "stats_cache": cache_state}
+    calibration = split.record(cfg.seed, cache_state)
 
     def make_manifest(tmp: Path) -> dict:
         return new_manifest("onnx-fp16", tmp, precision="fp16", **base_fields(parent), calibration=calibration,

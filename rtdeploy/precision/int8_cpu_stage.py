@@ -20,7 +20,7 @@ TARGET = "onnxruntime-cpu"
 
 def run_int8_cpu(cfg, parent, out: Path):
     """Make the CPU-target INT8 model of ``parent`` as ``cfg`` asks."""
-    from rtdeploy.precision.calibration_data import SplitSource, open_calibration
+    from rtdeploy.precision.calibration_data import SplitSource, calibration_source
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.calibrators import get_calibrator
     from rtdeploy.precision.int8.cpu_target import plan_cpu
@@ -35,15 +35,14 @@ def run_int8_cpu(cfg, parent, out: Path):
     if not plan.weighted:
         raise PrecisionError(f"{parent.path} has no Conv/Gemm/MatMul with constant weights to quantize")
     meta = parent.manifest.model
-    split = SplitSource(open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed))
+    split = SplitSource(calibration_source(cfg, meta))
     timer.lap("setup")
     calibrator = get_calibrator(cfg.method)
     stats, cache_state = gather_stats(parent, plan.observed(), split, calibrator, cfg.stats_cache, cfg.progress)
     timer.lap("collect")
     thresholds = calibrator.thresholds(stats, calibration_inputs(cfg, parent, plan, split, TARGET))
     timer.lap("thresholds")
-    calibration = {"source": "images", "dir": split.path, "data": split.description, "fingerprint": split.fingerprint(),
-                   "images": split.stats_count, "held_out": 0, "seed": cfg.seed, "stats_cache": cache_state}
+    calibration = split.record(cfg.seed, cache_state)
     return _write(cfg, parent, plan, thresholds, calibration, out, timer, split.source.fingerprint())
 
 

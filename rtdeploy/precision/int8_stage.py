@@ -7,13 +7,14 @@ from pathlib import Path
 
 from rtdeploy.errors import PrecisionError, first_line
 from rtdeploy.precision.stats import gather_stats
+from rtdeploy.progress import phase
 
 log = logging.getLogger(__name__)
 
 
 def run_int8(cfg, parent, out: Path):
     """Make the INT8 Q/DQ model of ``parent`` as ``cfg`` asks (see :mod:`rtdeploy.precision.quantize`)."""
-    from rtdeploy.precision.calibration_data import SplitSource, holdout_count, open_calibration
+    from rtdeploy.precision.calibration_data import SplitSource, calibration_source, holdout_count
     from rtdeploy.precision.graph import MIN_QDQ_OPSET, opset_of
     from rtdeploy.precision.int8.qdq import plan_qdq
     from rtdeploy.precision.int8.sensitivity import check_keep_fp
@@ -34,7 +35,7 @@ def run_int8(cfg, parent, out: Path):
     fallback = cfg.keep_fp > 0 or cfg.target_agreement is not None
     split = None
     if uses_calibration_images(cfg):
-        source = open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed)
+        source = calibration_source(cfg, meta)
         held = holdout_count(len(source), meta.gmacs, len(plan.units)) if fallback else 0
         split = SplitSource(source, held, cfg.seed)
     timer.lap("setup")
@@ -46,7 +47,8 @@ def run_int8(cfg, parent, out: Path):
     if weights[0] == "adaround":
         from rtdeploy.precision.int8.weight_rounding import adaptive_rounding
 
-        rounding = adaptive_rounding(parent, plan, scales, split)
+        phase("INT8: adaptive weight rounding (adaround) on %d calibration images", split.stats_count)
+        rounding = adaptive_rounding(parent, plan, scales, split, progress=cfg.progress)
         timer.lap("adaround")
     elif weights[0] == "block":
         from rtdeploy.precision.int8.weight_rounding import block_reconstruction
@@ -99,16 +101,7 @@ def _scales(cfg, parent, plan, split, timer) -> tuple[dict[str, float], dict]:
     thresholds = calibrator.thresholds(stats, calibration_inputs(cfg, parent, plan, split))
     timer.lap("thresholds")
     scales = {t: scale_from_amax(a) for t, a in thresholds.items()}
-    calibration = {
-        "source": "images",
-        "dir": split.path,
-        "data": split.description,
-        "fingerprint": split.fingerprint(),
-        "images": split.stats_count,
-        "held_out": split.holdout_count,
-        "seed": cfg.seed,
-        "stats_cache": cache_state,
-    }
+    calibration = split.record(cfg.seed, cache_state)
     return scales, calibration
 
 
@@ -117,6 +110,7 @@ def _fallback(cfg, parent, plan, scales, split, rounding=None):
     from rtdeploy.precision.int8.sensitivity import SwitchableEvaluator, choose_fallback
 
     images = split.holdout_images()
+    phase("INT8: ranking %d layers by sensitivity on %d held-out calibration images", len(plan.units), len(images))
     batch = max(1, batch_size_for(parent.model, plan.observed(), sample_shape=parent.sample_shape) // 2)
     evaluator = SwitchableEvaluator(parent.model, plan, {t: scales[t] for t in plan.observed()}, images, batch_size=batch,
                                     weights=rounding.weights if rounding is not None else None)

@@ -90,7 +90,7 @@ class Calibration:
 
     calib_dir: Path | None = option(
         None, "--calib-dir", type=Path, path=READS, changes_output=False, applies=(CALIBRATES,),
-        help="Calibration images (folder, recursive) or .npy/.npz [default: the bundled calib_data/ photos].")
+        help="Calibration images (folder, recursive) or .npy/.npz [default: the photos bundled with rtdeploy].")
     calib_size: int | None = option(None, "--calib-size", type=int, parse=_calib_size, applies=(SAMPLES,),
                                     help="Number of calibration images (seeded random subset) [default: all, up to 1000].")
     method: str = option("mse", "--method", choices=_methods, parse=_method, help=_method_help,

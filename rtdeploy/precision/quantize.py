@@ -17,7 +17,7 @@ from pathlib import Path
 from rtdeploy.errors import PrecisionError, opt
 from rtdeploy.library_errors import stage_boundary
 from rtdeploy.options import FLAG, READS, WRITES, JsonReport, Options, Progress, When, option
-from rtdeploy.precision.options import INT8, TENSORRT, Calibration
+from rtdeploy.precision.options import CALIBRATES, INT8, TENSORRT, Calibration
 from rtdeploy.precision.artifact import QuantizeResult
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,11 @@ class QuantizeConfig(JsonReport, Progress, Calibration, Options):
     output: Path | None = option(None, "-o", "--output", type=Path, path=WRITES, changes_output=False,
                                  help="Model to write [default: X.int8.onnx, X.int8-cpu.onnx for --target onnxruntime-cpu, or "
                                       "X.fp16.onnx, beside X.onnx]; an artifact of another kind there is not replaced.")
+    # Set by `rtdeploy run` without --images: the part of the calibration images that the run
+    # validates on (rtdeploy.data.split) is never read here. The calibration fingerprint in the
+    # reuse record covers it (it is that of the images actually read).
+    hold_out_validation: bool = option(False, cli=False, changes_output=False, applies=(CALIBRATES,),
+                                       help="Leave out the calibration images held out for validation (rtdeploy.data.split).")
 
     @property
     def precision(self) -> str:

@@ -51,6 +51,6 @@ def calibration_fingerprint(cfg, meta) -> str | None:
     """
     if not uses_calibration_images(cfg):
         return None
-    from rtdeploy.precision.calibration_data import open_calibration
+    from rtdeploy.precision.calibration_data import calibration_source
 
-    return open_calibration(cfg.calib_dir, meta, cfg.calib_size, cfg.seed).fingerprint()
+    return calibration_source(cfg, meta).fingerprint()

@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from rtdeploy.progress import phase
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +51,7 @@ def gather_stats(parent, tensors: list[str], split, calibrator, cache_dir, progr
         if stats is not None:
             return stats, "hit"
         batch = batch_size_for(parent.model, tensors, sample_shape=parent.sample_shape)
+        phase("calibration: %s of %d tensors on %s", "histograms" if histogram else "ranges", len(tensors), split.description)
         stats = collect_stats(parent.model, tensors, split.stats_batches(batch, progress=progress), histogram=histogram)
         cache.save(keys[0], stats)
     return stats, "miss" if cache.folder is not None else "off"

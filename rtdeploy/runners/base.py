@@ -21,9 +21,13 @@ class Runner(abc.ABC):
     Attributes:
         name: a short label for reports, such as ``onnxruntime[CPU]``.
         input_names, output_names: tensor names; available once active.
+        identity: what the runner computes (its model's bytes and backend), set by whoever knows it,
+            so that two comparisons needing its outputs on the same inputs share one pass; None
+            when unknown (never shared).
     """
 
     name: str = "runner"
+    identity: str | None = None
 
     def __init__(self) -> None:
         self._active = False

@@ -75,6 +75,7 @@ def inspect_file(path: str | Path, *, expect: str | None = None, trt_module=None
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path} {not_a_file(path)}; give an engine plan or a layer-information JSON (trtexec --exportLayerInfo)")
+    _refuse_onnx(path)
     kind = sniff(path)
     if kind == "empty":
         raise ArtifactError(f"{path} is empty; give an engine plan or the JSON trtexec --exportLayerInfo wrote")
@@ -84,6 +85,18 @@ def inspect_file(path: str | Path, *, expect: str | None = None, trt_module=None
         source, (report, manifest) = "engine", _from_engine(path, trt_module, memory)
     kept = tuple(kept_float_nodes(manifest))
     return InspectResult(path, source, report, verdict(report, expect, frozenset(kept)), kept)
+
+
+def _refuse_onnx(path: Path) -> None:
+    """An ONNX model (or its manifest) is not an engine: say so, whatever TensorRT this machine has."""
+    from rtdeploy.artifacts import load_onnx_graph
+
+    onnx_manifest = path.name.endswith(".onnx.json")
+    if onnx_manifest or (path.suffix.lower() == ".onnx" and load_onnx_graph(path) is not None):
+        model = str(path).removesuffix(".json")
+        raise ArtifactError(f"{path} is {'the manifest of ' if onnx_manifest else ''}an ONNX model, not a TensorRT engine; inspect reads "
+                            f"engine plans and layer-information JSONs: build one with `rtdeploy build-engine --onnx {model}` "
+                            "on a machine with TensorRT, or give the JSON trtexec --exportLayerInfo wrote")
 
 
 # Byte-order marks and the text encodings they announce (JSON written by PowerShell's ">" is UTF-16 with a BOM).

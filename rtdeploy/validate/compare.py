@@ -14,6 +14,13 @@ import numpy as np
 from rtdeploy.validate.tolerances import CHECKS, Tolerance
 
 _REL_FLOOR = 1e-3  # |reference| is floored at this fraction of max |reference| for the relative error
+# A count statistic (agreement, accuracy drop) on n samples is a sample of the model's rate: it
+# fails when a model exactly at the limit would show one this bad less often than this. On 12
+# held-out images one flipped class is 92 % agreement (an 8-point accuracy drop when labelled),
+# which a model that agrees 97 % of the time shows every third time; on thousands of images the
+# test is the plain comparison within a fraction of a point. (docs/validation.md)
+ALPHA = 0.01
+COUNTED = {"top1_agreement", "top5_agreement", "accuracy_drop_points"}
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,16 @@ class Failure:
     limit: float | None
     excess: float
 
+    samples: int | None = None
+
     def describe(self) -> str:
         """``top1_agreement 0.91 < 0.99 (logits, images in dev/)``."""
         if self.limit is None:
             return f"{self.statistic} = {self.value:g} ({self.output}, {self.input_set})"
         op = "<" if CHECKS.get(self.statistic, ("", "min"))[1] == "min" else ">"
-        return f"{self.statistic} {self.value:.6g} {op} {self.limit:g} ({self.output}, {self.input_set})"
+        counted = (f"; below the limit beyond chance on {self.samples:,} samples (p < {ALPHA:g})"
+                   if self.statistic in COUNTED and self.samples else "")
+        return f"{self.statistic} {self.value:.6g} {op} {self.limit:g} ({self.output}, {self.input_set}{counted})"
 
 
 class OutputStats:
@@ -135,5 +146,33 @@ def check(stats: dict, tol: Tolerance, *, output: str, input_set: str) -> list[F
             excess = (1 - value) / (1 - limit) if limit < 1 else math.inf
         else:
             continue
-        failures.append(Failure(input_set, output, stat, float(value), limit, excess))
+        if stat in COUNTED and _within_chance(stat, value, limit, int(stats["samples"])):
+            continue
+        failures.append(Failure(input_set, output, stat, float(value), limit, excess, int(stats["samples"])))
     return failures
+
+
+def _within_chance(stat: str, value: float, limit: float, n: int) -> bool:
+    """True when a model exactly at ``limit`` shows a ``stat`` as bad as ``value`` on ``n`` samples
+    at least ``ALPHA`` of the time (one-sided binomial test on the count behind the statistic).
+
+    Agreements count agreeing samples (rate ``limit``); an accuracy drop counts the net samples
+    the candidate gets wrong that the reference got right (rate ``limit`` / 100).
+    """
+    if n <= 0:
+        return False
+    if stat == "accuracy_drop_points":
+        return binomial_tail(n, limit / 100, round(value / 100 * n), upper=True) >= ALPHA
+    return binomial_tail(n, limit, round(value * n), upper=False) >= ALPHA
+
+
+def binomial_tail(n: int, p: float, k: int, *, upper: bool) -> float:
+    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p), exactly (log-space terms)."""
+    if p <= 0.0:
+        return 1.0 if (k <= 0 if upper else k >= 0) else 0.0
+    if p >= 1.0:
+        return 1.0 if (k <= n if upper else k >= n) else 0.0
+    ks = range(max(k, 0), n + 1) if upper else range(0, min(k, n) + 1)
+    log_p, log_q = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    return min(1.0, sum(math.exp(base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q) for i in ks))

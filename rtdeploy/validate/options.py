@@ -25,7 +25,8 @@ class ValidateConfig(JsonReport, Progress, Options):
     """What to validate and how: ``rtdeploy validate``'s options, each declared once here.
 
     ``samples``: random samples (default 8); with ``images``, also the size of a seeded image
-    subset (default: all images). ``reference``: None (automatic), ``torch``, ``onnx`` (the parent
+    subset (default: all images). ``held_out``: ``images`` is a calibration set, and only its part
+    held out from calibration is compared on. ``reference``: None (automatic), ``torch``, ``onnx`` (the parent
     ONNX) or an ONNX path. ``tolerances``: overrides of the precision's default limits, by
     :class:`Tolerance` field name.
     """
@@ -35,7 +36,12 @@ class ValidateConfig(JsonReport, Progress, Options):
     model: Path = option(argument=True, type=Path, path=READS, changes_output=False,
                          help="The candidate: an ONNX with its manifest, or a TensorRT engine (.engine/.plan).")
     images: Path | None = option(None, "--images", type=Path, path=READS, changes_output=False,
-                                 help="Folder of images (class subfolders give labels) or .npy/.npz tensors, compared besides random inputs.")
+                                 help="Folder of images (class subfolders give labels) or .npy/.npz tensors to compare on (FP32/FP16: besides random inputs; INT8: alone).")
+    # Set by `rtdeploy run` without --images (API only): `images` is the calibration set, and only
+    # the part calibration holds out for validation (rtdeploy.data.split) is compared on; a set too
+    # small to split falls back to random inputs, and the report says so.
+    held_out: bool = option(False, cli=False, applies=(When("images", lambda v: v is not None, says="--images"),),
+                            help="Compare on the part of the images held out from calibration only (rtdeploy.data.split).")
     samples: int | None = option(None, "--samples", type=int,
                                  help="Random inputs to compare [default: 8]; with --images also a seeded subset of that many images [default: all].")
     batch: int = option(8, "--batch", type=int, help="Batch size fed to both models.")

@@ -35,7 +35,14 @@ class SetReport:
 
 @dataclass
 class ValidationReport:
-    """A candidate model compared with its reference on one or more input sets."""
+    """A candidate model compared with its reference on one or more input sets.
+
+    Attributes:
+        target: the INT8 target (``tensorrt``, ``onnxruntime-cpu``) whose tolerance applied; None
+            for other precisions.
+        inputs_note: set when the verdict rests on random inputs although real ones were asked for
+            (why, in one clause).
+    """
 
     model: str
     precision: str
@@ -43,6 +50,8 @@ class ValidationReport:
     reference: str
     tolerance: Tolerance
     sets: list[SetReport] = field(default_factory=list)
+    target: str | None = None
+    inputs_note: str | None = None
 
     @property
     def failures(self) -> list[Failure]:
@@ -85,6 +94,8 @@ class ValidationReport:
             "passed": self.passed,
             "worst": self.worst.describe() if self.worst else None,
             "tolerance": self.tolerance.to_dict(),
+            "target": self.target,
+            "inputs_note": self.inputs_note,
             "sets": [
                 {"name": s.name, "description": s.description, "fingerprint": s.fingerprint, "samples": s.samples,
                  "seconds": round(s.seconds, 3), "outputs": s.outputs, "failures": [_failure_dict(f) for f in s.failures]}

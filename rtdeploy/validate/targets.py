@@ -32,6 +32,12 @@ class Target:
     precision: str
     is_engine: bool
 
+    @property
+    def quantized_for(self) -> str | None:
+        """The INT8 target (``tensorrt``, ``onnxruntime-cpu``) an INT8 ONNX was made for; None otherwise."""
+        quantization = getattr(self.manifest, "quantization", None)
+        return getattr(quantization, "target", None) if self.precision == "int8" else None
+
 
 def load_target(path: str | Path) -> Target:
     """Read and check the candidate artifact's manifest.
@@ -70,9 +76,18 @@ def candidate_runner(target: Target, providers: tuple[str, ...] = ("cpu",)):
     """The runner for the candidate: onnxruntime, or TensorRT for an engine."""
     if target.is_engine:
         return _trt_runner(target.path)
+    return _ort(target.path, providers)
+
+
+def _ort(path: Path, providers: tuple[str, ...] = ("cpu",)):
+    """onnxruntime on ``path``, identified by the file's bytes and the providers (outputs shareable);
+    its threads sleep between ops (a validation pass is throughput, and the other model's pass or
+    other work may want the cores)."""
     from rtdeploy.runners.ort_runner import OrtRunner
 
-    return OrtRunner(target.path, providers=providers)
+    runner = OrtRunner(path, providers=providers, spinning=False)
+    runner.identity = f"onnxruntime:{','.join(runner.providers)}:{sha256_file(path)}"
+    return runner
 
 
 def _trt_runner(path: Path):
@@ -80,6 +95,11 @@ def _trt_runner(path: Path):
     from rtdeploy.trt.runner import TrtRunner
 
     return TrtRunner(path)
+
+
+def is_own_reference(target: Target, choice: str | None = None) -> bool:
+    """True for an imported FP32 model with no reference asked for: it is the reference itself."""
+    return choice is None and isinstance(target.manifest, OnnxManifest) and target.meta.family == "imported"
 
 
 def reference_runner(target: Target, choice: str | None = None):
@@ -93,25 +113,23 @@ def reference_runner(target: Target, choice: str | None = None):
     Raises:
         ArtifactError: the asked-for reference does not exist or no longer matches the manifest.
     """
-    from rtdeploy.runners.ort_runner import OrtRunner
-
     parent = None if isinstance(target.manifest, OnnxManifest) else target.manifest.parent.file
-    if choice is None and parent is None and target.meta.family == "imported":
-        return OrtRunner(target.path)  # an imported model is its own FP32 reference
+    if is_own_reference(target, choice):
+        return _ort(target.path)
     if choice == "torch" or (choice is None and parent is None):
         return _torch_reference(target)
     if choice in (None, "onnx"):
         if parent is None:
             raise ArtifactError(f"{target.path.name} has no parent ONNX in its manifest; use --reference torch or --reference PATH")
         _check_parent(target, parent)
-        return OrtRunner(parent)
+        return _ort(parent)
     path = Path(choice)
     if not path.is_file():
         raise ArtifactError(f"reference {choice!r} is neither 'torch', 'onnx' nor an existing ONNX file")
     if path.resolve() == target.path.resolve() or sha256_file(path) == sha256_file(target.path):
         raise ArtifactError(f"reference {choice} is the model itself (the same bytes), so the comparison would always pass; "
                             "give --reference torch, onnx or another model's path")
-    return OrtRunner(path)
+    return _ort(path)
 
 
 def _check_parent(target: Target, parent: Path) -> None:
@@ -135,4 +153,6 @@ def _torch_reference(target: Target):
                                 "the weights; use --reference onnx or --reference PATH")
         found = read_onnx(found.parent.file)
     model = torch_model_from_manifest(found)
-    return TorchRunner(model, target.meta.input_name, target.meta.output_name)
+    runner = TorchRunner(model, target.meta.input_name, target.meta.output_name)
+    runner.identity = f"torch:{found.sha256}"  # the model the manifest of those ONNX bytes describes
+    return runner

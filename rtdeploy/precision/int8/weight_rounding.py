@@ -28,14 +28,16 @@ AUTO_BUDGET_GMACS = 360.0
 AUTO_MIN_IMAGES = 128
 
 
-def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRoundConfig = ADAROUND) -> RoundingResult:
+def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRoundConfig = ADAROUND, *,
+                      progress: bool = False) -> RoundingResult:
     """AdaRound's objective for every supported weighted layer, on the first ``cfg.images``
-    images of the statistics part of ``split`` (never the held-out part)."""
+    images of the statistics part of ``split`` (never the held-out part; ``progress``: a bar over them)."""
     from rtdeploy.precision.int8.adaround import adaround_weights
     from rtdeploy.precision.int8.collect import batch_size_for
 
     tensors = [u.activation for u in plan.units if u.weight is not None]
-    batches = split.stats_batches(max(1, min(64, batch_size_for(parent.model, tensors, sample_shape=parent.sample_shape))))
+    batches = split.stats_batches(max(1, min(64, batch_size_for(parent.model, tensors, sample_shape=parent.sample_shape))),
+                                  progress=progress)
     return adaround_weights(parent.model, plan, scales, batches, cfg)
 
 

@@ -1,0 +1,108 @@
+"""The README's trained ResNet-56 example, timed side by side against an older checkout.
+
+    python benchmarks/readme_example.py --old /tmp/old-rtdeploy            # new, old, new (interleaved)
+    python benchmarks/readme_example.py --old /tmp/old-rtdeploy --order old,new
+
+Runs ``rtdeploy run --depth 56 --weights resnet56 --calib-dir calib --images dev`` (the README's
+command, with the benchmark) once per entry of ``--order``, each in a fresh output folder and a
+fresh process, the old one with ``PYTHONPATH=<old checkout>`` in this same venv (same torch,
+onnxruntime and machine). The calibration statistics cache is turned off for both (a fresh
+``XDG_CACHE_HOME`` per run), so neither profits from the other. Recorded per run: wall seconds,
+each stage's seconds (from report.json), the exit status, and the load average before and after;
+the machine is shared, so the load is part of the result.
+
+Results: benchmarks/results/readme_example.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from record import machine, save
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CIFAR = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
+
+
+def command(outdir: Path) -> list[str]:
+    weights = next((CIFAR / "weights").glob("resnet56-*.th"))
+    return [sys.executable, "-m", "rtdeploy.cli.main", "run", "--depth", "56", "--weights", str(weights),
+            "--calib-dir", str(CIFAR / "calib"), "--images", str(CIFAR / "dev"), "-o", str(outdir)]
+
+
+def one(label: str, code: Path, work: Path, index: int) -> dict:
+    outdir = work / f"{index}-{label}"
+    env = {**os.environ, "PYTHONPATH": str(code), "XDG_CACHE_HOME": str(work / f"cache-{index}")}
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    proc = subprocess.run(command(outdir), cwd=work, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    stages = {}
+    report = outdir / "report.json"
+    if report.exists():
+        stages = {s["name"]: s["seconds"] for s in json.loads(report.read_text())["stages"]}
+    run = {"label": label, "code": str(code), "rc": proc.returncode, "seconds": round(seconds, 1), "stages": stages,
+           "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+           "tail": proc.stdout.splitlines()[-3:] + proc.stderr.splitlines()[-3:]}
+    print(json.dumps({k: run[k] for k in ("label", "rc", "seconds", "load_before", "load_after")}), flush=True)
+    return run
+
+
+def markdown(result: dict) -> str:
+    from rtdeploy.tables import format_table
+
+    m = result["machine"]
+    runs = result["runs"]
+    stages = sorted({s for r in runs for s in r["stages"]}, key=lambda s: min(list(r["stages"]).index(s) for r in runs if s in r["stages"]))
+    rows = [{"stage": s, **{f"{i + 1}. {r['label']}": r["stages"].get(s) for i, r in enumerate(runs)}} for s in stages]
+    rows.append({"stage": "wall (whole command)", **{f"{i + 1}. {r['label']}": r["seconds"] for i, r in enumerate(runs)}})
+    loads = [{"run": f"{i + 1}. {r['label']}", "exit": r["rc"], "seconds": r["seconds"], "load before (1/5/15 min)": r["load_before"],
+              "load after": r["load_after"]} for i, r in enumerate(runs)]
+    return "\n".join([
+        "# The README's ResNet-56 example, old and new side by side", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}; old = `{result['old']}` at {result['old_commit']}, "
+        f"new = this checkout at {result['new_commit']}. Command: `{' '.join(result['command'])}` "
+        "(statistics cache off for every run). Script: `benchmarks/readme_example.py`.", "",
+        f"Median wall time: old {result['median_old']:.0f} s, new {result['median_new']:.0f} s: "
+        f"**{result['speedup']:.1f}x faster** ({len([r for r in runs if r['label'] == 'old'])} old and "
+        f"{len([r for r in runs if r['label'] == 'new'])} new runs, one after the other on a shared machine).", "",
+        "Seconds per stage:", "", "```", format_table(rows), "```", "", "Load average around each run:", "", "```",
+        format_table(loads), "```", "",
+    ])
+
+
+def _commit(path: Path) -> str:
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--old", required=True, help="a checkout of the older rtdeploy (e.g. main at 2f5556d)")
+    p.add_argument("--order", default="new,old,new")
+    p.add_argument("--out", default=str(HERE / "results" / "readme_example"))
+    args = p.parse_args()
+    codes = {"old": Path(args.old).resolve(), "new": REPO}
+    info = machine("onnxruntime", "torch")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="rtdeploy-readme-") as tmp:
+        for i, label in enumerate(args.order.split(",")):
+            runs.append(one(label, codes[label], Path(tmp), i))
+    med = {k: statistics.median(r["seconds"] for r in runs if r["label"] == k) for k in ("old", "new")}
+    result = {"machine": info, "old": str(codes["old"]), "old_commit": _commit(codes["old"]), "new_commit": _commit(REPO),
+              "command": ["rtdeploy", *command(Path("OUT"))[3:]], "runs": runs, "median_old": med["old"], "median_new": med["new"],
+              "speedup": med["old"] / med["new"]}
+    save(result, Path(args.out), markdown)
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
