@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from dev_accuracy import evaluate  # beside this script
-from record import machine, save
+from dev_accuracy import evaluate, evaluate_foreign  # beside this script
+from record import cifar10_root, machine, save
 
 import numpy as np
 
@@ -49,17 +48,18 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     out = args.out
     result = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    if "speed" in result and "command" not in result["speed"]:  # each section keeps the command that measured it
+        result["speed"]["command"] = result["settings"]["command"]
     result["machine"] = machine("onnxruntime", "numpy")
     result["settings"] = {"command": " ".join(sys.argv), "rounds": args.rounds, "iters": args.iters,
                           "batches": args.batches, "sections": args.sections}
     if "speed" in args.sections:
-        result["speed"] = _speed(work, args)
+        result["speed"] = {**_speed(work, args), "command": " ".join(sys.argv)}
         save(result, out, _markdown)
     if "accuracy" in args.sections:
-        root = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
-        if not (root / "calib").is_dir():
-            sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
+        root = cifar10_root()
         result["accuracy"] = {str(d): _accuracy(d, root, work) for d in args.depths}
+        result["accuracy_command"] = " ".join(sys.argv)
     result["machine"]["load_average_after"] = load_average()
     save(result, out, _markdown)
     print(_markdown(result))
@@ -76,7 +76,7 @@ def _speed(work: Path, args) -> dict:
     models = {
         "fp32": fp32,
         "int8 onnxruntime-cpu": api.quantize(fp32, int8=True, target="onnxruntime-cpu", output=work / "r50.cpu.int8.onnx").path,
-        "int8 tensorrt": api.quantize(fp32, int8=True, output=work / "r50.trt.int8.onnx").path,
+        "int8 tensorrt": api.quantize(fp32, int8=True, weights="nearest", output=work / "r50.trt.int8.onnx").path,
         "onnxruntime quantize_static (CPU defaults)": _ort_static(fp32, work / "r50.ort.int8.onnx", _bundled_calib(), symmetric=False),
     }
     out = {"model": "ResNet-50 224x224, seed-0 weights", "load_average_before": load_average(), "batches": {}}
@@ -112,9 +112,11 @@ def _interleaved(models: dict, batch: int, rounds: int, iters: int) -> dict:
             per_round[k].append(batch / statistics.median(times))
     throughput = {k: _spread(v) for k, v in per_round.items()}
     ratios = {k: _spread([a / b for a, b in zip(per_round[k], per_round["fp32"])]) for k in keys if k != "fp32"}
+    ours, theirs = "int8 onnxruntime-cpu", "onnxruntime quantize_static (CPU defaults)"
+    head_to_head = _spread([a / b for a, b in zip(per_round[ours], per_round[theirs])]) if ours in keys and theirs in keys else None
     return {"batch": batch, "rounds": rounds, "runs_per_round": iters, "samples_per_model": len(runs["fp32"]),
             "throughput_img_s": throughput, "ratios_vs_fp32": {k: v["median"] for k, v in ratios.items()},
-            "ratio_spread": ratios, "load_average": load_average()}
+            "ratio_spread": ratios, "cpu_target_vs_quantize_static": head_to_head, "load_average": load_average()}
 
 
 def _spread(v: list[float]) -> dict:
@@ -135,8 +137,8 @@ def _accuracy(depth: int, root: Path, work: Path) -> dict:
     calib, dev = root / "calib", root / "dev"
     rows = []
 
-    def add(label: str, path: Path, **extra) -> None:
-        row = {"config": label, **extra, **evaluate(path, dev)}
+    def add(label: str, path: Path, foreign: bool = False, **extra) -> None:
+        row = {"config": label, **extra, **(evaluate_foreign(path, fp32, dev) if foreign else evaluate(path, dev))}
         rows.append(row)
         print(json.dumps({"depth": depth, **row}), flush=True)
 
@@ -145,12 +147,14 @@ def _accuracy(depth: int, root: Path, work: Path) -> dict:
         r = api.quantize(fp32, int8=True, calib_dir=calib, method=method, target="onnxruntime-cpu",
                          output=work / f"c{depth}.{method}.cpu.int8.onnx")
         add(f"rtdeploy --target onnxruntime-cpu --method {method}", r.path, seconds=round(time.perf_counter() - t, 1))
-    r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", output=work / f"c{depth}.entropy.trt.int8.onnx")
+    r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", weights="nearest", output=work / f"c{depth}.entropy.trt.int8.onnx")
     add("rtdeploy --target tensorrt --method entropy (float convolutions on CPU)", r.path)
     for symmetric in (False, True):
         label = "symmetric int8 activations" if symmetric else "CPU defaults: uint8 activations"
         out = _ort_static(fp32, work / f"c{depth}.ort{'-sym' if symmetric else ''}.int8.onnx", calib, symmetric=symmetric)
-        add(f"onnxruntime quantize_static MinMax ({label})", out)
+        add(f"onnxruntime quantize_static MinMax ({label})", out, foreign=True)
+    add("cross-check: the --method mse CPU target through the direct onnxruntime evaluation of the rows above",
+        work / f"c{depth}.mse.cpu.int8.onnx", foreign=True)
     add("analysis: CPU target, entropy, weights over -127..127 (internal call)", _full_range_variant(fp32, calib, work, depth))
     return {"weights": weights.name, "rows": rows}
 
@@ -172,7 +176,7 @@ def _full_range_variant(fp32: Path, calib: Path, work: Path, depth: int) -> Path
 def _ort_static(fp32: Path, out: Path, calib: Path, *, symmetric: bool) -> Path:
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from rtdeploy.artifacts import new_manifest, parent_entry, read_manifest, write_manifest
+    from rtdeploy.artifacts import read_manifest
     from rtdeploy.data import open_source
     from rtdeploy.models import ModelMeta
 
@@ -192,8 +196,6 @@ def _ort_static(fp32: Path, out: Path, calib: Path, *, symmetric: bool) -> Path:
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {}
     quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=act,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, extra_options=extra)
-    write_manifest(out, new_manifest("onnx-int8", out, precision="int8", model=parent["model"], parent=parent_entry(fp32),
-                                     quantization={"tool": "onnxruntime.quantization.quantize_static", "method": "MinMax"}))
     return out
 
 
@@ -209,6 +211,7 @@ def _markdown(r: dict) -> str:
     if "speed" in r:
         s = r["speed"]
         lines += [f"## Speed: {s['model']}, onnxruntime CPU (default session options)", "",
+                  f"Command: `{s.get('command', r['settings']['command'])}`", "",
                   "Interleaved rounds; per round, each model runs a few times in turn (rotated order) and its throughput is "
                   "batch / median run time. Ratio = model throughput / FP32 throughput in the same round; median over rounds "
                   f"[min, max]. Target: INT8 CPU target >= {TARGET_RATIO}x FP32.", "",
@@ -221,6 +224,15 @@ def _markdown(r: dict) -> str:
                 lines.append(f"| {b} | {k} | {t['median']:.2f} [{t['min']:.2f}, {t['max']:.2f}] | {rtxt} | "
                              f"{d['rounds']} x {d['runs_per_round']} | {d['load_average']} |")
         lines.append("")
+        heads = {b: d.get("cpu_target_vs_quantize_static") for b, d in s["batches"].items()}
+        if any(heads.values()):
+            lines += ["Head to head, same rounds: throughput of `--target onnxruntime-cpu` / throughput of `quantize_static`, "
+                      "median over rounds [min, max] (n rounds):", "",
+                      "| batch | CPU target / quantize_static |", "|---:|---:|"]
+            lines += [f"| {b} | {h['median']:.3f} [{h['min']:.3f}, {h['max']:.3f}] (n={h['n']}) |" for b, h in heads.items() if h]
+            lines.append("")
+    if r.get("accuracy_command"):
+        lines += [f"Accuracy command: `{r['accuracy_command']}`", ""]
     for depth, d in r.get("accuracy", {}).items():
         lines += [f"## Accuracy: ResNet-{depth} ({d['weights']}), calib/ 1,000 images, dev/ 3,000 images", "",
                   "| configuration | agreement with FP32 | FP32 top-1 | top-1 | drop (points) |", "|---|---:|---:|---:|---:|"]

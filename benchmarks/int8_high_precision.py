@@ -17,27 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from dev_accuracy import evaluate  # beside this script
-from record import machine
+from record import cifar10_root, machine
 
 import numpy as np
 
 from rtdeploy.machine import load_average
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 
 def main() -> None:
     args = _parse()
-    root = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
-    if not (root / "calib").is_dir():
-        sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
+    root = cifar10_root()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine("onnxruntime"), "settings": {"command": " ".join(sys.argv), "method": args.method}, "depths": {}}
@@ -58,7 +54,7 @@ def _depth(depth: int, root: Path, work: Path, method: str) -> dict:
     rows, paths = [], {}
     for hp in ("fp32", "fp16"):
         t = time.perf_counter()
-        r = api.quantize(fp32, int8=True, calib_dir=root / "calib", method=method, high_precision=hp,
+        r = api.quantize(fp32, int8=True, calib_dir=root / "calib", method=method, high_precision=hp, weights="nearest",
                          output=work / f"c{depth}.{method}.hp{hp}.int8.onnx")
         seconds = round(time.perf_counter() - t, 1)
         paths[hp] = r.path

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from record import machine, save  # beside this script
+from record import cifar10_root, machine, peak_rss_kib, run_child, save  # beside this script
 from rtdeploy.machine import load_average
 
 HERE = Path(__file__).resolve().parent
@@ -57,9 +55,7 @@ def main() -> None:
     if args.child:
         _child(json.loads(args.child))
         return
-    root = Path(os.environ.get("RTDEPLOY_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
-    if not (root / "calib").is_dir():
-        sys.exit(f"error: CIFAR-10 data not found at {root}; set RTDEPLOY_CIFAR10")
+    root = cifar10_root()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine("onnx", "onnxruntime", "numpy"), "settings": _settings(args, root), "targets": TARGETS, "depths": {}}
@@ -108,8 +104,8 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
         label = _label(method, rounding)
         out = work / f"r{depth}.{method}.{rounding}.int8.onnx"
         repeats = args.repeats if (method, rounding) in {(m, "nearest") for m in METHODS[:4]} else args.new_repeats
-        runs = [_calibrate_in_subprocess({"kind": "ours", "model": str(fp32), "calib": str(calib), "method": method,
-                                          "weights": rounding, "output": str(out)}) for _ in range(repeats)]
+        runs = [run_child(__file__, {"kind": "ours", "model": str(fp32), "calib": str(calib), "method": method,
+                                     "weights": rounding, "output": str(out)}, timeout=1800) for _ in range(repeats)]
         timing[label] = _timing(runs)
         if timing[label].get("error"):
             rows.append({"config": label, "error": timing[label]["error"]})
@@ -118,8 +114,8 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
             calib_s=timing[label]["median_s"], peak_rss_mib=timing[label]["peak_rss_mib"])
     for method in args.ort_methods if args.ort else ():
         out = work / f"r{depth}.ort-{method.lower()}.int8.onnx"
-        run = _calibrate_in_subprocess({"kind": "ort", "model": str(fp32), "calib": str(calib), "method": method, "output": str(out)},
-                                       timeout=args.ort_timeout)
+        run = run_child(__file__, {"kind": "ort", "model": str(fp32), "calib": str(calib), "method": method, "output": str(out)},
+                        timeout=args.ort_timeout)
         timing[f"onnxruntime {method}"] = _timing([run])
         if run.get("error"):
             rows.append({"config": f"onnxruntime quantize_static {method}", "error": run["error"]})
@@ -139,7 +135,7 @@ def _depth(depth: int, root: Path, work: Path, args) -> dict:
                 calib_s=round(time.perf_counter() - t, 2))
     for target in args.target_agreement:
         t = time.perf_counter()
-        r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", target_agreement=target,
+        r = api.quantize(fp32, int8=True, calib_dir=calib, method="entropy", weights="nearest", target_agreement=target,
                          output=work / f"r{depth}.target{target}.int8.onnx")
         add(f"rtdeploy entropy --target-agreement {target}", r.path, precision="int8", method="entropy",
             keep_fp=len(r.report["kept_fp"]), kept=r.report["kept_fp"], held_out_agreement=r.report.get("held_out_agreement"),
@@ -204,15 +200,6 @@ def _evaluate(path: Path, dev: Path) -> dict:
 
 # --- calibration runs in a child process (time and peak RSS) -----------------------------------------
 
-def _calibrate_in_subprocess(job: dict, timeout: float = 1800) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return {"error": f"did not finish in {timeout:.0f} s"}
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _child(job: dict) -> None:
@@ -228,18 +215,9 @@ def _child(job: dict) -> None:
     else:
         _ort_quantize(job)
     seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mib": round(_peak_rss_kib() / 1024, 1)}))
+    print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mib": round(peak_rss_kib() / 1024, 1)}))
 
 
-def _peak_rss_kib() -> int:
-    """This process's peak RSS. VmHWM, not getrusage: Linux carries the parent's high-water mark
-    across fork+exec into ru_maxrss, which would charge the benchmark's own memory to the child."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _ort_quantize(job: dict) -> None:
@@ -287,8 +265,8 @@ def _imagenet_memory(work: Path, args) -> dict:
     fp32 = api.export(depth=50, output=work / "r50.onnx").path
     out = {}
     for method in ("max", "entropy"):
-        run = _calibrate_in_subprocess({"kind": "ours", "model": str(fp32), "calib": str(photos), "method": method,
-                                        "output": str(work / f"r50.{method}.int8.onnx")})
+        run = run_child(__file__, {"kind": "ours", "model": str(fp32), "calib": str(photos), "method": method,
+                                   "output": str(work / f"r50.{method}.int8.onnx")}, timeout=1800)
         out[method] = run
         print(json.dumps({"resnet50_500_images": method, **run}), flush=True)
     return {"model": "resnet50 (224x224, seed-0 weights)", "images": 500, "source": "crops/flips of calib_data/ photos", "runs": out}

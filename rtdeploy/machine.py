@@ -123,3 +123,20 @@ def describe(device: str) -> dict:
         "gpu": gpu_info() if device == "cuda" else None,
         "versions": library_versions(),
     }
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Run the body with torch's intra-op threads set to ``threads`` and restore the caller's setting
+    after it (torch's setting is process-wide). ``threads <= 0``: leave it alone (torch not imported)."""
+    if threads <= 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -112,6 +112,46 @@ def test_the_tensorrt_placement_is_not_fused_by_onnxruntime(r20_cpu, tmp_path):
     assert ops["QLinearConv"] == 0 and ops["QLinearAdd"] == 0
 
 
+# What onnxruntime's optimizer leaves outside its integer kernels: the graph input's QuantizeLinear,
+# layout Transposes, pass-through ops and any DequantizeLinear/QuantizeLinear it could not fuse.
+INTEGER_KERNELS = {"QLinearConv", "QLinearAdd", "QGemm", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearMatMul"}
+
+
+@pytest.mark.slow
+def test_fuses_at_least_as_well_as_onnxruntimes_own_quantizer(exported, tmp_path):
+    """The speed claim of the CPU target against onnxruntime's quantize_static (its CPU defaults: QDQ,
+    uint8 activations, int8 per-channel weights) rests on the optimized graphs: ResNet-50's
+    bottlenecks, downsample shortcuts and max-pool must become at least as many integer kernels,
+    with no more ops left outside them (benchmarks/int8_cpu_target.py times the two)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    fp32 = exported(50, image_size=64)
+    ours = api.quantize(fp32.path, int8=True, calib_dir=_npy(tmp_path, 4, 64), method="max", target="onnxruntime-cpu",
+                        output=tmp_path / "r50.cpu.onnx")
+    images = np.load(tmp_path / "calib.npy")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.left = [images]
+
+        def get_next(self):
+            return {"input": self.left.pop()} if self.left else None
+
+    theirs = tmp_path / "r50.ort.onnx"
+    quantize_static(str(fp32.path), str(theirs), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    ops = {}
+    for name, path in (("ours", ours.path), ("theirs", theirs)):
+        _session(path, optimized_path=tmp_path / f"{name}.opt.onnx")
+        ops[name] = Counter(n.op_type for n in onnx.load(str(tmp_path / f"{name}.opt.onnx")).graph.node)
+    assert ops["theirs"]["QLinearConv"] == 53 and ops["theirs"]["QLinearAdd"] == 16, ops["theirs"]  # the reference fuses fully
+    for kernel in INTEGER_KERNELS:
+        assert ops["ours"][kernel] >= ops["theirs"][kernel], (kernel, ops)
+    outside = {k: sum(v for op, v in c.items() if op not in INTEGER_KERNELS) for k, c in ops.items()}
+    assert outside["ours"] <= outside["theirs"], ops
+    assert not {"Conv", "FusedConv", "Add", "Gemm", "FusedGemm", "Relu"} & set(ops["ours"]), ops["ours"]
+
+
 def test_integer_kernels_match_the_dequantized_graph(r20_cpu):
     """The fused integer graph computes what the Q/DQ graph means (simulated with optimizations off)."""
     _, result = r20_cpu

@@ -88,9 +88,9 @@ def _quantize(fp32: Path, precision: str, meta) -> Path:
     from rtdeploy.precision.quantize import QuantizeConfig
 
     calib = synthetic_calibration(meta, fp32.parent)  # FP16 uses it too, for its overflow check
-    method = "max" if precision == "int8" else "entropy"
+    method = {"method": "max"} if precision == "int8" else {}  # FP16 takes no calibrator
     return quantized(QuantizeConfig(model=fp32, int8=precision == "int8", fp16=precision == "fp16", calib_dir=calib,
-                                    method=method)).path
+                                    **method)).path
 
 
 CALIBRATION_SAMPLES = 16

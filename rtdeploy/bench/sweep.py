@@ -11,14 +11,13 @@ import contextlib
 import datetime as _dt
 import logging
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rtdeploy.bench import backends as be
-from rtdeploy.machine import describe, load_average
+from rtdeploy.machine import describe, load_average, torch_threads
 from rtdeploy.bench.harness import Case, run_interleaved
 from rtdeploy.artifacts import ENGINE_SUFFIXES
 from rtdeploy.bench.options import BACKENDS, BenchConfig
@@ -163,7 +162,7 @@ def run_slots(slots: list[Slot], cfg: BenchConfig, *, skipped: list[dict] | None
     backends = tuple(b for b in BACKENDS if any(s.backend == b for s in slots))
     exports: dict = {"profile": None, "times": None, "profile_count": None, "times_count": None}
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_torch_threads(cfg.threads, "torch" in backends))
+        stack.enter_context(torch_threads(cfg.threads if "torch" in backends else 0))
         scratch = _Scratch(stack)  # closed after every runner (the stack unwinds last in, first out)
         cases = [c for s in slots for c in _open_cases(s, cfg, stack, scratch)]
         started = _now()
@@ -307,22 +306,6 @@ def _time(cases: list[Case], cfg: BenchConfig) -> None:
             bar.update(1)
 
         run_interleaved(cases, rule=cfg.rule(cfg.device), repeats=cfg.repeats, on_window=step)
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int, uses_torch: bool) -> Iterator[None]:
-    """Set torch's intra-op threads for the sweep and restore them after (torch's setting is global)."""
-    if not uses_torch or threads <= 0:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _report(cfg: BenchConfig, slots: list[Slot], skipped: list[dict], env: dict, command: str | None) -> dict:

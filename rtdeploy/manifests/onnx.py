@@ -142,6 +142,8 @@ class Quantization(Record):
     left_in_float: tuple[LeftInFloat, ...] = ()
     weight_rounding: str | None = None
     adaround: dict[str, Any] | None = None
+    reconstruction: dict[str, Any] | None = None
+    weight_rounding_auto: dict[str, Any] | None = None
     consumer_mse: dict[str, Any] | None = None
     calibrator_settings: dict[str, Any] | None = None
     target: Literal["tensorrt", "onnxruntime-cpu"] = "tensorrt"

@@ -32,7 +32,7 @@ from rtdeploy.errors import PrecisionError
 HISTOGRAM, MODEL, IMAGES = "histogram", "model", "images"
 NEEDS = (HISTOGRAM, MODEL, IMAGES)
 TARGETS = ("tensorrt", "onnxruntime-cpu")
-DEFAULT = "entropy"
+DEFAULT = "mse"  # --method's default (rtdeploy.precision.options), and the built-in that shows the built-ins are registered
 
 _registry: dict[str, "Calibrator"] = {}
 

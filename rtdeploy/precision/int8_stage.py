@@ -40,13 +40,22 @@ def run_int8(cfg, parent, out: Path):
         split = SplitSource(source, held, cfg.seed)
     timer.lap("setup")
     scales, calibration = _scales(cfg, parent, plan, split, timer)
+    from rtdeploy.precision.int8.weight_rounding import auto_weights
+
+    weights = auto_weights(parent.model, plan, split.stats_count if split is not None else 0, cfg)
     rounding = None
-    if cfg.weights == "adaround":
+    if weights[0] == "adaround":
         from rtdeploy.precision.int8.weight_rounding import adaptive_rounding
 
         phase("INT8: adaptive weight rounding (adaround) on %d calibration images", split.stats_count)
         rounding = adaptive_rounding(parent, plan, scales, split, progress=cfg.progress)
         timer.lap("adaround")
+    elif weights[0] == "block":
+        from rtdeploy.precision.int8.weight_rounding import block_reconstruction
+
+        rounding = block_reconstruction(parent, plan, scales, split)
+        scales.update(rounding.scales)
+        timer.lap("block")
     kept, sens = [], None
     if fallback:
         kept, sens = _fallback(cfg, parent, plan, scales, split, rounding)
@@ -58,7 +67,7 @@ def run_int8(cfg, parent, out: Path):
 
         ranges, _ = measure_ranges(parent, split, cfg.stats_cache, cfg.progress)
         timer.lap("fp16_guard")
-    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint, ranges)
+    result = _write(cfg, parent, plan, scales, kept, sens, calibration, out, timer, rounding, calib_fingerprint, ranges, weights)
     result.report["batchnorm_folded"] = folded
     return result
 
@@ -110,7 +119,7 @@ def _fallback(cfg, parent, plan, scales, split, rounding=None):
 
 
 def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer, rounding=None,
-           calib_fingerprint: str | None = None, ranges=None):
+           calib_fingerprint: str | None = None, ranges=None, weights: tuple[str, str] = ("nearest", "asked for")):
     import onnx
 
     from rtdeploy.manifests import new_manifest
@@ -150,7 +159,7 @@ def _write(cfg, parent, plan, scales, kept, sens, calibration, out: Path, timer,
     from rtdeploy.precision.int8.weight_rounding import rounding_fields
     from rtdeploy.precision.calibrators import calibrator_settings
 
-    quantization.update(rounding_fields(rounding, cfg.weights))
+    quantization.update(rounding_fields(rounding, *weights, auto=cfg.weights == "auto"))
     quantization.update(calibrator_settings(cfg))
     if sens is not None:
         quantization["fallback"] = {

@@ -93,7 +93,7 @@ class Calibration:
         help="Calibration images (folder, recursive) or .npy/.npz [default: the photos bundled with rtdeploy].")
     calib_size: int | None = option(None, "--calib-size", type=int, parse=_calib_size, applies=(SAMPLES,),
                                     help="Number of calibration images (seeded random subset) [default: all, up to 1000].")
-    method: str = option("entropy", "--method", choices=_methods, parse=_method, help=_method_help,
+    method: str = option("mse", "--method", choices=_methods, parse=_method, help=_method_help,
                          applies=(When("int8", True, message="{given} applies to {mode} only; drop it for " + opt("fp16")),
                                   INT8_IN_RUN, INT8_IN_BUILD, FROM_IMAGES))
     percentile: float = option(99.99, "--percentile", type=float, parse=_percentile,

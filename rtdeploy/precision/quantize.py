@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 TARGETS = ("tensorrt", "onnxruntime-cpu")  # the first is the default
 HIGH_PRECISIONS = ("fp32", "fp16")
-WEIGHT_ROUNDINGS = ("nearest", "adaround")
+WEIGHT_ROUNDINGS = ("auto", "nearest", "adaround", "block")  # the first is the default
 
 
 def _weights(value):
@@ -79,11 +79,13 @@ class QuantizeConfig(JsonReport, Progress, Calibration, Options):
                                           When("target", "tensorrt", message="{given} apply to {mode} only; drop them or use "
                                                + opt("target") + " tensorrt")),
                                  help="Type of the float parts of an INT8 --target tensorrt graph (fp16: INT8+FP16 in a strongly typed build).")
-    weights: str = option("nearest", "--weights", choices=WEIGHT_ROUNDINGS, parse=_weights,
+    weights: str = option("auto", "--weights", choices=WEIGHT_ROUNDINGS, parse=_weights,
                           applies=(When("int8", True, message="{given} applies to {mode} only"),
                                    When("target", "tensorrt", message="{given} applies to {mode} only; drop it or use "
                                         + opt("target") + " tensorrt")),
-                          help="INT8 weight rounding: to nearest, or adaptive (each weight up or down to minimise its layer's output error).")
+                          help="INT8 weight rounding: nearest; adaround (each weight up or down to minimise its layer's output error); "
+                               "block (each residual block's rounding against its re-quantized output); auto: block where it fits the "
+                               "time budget (small models, >= 128 calibration images), else adaround, else nearest.")
     output: Path | None = option(None, "-o", "--output", type=Path, path=WRITES, changes_output=False,
                                  help="Model to write [default: X.int8.onnx, X.int8-cpu.onnx for --target onnxruntime-cpu, or "
                                       "X.fp16.onnx, beside X.onnx]; an artifact of another kind there is not replaced.")

@@ -20,7 +20,8 @@ def uses_calibration_images(cfg) -> bool:
     The INT8 stage decides by this function too, so the reuse record cannot miss an input."""
     if cfg.fp16:
         return True
-    return cfg.from_trt_cache is None or cfg.keep_fp > 0 or cfg.target_agreement is not None or cfg.weights != "nearest"
+    return (cfg.from_trt_cache is None or cfg.keep_fp > 0 or cfg.target_agreement is not None
+            or cfg.weights not in ("nearest", "auto"))  # auto is nearest with a TensorRT cache
 
 
 def quantize_derivation(cfg, parent_sha256: str, calibration_fingerprint: str | None) -> dict:

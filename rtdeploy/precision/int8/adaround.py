@@ -148,7 +148,7 @@ def round_layers(layers: dict[str, WeightedLayer], moments: dict[str, Moments], 
     return result
 
 
-def solve_group(w: np.ndarray, h: np.ndarray, p: np.ndarray, max_sweeps: float = 1.0):
+def solve_group(w: np.ndarray, h: np.ndarray, p: np.ndarray, max_sweeps: float = 1.0, start: np.ndarray | None = None):
     """Greedy flips for ``L`` layers of one shape.
 
     Args:
@@ -156,6 +156,8 @@ def solve_group(w: np.ndarray, h: np.ndarray, p: np.ndarray, max_sweeps: float =
         h: ``X~ X~'`` per layer, (L, K, K).
         p: ``X~ (X~ - X)'`` per layer, (L, K, K).
         max_sweeps: at most ``max_sweeps * K`` flips per channel.
+        start: (L, C, K) int weights (each the floor or the ceiling) to start from instead of
+            round-to-nearest; the statistics still compare with nearest.
 
     Returns:
         (int weights (L, C, K), scales (L, C), per-layer stats: ``nearest_error`` and
@@ -169,16 +171,17 @@ def solve_group(w: np.ndarray, h: np.ndarray, p: np.ndarray, max_sweeps: float =
     low = np.floor(scaled).astype(np.float64)
     nearest = np.rint(scaled).astype(np.float64)
     w, s = w.astype(np.float64), s32.astype(np.float64)
-    up = nearest > low  # rounded up (to low + 1)
+    up = (nearest if start is None else start) > low  # rounded up (to low + 1)
     no_up = low + 1 > INT8_MAX
     Q = w @ p.transpose(0, 2, 1)  # rows q_c = P w_c
-    dw = nearest * s - w
+    dw = (low + up) * s - w
     G = dw @ h + Q  # half the objective's gradient
-    start = _objective(dw, h, Q)
+    first = _objective(dw, h, Q)
+    start = _objective(nearest * s - w, h, Q)
     diag = np.diagonal(h, axis1=1, axis2=2)[:, None, :]  # (L, 1, K)
     L, C, K = w.shape
     li, ci = np.arange(L)[:, None], np.arange(C)[None, :]
-    tol = 1e-12 * (np.abs(start)[:, None] + 1e-30)
+    tol = 1e-12 * (np.abs(first)[:, None] + 1e-30)
     for _ in range(int(max(1, max_sweeps * K))):
         delta = np.where(up, -s, s)
         gain = delta * (2 * G + delta * diag)
@@ -196,6 +199,64 @@ def solve_group(w: np.ndarray, h: np.ndarray, p: np.ndarray, max_sweeps: float =
     energy = np.maximum(np.einsum("lck,lkm,lcm->l", w, h, w), 1e-30)
     end = _objective(dw, h, Q)
     stats = {"nearest_error": start / energy, "adaround_error": end / energy, "flipped": (q != nearest).sum(axis=(1, 2))}
+    return q, s[:, :, 0], stats
+
+
+def solve_group_relaxed(w: np.ndarray, h: np.ndarray, p: np.ndarray, iters: int = 1000, lr: float = 0.01, reg: float = 0.01,
+                        beta: tuple[float, float] = (20.0, 2.0), warmup: float = 0.2, start: np.ndarray | None = None):
+    """AdaRound's continuous relaxation of the same objective as :func:`solve_group`.
+
+    Each weight is ``s * (floor(W / s) + h(V))`` with the rectified sigmoid
+    ``h(V) = clip(sigmoid(V) * 1.2 - 0.1, 0, 1)``, ``V`` started where ``h`` equals the weight's
+    fractional part (or, with ``start``, at 0.75 / 0.25 toward that rounding). Adam minimises
+    ``sum_c dw_c H dw_c' + 2 dw_c q_c`` (per output position, as :func:`solve_group`) plus
+    ``reg * sum(1 - |2h - 1|^beta)`` with ``beta`` annealed linearly from ``beta[0]`` to ``beta[1]``
+    after ``warmup`` of the steps; then ``h >= 0.5`` rounds up. The result is kept per channel only
+    where its objective is below round-to-nearest's (so never worse than nearest).
+
+    Args and returns as :func:`solve_group`; ``start``: (L, C, K) int weights to start toward.
+    """
+    import torch
+
+    w32 = w.astype(np.float32)
+    amax = np.abs(w32).max(axis=2, keepdims=True)
+    s32 = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
+    scaled = w32 / s32
+    low = np.floor(scaled).astype(np.float64)
+    nearest = np.rint(scaled).astype(np.float64)
+    no_up = low + 1 > INT8_MAX
+    wd, s = w.astype(np.float64), s32.astype(np.float64)
+    Q = wd @ p.transpose(0, 2, 1)
+    energy = np.maximum(np.einsum("lck,lkm,lcm->l", wd, h, wd), 1e-30)
+    if start is None:
+        frac = np.clip(scaled - np.floor(scaled), 0.01, 0.99)
+    else:
+        frac = np.where(start > low, 0.75, 0.25)
+    frac = np.where(no_up, 0.01, frac)
+    v = torch.nn.Parameter(torch.from_numpy(-np.log((1.2) / (frac + 0.1) - 1)))
+    th, tq = torch.from_numpy(h), torch.from_numpy(Q)
+    tw, ts, tlow = torch.from_numpy(wd), torch.from_numpy(s), torch.from_numpy(low)
+    cap = torch.from_numpy((~no_up).astype(np.float64))
+    opt = torch.optim.Adam([v], lr=lr)
+    warm = int(warmup * iters)
+    for it in range(iters):
+        hh = torch.clamp(torch.sigmoid(v) * 1.2 - 0.1, 0, 1) * cap
+        dw = (tlow + hh) * ts - tw
+        loss = ((dw @ th) * dw + 2 * dw * tq).sum()  # per output position, summed over channels, as AdaRound's MSE
+        if it >= warm:
+            b = beta[1] + (beta[0] - beta[1]) * (1 - (it - warm) / max(1, iters - warm))
+            loss = loss + reg * (1 - (2 * hh - 1).abs().pow(b)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    up = (v.detach().numpy() >= 0) & ~no_up
+    q = low + up
+    per_channel = lambda ints: np.einsum("lck,lkm,lcm->lc", ints * s - wd, h, ints * s - wd) + 2 * ((ints * s - wd) * Q).sum(axis=2)  # noqa: E731
+    better = per_channel(q) < per_channel(nearest)
+    q = np.where(better[:, :, None], q, nearest)
+    dw_n, dw_q = nearest * s - wd, q * s - wd
+    stats = {"nearest_error": _objective(dw_n, h, Q) / energy, "adaround_error": _objective(dw_q, h, Q) / energy,
+             "flipped": (q != nearest).sum(axis=(1, 2))}
     return q, s[:, :, 0], stats
 
 
