@@ -87,3 +87,28 @@ def test_an_op_without_a_torch_form_is_refused_by_name():
     node.op_type = "Softsign"
     with pytest.raises(Unsupported, match="Softsign"):
         TorchGraph(model)
+
+
+def test_a_constant_of_shape_is_folded_as_onnxruntime_computes_it():
+    """A head exported with a dynamic batch folds ConstantOfShape (onnx Operators.md: ConstantOfShape
+    fills the given shape with its `value` attribute); here it makes the classifier's zero bias."""
+    import torch
+
+    model = _residual_net()
+    bias = next(i for i in model.graph.initializer if i.name == "fcb")
+    model.graph.initializer.remove(bias)
+    model.graph.initializer.append(numpy_helper.from_array(np.array([5], np.int64), "fcb_shape"))
+    model.graph.node.insert(0, helper.make_node("ConstantOfShape", ["fcb_shape"], ["fcb"], name="fcb_fill",
+                                                value=numpy_helper.from_array(np.array([0.25], np.float32))))
+    x = np.random.default_rng(2).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    out = TorchGraph(model).forward(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, _ort(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_constant_folded_op_without_a_torch_form_is_refused_by_name():
+    """Folding runs through the same op table as the steps: an unknown op with only constant inputs
+    is refused (and block reconstruction falls back), never a KeyError out of the quantize stage."""
+    model = _residual_net()
+    next(n for n in model.graph.node if n.name == "cast_pads").op_type = "Softsign"
+    with pytest.raises(Unsupported, match="Softsign"):
+        TorchGraph(model)

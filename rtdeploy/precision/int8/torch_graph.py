@@ -81,12 +81,15 @@ class TorchGraph:
             step = Step(node.name, node.op_type, tuple(node.input), tuple(node.output), attrs)
             if node.op_type == "Constant":
                 self.const[node.output[0]] = torch.from_numpy(numpy_helper.to_array(attrs["value"]).copy())
-            elif all(i == "" or i in self.const for i in node.input):
+                continue
+            # Checked before constant folding too: a folded op (ConstantOfShape in an exported
+            # flatten head, say) runs through the same table as any step.
+            if node.op_type not in _OPS:
+                raise Unsupported(f"op {node.op_type} ({node.name}) has no torch form here")
+            if all(i == "" or i in self.const for i in node.input):
                 for name, value in zip(node.output, _run_step(step, self.const, {}, {})):
                     self.const[name] = value
             else:
-                if node.op_type not in _OPS:
-                    raise Unsupported(f"op {node.op_type} ({node.name}) has no torch form here")
                 self.steps.append(step)
         self.index = {s.name: i for i, s in enumerate(self.steps)}
 
@@ -307,6 +310,15 @@ def _transpose(a, x):
     return x.permute(*(a["perm"] if "perm" in a else reversed(range(x.dim()))))
 
 
+def _constant_of_shape(a, shape):
+    import torch
+    from onnx import numpy_helper
+
+    # ONNX: the fill is the one-element tensor attribute `value`, float32 zero when absent.
+    fill = torch.from_numpy(numpy_helper.to_array(a["value"]).reshape(-1).copy()) if "value" in a else torch.zeros(1)
+    return torch.full(_ints(shape), fill[0].item(), dtype=fill.dtype)
+
+
 def _relu(a, x):
     import torch
 
@@ -337,4 +349,5 @@ _OPS = {
     "Transpose": _transpose,
     "Concat": _concat,
     "Cast": _cast,
+    "ConstantOfShape": _constant_of_shape,
 }
