@@ -145,6 +145,7 @@ def main() -> None:
     p.add_argument("--old-commit", default=None, help="the old checkout's commit, when it is not a git checkout (git archive)")
     p.add_argument("--out", default=str(HERE / "results" / "small_folder_verdicts"))
     p.add_argument("--render", action="store_true", help="only rewrite OUT.md from OUT.json")
+    p.add_argument("--codes", default="old,new", help="which codes to run (new alone: re-check this checkout)")
     args = p.parse_args()
     if args.render:
         out = Path(args.out)
@@ -160,7 +161,7 @@ def main() -> None:
             for label, folder in folders(tmp / f"folders{depth}").items():
                 if label not in args.folders.split(","):
                     continue
-                for code in ("old", "new"):
+                for code in args.codes.split(","):
                     for broken in (False, True):
                         r = one(codes[code], depth, folder, broken, tmp, len(rows))
                         row = {"model": f"resnet{depth}", "folder": label, "code": code, "INT8": "broken" if broken else "correct",
