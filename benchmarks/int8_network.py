@@ -77,7 +77,7 @@ def tune(graph, plan, layers, scales: dict, rounded: dict, images: np.ndarray, c
     import torch
 
     from rtdeploy.precision.int8.qdq import quantize_weight
-    from rtdeploy.precision.int8.reconstruct import GAMMA, ZETA
+    from rtdeploy.precision.int8.soft_rounding import rectified_sigmoid
     from rtdeploy.precision.int8.torch_graph import dequantized_weights, unit_scales
 
     torch.manual_seed(cfg.seed)
@@ -102,7 +102,7 @@ def tune(graph, plan, layers, scales: dict, rounded: dict, images: np.ndarray, c
     def weights():
         out = {}
         for n, v in params.items():
-            h = torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0, 1)
+            h = rectified_sigmoid(v)
             hard = (v >= 0).float()
             out[n] = torch.clamp(low[n] + hard + (h - h.detach()), -128, 127) * wscale[n]
         return out

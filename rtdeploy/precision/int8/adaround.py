@@ -35,6 +35,7 @@ import numpy as np
 
 from rtdeploy.precision.int8.layers import WeightedLayer
 from rtdeploy.precision.int8.qdq import INT8_MAX
+from rtdeploy.precision.int8.soft_rounding import annealed_beta, initial_v, rectified_sigmoid, rounding_penalty
 
 log = logging.getLogger(__name__)
 
@@ -233,19 +234,18 @@ def solve_group_relaxed(w: np.ndarray, h: np.ndarray, p: np.ndarray, iters: int 
     else:
         frac = np.where(start > low, 0.75, 0.25)
     frac = np.where(no_up, 0.01, frac)
-    v = torch.nn.Parameter(torch.from_numpy(-np.log((1.2) / (frac + 0.1) - 1)))
+    v = torch.nn.Parameter(torch.from_numpy(initial_v(frac)))
     th, tq = torch.from_numpy(h), torch.from_numpy(Q)
     tw, ts, tlow = torch.from_numpy(wd), torch.from_numpy(s), torch.from_numpy(low)
     cap = torch.from_numpy((~no_up).astype(np.float64))
     opt = torch.optim.Adam([v], lr=lr)
-    warm = int(warmup * iters)
     for it in range(iters):
-        hh = torch.clamp(torch.sigmoid(v) * 1.2 - 0.1, 0, 1) * cap
+        hh = rectified_sigmoid(v) * cap
         dw = (tlow + hh) * ts - tw
         loss = ((dw @ th) * dw + 2 * dw * tq).sum()  # per output position, summed over channels, as AdaRound's MSE
-        if it >= warm:
-            b = beta[1] + (beta[0] - beta[1]) * (1 - (it - warm) / max(1, iters - warm))
-            loss = loss + reg * (1 - (2 * hh - 1).abs().pow(b)).sum()
+        b = annealed_beta(it, iters, warmup, beta)
+        if b is not None:
+            loss = loss + reg * rounding_penalty(hh, b)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -285,7 +285,7 @@ def adaround_weights(model, plan, scales: dict[str, float], batches: Iterable[np
 
     def feed():
         nonlocal seen
-        for images in _take(batches, cfg.images):
+        for images in take_images(batches, cfg.images):
             seen += len(images)
             yield runner.run(images)
 
@@ -297,7 +297,8 @@ def adaround_weights(model, plan, scales: dict[str, float], batches: Iterable[np
     return result
 
 
-def _take(batches: Iterable[np.ndarray], limit: int):
+def take_images(batches: Iterable[np.ndarray], limit: int):
+    """The batches cut to their first ``limit`` images in all."""
     left = limit
     for images in batches:
         if left <= 0:

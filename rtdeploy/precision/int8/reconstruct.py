@@ -34,15 +34,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rtdeploy.precision.int8.adaround import RoundingResult, _take
+from rtdeploy.precision.int8.adaround import RoundingResult, take_images
 from rtdeploy.machine import torch_threads
 from rtdeploy.precision.int8.fixed_batch import fixed_batch_of
 from rtdeploy.precision.int8.qdq import INT8_MAX, QdqPlan, quantize_weight
+from rtdeploy.precision.int8.soft_rounding import annealed_beta, initial_v, rectified_sigmoid, rounding_penalty
 from rtdeploy.precision.int8.torch_graph import TorchGraph, Unsupported, fake_quant
 
 log = logging.getLogger(__name__)
 
-ZETA, GAMMA = 1.1, -0.1  # AdaRound's stretch of the sigmoid, so that h reaches 0 and 1 exactly
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches, cfg: R
     graph = TorchGraph(model)
     layers = weighted_layers(model, plan.units)
     tensor_scale = {t: float(scales[t]) for t in plan.observed()}
-    images = torch.from_numpy(np.concatenate(list(_take(batches, cfg.images))).astype(np.float32))
+    images = torch.from_numpy(np.concatenate(list(take_images(batches, cfg.images))).astype(np.float32))
     fixed = fixed_batch_of(model)
     if fixed is not None:
         # The graph may bake its batch into constants (a Reshape to (B, -1)): every pass takes exactly B.
@@ -258,13 +258,11 @@ class _SoftRounding:
         self.scale = torch.from_numpy(s)
         self.low = torch.from_numpy(np.floor(w / s))
         frac = np.clip(w / s - np.floor(w / s), 0.01, 0.99)
-        self.v = torch.nn.Parameter(torch.from_numpy(-np.log((ZETA - GAMMA) / (frac - GAMMA) - 1).astype(np.float32)))
+        self.v = torch.nn.Parameter(torch.from_numpy(initial_v(frac).astype(np.float32)))
         self.axis = layer.unit.axis
 
     def h(self):
-        import torch
-
-        return torch.clamp(torch.sigmoid(self.v) * (ZETA - GAMMA) + GAMMA, 0, 1)
+        return rectified_sigmoid(self.v)
 
     def soft(self):
         import torch
@@ -279,7 +277,7 @@ class _SoftRounding:
         return q.numpy().astype(np.int8), self.scale.reshape(-1).numpy().astype(np.float32)
 
     def reg(self, beta: float):
-        return (1 - (2 * self.h() - 1).abs().pow(beta)).sum()
+        return rounding_penalty(self.h(), beta)
 
 
 class _BlockContext:
@@ -343,7 +341,6 @@ class _BlockContext:
             groups.append({"params": list(self.log_scale.values()), "lr": cfg.scale_lr})
         opt = torch.optim.Adam(groups)
         n = len(x_q)
-        warm = int(cfg.warmup * cfg.iters)
         for it in range(cfg.iters):
             idx = torch.randint(0, n, (min(cfg.batch, n),), generator=gen)
             x = x_q[idx]
@@ -351,8 +348,8 @@ class _BlockContext:
                 x = torch.where(torch.rand(x.shape, generator=gen) < cfg.drop, x_fp[idx], x)
             _, out = self.run(x, {k: r.soft() for k, r in soft.items()})
             loss = _error(out, y_fp[idx]).mean()
-            if it >= warm and soft:
-                beta = cfg.beta[1] + (cfg.beta[0] - cfg.beta[1]) * (1 - (it - warm) / max(1, cfg.iters - warm))
+            beta = annealed_beta(it, cfg.iters, cfg.warmup, cfg.beta)
+            if beta is not None and soft:
                 loss = loss + cfg.reg * sum(r.reg(beta) for r in soft.values())
             opt.zero_grad()
             loss.backward()
