@@ -301,6 +301,10 @@ def test_a_pipe_gets_a_line_per_phase(runner, tmp_path, exported):
     res = runner.invoke(cli, ["quantize", str(tmp_path / "r20.onnx"), "--int8", "--calib-size", "4", "--no-stats-cache"])
     assert res.exit_code == 0, res.output
     assert re.search(r"\d\d:\d\d:\d\d calibration: histograms of \d+ tensors on images in ", res.stderr), res.stderr
+    res = runner.invoke(cli, ["quantize", str(tmp_path / "r20.onnx"), "--int8", "--calib-size", "8", "--weights", "block",
+                              "--no-stats-cache", "-o", str(tmp_path / "r20.block.int8.onnx")])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"\d\d:\d\d:\d\d INT8: block reconstruction of the weight rounding on 8 calibration images", res.stderr), res.stderr
     res = runner.invoke(cli, ["validate", str(exported(20).path), "--samples", "2"])
     assert re.search(r"\d\d:\d\d:\d\d validate: reference torch\[cpu\] on random normal inputs", res.stderr), res.stderr
     quiet = runner.invoke(cli, ["validate", str(exported(20).path), "--samples", "2", "--no-progress"])

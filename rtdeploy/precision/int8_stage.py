@@ -53,7 +53,8 @@ def run_int8(cfg, parent, out: Path):
     elif weights[0] == "block":
         from rtdeploy.precision.int8.weight_rounding import block_reconstruction
 
-        rounding = block_reconstruction(parent, plan, scales, split)
+        phase("INT8: block reconstruction of the weight rounding on %d calibration images", split.stats_count)
+        rounding = block_reconstruction(parent, plan, scales, split, progress=cfg.progress)
         scales.update(rounding.scales)
         timer.lap("block")
     kept, sens = [], None

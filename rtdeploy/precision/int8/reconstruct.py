@@ -36,6 +36,7 @@ import numpy as np
 
 from rtdeploy.precision.int8.adaround import RoundingResult, take_images
 from rtdeploy.machine import torch_threads
+from rtdeploy.progress import bar
 from rtdeploy.precision.int8.fixed_batch import fixed_batch_of
 from rtdeploy.precision.int8.qdq import INT8_MAX, QdqPlan, quantize_weight
 from rtdeploy.precision.int8.soft_rounding import annealed_beta, initial_v, rectified_sigmoid, rounding_penalty
@@ -158,7 +159,8 @@ def _cut_points(graph: TorchGraph) -> list[tuple[int, str]]:
 
 
 def reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches: Iterable[np.ndarray],
-                cfg: ReconstructConfig = ReconstructConfig(), start: dict | None = None) -> ReconstructResult:
+                cfg: ReconstructConfig = ReconstructConfig(), start: dict | None = None, *,
+                progress: bool = False) -> ReconstructResult:
     """Block reconstruction of the weight rounding of every weighted layer of ``model``.
 
     Args:
@@ -169,6 +171,7 @@ def reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches: Iterabl
         cfg: the settings.
         start: weight initializer -> (int8, scales) to fall back to instead of round-to-nearest
             (e.g. the greedy AdaRound result).
+        progress: a bar over the blocks on stderr.
     """
     import torch
 
@@ -176,10 +179,11 @@ def reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches: Iterabl
     # than free cores torch's pool spends its time waiting (the whole ResNet-56 calibration took 386
     # CPU-s with two threads on the loaded 2-core machine; its reconstruction takes about 40 on one).
     with torch_threads(cfg.threads):
-        return _reconstruct(model, plan, scales, batches, cfg, start or {})
+        return _reconstruct(model, plan, scales, batches, cfg, start or {}, progress)
 
 
-def _reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches, cfg: ReconstructConfig, start: dict) -> ReconstructResult:
+def _reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches, cfg: ReconstructConfig, start: dict,
+                 progress: bool) -> ReconstructResult:
     import torch
 
     from rtdeploy.precision.int8.layers import weighted_layers
@@ -198,20 +202,23 @@ def _reconstruct(model, plan: QdqPlan, scales: dict[str, float], batches, cfg: R
     gen = torch.Generator().manual_seed(cfg.seed)
     result = ReconstructResult(images=len(images))
     x_fp, x_q = images, images
-    for block in find_blocks(graph, plan):
-        t0, c0 = time.perf_counter(), time.process_time()
-        y_fp = _run_block(graph, block, x_fp, {}, {}, fixed or 64)
-        base = {n: start.get(layers[n].unit.weight) for n in block.nodes}
-        base = {n: v if v is not None else quantize_weight(layers[n].weight, layers[n].unit.axis) for n, v in base.items()}
-        ctx = _BlockContext(graph, block, plan, layers, tensor_scale, cfg, chunk=fixed or 64)
-        rounded, x_q, record = ctx.reconstruct(x_fp, x_q, y_fp, base, gen)
-        for n, (q, s) in rounded.items():
-            result.weights[layers[n].unit.weight] = (q, s)
-        x_fp = y_fp
-        record["seconds"] = round(time.perf_counter() - t0, 3)
-        record["cpu_seconds"] = round(time.process_time() - c0, 3)
-        result.blocks.append(record)
-        log.info("block %s: loss %.4g (start %.4g), %.2f s", block.output, record["loss"], record["loss_start"], record["seconds"])
+    blocks = find_blocks(graph, plan)
+    with bar(len(blocks), progress, "block reconstruction", unit="block") as shown:
+        for block in blocks:
+            t0, c0 = time.perf_counter(), time.process_time()
+            y_fp = _run_block(graph, block, x_fp, {}, {}, fixed or 64)
+            base = {n: start.get(layers[n].unit.weight) for n in block.nodes}
+            base = {n: v if v is not None else quantize_weight(layers[n].weight, layers[n].unit.axis) for n, v in base.items()}
+            ctx = _BlockContext(graph, block, plan, layers, tensor_scale, cfg, chunk=fixed or 64)
+            rounded, x_q, record = ctx.reconstruct(x_fp, x_q, y_fp, base, gen)
+            for n, (q, s) in rounded.items():
+                result.weights[layers[n].unit.weight] = (q, s)
+            x_fp = y_fp
+            record["seconds"] = round(time.perf_counter() - t0, 3)
+            record["cpu_seconds"] = round(time.process_time() - c0, 3)
+            result.blocks.append(record)
+            log.info("block %s: loss %.4g (start %.4g), %.2f s", block.output, record["loss"], record["loss_start"], record["seconds"])
+            shown.update(1)
     result.scales = tensor_scale
     return result
 

@@ -41,18 +41,20 @@ def adaptive_rounding(parent, plan, scales: dict[str, float], split, cfg: AdaRou
     return adaround_weights(parent.model, plan, scales, batches, cfg)
 
 
-def block_reconstruction(parent, plan, scales: dict[str, float], split, cfg: ReconstructConfig | None = None) -> ReconstructResult:
+def block_reconstruction(parent, plan, scales: dict[str, float], split, cfg: ReconstructConfig | None = None, *,
+                         progress: bool = False) -> ReconstructResult:
     """Block reconstruction of every weighted layer's rounding on the first ``cfg.images`` images of
-    the statistics part of ``split``. A graph with an op the torch form cannot run falls back to
-    :func:`adaptive_rounding` (logged, and recorded as the result's ``fallback``)."""
+    the statistics part of ``split`` (``progress``: a bar over the blocks). A graph with an op the
+    torch form cannot run falls back to :func:`adaptive_rounding` (logged, and recorded as the
+    result's ``fallback``)."""
     from rtdeploy.precision.int8.reconstruct import reconstruct
     from rtdeploy.precision.int8.torch_graph import Unsupported
 
     try:
-        return reconstruct(parent.model, plan, scales, split.stats_batches(64), cfg or RECONSTRUCT)
+        return reconstruct(parent.model, plan, scales, split.stats_batches(64), cfg or RECONSTRUCT, progress=progress)
     except Unsupported as e:
         log.warning("block reconstruction cannot run this graph (%s); using --weights adaround instead", e)
-        greedy = adaptive_rounding(parent, plan, scales, split)
+        greedy = adaptive_rounding(parent, plan, scales, split, progress=progress)
         return ReconstructResult(**vars(greedy), fallback=f"adaround: {e}")
 
 
